@@ -1,0 +1,481 @@
+"""The command line: parse, call the core, render. Errors become one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import orjson
+import typer
+
+from . import console
+from .errors import ExitCode, ExtractorError
+from .jobs import JobStore
+from .locations import data_dir, graph_uri, jobs_dir
+from .prepare import PrepareOptions, prepare_job
+from .submission import SubmitOptions
+
+app = typer.Typer(
+    name="extractor",
+    help="Isolated batch extraction: documents in, verified entities and relations out, into a staging graph.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+graph_app = typer.Typer(help="Inspect what the graph stores send.", no_args_is_help=True)
+schema_app = typer.Typer(help="Work with extraction specs.", no_args_is_help=True)
+app.add_typer(graph_app, name="graph")
+app.add_typer(schema_app, name="schema")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
+GraphOpt = Annotated[Optional[str], typer.Option("--graph", help="embedded | falkordb://HOST:PORT/GRAPH | bolt://… | neo4j://… (env EXTRACTOR_GRAPH_URI)")]
+DatabaseOpt = Annotated[Optional[str], typer.Option("--database", help="Neo4j database name (Enterprise) for staging.")]
+
+
+class CliContext:
+    """The parsed global options, kept on the click context."""
+
+    def __init__(self, jobs: Path, debug: bool):
+        self.store = JobStore(jobs)
+        self.debug = debug
+
+
+_options = CliContext(Path("jobs"), debug=False)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    jobs_dir_opt: Annotated[Optional[Path], typer.Option("--jobs-dir", help="Jobs folder (env EXTRACTOR_JOBS_DIR, default ./jobs).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    ctx.obj = CliContext(jobs_dir(jobs_dir_opt), debug)
+    _options.debug = debug
+
+
+def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected errors → one clean line and their exit code; anything else → exit 1 (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = _debug_requested()
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except ExtractorError as exc:
+            if debug:
+                traceback.print_exc()
+            console.print_error(exc.message)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            console.print_error("interrupted — everything finished so far is kept; run the same command again to resume")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the one place that turns the unexpected into exit 1
+            if debug:
+                traceback.print_exc()
+            console.print_error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+            raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
+
+    return wrapper
+
+
+def _debug_requested() -> bool:
+    return _options.debug
+
+
+def store_of(ctx: typer.Context) -> JobStore:
+    return ctx.obj.store
+
+
+def emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+        sys.stdout.flush()
+    else:
+        render()
+
+
+def prepare_options(backend: str, model: Optional[str], schema: Optional[Path], split_long: bool,
+                    max_tokens: Optional[int], ctx_tokens: Optional[int]) -> PrepareOptions:
+    if backend not in ("local", "openai", "auto"):
+        from .errors import BadInput
+
+        raise BadInput(f"unknown backend {backend!r} — use local, openai or auto")
+    return PrepareOptions(backend="local" if backend == "auto" else backend, model=model, spec_path=schema,
+                          split_long=split_long, max_tokens=max_tokens, context_tokens=ctx_tokens)
+
+
+# ---------------------------------------------------------------- prepare / submit
+
+
+@app.command()
+@handles_errors
+def prepare(
+    ctx: typer.Context,
+    docs_dir: Annotated[Path, typer.Argument(help="Folder of .txt/.md/.html/.pdf/.jsonl documents.")],
+    schema: Annotated[Optional[Path], typer.Option("--schema", help="Extraction spec (default schemas/default.json).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="local | openai")] = "local",
+    model: Annotated[Optional[str], typer.Option("--model")] = None,
+    split_long: Annotated[bool, typer.Option("--split-long", help="Cut documents longer than the context on paragraph boundaries.")] = False,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Output token budget per answer.")] = None,
+    ctx_tokens: Annotated[Optional[int], typer.Option("--ctx", help="Model context in tokens (limits document size).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a job: one isolated request line per document, audited and priced."""
+    summary = prepare_job(store_of(ctx), docs_dir, prepare_options(backend, model, schema, split_long, max_tokens, ctx_tokens))
+    data = summary.as_dict()
+    emit(data, as_json, lambda: _render_prepare(data))
+    if summary.skipped:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def _render_prepare(data: dict[str, Any]) -> None:
+    console.out.print(console.key_value_table(f"prepared job {data['job_id']}", {
+        "documents": data["documents"], "requests": data["requests"], "duplicates": data["duplicates"],
+        "input tokens": data["input_tokens"],
+        "estimated cost (USD)": "n/a" if data["estimated_cost_usd"] is None else f"{data['estimated_cost_usd']:.4f}",
+    }))
+    for item in data["skipped"]:
+        console.err.print(f"[yellow]skipped[/] {item['reason']}")
+
+
+def _submit_options(local_url, model_path, slots, max_cost) -> SubmitOptions:
+    return SubmitOptions(local_url=local_url, model_path=model_path, slots=slots, max_cost=max_cost)
+
+
+LocalUrlOpt = Annotated[Optional[str], typer.Option("--local-url", help="An external llama.cpp / OpenAI-compatible server instead of the embedded one.")]
+ModelPathOpt = Annotated[Optional[Path], typer.Option("--model-path", help="GGUF file for the embedded server (default: Gemma 3 270M from PyPI).")]
+SlotsOpt = Annotated[int, typer.Option("--slots", help="Parallel slots of the embedded server.")]
+MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", help="Refuse to send a job estimated above this many USD.")]
+
+
+@app.command()
+@handles_errors
+def submit(
+    ctx: typer.Context,
+    docs_dir: Annotated[Optional[Path], typer.Argument(help="Prepare this folder first.")] = None,
+    job_id: Annotated[Optional[str], typer.Option("--job", help="Submit an already prepared job.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="local | openai | auto")] = "local",
+    model: Annotated[Optional[str], typer.Option("--model")] = None,
+    schema: Annotated[Optional[Path], typer.Option("--schema")] = None,
+    local_url: LocalUrlOpt = None,
+    model_path: ModelPathOpt = None,
+    slots: SlotsOpt = 4,
+    max_cost: MaxCostOpt = None,
+    health_timeout: Annotated[float, typer.Option("--health-timeout", help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a job's lines to its backend (prepares DOCS_DIR first if given)."""
+    from .submission import choose_backend, submit_job
+
+    store = store_of(ctx)
+    if (docs_dir is None) == (job_id is None):
+        from .errors import BadInput
+
+        raise BadInput("pass either DOCS_DIR or --job ID")
+    if job_id:
+        job = store.load(job_id)
+        prepared: dict[str, Any] = {}
+    else:
+        # auto decides before prepare: the prompt and the output-token field differ between the lanes.
+        choice = choose_backend(_submit_options(local_url, model_path, slots, max_cost), health_timeout) if backend == "auto" else None
+        summary = prepare_job(store, docs_dir, prepare_options(choice.backend if choice else backend, model, schema, False, None, None))
+        job, prepared = summary.job, summary.as_dict()
+        if choice:
+            job.manifest["backend_choice"] = choice.as_dict()
+            job.save()
+            job.log("backend_choice", **choice.as_dict())
+            prepared["backend_choice"] = choice.as_dict()
+    with console.RichProgress().stage("submit", sum(s["lines"] for s in job.manifest["shards"])) as tick:
+        result = submit_job(job, _submit_options(local_url, model_path, slots, max_cost), progress=tick)
+    data = {**prepared, **result, "job_id": job.id, "state": job.state.value}
+    emit(data, as_json, lambda: console.out.print(console.key_value_table(f"submitted job {job.id}", data)))
+
+
+# ---------------------------------------------------------------- status / collect / retry / cancel
+
+
+@app.command()
+@handles_errors
+def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+    """One job in detail, or every job as a table."""
+    from .status import job_status, jobs_table
+
+    store = store_of(ctx)
+    if job_id:
+        job = store.load(job_id)
+        remote = _remote_progress(job)
+        data = {**job_status(job), **remote}
+        emit(data, as_json, lambda: console.out.print(console.key_value_table(f"job {job_id}", data)))
+        return
+    rows = jobs_table(store)
+    emit({"jobs": rows}, as_json, lambda: console.out.print(console.rows_table(
+        f"jobs in {store.root}", ["job", "state", "backend", "model", "documents", "created"],
+        [[r["job_id"], r["state"], r["backend"], r["model"], r["documents"], r["created_at"]] for r in rows])))
+
+
+def _remote_progress(job: Any) -> dict[str, Any]:
+    """An OpenAI job's batches, looked at once; an unreachable API is shown, not fatal, since status reads the folder."""
+    from .backends.openai_batch import batch_progress, is_openai, refresh_status
+    from .errors import ExtractorError
+
+    if not is_openai(job):
+        return {}
+    try:
+        return refresh_status(job)
+    except ExtractorError as exc:
+        return {**batch_progress(job), "remote_error": exc.message}
+
+
+@app.command()
+@handles_errors
+def collect(
+    ctx: typer.Context,
+    job_id: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for remote batches to finish.")] = False,
+    output_file: Annotated[Optional[Path], typer.Option("--output-file", help="Ingest a batch output file obtained elsewhere.")] = None,
+    error_file: Annotated[Optional[Path], typer.Option("--error-file", help="Ingest a batch error file obtained elsewhere.")] = None,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", help="With --wait: seconds between the first polls (grows to 5 min).")] = 10.0,
+    wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", help="With --wait: give up after this many seconds (the job stays collectable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch results and classify one outcome per document."""
+    from .backends.openai_batch import WaitOptions, pending_requests
+    from .ingest import ingest_files
+    from .results import collect_job
+
+    job = store_of(ctx).load(job_id)
+    ingested = bool(output_file or error_file)
+    if ingested:
+        ingest_files(job, output_file, error_file)
+    wait_options = WaitOptions(wait=wait, poll_interval_s=poll_interval, max_interval_s=max(poll_interval, 300.0),
+                               timeout_s=wait_timeout)
+    with console.RichProgress().stage("collect", pending_requests(job) or None) as tick:
+        summary = collect_job(job, fetch=not ingested, wait=wait_options, progress=tick)
+    data = summary.as_dict()
+    emit(data, as_json, lambda: console.out.print(console.key_value_table(f"collected job {job_id}", data["outcomes"])))
+    if summary.failed:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+@app.command()
+@handles_errors
+def retry(ctx: typer.Context, job_id: str, local_url: LocalUrlOpt = None, model_path: ModelPathOpt = None,
+          slots: SlotsOpt = 4,
+          max_attempts: Annotated[int, typer.Option("--max-attempts", help="Tries per document, the first included.")] = 2,
+          as_json: JsonOpt = False) -> None:
+    """Resend failed, expired, truncated or missing lines only."""
+    from .retrying import retry_job
+
+    job = store_of(ctx).load(job_id)
+    with console.RichProgress().stage("retry", None) as tick:
+        data = retry_job(job, _submit_options(local_url, model_path, slots, None), max_attempts=max_attempts, progress=tick)
+    emit(data, as_json, lambda: console.out.print(console.key_value_table(f"retried job {job_id}", data)))
+
+
+@app.command()
+@handles_errors
+def cancel(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
+    """Cancel a job's remote batches; what finished is kept."""
+    from .retrying import cancel_job
+
+    data = cancel_job(store_of(ctx).load(job_id))
+    emit(data, as_json, lambda: console.out.print(console.key_value_table(f"cancelled job {job_id}", data)))
+
+
+# ---------------------------------------------------------------- verify / commit / rollback
+
+
+@app.command()
+@handles_errors
+def verify(
+    ctx: typer.Context,
+    job_id: str,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a standalone HTML report.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Quarantine documents with ungrounded facts too.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Match every entity and relation to its own document; exit 3 when any document is quarantined."""
+    from .verify.verdicts import Policy, verify_job
+
+    job = store_of(ctx).load(job_id)
+    report = verify_job(job, policy=Policy.strict() if strict else Policy())
+    if html:
+        from .verify.report import write_html
+
+        write_html(job, report, html)
+    data = {"job_id": job.id, "summary": report["summary"], "verify_file": str(job.verify_path)}
+    emit(data, as_json, lambda: console.err.print(console.key_value_table(f"verified job {job_id}", report["summary"])))
+    if report["summary"]["quarantined"]:
+        raise typer.Exit(int(ExitCode.QUARANTINED))
+
+
+@app.command()
+@handles_errors
+def commit(ctx: typer.Context, job_id: str, graph: GraphOpt = None, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """Write a verified job's clean documents to the staging graph."""
+    from .publishing import commit_stage
+
+    job = store_of(ctx).load(job_id)
+    with console.RichProgress().stage("commit", job.manifest.get("verify", {}).get("clean")) as tick:
+        data = commit_stage(job, uri=graph_uri(graph), database=database, data_dir=data_dir(), progress=tick)
+    emit(data, as_json, lambda: console.out.print(console.key_value_table(f"committed job {job_id}", data)))
+
+
+@app.command()
+@handles_errors
+def rollback(ctx: typer.Context, job_id: str, graph: GraphOpt = None, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """Remove exactly what a job wrote to the graph."""
+    from .publishing import rollback_stage
+
+    job = store_of(ctx).load(job_id)
+    data = rollback_stage(job, uri=graph_uri(graph), database=database, data_dir=data_dir())
+    emit(data, as_json, lambda: console.out.print(console.key_value_table(f"rolled back job {job_id}", data)))
+
+
+# ---------------------------------------------------------------- run
+
+
+@app.command()
+@handles_errors
+def run(
+    ctx: typer.Context,
+    docs_dir: Annotated[Path, typer.Argument(help="Folder of documents.")],
+    schema: Annotated[Optional[Path], typer.Option("--schema")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="local | openai | auto")] = "local",
+    model: Annotated[Optional[str], typer.Option("--model")] = None,
+    local_url: LocalUrlOpt = None,
+    model_path: ModelPathOpt = None,
+    slots: SlotsOpt = 4,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Output token budget per answer.")] = None,
+    max_cost: MaxCostOpt = None,
+    graph: GraphOpt = None,
+    database: DatabaseOpt = None,
+    no_commit: Annotated[bool, typer.Option("--no-commit", help="Stop after verify.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Quarantine documents with ungrounded facts too.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """prepare → submit → wait → collect → verify → commit, resumable, for cron."""
+    from .pipeline import RunOptions, run_pipeline
+
+    options = RunOptions(
+        prepare=prepare_options(backend, model, schema, False, max_tokens, None),
+        submit=_submit_options(local_url, model_path, slots, max_cost),
+        graph_uri=graph_uri(graph), database=database, data_dir=data_dir(),
+        commit=not no_commit, strict=strict,
+    )
+    report = run_pipeline(store_of(ctx), docs_dir, options, console.RichProgress())
+    data = report.as_dict()
+
+    def render() -> None:
+        console.out.print(console.run_summary_table(data))
+        if report.commit:
+            console.out.print(f"To undo this run: extractor rollback {report.job_id}")
+        if report.verify.get("quarantined"):
+            console.err.print(f"{report.verify['quarantined']} document(s) quarantined — see {report.job_id}/verify.json")
+
+    emit(data, as_json, render)
+    if report.exit_code:
+        raise typer.Exit(int(report.exit_code))
+
+
+# ---------------------------------------------------------------- report / compare / audit / graph / schema
+
+
+@app.command()
+@handles_errors
+def report(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Cost, tokens and quality per job."""
+    from .status import jobs_report
+
+    rows = jobs_report(store_of(ctx))
+    columns = ["job", "backend", "model", "documents", "tokens", "cost_usd", "schema_valid", "grounded", "quarantined"]
+    emit({"jobs": rows}, as_json, lambda: console.out.print(console.rows_table(
+        "report", columns, [[r[c if c != "job" else "job_id"] for c in columns] for r in rows])))
+
+
+@app.command()
+@handles_errors
+def compare(ctx: typer.Context, job_a: str, job_b: str, as_json: JsonOpt = False) -> None:
+    """Entity-level agreement of job A against job B on the same documents."""
+    from .comparison import compare_jobs
+
+    store = store_of(ctx)
+    data = compare_jobs(store.load(job_a), store.load(job_b))
+    emit(data, as_json, lambda: console.out.print(console.key_value_table(f"{job_a} vs {job_b}", data["overall"])))
+
+
+@app.command()
+@handles_errors
+def audit(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
+    """Re-run the isolation audit on a job's request lines; exit 2 on any violation."""
+    from .requests import audit_lines, iter_request_lines, load_prompt
+
+    job = store_of(ctx).load(job_id)
+    prompt = load_prompt(job.manifest["backend"])
+    result = audit_lines(iter_request_lines(job.request_files()), job.documents(), prompt.text)
+    data = {"job_id": job.id, "lines": result.lines, "problems": result.problems, "warnings": result.warnings}
+    emit(data, as_json, lambda: console.out.print(console.key_value_table(f"audit of {job_id}", data)))
+    if result.problems:
+        raise typer.Exit(int(ExitCode.BAD_INPUT))
+
+
+@graph_app.command("cypher")
+@handles_errors
+def graph_cypher(
+    dialect: Annotated[str, typer.Option("--dialect", help="neo4j | falkordb")] = "neo4j",
+    schema: Annotated[Optional[Path], typer.Option("--schema")] = None,
+) -> None:
+    """Print every Cypher statement the store can send, one JSON object a line."""
+    from .graph.cypher import iter_statements
+    from .graph.model import GraphVocabulary
+    from .schema import DEFAULT_SPEC_PATH, load_spec
+
+    if dialect not in ("neo4j", "falkordb"):
+        from .errors import BadInput
+
+        raise BadInput(f"unknown dialect {dialect!r} — use neo4j or falkordb")
+    spec = load_spec(schema or DEFAULT_SPEC_PATH)
+    vocab = GraphVocabulary(entity_labels=frozenset(spec.entity_types()), relationship_types=frozenset(spec.relation_types()))
+    for statement in iter_statements(dialect, vocab):
+        sys.stdout.write(orjson.dumps(statement).decode() + "\n")
+
+
+@schema_app.command("check")
+@handles_errors
+def schema_check(file: Path, as_json: JsonOpt = False) -> None:
+    """Validate a spec against OpenAI strict-mode rules; exit 2 listing every problem by JSON path."""
+    from .errors import BadInput
+    from .schema import check_spec
+
+    try:
+        obj = orjson.loads(file.read_bytes())
+    except FileNotFoundError:
+        raise BadInput(f"No such spec file: {file}") from None
+    except orjson.JSONDecodeError as exc:
+        raise BadInput(f"{file}: not valid JSON ({exc}) — fix the syntax") from None
+    problems = check_spec(obj)
+    data = {"file": str(file), "ok": not problems, "problems": [{"path": p.path, "message": p.message} for p in problems]}
+
+    def render() -> None:
+        if not problems:
+            console.out.print(f"{file}: ok")
+        for p in problems:
+            console.out.print(f"{file}: {p.path or '/'}: {p.message}")
+
+    emit(data, as_json, render)
+    if problems:
+        raise typer.Exit(int(ExitCode.BAD_INPUT))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Documents → deterministic chunks of statement rows (same documents, same chunks, same rows)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from extractor.errors import BadInput
+from extractor.graph import cypher
+from extractor.graph.cypher import Statement
+from extractor.graph.model import (
+    CommitDocument,
+    EntityMention,
+    GraphVocabulary,
+    RelationFact,
+    canonical_type,
+    entity_key,
+    has_name,
+)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    doc_ids: tuple[str, ...]
+    batch: tuple[tuple[Statement, dict[str, Any]], ...]  # the statements, in order, with their parameters
+    entity_keys: frozenset[str]
+    mentions: int
+    relationships: int
+    sha256: str  # of the batch: what a resumed commit checks a landed chunk against
+
+
+def sorted_documents(documents: Iterable[CommitDocument]) -> list[CommitDocument]:
+    """The documents in doc_id order; a doc_id twice is an error (one job commits a document once)."""
+    ordered = sorted(documents, key=lambda doc: doc.doc_id)
+    for before, after in zip(ordered, ordered[1:]):
+        if before.doc_id == after.doc_id:
+            raise BadInput(f"document {before.doc_id!r} is given twice to one commit — commit each document once")
+    for doc in ordered:
+        if not isinstance(doc.doc_id, str) or not doc.doc_id:
+            raise BadInput(f"a document without a doc_id cannot be committed ({doc.path!r})")
+    return ordered
+
+
+def plan_sha256(documents: Sequence[CommitDocument], vocabulary: GraphVocabulary, chunk_size: int) -> str:
+    """One digest of everything that decides what a commit writes."""
+    h = hashlib.sha256()
+    h.update(orjson.dumps([sorted(vocabulary.entity_labels), sorted(vocabulary.relationship_types), vocabulary.fallback_relationship, chunk_size]))
+    for doc in documents:
+        # repr, not JSON: it is deterministic for these frozen dataclasses and cannot fail on
+        # a lone surrogate in a model's answer
+        h.update(repr(doc).encode("utf-8", "backslashreplace"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def iter_chunks(
+    documents: Sequence[CommitDocument], job_id: str, vocabulary: GraphVocabulary, chunk_size: int
+) -> Iterator[Chunk]:
+    """Chunks of `chunk_size` documents (already sorted), each built only when reached."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    for index, start in enumerate(range(0, len(documents), chunk_size)):
+        yield build_chunk(index, documents[start : start + chunk_size], job_id, vocabulary)
+
+
+def build_chunk(index: int, documents: Sequence[CommitDocument], job_id: str, vocabulary: GraphVocabulary) -> Chunk:
+    """The statements that write these documents: documents first, then entities with mentions, then relations."""
+    doc_rows: list[dict[str, Any]] = []
+    entities: dict[str, dict[str, Any]] = {}
+    labels: dict[str, str | None] = {}
+    relations: dict[tuple[str, bool], dict[bytes, dict[str, Any]]] = {}
+    mentions = 0
+    for doc in map(_cleaned, documents):
+        doc_id = doc.doc_id
+        doc_rows.append({"doc_id": doc_id, "sha256": doc.sha256, "path": doc.path, "title": doc.title})
+        for key, (type_, mention) in _document_mentions(doc).items():
+            entity = entities.get(key)
+            if entity is None:
+                entity = entities[key] = {"key": key, "type": canonical_type(type_), "mentions": []}
+                labels[key] = vocabulary.label_for(type_)
+            entity["mentions"].append({"doc_id": doc_id, "name": " ".join(mention.name.split()), "span": _span(mention.span)})
+            mentions += 1
+        for relation in doc.relations:
+            if not (has_name(relation.source) and has_name(relation.target)):
+                continue
+            rel_type, fallback = vocabulary.relationship_for(relation.type)
+            row = {
+                "source": entity_key(relation.source_type, relation.source),
+                "target": entity_key(relation.target_type, relation.target),
+                "doc_id": doc_id,
+                "evidence": relation.evidence,
+            }
+            if fallback:
+                row["original_type"] = relation.type
+            rows = relations.setdefault((rel_type, fallback), {})
+            rows.setdefault(orjson.dumps(row, option=orjson.OPT_SORT_KEYS), row)
+
+    job = {"job": job_id}
+    batch: list[tuple[Statement, dict[str, Any]]] = [(cypher.UPSERT_DOCUMENTS, {**job, "rows": doc_rows})]
+    by_label: dict[str | None, list[dict[str, Any]]] = {}
+    for key in sorted(entities):
+        by_label.setdefault(labels[key], []).append(entities[key])
+    for label in sorted(by_label, key=lambda value: value or ""):
+        batch.append((cypher.upsert_entities(label), {**job, "rows": by_label[label]}))
+    relationships = 0
+    for rel_type, fallback in sorted(relations):
+        rows = [relations[(rel_type, fallback)][k] for k in sorted(relations[(rel_type, fallback)])]
+        relationships += len(rows)
+        batch.append((cypher.merge_relationships(rel_type, fallback), {**job, "rows": rows}))
+    digest = hashlib.sha256(
+        orjson.dumps([[statement.name, parameters] for statement, parameters in batch])
+    ).hexdigest()
+    return Chunk(
+        index=index,
+        doc_ids=tuple(doc.doc_id for doc in documents),
+        batch=tuple(batch),
+        entity_keys=frozenset(entities),
+        mentions=mentions,
+        relationships=relationships,
+        sha256=digest,
+    )
+
+
+def _document_mentions(doc: CommitDocument) -> dict[str, tuple[str, EntityMention]]:
+    """One mention per entity key: the document's entities plus relation ends it does not list."""
+    candidates: list[EntityMention] = list(doc.entities)
+    for relation in doc.relations:
+        candidates.append(EntityMention(relation.source, relation.source_type, None))
+        candidates.append(EntityMention(relation.target, relation.target_type, None))
+    chosen: dict[str, tuple[tuple[Any, ...], str, EntityMention]] = {}
+    for mention in candidates:
+        if not has_name(mention.name):
+            continue
+        key = entity_key(mention.type, mention.name)
+        span = _span(mention.span)
+        # deterministic whatever the answer's order: a located mention first, then the smallest name
+        rank = (span is None, " ".join(mention.name.split()), span or [])
+        if key not in chosen or rank < chosen[key][0]:
+            chosen[key] = (rank, mention.type, mention)
+    return {key: (type_, mention) for key, (_, type_, mention) in chosen.items()}
+
+
+def _text(value: Any) -> str:
+    """A string safe to store: str, no NUL, no lone surrogate (which cannot be encoded)."""
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _cleaned(doc: CommitDocument) -> CommitDocument:
+    """The document with every string storable (see `_text`)."""
+    return CommitDocument(
+        doc_id=doc.doc_id,
+        sha256=_text(doc.sha256),
+        path=_text(doc.path),
+        title=_text(doc.title),
+        entities=tuple(EntityMention(_text(e.name), _text(e.type), e.span) for e in doc.entities),
+        relations=tuple(
+            RelationFact(_text(r.source), _text(r.source_type), _text(r.type), _text(r.target), _text(r.target_type), _text(r.evidence))
+            for r in doc.relations
+        ),
+    )
+
+
+def _span(span: Any) -> list[int] | None:
+    if (
+        isinstance(span, (tuple, list))
+        and len(span) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in span)
+        and span[0] <= span[1]
+    ):
+        return [span[0], span[1]]
+    return None

@@ -1,0 +1,227 @@
+"""Commit a job's clean documents in resumable chunks, roll a job back exactly, dump a graph canonically.
+
+`commit.json` (format_version 1) keeps one record per store the job was committed to:
+
+```json
+{"format_version": 1, "job_id": "…",
+ "targets": {"<store target>": {"state": "committing|committed|rolled_back",
+   "plan_sha256": "…", "chunk_size": 500, "chunks_planned": 40, "documents": 20000,
+   "chunks": [{"index": 0, "sha256": "…", "documents": 500, "first_doc_id": "…",
+               "last_doc_id": "…", "mentions": 9000, "relationships": 1200, "landed_at": "…"}],
+   "summary": {…}, "updated_at": "…"}}}
+```
+
+A chunk is recorded after its batch landed; a commit that finds its plan already recorded
+skips the landed chunks, so a killed commit resumes and a second commit writes nothing.
+Rollback does not need the file: it finds the job's documents in the graph (a chunk lands
+atomically, documents first), so it also undoes a chunk that landed before the kill could
+record it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from extractor.errors import BadInput
+from extractor.graph import cypher
+from extractor.graph.batches import iter_chunks, plan_sha256, sorted_documents
+from extractor.graph.model import CommitDocument, GraphVocabulary
+from extractor.graph.store import GraphStore, WriteCounts
+from extractor.storage import atomic_write_json, read_json
+
+LOG_FORMAT_VERSION = 1
+ROLLBACK_CHUNK_SIZE = 500
+
+
+@dataclass(frozen=True)
+class CommitSummary:
+    job_id: str
+    target: str
+    documents: int
+    entities: int
+    mentions: int
+    relationships: int
+    chunks: int
+    resumed_chunks: int
+    nodes_created: int = 0
+    relationships_created: int = 0
+
+
+@dataclass(frozen=True)
+class RollbackSummary:
+    job_id: str
+    target: str
+    documents: int
+    chunks: int
+    nodes_deleted: int
+    relationships_deleted: int
+
+
+def commit_job(
+    store: GraphStore,
+    job_id: str,
+    documents: Iterable[CommitDocument],
+    *,
+    log_path: Path,
+    vocabulary: GraphVocabulary,
+    chunk_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> CommitSummary:
+    """Write the documents with `job_id` provenance, chunk by chunk, recording each chunk in `log_path`."""
+    docs = sorted_documents(documents)
+    log = _read_log(log_path, job_id)
+    record = log["targets"].get(store.target)
+    landed: dict[int, str] = {}
+    if record is not None and record.get("state") != "rolled_back":
+        chunk_size = int(record["chunk_size"])  # a resumed commit keeps the chunking it started with
+        if record["plan_sha256"] != plan_sha256(docs, vocabulary, chunk_size):
+            raise BadInput(
+                f"{log_path}: job {job_id} was committed to {store.target} with other documents or another "
+                f"spec — roll it back first (extractor rollback {job_id}), then commit again"
+            )
+        landed = {int(c["index"]): c["sha256"] for c in record["chunks"]}
+    else:
+        record = {
+            "state": "committing",
+            "plan_sha256": plan_sha256(docs, vocabulary, chunk_size),
+            "chunk_size": chunk_size,
+            "chunks_planned": -(-len(docs) // chunk_size),
+            "documents": len(docs),
+            "chunks": [],
+        }
+        log["targets"][store.target] = record
+        _write_log(log_path, log, record)
+
+    entity_keys: set[str] = set()
+    mentions = relationships = chunks = resumed = 0
+    counts = WriteCounts()
+    for chunk in iter_chunks(docs, job_id, vocabulary, chunk_size):
+        chunks += 1
+        entity_keys |= chunk.entity_keys
+        mentions += chunk.mentions
+        relationships += chunk.relationships
+        if landed.get(chunk.index) == chunk.sha256:
+            resumed += 1
+        else:
+            counts += store.write(chunk.batch)
+            record["chunks"] = [c for c in record["chunks"] if c["index"] != chunk.index] + [
+                {
+                    "index": chunk.index,
+                    "sha256": chunk.sha256,
+                    "documents": len(chunk.doc_ids),
+                    "first_doc_id": chunk.doc_ids[0],
+                    "last_doc_id": chunk.doc_ids[-1],
+                    "mentions": chunk.mentions,
+                    "relationships": chunk.relationships,
+                    "landed_at": _now(),
+                }
+            ]
+            _write_log(log_path, log, record)
+        if progress is not None:
+            progress(len(chunk.doc_ids))
+
+    summary = CommitSummary(
+        job_id=job_id,
+        target=store.target,
+        documents=len(docs),
+        entities=len(entity_keys),
+        mentions=mentions,
+        relationships=relationships,
+        chunks=chunks,
+        resumed_chunks=resumed,
+        nodes_created=counts.nodes_created,
+        relationships_created=counts.relationships_created,
+    )
+    record["state"] = "committed"
+    record["summary"] = asdict(summary)
+    _write_log(log_path, log, record)
+    return summary
+
+
+def rollback_job(
+    store: GraphStore, job_id: str, *, log_path: Path | None = None, chunk_size: int = ROLLBACK_CHUNK_SIZE
+) -> RollbackSummary:
+    """Remove exactly what `job_id` wrote: its relationships and mentions, it from shared nodes, nodes left with no job."""
+    doc_ids = [row["doc_id"] for row in store.read(cypher.JOB_DOCUMENTS, {"job": job_id})]
+    counts = WriteCounts()
+    chunks = 0
+    for start in range(0, len(doc_ids), chunk_size):
+        parameters = {"job": job_id, "doc_ids": doc_ids[start : start + chunk_size]}
+        counts += store.write([(statement, parameters) for statement in cypher.ROLLBACK_CHUNK])
+        chunks += 1
+    summary = RollbackSummary(
+        job_id=job_id,
+        target=store.target,
+        documents=len(doc_ids),
+        chunks=chunks,
+        nodes_deleted=counts.nodes_deleted,
+        relationships_deleted=counts.relationships_deleted,
+    )
+    if log_path is not None and log_path.exists():
+        log = _read_log(log_path, job_id)
+        record = {"state": "rolled_back", "chunks": [], "rolled_back_at": _now(), "rollback": asdict(summary)}
+        log["targets"][store.target] = record
+        _write_log(log_path, log, record)
+    return summary
+
+
+def dump_graph(store: GraphStore) -> list[dict[str, Any]]:
+    """Every node (labels, properties) and relationship (type, endpoints, properties), canonical and sorted."""
+    items: list[dict[str, Any]] = []
+    for row in store.read(cypher.DUMP_NODES):
+        items.append({"kind": "node", **_node(row["labels"], row["properties"])})
+    for row in store.read(cypher.DUMP_RELATIONSHIPS):
+        items.append(
+            {
+                "kind": "relationship",
+                "type": row["type"],
+                "source": _node(row["source_labels"], row["source"]),
+                "target": _node(row["target_labels"], row["target"]),
+                "properties": _plain(row["properties"]),
+            }
+        )
+    return sorted(items, key=lambda item: orjson.dumps(item, option=orjson.OPT_SORT_KEYS))
+
+
+def _node(labels: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {"labels": sorted(labels), "properties": _plain(properties)}
+
+
+def _plain(value: Any) -> Any:
+    """Driver containers (OrderedDict, tuples) as plain dicts and lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _read_log(log_path: Path, job_id: str) -> dict[str, Any]:
+    if not log_path.exists():
+        return {"format_version": LOG_FORMAT_VERSION, "job_id": job_id, "targets": {}}
+    try:
+        log = read_json(log_path)
+    except (orjson.JSONDecodeError, OSError) as exc:
+        raise BadInput(f"{log_path}: unreadable commit log ({exc}) — restore it, or roll the job back and delete it") from exc
+    if not isinstance(log, dict) or log.get("format_version") != LOG_FORMAT_VERSION:
+        version = log.get("format_version") if isinstance(log, dict) else None
+        raise BadInput(f"{log_path}: commit log format {version!r} is not {LOG_FORMAT_VERSION} — upgrade extractor")
+    if log.get("job_id") != job_id:
+        raise BadInput(f"{log_path}: commit log of job {log.get('job_id')!r}, not {job_id!r}")
+    log.setdefault("targets", {})
+    return log
+
+
+def _write_log(log_path: Path, log: dict[str, Any], record: dict[str, Any]) -> None:
+    record["updated_at"] = _now()
+    atomic_write_json(log_path, log)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,264 @@
+"""Every Cypher statement the graph stores send, in one place, and a listing of them with example parameters.
+
+Values always travel as parameters. Labels and relationship types cannot be parameters in
+Cypher, so statements that name one are built per allowed name from a template, and the
+name must match `[A-Z][A-Z0-9_]*` (the allow-list in `GraphVocabulary` is sanitised to it).
+The statements are the same in both dialects except the schema statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+from extractor.graph.model import LABEL, GraphVocabulary
+
+Dialect = Literal["neo4j", "falkordb"]
+DIALECTS: tuple[Dialect, ...] = ("neo4j", "falkordb")
+
+
+@dataclass(frozen=True)
+class Statement:
+    name: str
+    query: str
+
+
+def _identifier(name: str) -> str:
+    """A label or relationship type checked against the allow-list form before it enters a query."""
+    if not isinstance(name, str) or not LABEL.match(name):
+        raise ValueError(f"{name!r} is not an allowed label or relationship type")
+    return name
+
+
+def schema_statements(dialect: Dialect) -> tuple[Statement, ...]:
+    """The indexes every MERGE relies on (Neo4j: uniqueness constraints, which bring their index)."""
+    if dialect == "neo4j":
+        return (
+            Statement(
+                "create_entity_key_constraint",
+                "CREATE CONSTRAINT extractor_entity_key IF NOT EXISTS FOR (e:Entity) REQUIRE e.key IS UNIQUE",
+            ),
+            Statement(
+                "create_document_id_constraint",
+                "CREATE CONSTRAINT extractor_document_doc_id IF NOT EXISTS FOR (d:Document) REQUIRE d.doc_id IS UNIQUE",
+            ),
+        )
+    return (
+        Statement("create_entity_key_index", "CREATE INDEX FOR (e:Entity) ON (e.key)"),
+        Statement("create_document_id_index", "CREATE INDEX FOR (d:Document) ON (d.doc_id)"),
+    )
+
+
+# A document gets the job appended to `jobs` and its values appended to the aligned lists,
+# once per job, so re-running a chunk changes nothing.
+UPSERT_DOCUMENTS = Statement(
+    "upsert_documents",
+    """UNWIND $rows AS row
+MERGE (d:Document {doc_id: row.doc_id})
+WITH d, row
+WHERE d.jobs IS NULL OR NOT $job IN d.jobs
+SET d.jobs = coalesce(d.jobs, []) + [$job],
+    d.sha256s = coalesce(d.sha256s, []) + [row.sha256],
+    d.paths = coalesce(d.paths, []) + [row.path],
+    d.titles = coalesce(d.titles, []) + [row.title],
+    d.sha256 = row.sha256,
+    d.path = row.path,
+    d.title = row.title""",
+)
+
+
+@lru_cache(maxsize=None)
+def upsert_entities(label: str | None) -> Statement:
+    """One row per entity key (unique within the statement) with its mentions in this chunk."""
+    set_label = f"e:{_identifier(label)},\n    " if label is not None else ""
+    return Statement(
+        f"upsert_entities:{label}" if label else "upsert_entities",
+        f"""UNWIND $rows AS row
+MERGE (e:Entity {{key: row.key}})
+SET {set_label}e.type = row.type,
+    e.name = reduce(smallest = e.name, mention IN row.mentions |
+        CASE WHEN smallest IS NULL OR mention.name < smallest THEN mention.name ELSE smallest END),
+    e.jobs = CASE WHEN e.jobs IS NULL THEN [$job] WHEN $job IN e.jobs THEN e.jobs ELSE e.jobs + [$job] END
+WITH e, row
+UNWIND row.mentions AS mention
+MATCH (d:Document {{doc_id: mention.doc_id}})
+MERGE (e)-[m:MENTIONED_IN {{job: $job}}]->(d)
+SET m.name = mention.name,
+    m.span = mention.span""",
+    )
+
+
+@lru_cache(maxsize=None)
+def merge_relationships(rel_type: str, fallback: bool) -> Statement:
+    """Relations of one type; a fallback relation keeps the model's type in `original_type`."""
+    extra = ", original_type: row.original_type" if fallback else ""
+    kind = "merge_fallback_relationships" if fallback else "merge_relationships"
+    return Statement(
+        f"{kind}:{rel_type}",
+        f"""UNWIND $rows AS row
+MATCH (a:Entity {{key: row.source}})
+MATCH (b:Entity {{key: row.target}})
+MERGE (a)-[r:{_identifier(rel_type)} {{job: $job, doc_id: row.doc_id, evidence: row.evidence{extra}}}]->(b)""",
+    )
+
+
+JOB_DOCUMENTS = Statement(
+    "job_documents",
+    """MATCH (d:Document)
+WHERE $job IN d.jobs
+RETURN d.doc_id AS doc_id
+ORDER BY doc_id""",
+)
+
+# Rollback of one chunk of a job's documents, in this order. Every relationship the job wrote
+# hangs off an entity it mentioned in that document, so the documents lead to all of it.
+# Deleting is kept out of the statements that SET: FalkorDB drops the SETs of a query that
+# goes on to filter rows and DETACH DELETE some of them.
+ROLLBACK_RELATIONSHIPS = Statement(
+    "rollback_relationships",
+    """UNWIND $doc_ids AS doc_id
+MATCH (:Document {doc_id: doc_id})<-[:MENTIONED_IN {job: $job}]-(:Entity)-[r]->(:Entity)
+WHERE r.job = $job AND r.doc_id = doc_id
+DELETE r""",
+)
+
+# The job leaves an entity's `jobs` only with its last mention (its other chunks may still
+# mention it); the name becomes the smallest among the mentions that stay.
+ROLLBACK_ENTITIES = Statement(
+    "rollback_entities",
+    """UNWIND $doc_ids AS doc_id
+MATCH (:Document {doc_id: doc_id})<-[:MENTIONED_IN {job: $job}]-(e:Entity)
+WITH DISTINCT e
+OPTIONAL MATCH (e)-[m:MENTIONED_IN]->(d:Document)
+WHERE NOT (m.job = $job AND d.doc_id IN $doc_ids)
+WITH e, collect(m.job) AS jobs_left, min(m.name) AS name
+SET e.jobs = [j IN e.jobs WHERE j <> $job OR j IN jobs_left],
+    e.name = name""",
+)
+
+DELETE_ORPHAN_ENTITIES = Statement(
+    "delete_orphan_entities",
+    """UNWIND $doc_ids AS doc_id
+MATCH (:Document {doc_id: doc_id})<-[:MENTIONED_IN {job: $job}]-(e:Entity)
+WITH DISTINCT e
+WHERE size(e.jobs) = 0
+DETACH DELETE e""",
+)
+
+DELETE_MENTIONS = Statement(
+    "delete_mentions",
+    """UNWIND $doc_ids AS doc_id
+MATCH (:Document {doc_id: doc_id})<-[m:MENTIONED_IN {job: $job}]-(:Entity)
+DELETE m""",
+)
+
+ROLLBACK_DOCUMENTS = Statement(
+    "rollback_documents",
+    """UNWIND $doc_ids AS doc_id
+MATCH (d:Document {doc_id: doc_id})
+WHERE $job IN d.jobs
+WITH d, [i IN range(0, size(d.jobs) - 1) WHERE d.jobs[i] <> $job] AS keep
+WITH d, [i IN keep | d.jobs[i]] AS jobs, [i IN keep | d.sha256s[i]] AS sha256s,
+     [i IN keep | d.paths[i]] AS paths, [i IN keep | d.titles[i]] AS titles
+SET d.jobs = jobs,
+    d.sha256s = sha256s,
+    d.paths = paths,
+    d.titles = titles,
+    d.sha256 = last(sha256s),
+    d.path = last(paths),
+    d.title = last(titles)""",
+)
+
+DELETE_ORPHAN_DOCUMENTS = Statement(
+    "delete_orphan_documents",
+    """UNWIND $doc_ids AS doc_id
+MATCH (d:Document {doc_id: doc_id})
+WHERE size(d.jobs) = 0
+DETACH DELETE d""",
+)
+
+ROLLBACK_CHUNK: tuple[Statement, ...] = (
+    ROLLBACK_RELATIONSHIPS,
+    ROLLBACK_ENTITIES,
+    DELETE_ORPHAN_ENTITIES,
+    DELETE_MENTIONS,
+    ROLLBACK_DOCUMENTS,
+    DELETE_ORPHAN_DOCUMENTS,
+)
+
+DUMP_NODES = Statement(
+    "dump_nodes",
+    """MATCH (n)
+RETURN labels(n) AS labels, properties(n) AS properties""",
+)
+
+DUMP_RELATIONSHIPS = Statement(
+    "dump_relationships",
+    """MATCH (a)-[r]->(b)
+RETURN labels(a) AS source_labels, properties(a) AS source, type(r) AS type,
+       properties(r) AS properties, labels(b) AS target_labels, properties(b) AS target""",
+)
+
+
+_EXAMPLE_JOB = "20260101T000000Z-0a1b2c3d"
+_EXAMPLE_DOC = "3f2a9c0d1e4b5a67"
+
+
+def _example_parameters(statement: Statement) -> dict[str, Any]:
+    """Parameters of the shape the store sends with `statement`."""
+    kind = statement.name.split(":", 1)[0]
+    if kind == "upsert_documents":
+        row = {"doc_id": _EXAMPLE_DOC, "sha256": "3f2a9c0d" * 8, "path": "docs/ada.txt", "title": "Ada Lovelace"}
+        return {"job": _EXAMPLE_JOB, "rows": [row]}
+    if kind == "upsert_entities":
+        mention = {"doc_id": _EXAMPLE_DOC, "name": "Ada Lovelace", "span": [0, 12]}
+        return {"job": _EXAMPLE_JOB, "rows": [{"key": "PERSON:ada lovelace", "type": "PERSON", "mentions": [mention]}]}
+    if kind in ("merge_relationships", "merge_fallback_relationships"):
+        row: dict[str, Any] = {
+            "source": "PERSON:ada lovelace",
+            "target": "PERSON:charles babbage",
+            "doc_id": _EXAMPLE_DOC,
+            "evidence": "Ada Lovelace worked with Charles Babbage",
+        }
+        if kind == "merge_fallback_relationships":
+            row["original_type"] = "worked with"
+        return {"job": _EXAMPLE_JOB, "rows": [row]}
+    if kind == "job_documents":
+        return {"job": _EXAMPLE_JOB}
+    if statement in ROLLBACK_CHUNK:
+        return {"job": _EXAMPLE_JOB, "doc_ids": [_EXAMPLE_DOC]}
+    return {}
+
+
+def write_statements(vocabulary: GraphVocabulary) -> Iterator[Statement]:
+    """Every statement a commit may send under `vocabulary`."""
+    yield UPSERT_DOCUMENTS
+    yield upsert_entities(None)
+    for label in sorted(vocabulary.entity_labels):
+        yield upsert_entities(label)
+    for rel_type in sorted(vocabulary.relationship_types):
+        yield merge_relationships(rel_type, False)
+    yield merge_relationships(vocabulary.fallback_relationship, True)
+
+
+def iter_statements(dialect: Dialect, vocabulary: GraphVocabulary) -> Iterator[dict[str, Any]]:
+    """Every statement the store can send in `dialect`, with example parameters: {name, dialect, query, parameters}."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown Cypher dialect {dialect!r} (expected one of {', '.join(DIALECTS)})")
+    statements = (
+        *schema_statements(dialect),
+        *write_statements(vocabulary),
+        JOB_DOCUMENTS,
+        *ROLLBACK_CHUNK,
+        DUMP_NODES,
+        DUMP_RELATIONSHIPS,
+    )
+    for statement in statements:
+        yield {
+            "name": statement.name,
+            "dialect": dialect,
+            "query": statement.query,
+            "parameters": _example_parameters(statement),
+        }

@@ -1,0 +1,103 @@
+"""The Neo4j store: the official driver, each write batch one managed write transaction."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from extractor.errors import BadInput, ExtractorError, ServiceUnavailable
+from extractor.graph.cypher import Dialect, Statement, schema_statements
+from extractor.graph.store import WriteCounts
+
+CONNECTION_TIMEOUT_S = 15.0
+
+
+class Neo4jStore:
+    """A database in a Neo4j server (5.x), credentials from NEO4J_USERNAME / NEO4J_PASSWORD."""
+
+    dialect: Dialect = "neo4j"
+
+    def __init__(self, driver: Any, database: str | None, target: str):
+        self._driver = driver
+        self.database = database
+        self.target = target
+
+    @classmethod
+    def connect(cls, uri: str, *, database: str | None, target: str) -> "Neo4jStore":
+        """Open a driver and check the server, the credentials and the database answer."""
+        import neo4j
+        from neo4j import exceptions as neo
+
+        password = os.environ.get("NEO4J_PASSWORD")
+        username = os.environ.get("NEO4J_USERNAME") or "neo4j"
+        auth = neo4j.basic_auth(username, password) if password is not None else None
+        try:
+            driver = neo4j.GraphDatabase.driver(uri, auth=auth, connection_timeout=CONNECTION_TIMEOUT_S)
+        except (neo.ConfigurationError, ValueError) as exc:
+            # the driver's message repeats the URI, which is safe here: open_store refuses userinfo
+            raise BadInput(f"bad Neo4j URI {target}: {exc}") from exc
+        store = cls(driver, database, target)
+        try:
+            driver.verify_connectivity()
+            with driver.session(database=database) as session:
+                session.run("RETURN 1").consume()
+        except neo.AuthError as exc:
+            driver.close()
+            raise BadInput(
+                f"Neo4j at {target} rejected the credentials — set NEO4J_USERNAME and NEO4J_PASSWORD"
+            ) from exc
+        except (neo.ServiceUnavailable, neo.SessionExpired, OSError) as exc:
+            driver.close()
+            raise ServiceUnavailable(f"Neo4j at {target} is unreachable: {exc}") from exc
+        except neo.ClientError as exc:
+            driver.close()
+            if "DatabaseNotFound" in (exc.code or ""):
+                raise BadInput(
+                    f"Neo4j at {target} has no database {database!r} — create it, or leave out --database"
+                ) from exc
+            raise ExtractorError(f"Neo4j at {target}: {exc.message}") from exc
+        return store
+
+    def ensure_schema(self) -> None:
+        # schema statements cannot share a transaction with data writes: run each on its own
+        with self._session() as session:
+            for statement in schema_statements(self.dialect):
+                self._call(lambda: session.run(statement.query).consume(), statement)
+
+    def read(self, statement: Statement, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        def work(tx: Any) -> list[dict[str, Any]]:
+            return [dict(record) for record in tx.run(statement.query, dict(parameters or {}))]
+
+        with self._session() as session:
+            return self._call(lambda: session.execute_read(work), statement)
+
+    def write(self, batch: Sequence[tuple[Statement, Mapping[str, Any]]]) -> WriteCounts:
+        def work(tx: Any) -> WriteCounts:
+            counts = WriteCounts()
+            for statement, parameters in batch:
+                c = tx.run(statement.query, dict(parameters)).consume().counters
+                counts += WriteCounts(c.nodes_created, c.nodes_deleted, c.relationships_created, c.relationships_deleted)
+            return counts
+
+        name = batch[0][0] if batch else Statement("empty", "")
+        with self._session() as session:
+            return self._call(lambda: session.execute_write(work), name)
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def _session(self) -> Any:
+        return self._driver.session(database=self.database)
+
+    def _call(self, work: Any, statement: Statement) -> Any:
+        from neo4j import exceptions as neo
+
+        try:
+            return work()
+        except neo.AuthError as exc:
+            raise BadInput(f"Neo4j at {self.target} rejected the credentials — set NEO4J_USERNAME and NEO4J_PASSWORD") from exc
+        except (neo.ServiceUnavailable, neo.SessionExpired, OSError) as exc:
+            raise ServiceUnavailable(f"Neo4j at {self.target} is unreachable: {exc}") from exc
+        except neo.Neo4jError as exc:
+            raise ExtractorError(f"Neo4j at {self.target} failed statement {statement.name}: {exc.message}") from exc

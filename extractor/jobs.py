@@ -1,0 +1,253 @@
+"""The job folder: manifest, state machine, atomic writes, the structured event log and the jobs-dir lock."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import BadInput, LockHeld
+from .storage import JsonlAppender, atomic_write_json, read_json
+
+JOB_FORMAT = "extractor.job/1"
+MANIFEST = "job.json"
+
+
+class State(StrEnum):
+    PREPARED = "prepared"
+    SUBMITTED = "submitted"
+    COLLECTED = "collected"
+    VERIFIED = "verified"
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Which states each state may move to. Re-running a stage (collect twice, verify twice) is allowed;
+# skipping one is not.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.PREPARED: frozenset({State.PREPARED, State.SUBMITTED, State.FAILED, State.CANCELLED}),
+    State.SUBMITTED: frozenset({State.SUBMITTED, State.COLLECTED, State.FAILED, State.CANCELLED}),
+    State.COLLECTED: frozenset({State.SUBMITTED, State.COLLECTED, State.VERIFIED, State.FAILED}),
+    # verified → rolled_back: a commit killed halfway leaves the job verified with a partial graph write.
+    State.VERIFIED: frozenset({State.SUBMITTED, State.COLLECTED, State.VERIFIED, State.COMMITTED, State.ROLLED_BACK}),
+    State.COMMITTED: frozenset({State.COMMITTED, State.ROLLED_BACK}),
+    State.ROLLED_BACK: frozenset({State.COMMITTED, State.ROLLED_BACK}),
+    State.FAILED: frozenset({State.SUBMITTED, State.FAILED}),
+    State.CANCELLED: frozenset({State.CANCELLED, State.SUBMITTED}),
+}
+
+# What to run next from each state, for error messages that say how to fix them.
+NEXT_COMMAND: dict[State, str] = {
+    State.PREPARED: "submit --job {id}",
+    State.SUBMITTED: "collect {id} --wait",
+    State.COLLECTED: "verify {id}",
+    State.VERIFIED: "commit {id}",
+    State.COMMITTED: "rollback {id}",
+    State.ROLLED_BACK: "commit {id}",
+    State.FAILED: "retry {id}",
+    State.CANCELLED: "retry {id}",
+}
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_job_id(key: str) -> str:
+    """Sortable by creation time, tagged with the content key so a glance tells runs of the same input apart."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{key[:6]}{secrets.token_hex(1)}"
+
+
+@dataclass
+class Job:
+    """One job folder; the manifest is the only mutable record of its state."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.manifest["job_id"]
+
+    @property
+    def state(self) -> State:
+        return State(self.manifest["state"])
+
+    @property
+    def requests_dir(self) -> Path:
+        return self.path / "requests"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.path / "output"
+
+    @property
+    def errors_dir(self) -> Path:
+        return self.path / "errors"
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.jsonl"
+
+    @property
+    def verify_path(self) -> Path:
+        return self.path / "verify.json"
+
+    @property
+    def commit_path(self) -> Path:
+        return self.path / "commit.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.jsonl"
+
+    def request_files(self) -> list[Path]:
+        return sorted(self.requests_dir.glob("*.jsonl"))
+
+    def save(self) -> None:
+        self.manifest["updated_at"] = utcnow()
+        atomic_write_json(self.path / MANIFEST, self.manifest)
+
+    def require(self, *allowed: State, doing: str) -> None:
+        """Refuse a command in the wrong state, saying which command comes next."""
+        if self.state in allowed:
+            return
+        hint = NEXT_COMMAND[self.state].format(id=self.id)
+        raise BadInput(f"Job {self.id} is {self.state.value}, so it cannot {doing} — run `extractor {hint}` first")
+
+    def transition(self, new: State, **fields: Any) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise BadInput(f"Job {self.id} cannot go from {self.state.value} to {new.value}")
+        self.manifest.update(fields)
+        self.manifest["state"] = new.value
+        self.manifest.setdefault("history", []).append({"state": new.value, "at": utcnow()})
+        self.save()
+        self.log("state", state=new.value)
+
+    def log(self, event: str, **fields: Any) -> None:
+        with JsonlAppender(self.log_path, fsync=False) as out:
+            out.write({"at": utcnow(), "event": event, **fields})
+
+    def documents(self) -> list[dict[str, Any]]:
+        return self.manifest.get("documents", [])
+
+
+class JobStore:
+    """The jobs directory: create, find and list job folders."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def create(self, manifest: dict[str, Any], staging: Path) -> Job:
+        """Publish a fully written staging folder as a job in one rename, so a crash never leaves half a job."""
+        job_id = manifest["job_id"]
+        manifest.setdefault("format", JOB_FORMAT)
+        manifest.setdefault("created_at", utcnow())
+        manifest.setdefault("history", [{"state": manifest["state"], "at": manifest["created_at"]}])
+        job = Job(staging, manifest)
+        job.save()
+        final = self.root / job_id
+        os.replace(staging, final)
+        job.path = final
+        job.log("state", state=manifest["state"])
+        return job
+
+    def staging_dir(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f".staging-{secrets.token_hex(6)}"
+        path.mkdir()
+        return path
+
+    def discard_staging(self, path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    def load(self, job_id: str) -> Job:
+        path = self.root / job_id
+        manifest_path = path / MANIFEST
+        if not job_id or "/" in job_id or job_id.startswith(".") or not manifest_path.is_file():
+            raise BadInput(f"No job {job_id!r} in {self.root} — run `extractor status` to list jobs")
+        manifest = read_json(manifest_path)
+        if manifest.get("format") != JOB_FORMAT:
+            raise BadInput(f"{manifest_path}: unknown job format {manifest.get('format')!r} (expected {JOB_FORMAT})")
+        return Job(path, manifest)
+
+    def __iter__(self) -> Iterator[Job]:
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.iterdir()):
+            if path.name.startswith(".") or not (path / MANIFEST).is_file():
+                continue
+            yield self.load(path.name)
+
+    def find_resumable(self, key: str) -> Job | None:
+        """The newest unfinished job built from the same input and options, for `run` after a crash."""
+        finished = {State.COMMITTED, State.ROLLED_BACK, State.CANCELLED}
+        for job in sorted(self, key=lambda j: j.manifest.get("created_at", ""), reverse=True):
+            if job.manifest.get("key") == key:
+                return None if job.state in finished else job
+        return None
+
+
+class JobsLock:
+    """An fcntl lock on `<jobs-dir>/.lock`: overlapping runs exit 5; a dead holder's lock is free by construction."""
+
+    def __init__(self, root: Path):
+        self.path = root / ".lock"
+        self._fh: Any = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.path.open("a+b")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            fh.seek(0)
+            holder = _parse_holder(fh.read())
+            fh.close()
+            raise LockHeld(f"Another run holds {self.path} ({holder}) — wait for it to finish") from None
+        # The kernel drops the flock when its holder dies, so a stale lock is taken over here silently;
+        # the file's text is only there to tell a person who holds it.
+        fh.seek(0)
+        fh.truncate()
+        fh.write(orjson.dumps({"pid": os.getpid(), "started_at": utcnow(), "since": time.time()}))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.seek(0)
+            self._fh.truncate()
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "JobsLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _parse_holder(raw: bytes) -> str:
+    try:
+        info = orjson.loads(raw)
+        return f"pid {info['pid']}, started {info['started_at']}"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return "holder unknown"

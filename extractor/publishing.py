@@ -1,0 +1,83 @@
+"""The commit and rollback stages: verified, clean documents into the staging graph, and exactly back out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .graph import open_store
+from .graph.commit import commit_job, rollback_job
+from .graph.model import CommitDocument, EntityMention, GraphVocabulary, RelationFact
+from .jobs import Job, State
+from .schema import load_spec
+from .storage import read_json
+from .verify.normalize import normalize_name
+
+KEPT = frozenset({"grounded", "fuzzy"})
+
+
+def vocabulary_for(job: Job) -> GraphVocabulary:
+    """Labels and relationship types come only from the spec's enums: the allow-list."""
+    spec = load_spec(Path(job.manifest["spec"]["path"]))
+    return GraphVocabulary(
+        entity_labels=frozenset(spec.entity_types()),
+        relationship_types=frozenset(spec.relation_types()),
+    )
+
+
+def commit_documents(job: Job) -> Iterator[CommitDocument]:
+    """Clean documents only; within them, only facts that were found in their own text."""
+    report = read_json(job.verify_path)
+    meta = {d["doc_id"]: d for d in job.documents()}
+    for doc in report["documents"]:
+        if doc["status"] != "clean":
+            continue
+        entities = tuple(
+            EntityMention(name=e["name"], type=e["type"] or "OTHER", span=tuple(e["span"]) if e["span"] else None)
+            for e in doc["entities"] if e["verdict"] in KEPT
+        )
+        types = {normalize_name(e.name): e.type for e in entities}
+        relations = tuple(
+            RelationFact(
+                source=r["source"], source_type=types.get(normalize_name(r["source"]), "OTHER"),
+                type=r["type"] or "RELATED_TO",
+                target=r["target"], target_type=types.get(normalize_name(r["target"]), "OTHER"),
+                evidence=r.get("evidence") or "",
+            )
+            for r in doc["relations"] if r["verdict"] in KEPT
+        )
+        info = meta[doc["doc_id"]]
+        yield CommitDocument(doc_id=doc["doc_id"], sha256=info["sha256"], path=info["path"],
+                             title=info.get("title", ""), entities=entities, relations=relations)
+
+
+def commit_stage(job: Job, *, uri: str, database: str | None, data_dir: Path,
+                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    job.require(State.VERIFIED, State.COMMITTED, State.ROLLED_BACK, doing="be committed")
+    with open_store(uri, database=database, data_dir=data_dir) as store:
+        summary = commit_job(store, job.id, commit_documents(job), log_path=job.commit_path,
+                             vocabulary=vocabulary_for(job), progress=progress)
+    result = {"job_id": job.id, "graph": _public_uri(uri), **summary.as_dict()}
+    job.transition(State.COMMITTED, commit={k: v for k, v in result.items() if k != "job_id"})
+    return result
+
+
+def rollback_stage(job: Job, *, uri: str, database: str | None, data_dir: Path) -> dict[str, Any]:
+    job.require(State.COMMITTED, State.ROLLED_BACK, State.VERIFIED, doing="be rolled back")
+    with open_store(uri, database=database, data_dir=data_dir) as store:
+        summary = rollback_job(store, job.id, log_path=job.commit_path)
+    result = {"job_id": job.id, "graph": _public_uri(uri), **summary.as_dict()}
+    job.transition(State.ROLLED_BACK, rollback={k: v for k, v in result.items() if k != "job_id"})
+    return result
+
+
+def _public_uri(uri: str) -> str:
+    """A graph URI with any credentials cut out, safe for job files and logs."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    host = rest.split("/", 1)
+    if "@" in host[0]:
+        host[0] = host[0].split("@", 1)[1]
+    return f"{scheme}://{'/'.join(host)}"

@@ -1,0 +1,135 @@
+"""The submit stage: hand a prepared job's request lines to its backend and record where the answers are."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput, ExtractorError
+from .jobs import Job, State
+from .requests import iter_request_lines
+
+LOCAL_OUTPUT = "local.jsonl"
+
+
+@dataclass
+class SubmitOptions:
+    local_url: str | None = None
+    model_path: Path | None = None
+    slots: int = 4
+    ctx: int | None = None
+    threads: int | None = None
+    max_cost: float | None = None
+    request_timeout_s: float = 300.0
+    server_wait_s: float = 60.0
+
+
+def check_cost_cap(job: Job, max_cost: float | None) -> None:
+    if max_cost is None:
+        return
+    estimate = job.manifest.get("estimate", {}).get("estimated_cost_usd")
+    if estimate is None:
+        raise BadInput(f"Job {job.id}: no price known for model {job.manifest['model']}, so --max-cost cannot be "
+                       "checked — drop --max-cost or pick a model in the price table")
+    if estimate > max_cost:
+        raise BadInput(f"Job {job.id}: estimated cost ${estimate:.4f} exceeds --max-cost ${max_cost:.4f} "
+                       "— raise the cap or prepare fewer documents")
+
+
+@contextmanager
+def local_endpoint(options: SubmitOptions) -> Iterator[str]:
+    """An external server's URL as given, or the embedded llama.cpp server for the duration of the block."""
+    if options.local_url:
+        yield options.local_url
+        return
+    from .backends.embedded_llm import EmbeddedLlamaServer
+
+    with EmbeddedLlamaServer(options.model_path, slots=options.slots, ctx=options.ctx, threads=options.threads) as base_url:
+        yield base_url
+
+
+def submit_job(job: Job, options: SubmitOptions, *, progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Send every line not yet answered; a re-run after a crash sends only what is missing."""
+    job.require(State.PREPARED, State.SUBMITTED, State.FAILED, State.CANCELLED, doing="be submitted")
+    check_cost_cap(job, options.max_cost)
+    backend = job.manifest["backend"]
+    if backend == "local":
+        return _submit_local(job, options, progress)
+    if backend == "openai":
+        from .backends.openai_batch import submit_openai
+
+        return submit_openai(job, progress=progress)
+    raise BadInput(f"Job {job.id} names an unknown backend {backend!r} — prepare it again with --backend local or openai")
+
+
+DEFAULT_HEALTH_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """What `--backend auto` picked, and why: recorded in the manifest as `backend_choice`."""
+
+    backend: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"requested": "auto", "chosen": self.backend, "reason": self.reason}
+
+
+def choose_backend(options: SubmitOptions, timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S) -> BackendChoice:
+    """The local lane if it passes its health check and a warm-up request within timeout_s, else the OpenAI lane."""
+    from .backends.local import check_health
+
+    started = time.monotonic()
+    where = _redact(options.local_url) if options.local_url else "the embedded llama.cpp server"
+    try:
+        with local_endpoint(options) as base_url:
+            check_health(base_url, timeout_s)
+    except (ExtractorError, OSError, ImportError, RuntimeError) as exc:  # any reason the lane cannot serve
+        reason = f"local lane unavailable: {where}: {getattr(exc, 'message', None) or exc}"
+        if not os.environ.get("OPENAI_API_KEY", "").strip():
+            raise BadInput(f"--backend auto: {reason}; and OPENAI_API_KEY is not set — start the local server, "
+                           "or set OPENAI_API_KEY for the OpenAI Batch lane") from None
+        return BackendChoice("openai", f"{reason} — using the OpenAI Batch API")
+    seconds = time.monotonic() - started
+    return BackendChoice("local", f"{where} passed its health check and a warm-up request in {seconds:.1f}s")
+
+
+def _submit_local(job: Job, options: SubmitOptions, progress: Callable[[Any], None] | None) -> dict[str, Any]:
+    from .backends.local import run_local_lane
+
+    with local_endpoint(options) as base_url:
+        job.log("submit", backend="local", url=_redact(base_url), embedded=options.local_url is None)
+        stats = run_local_lane(
+            iter_request_lines(job.request_files()),
+            output_path=job.output_dir / LOCAL_OUTPUT,
+            error_path=job.errors_dir / LOCAL_OUTPUT,
+            base_url=base_url,
+            api_key=os.environ.get("EXTRACTOR_LOCAL_API_KEY"),
+            timeout_s=options.request_timeout_s,
+            server_wait_s=options.server_wait_s,
+            progress=progress,
+            log=lambda event: job.log(event.pop("event", "request"), **event),
+        )
+    remote = {
+        "kind": "local",
+        "url": _redact(base_url),
+        "embedded": options.local_url is None,
+        "complete": True,
+        "stats": stats.as_dict(),
+    }
+    job.transition(State.SUBMITTED, remote=remote)
+    return {"job_id": job.id, "backend": "local", **stats.as_dict()}
+
+
+def _redact(url: str) -> str:
+    """Never write credentials embedded in a URL to the job folder."""
+    if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+        scheme, rest = url.split("//", 1)
+        return f"{scheme}//***@{rest.split('@', 1)[1]}"
+    return url

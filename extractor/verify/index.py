@@ -1,0 +1,66 @@
+"""The leak index: which documents of a job contain a name, in one pass over the corpus.
+
+A name that does not ground in its own document is looked up here: if another document
+of the same job holds it, the fact leaked across documents. All names go into one
+Aho-Corasick automaton (their normal form and its exact-search variants, as in
+`DocumentMatcher.align`'s exact pass) and every normalised document is scanned once; each
+hit is kept only on token boundaries. The cost is linear in the corpus plus the hits,
+never names × documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import ahocorasick
+
+from extractor.verify.normalize import name_variants, normalize, normalize_name, on_token_boundary
+
+
+class LeakIndex:
+    """Normalised texts of a job's documents, searchable for many names at once."""
+
+    __slots__ = ("_documents",)
+
+    def __init__(self, documents: Iterable[tuple[str, str]]):
+        self._documents: list[tuple[str, str]] = [(doc_id, normalize(text).text) for doc_id, text in documents]
+
+    @classmethod
+    def from_normalized(cls, documents: Iterable[tuple[str, str]]) -> LeakIndex:
+        """An index over (doc_id, text) pairs whose texts are already `normalize(...).text`."""
+        index = cls.__new__(cls)
+        index._documents = list(documents)
+        return index
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    def find_sources(self, names: Iterable[str]) -> dict[str, set[str]]:
+        """Normalised name → ids of the documents holding it on token boundaries (an empty set: none)."""
+        sources: dict[str, set[str]] = {}
+        automaton = ahocorasick.Automaton()
+        for name in names:
+            key = normalize_name(name)
+            if not key or key in sources:
+                continue
+            sources[key] = set()
+            for variant in name_variants(key):
+                entry = automaton.get(variant, None)
+                if entry is None:
+                    automaton.add_word(variant, (len(variant), [key]))
+                else:
+                    entry[1].append(key)
+        if not sources:
+            return sources
+        automaton.make_automaton()
+        for doc_id, text in self._documents:
+            found: set[str] = set()
+            for last, (length, keys) in automaton.iter(text):
+                if found.issuperset(keys):
+                    continue  # already attributed; skip the boundary check
+                start = last + 1 - length
+                if on_token_boundary(text, start, last + 1):
+                    found.update(keys)
+            for key in found:
+                sources[key].add(doc_id)
+        return sources

@@ -1,0 +1,45 @@
+"""Shared fixtures: every test gets its own jobs dir, data dir and caches; real servers are session-scoped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: Path) -> Path:
+    """Tests never touch the user's jobs, graph data, caches or API keys."""
+    monkeypatch.setenv("EXTRACTOR_JOBS_DIR", str(tmp_path / "jobs"))
+    monkeypatch.setenv("EXTRACTOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EXTRACTOR_CACHE_DIR", str(model_cache))
+    monkeypatch.delenv("EXTRACTOR_GRAPH_URI", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One assembled GGUF per test session, outside the user's ~/.cache."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Path:
+    """Three short real documents from the bundled examples."""
+    src = Path(__file__).resolve().parent.parent / "examples" / "docs"
+    target = tmp_path / "docs"
+    target.mkdir()
+    for path in sorted(src.glob("*.txt"))[:3]:
+        (target / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="session")
+def llama_url(model_cache: Path):
+    """A real llama.cpp server (xllamacpp + the bundled Gemma 270M) for the whole session."""
+    from extractor.backends.embedded_llm import EmbeddedLlamaServer, model_path
+
+    with EmbeddedLlamaServer(model_path(model_cache / "models"), slots=4) as base_url:
+        yield base_url
