@@ -49,6 +49,7 @@ class Phase:
     seconds: float
     completion_tokens: int
     cpu_seconds: float
+    retries: int = 0
 
     def documents_per_s(self) -> float:
         return self.documents / self.seconds
@@ -131,9 +132,11 @@ def lane_via_library(work: Workload, base_url: str, concurrency: int, tag: str) 
     out = work.workdir / f"lane-{tag}" / "output.jsonl"
     with _clock("c) lane (run_local_lane)", len(work.lines)) as phase:
         stats = run_local_lane(iter(work.lines), output_path=out, error_path=out.with_name("errors.jsonl"),
-                               base_url=base_url, concurrency=concurrency)
+                               base_url=base_url, concurrency=concurrency, timeout_s=600)
     assert stats.answered == len(work.lines), stats.as_dict()
-    return phase.done(stats.completion_tokens)
+    result = phase.done(stats.completion_tokens)
+    result.retries = stats.retries
+    return result
 
 
 def lane_via_cli(work: Workload, base_url: str, concurrency: int, tag: str) -> Phase:
@@ -297,11 +300,12 @@ def _overhead(work: Workload, args: argparse.Namespace, lane: Callable[..., Phas
 
 def _report(title: str, phases: list[Phase]) -> None:
     print(f"\n{title}")
-    print("| phase | documents | seconds | documents/s | completion tokens/s | client CPU ms/request |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| phase | documents | seconds | documents/s | completion tokens | completion tokens/s "
+          "| client CPU ms/request | retries |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for p in phases:
-        print(f"| {p.name} | {p.documents} | {p.seconds:.1f} | {p.documents_per_s():.2f} | {p.tokens_per_s():.1f} "
-              f"| {p.cpu_ms_per_request():.2f} |")
+        print(f"| {p.name} | {p.documents} | {p.seconds:.1f} | {p.documents_per_s():.2f} | {p.completion_tokens} "
+              f"| {p.tokens_per_s():.1f} | {p.cpu_ms_per_request():.2f} | {p.retries} |")
     named = {p.name[0]: p for p in phases}
     if "c" in named and "a" in named:
         print(f"(c)/(a) = {named['c'].documents_per_s() / named['a'].documents_per_s():.2f}  (goal ≥ 1.8)")
@@ -313,7 +317,7 @@ def _report(title: str, phases: list[Phase]) -> None:
 def _as_dict(p: Phase) -> dict[str, Any]:
     return {"phase": p.name, "documents": p.documents, "seconds": p.seconds, "completion_tokens": p.completion_tokens,
             "documents_per_s": p.documents_per_s(), "completion_tokens_per_s": p.tokens_per_s(),
-            "cpu_ms_per_request": p.cpu_ms_per_request()}
+            "cpu_ms_per_request": p.cpu_ms_per_request(), "retries": p.retries}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

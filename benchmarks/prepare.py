@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -33,16 +34,27 @@ KINDS = ("floor", "prepare", "prepare+tokens")
 
 
 def build_corpus(root: Path, count: int) -> int:
-    """count .txt files of ~TARGET_CHARS characters; returns their total size in bytes."""
-    texts = [" ".join(" ".join(sent) for sent in doc["sents"]) for doc in json.loads(REDOCRED.read_text())]
-    titles = [doc["title"] for doc in json.loads(REDOCRED.read_text())]
+    """count .txt files of ~TARGET_CHARS characters; returns their total size in bytes.
+
+    Each is a numbered title line and paragraphs cut from the Re-DocRED texts at random word
+    boundaries (seeded by its number), so documents neither dedupe nor start their paragraphs alike.
+    """
+    docs = json.loads(REDOCRED.read_text())
+    titles = [doc["title"] for doc in docs]
+    text = " ".join(" ".join(" ".join(sent) for sent in doc["sents"]) for doc in docs)
     root.mkdir(parents=True)
     total = 0
     for i in range(count):
-        first, second = i % len(texts), (i * 7 + 1) % len(texts)
-        head = f"Document {i:06d}: {titles[first]}\n\n{texts[first]}"
-        body = f"{head}\n\n{texts[second][: max(0, TARGET_CHARS - len(head) - 2)]}\n"
-        data = body.encode("utf-8")
+        rng = random.Random(i)
+        parts = [f"{titles[i % len(titles)]} — document {i}"]
+        size = len(parts[0])
+        while size < TARGET_CHARS:
+            start = text.find(" ", rng.randrange(len(text) - 2000)) + 1
+            length = min(rng.randint(200, 700), TARGET_CHARS - size + 20)
+            end = text.find(" ", start + length)
+            parts.append(text[start:end])
+            size += len(parts[-1]) + 2
+        data = ("\n\n".join(parts) + "\n").encode("utf-8")
         (root / f"doc-{i:06d}.txt").write_bytes(data)
         total += len(data)
     return total
@@ -75,7 +87,7 @@ def run_prepare(corpus: Path, out: Path, count_tokens: bool) -> dict[str, Any]:
     from extractor.prepare import PrepareOptions, prepare_job
 
     summary = prepare_job(JobStore(out), corpus, PrepareOptions(backend="local", count_tokens=count_tokens))
-    return {"lines": summary.requests, "input_tokens": summary.input_tokens}
+    return {"lines": summary.requests, "input_tokens": summary.input_tokens, "phases": summary.seconds}
 
 
 def measure(kind: str, corpus: Path, out: Path) -> dict[str, Any]:
@@ -144,6 +156,9 @@ def report(results: dict[int, dict[str, dict[str, Any]]], corpus_bytes: dict[int
     lines.append(f"prepare without token counting: {big['prepare']['seconds']:.2f} s vs floor {floor:.2f} s"
                  f" = {big['prepare']['seconds'] / floor:.2f}× (goal ≤ 2×), {large:,} documents,"
                  f" {corpus_bytes[large] / 1e6:.0f} MB of text")
+    phases = big["prepare"]["phases"]
+    lines.append("prepare's phases: " + ", ".join(f"{name.replace('_', ' ')} {sec:.2f} s ({sec / floor:.2f}× floor)"
+                                                  for name, sec in phases.items()))
     if "prepare+tokens" in big:
         tok = big["prepare+tokens"]
         lines.append(f"token counting adds {tok['seconds'] - big['prepare']['seconds']:.2f} s"

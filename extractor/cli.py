@@ -101,13 +101,22 @@ def emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> Non
 
 
 def prepare_options(backend: str, model: Optional[str], schema: Optional[Path], split_long: bool,
-                    max_tokens: Optional[int], ctx_tokens: Optional[int]) -> PrepareOptions:
-    if backend not in ("local", "openai", "auto"):
-        from .errors import BadInput
+                    max_tokens: Optional[int], ctx_tokens: Optional[int], *,
+                    max_lines_per_file: Optional[int] = None, max_bytes_per_file: Optional[int] = None) -> PrepareOptions:
+    from .errors import BadInput
+    from .requests import MAX_BYTES_PER_FILE, MAX_LINES_PER_FILE
 
+    if backend not in ("local", "openai", "auto"):
         raise BadInput(f"unknown backend {backend!r} — use local, openai or auto")
+    lines = MAX_LINES_PER_FILE if max_lines_per_file is None else max_lines_per_file
+    size = MAX_BYTES_PER_FILE if max_bytes_per_file is None else max_bytes_per_file
+    if not 1 <= lines <= MAX_LINES_PER_FILE:
+        raise BadInput(f"--max-lines-per-file must be between 1 and {MAX_LINES_PER_FILE} (OpenAI's limit)")
+    if not 1 <= size <= MAX_BYTES_PER_FILE:
+        raise BadInput(f"--max-bytes-per-file must be between 1 and {MAX_BYTES_PER_FILE} (OpenAI's limit)")
     return PrepareOptions(backend="local" if backend == "auto" else backend, model=model, spec_path=schema,
-                          split_long=split_long, max_tokens=max_tokens, context_tokens=ctx_tokens)
+                          split_long=split_long, max_tokens=max_tokens, context_tokens=ctx_tokens,
+                          max_lines_per_file=lines, max_bytes_per_file=size)
 
 
 # ---------------------------------------------------------------- prepare / submit
@@ -124,10 +133,14 @@ def prepare(
     split_long: Annotated[bool, typer.Option("--split-long", help="Cut documents longer than the context on paragraph boundaries.")] = False,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Output token budget per answer.")] = None,
     ctx_tokens: Annotated[Optional[int], typer.Option("--ctx", help="Model context in tokens (limits document size).")] = None,
+    max_lines_per_file: Annotated[Optional[int], typer.Option("--max-lines-per-file", help="Request lines per file (default and maximum 50000, OpenAI's limit).")] = None,
+    max_bytes_per_file: Annotated[Optional[int], typer.Option("--max-bytes-per-file", help="Bytes per request file (default and maximum 200 MiB, OpenAI's limit).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a job: one isolated request line per document, audited and priced."""
-    summary = prepare_job(store_of(ctx), docs_dir, prepare_options(backend, model, schema, split_long, max_tokens, ctx_tokens))
+    options = prepare_options(backend, model, schema, split_long, max_tokens, ctx_tokens,
+                              max_lines_per_file=max_lines_per_file, max_bytes_per_file=max_bytes_per_file)
+    summary = prepare_job(store_of(ctx), docs_dir, options)
     data = summary.as_dict()
     emit(data, as_json, lambda: _render_prepare(data))
     if summary.skipped:
@@ -135,13 +148,22 @@ def prepare(
 
 
 def _render_prepare(data: dict[str, Any]) -> None:
+    def usd(value: Optional[float]) -> str:
+        return "n/a (no price for this model)" if value is None else f"${value:.4f}"
+
     console.out.print(console.key_value_table(f"prepared job {data['job_id']}", {
-        "documents": data["documents"], "requests": data["requests"], "duplicates": data["duplicates"],
-        "input tokens": data["input_tokens"],
-        "estimated cost (USD)": "n/a" if data["estimated_cost_usd"] is None else f"{data['estimated_cost_usd']:.4f}",
+        "model": f"{data['model']} ({data['backend']})",
+        "documents": data["documents"], "request lines": data["requests"], "request files": data["shards"],
+        "duplicates": data["duplicates"], "skipped": len(data["skipped"]),
+        "input tokens": "not counted" if data["input_tokens"] is None else data["input_tokens"],
+        "input cost": usd(data["input_cost_usd"]),
+        "output cost (at most)": usd(data["output_cost_usd_max"]),
+        "estimated cost": usd(data["estimated_cost_usd"]) + (" (batch price)" if data["backend"] == "openai" else ""),
     }))
     for item in data["skipped"]:
-        console.err.print(f"[yellow]skipped[/] {item['reason']}")
+        console.err.print(f"skipped {item['reason']}", markup=False, highlight=False, soft_wrap=True)
+    for warning in data["warnings"]:
+        console.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _submit_options(local_url, model_path, slots, max_cost) -> SubmitOptions:
@@ -414,13 +436,22 @@ def compare(ctx: typer.Context, job_a: str, job_b: str, as_json: JsonOpt = False
 @handles_errors
 def audit(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
     """Re-run the isolation audit on a job's request lines; exit 2 on any violation."""
-    from .requests import audit_lines, iter_request_lines, load_prompt
+    from .isolation import audit_job
 
     job = store_of(ctx).load(job_id)
-    prompt = load_prompt(job.manifest["backend"])
-    result = audit_lines(iter_request_lines(job.request_files()), job.documents(), prompt.text)
-    data = {"job_id": job.id, "lines": result.lines, "problems": result.problems, "warnings": result.warnings}
-    emit(data, as_json, lambda: console.out.print(console.key_value_table(f"audit of {job_id}", data)))
+    result = audit_job(job)
+    data = {"job_id": job.id, **result.as_dict()}
+
+    def render() -> None:
+        verdict = "isolated" if result.ok else f"{len(result.problems)} problem(s)"
+        console.out.print(f"audit of {job.id}: {result.lines} lines, {result.documents} documents — {verdict}",
+                          markup=False, highlight=False)
+        for problem in result.problems:
+            console.out.print(f"problem: {problem}", markup=False, highlight=False)
+        for warning in result.warnings:
+            console.out.print(f"warning: {warning}", markup=False, highlight=False)
+
+    emit(data, as_json, render)
     if result.problems:
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 
@@ -450,23 +481,16 @@ def graph_cypher(
 @handles_errors
 def schema_check(file: Path, as_json: JsonOpt = False) -> None:
     """Validate a spec against OpenAI strict-mode rules; exit 2 listing every problem by JSON path."""
-    from .errors import BadInput
-    from .schema import check_spec
+    from .schema import check_spec, read_spec_json
 
-    try:
-        obj = orjson.loads(file.read_bytes())
-    except FileNotFoundError:
-        raise BadInput(f"No such spec file: {file}") from None
-    except orjson.JSONDecodeError as exc:
-        raise BadInput(f"{file}: not valid JSON ({exc}) — fix the syntax") from None
-    problems = check_spec(obj)
+    problems = check_spec(read_spec_json(file))
     data = {"file": str(file), "ok": not problems, "problems": [{"path": p.path, "message": p.message} for p in problems]}
 
     def render() -> None:
         if not problems:
-            console.out.print(f"{file}: ok")
+            console.out.print(f"{file}: ok", markup=False, highlight=False)
         for p in problems:
-            console.out.print(f"{file}: {p.path or '/'}: {p.message}")
+            console.out.print(f"{file}: {p.path or '/'}: {p.message}", markup=False, highlight=False)
 
     emit(data, as_json, render)
     if problems:

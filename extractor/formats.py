@@ -12,7 +12,7 @@ import pypdf
 
 # Bytes that never occur in text: C0 controls other than \t \n \f \r and ESC, plus DEL.
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27)) + b"\x7f"
-_SNIFF = 8192
+_SNIFF = 1024  # binary formats show themselves in their first kilobyte (headers, tables, padding)
 
 
 def decode_text(data: bytes) -> tuple[str | None, str]:
@@ -29,7 +29,8 @@ def decode_text(data: bytes) -> tuple[str | None, str]:
         text = data.decode(encoding)
     except UnicodeDecodeError:
         return None, "not UTF-8 text — re-save it as UTF-8"
-    if "\x00" in text:  # e.g. UTF-32 read through its UTF-16 look-alike BOM
+    # NUL was ruled out on the bytes for plain UTF-8; after a BOM it is checked here (e.g. UTF-32 read as UTF-16).
+    if encoding != "utf-8" and "\x00" in text:
         return None, "binary file (not text) — remove it or convert it to .txt"
     return text, ""
 

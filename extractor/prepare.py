@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,16 +12,16 @@ from typing import Any
 from . import pricing, tokens
 from .documents import Document, Skipped, iter_documents, split_long
 from .errors import BadInput
+from .isolation import AuditReport, NestingIndex, audit_lines
 from .jobs import Job, JobStore, State, new_job_id
 from .requests import (
     MAX_BYTES_PER_FILE,
     MAX_LINES_PER_FILE,
+    RequestTemplate,
     ShardWriter,
-    audit_lines,
-    build_request_line,
     custom_id_for,
-    iter_request_lines,
     load_prompt,
+    request_template,
 )
 from .schema import DEFAULT_SPEC_PATH, Spec, load_spec
 
@@ -66,24 +67,47 @@ class PrepareSummary:
     job: Job
     documents: int
     requests: int
+    shards: int
     skipped: list[dict[str, str]]
     duplicates: int
-    input_tokens: int
+    input_tokens: int | None
+    input_cost_usd: float | None
+    output_cost_usd_max: float | None
     estimated_cost_usd: float | None
+    warnings: list[str]
     resumed: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: read_and_write, audit, publish
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job.id,
             "state": self.job.state.value,
+            "backend": self.job.manifest["backend"],
+            "model": self.job.manifest["model"],
             "documents": self.documents,
             "requests": self.requests,
+            "shards": self.shards,
             "skipped": self.skipped,
             "duplicates": self.duplicates,
             "input_tokens": self.input_tokens,
+            "input_cost_usd": self.input_cost_usd,
+            "output_cost_usd_max": self.output_cost_usd_max,
             "estimated_cost_usd": self.estimated_cost_usd,
+            "warnings": self.warnings,
             "resumed": self.resumed,
+            "seconds": self.seconds,
         }
+
+
+@dataclass
+class _Intake:
+    """What reading the folder and writing the lines produced; the texts themselves are not kept."""
+
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    duplicates: int = 0
+    input_tokens: int = 0
+    shards: list[dict[str, Any]] = field(default_factory=list)
 
 
 def job_key(doc_hashes: list[str], spec: Spec, prompt_sha: str, model: str, backend: str, settings: dict) -> str:
@@ -103,7 +127,11 @@ def prepare_job(
     on_document: Callable[[], None] | None = None,
     resume: bool = False,
 ) -> PrepareSummary:
-    """Read every document, write one request line each, audit isolation, estimate cost, publish the job."""
+    """Read every document, write one request line each, audit isolation, estimate cost, publish the job.
+
+    Streams: a document's text is dropped once its line is written; what grows with the corpus is
+    the manifest (one entry per document) and the audit's fingerprints (a hash per document).
+    """
     spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
     prompt = load_prompt(options.backend)
     model = options.resolved_model()
@@ -113,53 +141,40 @@ def prepare_job(
     max_chars = max(1000, (context - max_tokens - PROMPT_RESERVE_TOKENS) * CHARS_PER_TOKEN_FLOOR)
     settings = {"temperature": options.temperature, "seed": options.seed, "max_tokens": max_tokens,
                 "extra_body": {**DEFAULT_EXTRA_BODY[lane], **options.extra}}
-    response_format = spec.response_format()
+    template = request_template(prompt=prompt, model=model, response_format=spec.response_format(), settings=settings)
 
+    def custom_id(doc_sha256: str) -> str:
+        return custom_id_for(doc_sha256, spec.sha256, prompt.sha256, model)
+
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
     staging = store.staging_dir()
     try:
         writer = ShardWriter(staging / "requests", options.max_lines_per_file, options.max_bytes_per_file)
-        entries: dict[str, dict[str, Any]] = {}
-        skipped: list[dict[str, str]] = []
-        duplicates = 0
-        input_tokens = 0
-        for item in iter_documents(docs_dir, max_chars=None if options.split_long else max_chars):
-            if on_document:
-                on_document()
-            if isinstance(item, Skipped):
-                skipped.append({"path": item.path, "reason": item.reason})
-                continue
-            parts = split_long(item, max_chars) if options.split_long and item.chars > max_chars else [item]
-            for doc in parts:
-                if doc.sha256 in entries:
-                    entries[doc.sha256]["paths"].append(doc.path)
-                    duplicates += 1
-                    continue
-                cid = custom_id_for(doc.sha256, spec.sha256, prompt.sha256, model)
-                line = build_request_line(
-                    custom_id=cid, text=doc.text, prompt=prompt, model=model,
-                    response_format=response_format, settings=settings,
-                )
-                shard = writer.write(line)
-                if options.count_tokens:
-                    input_tokens += tokens.count_request_tokens(line["body"])
-                entries[doc.sha256] = _manifest_entry(doc, cid, shard)
-        shards = writer.close()
-        documents = list(entries.values())
+        index = NestingIndex([])
+        intake = _write_requests(docs_dir, options, max_chars, template, custom_id, writer, index, on_document)
+        documents = intake.documents
+        seconds["read_and_write"] = _since(started)
         if not documents:
-            reasons = "; ".join(s["reason"] for s in skipped[:3])
-            raise BadInput(f"No usable documents in {docs_dir}" + (f" ({reasons})" if reasons else "") +
+            reasons = "; ".join(s["reason"] for s in intake.skipped[:3])
+            more = f" and {len(intake.skipped) - 3} more" if len(intake.skipped) > 3 else ""
+            raise BadInput(f"No usable documents in {docs_dir}" + (f" ({reasons}{more})" if reasons else "") +
                            " — add .txt, .md, .html, .pdf or .jsonl files")
 
-        audit = audit_lines(iter_request_lines(sorted((staging / "requests").glob("*.jsonl"))), documents, prompt.text)
-        if not audit.ok:
-            raise BadInput("Isolation audit failed: " + "; ".join(audit.problems[:5]))
+        audit = audit_lines(staging, [staging / s["file"] for s in intake.shards], documents, template, index=index)
+        del index  # its fingerprints are the one other thing that grows with the corpus; the manifest is next
+        seconds["audit"] = _since(started) - seconds["read_and_write"]
+        if not audit.ok:  # lines this run has just written: a failure is a bug, but the contract is exit 2
+            raise BadInput("the isolation audit of the new request lines failed: " + "; ".join(audit.problems[:5]) +
+                                 " — nothing was published; please report this with the folder's layout")
 
         key = job_key([d["sha256"] for d in documents], spec, prompt.sha256, model, options.backend, settings)
         if resume and (existing := store.find_resumable(key)) is not None:
             store.discard_staging(staging)
             return _summary_from(existing, resumed=True)
 
-        estimate = _estimate_cost(model, options.backend, input_tokens, len(documents), max_tokens)
+        tokens_in = intake.input_tokens if options.count_tokens else None
+        estimate = _estimate_cost(model, options.backend, tokens_in, len(documents), max_tokens)
         manifest = {
             "job_id": new_job_id(key),
             "key": key,
@@ -170,18 +185,65 @@ def prepare_job(
             "spec": {"path": str(spec.source), "name": spec.name, "sha256": spec.sha256},
             "prompt": {"name": prompt.name, "version": prompt.version, "backend": prompt.backend, "sha256": prompt.sha256},
             "settings": settings,
-            "shards": shards,
+            "request_template": template.as_json(),
+            "shards": intake.shards,
             "documents": documents,
-            "skipped": skipped,
-            "duplicates": duplicates,
-            "audit": {"lines": audit.lines, "warnings": audit.warnings},
-            "estimate": {"input_tokens": input_tokens, "counted": options.count_tokens, **estimate},
+            "skipped": intake.skipped,
+            "duplicates": intake.duplicates,
+            "audit": _audit_record(audit),
+            "estimate": {"input_tokens": tokens_in, "counted": options.count_tokens, "output_tokens_max": len(documents) * max_tokens,
+                         "batch": options.backend == "openai", **estimate},
         }
         job = store.create(manifest, staging)
     except BaseException:
         store.discard_staging(staging)
         raise
-    return _summary_from(job, resumed=False)
+    seconds["publish"] = _since(started) - seconds["read_and_write"] - seconds["audit"]
+    summary = _summary_from(job, resumed=False)
+    summary.seconds = {k: round(v, 3) for k, v in seconds.items()}
+    return summary
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, template: RequestTemplate,
+                    custom_id_of: Callable[[str], str], writer: ShardWriter, index: NestingIndex,
+                    on_document: Callable[[], None] | None) -> _Intake:
+    """One line per distinct document (or part), streamed into shards; duplicates only add their path."""
+    intake = _Intake()
+    documents = intake.documents
+    index.documents = documents
+    by_sha: dict[str, dict[str, Any]] = {}
+    # The template's own tokens (prompt, schema, chat overhead) are the same on every line: count them once.
+    base_tokens = tokens.count_request_tokens(template.body_with("")) if options.count_tokens else 0
+    model = template.line["body"]["model"]
+    try:
+        for item in iter_documents(docs_dir, max_chars=None if options.split_long else max_chars):
+            if on_document:
+                on_document()
+            if type(item) is Skipped:
+                intake.skipped.append({"path": item.path, "reason": item.reason})
+                continue
+            assert isinstance(item, Document)
+            for doc in split_long(item, max_chars) if options.split_long and item.chars > max_chars else (item,):
+                known = by_sha.get(doc.sha256)
+                if known is not None:
+                    known["paths"].append(doc.path)
+                    intake.duplicates += 1
+                    continue
+                custom_id = custom_id_of(doc.sha256)
+                shard = writer.write(template.render(custom_id, doc.text))
+                if options.count_tokens:
+                    intake.input_tokens += base_tokens + tokens.count_tokens(doc.text, model)
+                index.add(doc.text.encode(), len(documents))
+                entry = _manifest_entry(doc, custom_id, shard)
+                by_sha[doc.sha256] = entry
+                documents.append(entry)
+    finally:
+        intake.shards = writer.close()
+    return intake
 
 
 def _manifest_entry(doc: Document, custom_id: str, shard: str) -> dict[str, Any]:
@@ -197,15 +259,21 @@ def _manifest_entry(doc: Document, custom_id: str, shard: str) -> dict[str, Any]
     }
 
 
-def _estimate_cost(model: str, backend: str, input_tokens: int, documents: int, max_tokens: int) -> dict[str, Any]:
+def _audit_record(audit: AuditReport) -> dict[str, Any]:
+    return {"ok": audit.ok, "lines": audit.lines, "warnings": audit.warnings}
+
+
+def _estimate_cost(model: str, backend: str, input_tokens: int | None, documents: int, max_tokens: int) -> dict[str, Any]:
     """Input cost is exact from counted tokens; output is bounded by max_tokens, so it is an upper bound."""
     if backend == "local":
         return {"input_cost_usd": 0.0, "output_cost_usd_max": 0.0, "estimated_cost_usd": 0.0}
     batch = backend == "openai"
-    input_cost = pricing.estimate_cost(model, input_tokens, 0, batch=batch)
     output_cost = pricing.estimate_cost(model, 0, documents * max_tokens, batch=batch)
+    input_cost = None if input_tokens is None else pricing.estimate_cost(model, input_tokens, 0, batch=batch)
     if input_cost is None or output_cost is None:
-        return {"input_cost_usd": None, "output_cost_usd_max": None, "estimated_cost_usd": None}
+        return {"input_cost_usd": None if input_cost is None else round(input_cost, 6),
+                "output_cost_usd_max": None if output_cost is None else round(output_cost, 6),
+                "estimated_cost_usd": None}
     return {
         "input_cost_usd": round(input_cost, 6),
         "output_cost_usd_max": round(output_cost, 6),
@@ -215,13 +283,18 @@ def _estimate_cost(model: str, backend: str, input_tokens: int, documents: int, 
 
 def _summary_from(job: Job, *, resumed: bool) -> PrepareSummary:
     m = job.manifest
+    estimate = m["estimate"]
     return PrepareSummary(
         job=job,
         documents=len(m["documents"]),
         requests=sum(s["lines"] for s in m["shards"]),
+        shards=len(m["shards"]),
         skipped=m.get("skipped", []),
         duplicates=m.get("duplicates", 0),
-        input_tokens=m["estimate"]["input_tokens"],
-        estimated_cost_usd=m["estimate"].get("estimated_cost_usd"),
+        input_tokens=estimate.get("input_tokens"),
+        input_cost_usd=estimate.get("input_cost_usd"),
+        output_cost_usd_max=estimate.get("output_cost_usd_max"),
+        estimated_cost_usd=estimate.get("estimated_cost_usd"),
+        warnings=m.get("audit", {}).get("warnings", []),
         resumed=resumed,
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .graph import open_store
+from .graph import open_store, redact_uri
 from .graph.commit import commit_job, rollback_job
 from .graph.model import CommitDocument, EntityMention, GraphVocabulary, RelationFact
 from .jobs import Job, State
@@ -58,7 +59,8 @@ def commit_stage(job: Job, *, uri: str, database: str | None, data_dir: Path,
     with open_store(uri, database=database, data_dir=data_dir) as store:
         summary = commit_job(store, job.id, commit_documents(job), log_path=job.commit_path,
                              vocabulary=vocabulary_for(job), progress=progress)
-    result = {"job_id": job.id, "graph": _public_uri(uri), **summary.as_dict()}
+    result = {**asdict(summary), "graph": redact_uri(uri),
+              "nodes": summary.documents + summary.entities, "relationships": summary.mentions + summary.relationships}
     job.transition(State.COMMITTED, commit={k: v for k, v in result.items() if k != "job_id"})
     return result
 
@@ -67,17 +69,7 @@ def rollback_stage(job: Job, *, uri: str, database: str | None, data_dir: Path) 
     job.require(State.COMMITTED, State.ROLLED_BACK, State.VERIFIED, doing="be rolled back")
     with open_store(uri, database=database, data_dir=data_dir) as store:
         summary = rollback_job(store, job.id, log_path=job.commit_path)
-    result = {"job_id": job.id, "graph": _public_uri(uri), **summary.as_dict()}
+    result = {**asdict(summary), "graph": redact_uri(uri)}
     job.transition(State.ROLLED_BACK, rollback={k: v for k, v in result.items() if k != "job_id"})
     return result
 
-
-def _public_uri(uri: str) -> str:
-    """A graph URI with any credentials cut out, safe for job files and logs."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return uri
-    host = rest.split("/", 1)
-    if "@" in host[0]:
-        host[0] = host[0].split("@", 1)[1]
-    return f"{scheme}://{'/'.join(host)}"

@@ -1,4 +1,4 @@
-"""Request lines: one document per line in OpenAI batch input format, prompt templates, sharding, isolation audit."""
+"""Request lines: one document per line in OpenAI batch input format, prompt templates, the line template, sharding."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import ahocorasick
 import orjson
 
 from .errors import BadInput
@@ -19,9 +18,11 @@ CHAT_URL = "/v1/chat/completions"
 # OpenAI's documented per-file limits for a batch input file.
 MAX_LINES_PER_FILE = 50_000
 MAX_BYTES_PER_FILE = 200 * 1024 * 1024
-# Audit fingerprint: a document is looked for inside other lines by its first characters,
-# then confirmed by a full substring test, so the audit stays linear in the corpus.
-FINGERPRINT_CHARS = 64
+# The two slots of a job's request template (job.json "request_template"); every line is the
+# template with a custom_id and one document's text in them.
+CUSTOM_ID_SLOT = "{{custom_id}}"
+DOCUMENT_SLOT = "{{document}}"
+_WRITE_BUFFER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,84 @@ def build_request_line(
     return {"custom_id": custom_id, "method": "POST", "url": CHAT_URL, "body": body}
 
 
+@dataclass(frozen=True)
+class RequestTemplate:
+    """A job's request line with its two slots, pre-serialised: lines are rendered and read back around the slots.
+
+    Serialising the schema and the prompt once per job instead of once per line is what keeps
+    prepare near the cost of writing the documents; reading a line back as "the template with
+    two JSON strings in it" is what lets the audit prove that nothing else is in the line.
+    """
+
+    line: dict[str, Any]
+    head: bytes
+    middle: bytes
+    tail: bytes
+
+    @classmethod
+    def from_line(cls, line: dict[str, Any]) -> RequestTemplate:
+        return cls.from_json(orjson.dumps(line).decode())
+
+    @classmethod
+    def from_json(cls, text: str) -> RequestTemplate:
+        """From the template as one JSON text (how job.json keeps it: a JSON object would lose its key order)."""
+        raw = text.encode()
+        cid_slot, doc_slot = orjson.dumps(CUSTOM_ID_SLOT), orjson.dumps(DOCUMENT_SLOT)
+        if raw.count(cid_slot) != 1 or raw.count(doc_slot) != 1 or raw.index(cid_slot) > raw.index(doc_slot):
+            raise BadInput(f"the request template must hold {CUSTOM_ID_SLOT} once and then {DOCUMENT_SLOT} once"
+                           " — a prompt or schema string that is exactly either cannot be used")
+        head, rest = raw.split(cid_slot)
+        middle, tail = rest.split(doc_slot)
+        return cls(orjson.loads(raw), head, middle, tail + b"\n")
+
+    def as_json(self) -> str:
+        """The template as one JSON text, slots in place, keys in the order every line has them."""
+        return b"".join((self.head, orjson.dumps(CUSTOM_ID_SLOT), self.middle, orjson.dumps(DOCUMENT_SLOT),
+                         self.tail[:-1])).decode()
+
+    def render(self, custom_id: str, text: str) -> bytes:
+        """One request line, newline included; byte for byte what orjson.dumps makes of the filled-in line."""
+        return b"".join((self.head, orjson.dumps(custom_id), self.middle, orjson.dumps(text), self.tail))
+
+    def parse(self, raw: bytes) -> tuple[str, str] | None:
+        """(custom_id, document text) when raw is exactly this template filled in; None for anything else."""
+        head, middle, tail = self.head, self.middle, self.tail
+        if not (raw.startswith(head) and raw.endswith(tail)):
+            return None
+        # The custom_id is short and (when prepare wrote it) has no escapes: its closing quote is the
+        # next one. Anything else falls back to a search, which is slower (middle is long) but general.
+        close = raw.find(b'"', len(head) + 1)
+        if close > 0 and raw[close - 1] != 0x5C and raw.startswith(middle, close + 1):
+            cut = close + 1
+        else:
+            cut = raw.find(middle, len(head))
+            if cut < 0:
+                return None
+        # middle starts with an unescaped quote, which cannot occur inside a JSON string, so if both
+        # pieces parse as strings the cut is the only one and the line is the template filled in.
+        try:
+            custom_id = orjson.loads(raw[len(head):cut])
+            text = orjson.loads(raw[cut + len(middle):len(raw) - len(tail)])
+        except orjson.JSONDecodeError:
+            return None
+        if type(custom_id) is str and type(text) is str:
+            return custom_id, text
+        return None
+
+    def body_with(self, text: str) -> dict[str, Any]:
+        """The request body with text in the user message (for token counting)."""
+        body = dict(self.line["body"])
+        body["messages"] = [m if m["content"] != DOCUMENT_SLOT else {**m, "content": text} for m in body["messages"]]
+        return body
+
+
+def request_template(*, prompt: Prompt, model: str, response_format: dict, settings: dict[str, Any]) -> RequestTemplate:
+    """The template every line of a job is made from."""
+    line = build_request_line(custom_id=CUSTOM_ID_SLOT, text=DOCUMENT_SLOT, prompt=prompt, model=model,
+                              response_format=response_format, settings=settings)
+    return RequestTemplate.from_line(line)
+
+
 @dataclass
 class ShardWriter:
     """Streams request lines into requests/00000.jsonl, 00001.jsonl … within the per-file line and byte limits."""
@@ -90,19 +169,26 @@ class ShardWriter:
     max_lines: int = MAX_LINES_PER_FILE
     max_bytes: int = MAX_BYTES_PER_FILE
     shards: list[dict[str, Any]] = field(default_factory=list)
-    _fh: Any = None
+    _fh: IO[bytes] | None = None
     _lines: int = 0
     _bytes: int = 0
 
-    def write(self, line: dict[str, Any]) -> str:
-        raw = orjson.dumps(line) + b"\n"
-        if len(raw) > self.max_bytes:
-            raise BadInput(f"request line {line['custom_id']} is {len(raw)} bytes, over the {self.max_bytes}-byte file limit")
-        if self._fh is None or self._lines >= self.max_lines or self._bytes + len(raw) > self.max_bytes:
+    def __post_init__(self) -> None:
+        if self.max_lines < 1 or self.max_bytes < 1:
+            raise BadInput("the per-file limits must be at least 1 line and 1 byte")
+
+    def write(self, raw: bytes) -> str:
+        """Append one rendered line (newline included); returns the shard file it went to."""
+        size = len(raw)
+        if size > self.max_bytes:
+            raise BadInput(f"a request line is {size} bytes, over the {self.max_bytes}-byte file limit"
+                           " — raise --max-bytes-per-file")
+        if self._fh is None or self._lines >= self.max_lines or self._bytes + size > self.max_bytes:
             self._roll()
+        assert self._fh is not None
         self._fh.write(raw)
         self._lines += 1
-        self._bytes += len(raw)
+        self._bytes += size
         return self.shards[-1]["file"]
 
     def _roll(self) -> None:
@@ -110,12 +196,11 @@ class ShardWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{len(self.shards):05d}.jsonl"
         self.shards.append({"file": f"requests/{name}", "lines": 0, "bytes": 0})
-        self._fh = (self.directory / name).open("wb")
+        self._fh = (self.directory / name).open("wb", buffering=_WRITE_BUFFER)
         self._lines = self._bytes = 0
 
     def _close_current(self) -> None:
         if self._fh is not None:
-            self._fh.flush()
             self._fh.close()
             self.shards[-1].update(lines=self._lines, bytes=self._bytes)
             self._fh = None
@@ -133,73 +218,3 @@ def iter_request_lines(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
 def request_text(line: dict[str, Any]) -> str:
     """The one document a request line carries (its user message)."""
     return "".join(m["content"] for m in line["body"]["messages"] if m["role"] == "user")
-
-
-@dataclass
-class AuditReport:
-    lines: int
-    problems: list[str]  # isolation violations: submission must stop
-    warnings: list[str]  # an input file that itself holds another whole document: reported, not blocking
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def audit_lines(lines: Iterable[dict[str, Any]], documents: list[dict[str, Any]], prompt_text: str) -> AuditReport:
-    """Check isolation before anything is sent: one document per line, no other document inside it."""
-    expected = {d["custom_id"]: d for d in documents}
-    seen: set[str] = set()
-    problems: list[str] = []
-    texts: dict[str, str] = {}
-    count = 0
-    for line in lines:
-        count += 1
-        cid = line.get("custom_id")
-        if cid in seen:
-            problems.append(f"{cid}: custom_id used by more than one line")
-            continue
-        seen.add(cid)
-        doc = expected.get(cid)
-        if doc is None:
-            problems.append(f"{cid}: line has no document in the manifest")
-            continue
-        messages = line.get("body", {}).get("messages", [])
-        roles = [m.get("role") for m in messages]
-        if roles != ["system", "user"]:
-            problems.append(f"{cid}: expected one system and one user message, found {roles}")
-            continue
-        if messages[0].get("content") != prompt_text:
-            problems.append(f"{cid}: system message differs from the job's prompt template")
-        text = messages[1].get("content") or ""
-        if hashlib.sha256(text.encode()).hexdigest() != doc["sha256"]:
-            problems.append(f"{cid}: user message is not exactly document {doc['doc_id']} ({doc['path']})")
-        texts[cid] = text
-    missing = [cid for cid in expected if cid not in seen]
-    problems.extend(f"{cid}: document {expected[cid]['path']} has no request line" for cid in missing)
-    warnings = _find_nested_documents(texts, expected)
-    return AuditReport(lines=count, problems=problems, warnings=warnings)
-
-
-def _find_nested_documents(texts: dict[str, str], documents: dict[str, dict[str, Any]]) -> list[str]:
-    """A line whose text contains another document whole (concatenation) is reported; one automaton, one pass."""
-    automaton = ahocorasick.Automaton()
-    for cid, text in texts.items():
-        fingerprint = text[:FINGERPRINT_CHARS]
-        if len(fingerprint) >= 16:
-            automaton.add_word(fingerprint, automaton.get(fingerprint, ()) + (cid,))
-    if len(automaton) == 0:
-        return []
-    automaton.make_automaton()
-    problems = []
-    for cid, text in texts.items():
-        found: set[str] = set()
-        for _, owners in automaton.iter(text):
-            for other in owners:
-                if other != cid and other not in found and texts[other] in text:
-                    found.add(other)
-        for other in sorted(found):
-            problems.append(
-                f"{cid}: document {documents[cid]['path']} contains the whole of {documents[other]['path']}"
-            )
-    return problems

@@ -31,11 +31,14 @@ def retry_job(job: Job, options: SubmitOptions, *, max_attempts: int = DEFAULT_M
     retryable = {cid for cid in outcome if attempts.get(cid, 1) < max_attempts}
     if not retryable:
         return {"job_id": job.id, "retried": 0, "failed": len(outcome), "capped": len(outcome)}
-    openai = job.manifest.get("remote", {}).get("kind") == "openai"
+    openai = job.manifest["backend"] == "openai"
     if openai:
         from .backends.openai_client import BatchApi
 
         api = BatchApi.from_env(log=job.log)  # no key, no change: fail before anything is set aside
+        remote = job.manifest.get("remote") or {}
+        if remote.get("kind") != "openai":  # answers taken in from files: the retries are the first batches
+            job.manifest["remote"] = {"kind": "openai", "endpoint": api.endpoint, "batches": [], "ingested": remote}
     attempt = max(attempts.get(cid, 1) for cid in retryable) + 1
     # A crash from here on is repaired by running `retry` again: results.jsonl still names the same
     # documents until the next collect, and setting aside is idempotent.
@@ -49,7 +52,8 @@ def retry_job(job: Job, options: SubmitOptions, *, max_attempts: int = DEFAULT_M
         children = write_retry_inputs(job, retryable, attempt, truncated)
         job.manifest["remote"]["batches"].extend(children)
         job.manifest.setdefault("retries", []).append(
-            {"attempt": attempt, "at": utcnow(), "requests": len(retryable), "batches": [c["name"] for c in children]})
+            {"round": children[0]["retry_round"], "attempt": attempt, "at": utcnow(),
+             "requests": len(retryable), "batches": [c["name"] for c in children]})
         # One save records the child batches, the attempt counts and the state: a crash before they are sent
         # leaves them for `collect`, which sends what is recorded but unsent before it polls.
         job.transition(State.SUBMITTED, attempts=attempts)

@@ -30,15 +30,22 @@ class SubmitOptions:
 
 
 def check_cost_cap(job: Job, max_cost: float | None) -> None:
+    """Refuse (exit 2) a job whose estimate — exact input plus output at max_tokens per answer — exceeds max_cost."""
     if max_cost is None:
         return
-    estimate = job.manifest.get("estimate", {}).get("estimated_cost_usd")
-    if estimate is None:
-        raise BadInput(f"Job {job.id}: no price known for model {job.manifest['model']}, so --max-cost cannot be "
-                       "checked — drop --max-cost or pick a model in the price table")
-    if estimate > max_cost:
-        raise BadInput(f"Job {job.id}: estimated cost ${estimate:.4f} exceeds --max-cost ${max_cost:.4f} "
-                       "— raise the cap or prepare fewer documents")
+    if max_cost < 0:
+        raise BadInput(f"--max-cost must be 0 or more, not {max_cost}")
+    estimate = job.manifest.get("estimate", {})
+    total = estimate.get("estimated_cost_usd")
+    if total is None:
+        why = ("its input tokens were not counted" if estimate.get("input_tokens") is None and
+               estimate.get("output_cost_usd_max") is not None else f"no price is known for model {job.manifest['model']}")
+        raise BadInput(f"Job {job.id}: {why}, so --max-cost cannot be checked — drop --max-cost or pick a model"
+                       " in the price table")
+    if total > max_cost:
+        raise BadInput(f"Job {job.id}: estimated cost ${total:.4f} (input ${estimate.get('input_cost_usd') or 0:.4f}"
+                       f" + output up to ${estimate.get('output_cost_usd_max') or 0:.4f}) exceeds --max-cost"
+                       f" ${max_cost:.4f} — raise the cap, lower --max-tokens or prepare fewer documents")
 
 
 @contextmanager

@@ -131,6 +131,7 @@ def assert_rollback_is_exact(
     chunk_size: int,
     partial: bool,
     log_dir: Path,
+    clear: Callable[[GraphStore], None] = clear,
 ) -> None:
     """Rolling back jobs[rolled] leaves the graph equal to the graph where it was never committed."""
     clear(store)

@@ -86,13 +86,6 @@ def test_rollback_of_unknown_job(tmp_path: Path) -> None:
     )
 
 
-def test_openai_backend_is_not_built_yet(docs_dir: Path) -> None:
-    job_id = orjson.loads(invoke("prepare", str(docs_dir), "--backend", "openai", "--json").stdout)["job_id"]
-    result = invoke("submit", "--job", job_id)
-    assert result.exit_code == 2
-    assert "not built yet" in result.stderr
-
-
 def test_json_mode_prints_one_object_and_nothing_else(docs_dir: Path) -> None:
     result = invoke("prepare", str(docs_dir), "--json")
     assert result.exit_code == 0

@@ -80,10 +80,9 @@ def test_run_verify_commit_rollback_restores_the_graph(tmp_path: Path, docs_dir:
     summary = orjson.loads(committed.stdout)
     after_commit = graph_dump()
     clean = [d for d in report["documents"] if d["status"] == "clean"]
-    doc_nodes = [n for n in after_commit if n.get("kind") == "node" and "Document" in n["labels"]] if after_commit and isinstance(after_commit[0], dict) else None
-    if doc_nodes is not None:
-        ids = {n["properties"]["doc_id"] for n in doc_nodes}
-        assert {d["doc_id"] for d in clean} <= ids
+    doc_nodes = [n for n in after_commit if n["kind"] == "node" and "Document" in n["labels"]]
+    job_docs = {n["properties"]["doc_id"] for n in doc_nodes if job.id in n["properties"]["jobs"]}
+    assert job_docs == {d["doc_id"] for d in clean}
     assert summary["documents"] == len(clean)
     if clean:
         assert after_commit != before

@@ -33,7 +33,9 @@ def test_every_statement_comes_with_its_parameters():
 def test_the_listing_covers_every_statement_a_commit_sends():
     listed = {s["query"] for s in iter_statements("falkordb", VOCABULARY)}
     chunk = build_chunk(0, many_docs(20), "J", VOCABULARY)
-    sent = {statement.query for statement, _ in chunk.batch} | {s.query for s in cypher.ROLLBACK_CHUNK}
+    sent = {statement.query for statement, _ in chunk.batch}
+    sent |= {s.query for s in cypher.rollback_chunk(VOCABULARY.all_relationship_types)}
+    sent |= {cypher.relationship_index("falkordb", t).query for t in VOCABULARY.all_relationship_types}
     assert sent <= listed
 
 

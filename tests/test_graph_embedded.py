@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -140,3 +141,15 @@ def test_a_server_that_cannot_start_says_why(tmp_path, monkeypatch):
     with pytest.raises(ServiceUnavailable, match="embedded FalkorDB server exited at start"):
         with open_store("embedded", data_dir=tmp_path):
             pass
+
+
+def test_a_killed_server_leaves_its_data_and_the_next_open_starts_another(tmp_path):
+    with open_store("embedded", data_dir=tmp_path) as store:
+        commit_job(store, "J", job_j(), log_path=tmp_path / "J.json", vocabulary=VOCABULARY)
+        committed = dump_graph(store)
+        pid = EmbeddedFalkorDB(tmp_path).pid
+        os.kill(pid, signal.SIGKILL)  # no SHUTDOWN, no final save: only the append-only file has the data
+    assert (tmp_path / "falkordb.pid").exists()  # stale, like the socket file
+    with open_store("embedded", data_dir=tmp_path) as store:
+        assert EmbeddedFalkorDB(tmp_path).pid != pid
+        assert dump_graph(store) == committed

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from falkordb.query_result import QueryResult
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from extractor.graph import CommitDocument, EntityMention, GraphVocabulary, RelationFact, commit_job, dump_graph, rollback_job
 from extractor.graph import cypher
 from extractor.graph.cypher import Statement
+from extractor.graph.falkordb_store import with_parameters
 from tests.graph_fixtures import VOCABULARY, connect, falkordb_server, graph_store, job_k  # noqa: F401
 
 pytestmark = pytest.mark.graph
@@ -104,3 +108,25 @@ def test_labels_outside_the_allowed_form_never_reach_a_statement():
     assert vocabulary.relationship_types == {"MATCH_N_DETACH_DELETE_N"}
     for statement in cypher.iter_statements("falkordb", vocabulary):
         assert "//" not in statement["query"] and "`" not in statement["query"]
+
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**62), 2**62)
+    | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+    | st.text(st.sampled_from(list('\\"\'`u0{}$n\n\t\r\b\f\x01\x1f\x7f é😀'))),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=values)
+def test_parameter_values_reach_falkordb_unchanged(graph_store, value):
+    """The injection surface itself: values quoted into FalkorDB's CYPHER header come back as they went."""
+    reply = graph_store._db.connection.execute_command(
+        "GRAPH.QUERY", graph_store.graph_name, with_parameters("RETURN $p", {"p": value}), "--compact"
+    )
+    assert QueryResult(graph_store._graph, reply).result_set[0][0] == value

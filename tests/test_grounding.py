@@ -191,10 +191,19 @@ def test_quotes_align(quote: str, verdict: str, surface: str) -> None:
         "German racer Schneider won a gold in 1998 and a bronze in 1999",  # pieces from everywhere
         "skeleton racer medals gold bronze Championships",  # scattered words
         "Schneider … won an Oscar",  # an elided part that is not there
+        "He won two medals in the men's skeleton event at the FIBT World Championships with a gold in 1998 %",
     ],
 )
 def test_quotes_that_change_the_fact_do_not_align(quote: str) -> None:
     assert align_quote(DOC, quote) == (None, None)
+
+
+def test_quote_symbols_must_be_in_the_document() -> None:
+    text = "Revenue rose 15 points in 2020 , and 15 % in 2021 ."
+    assert align_quote(text, "Revenue rose 15% in 2020") == (None, None)
+    assert align_quote(text, "Revenue rose 15 pts in 2020") == ("fuzzy", "Revenue rose 15 points in 2020")
+    assert align_quote(text, "and 15% in 2021") == ("grounded", "and 15 % in 2021")
+    assert align_quote(text, "Revenue rose 15 points in 2020") == ("grounded", "Revenue rose 15 points in 2020")
 
 
 def test_quote_score_is_coverage() -> None:

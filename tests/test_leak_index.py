@@ -44,6 +44,11 @@ def test_names_are_keyed_by_their_normal_form_and_share_variants() -> None:
     assert sources == {"microsoft": {"a", "b"}, "microsoft's": {"a", "b"}}
 
 
+def test_hyphenated_names_are_found_spaced() -> None:
+    sources = LeakIndex([("x", "Born in New York."), ("y", "A New-York firm.")]).find_sources(["New-York", "New York"])
+    assert sources == {"new-york": {"x", "y"}, "new york": {"x"}}
+
+
 def test_a_name_in_several_documents_and_overlapping_names() -> None:
     documents = [(f"d{i}", f"Report {i}: Bank of America and America Movil.") for i in range(50)]
     documents.append(("x", "Only America here."))

@@ -117,6 +117,17 @@ def test_every_token_maps_back_to_an_original_that_normalises_to_it(original: st
         assert normalize(original[a:b]).text == match.group()
 
 
+@settings(max_examples=200, deadline=None)
+@given(CURATED)
+def test_span_lookup_agrees_with_index_lookups(original: str) -> None:
+    norm = normalize(original)
+    for start in range(len(norm.text)):
+        for end in range(start + 1, len(norm.text) + 1):
+            a, b = norm.span_to_original(start, end)
+            assert a == norm.offsets[start]
+            assert b >= norm.offsets[end - 1] + 1
+
+
 @pytest.mark.parametrize(
     ("text", "needle", "expected"),
     [
@@ -148,6 +159,9 @@ def test_name_variants_strip_edge_punctuation_and_possessives() -> None:
     assert name_variants("the beatles'") == ("the beatles'", "the beatles")
     assert name_variants('"willi"') == ('"willi"', "willi")
     assert name_variants("c++") == ("c++",)
+    assert name_variants("new-york") == ("new-york", "new york")
+    assert name_variants("wal-mart's") == ("wal-mart's", "wal-mart", "wal mart")
+    assert name_variants("1997 - 8") == ("1997 - 8",)  # only a hyphen inside a word is a space
     assert name_variants("'s") == ("'s", "s")
 
 

@@ -1,9 +1,14 @@
 """The local lane: every request line answered by one OpenAI-compatible chat server, as fast as it allows.
 
 Works with llama.cpp's server (embedded or `--local-url http://host:8080`), vLLM, Ollama or any
-endpoint that speaks `/v1/chat/completions`. Concurrency is the server's slot count (llama.cpp's
-`/props` or `/slots`), else the caller's number, else 4. A fixed set of workers pulls lines lazily
-from the input, so a million-line job holds as many requests in memory as there are slots.
+endpoint that speaks `/v1/chat/completions`. Concurrency is the caller's number if given, else the
+server's slot count (llama.cpp's `/props` or `/slots`), else 4: one request per slot keeps every
+slot busy without queueing inside the server. A fixed set of workers pulls lines lazily from the
+input, so a million-line job holds as many requests in memory as there are workers.
+
+Retries: connection errors, timeouts, 408, 429 and 5xx are retried up to `max_retries` times with
+exponential backoff and full jitter; a timed-out attempt is retried with twice the timeout (up to
+8x), since the server cancels it and a busy CPU would time out the same way again.
 
 What lands on disk, and when:
 - every answer is appended to `output_path` as an OpenAI batch *output* line the moment it
@@ -48,6 +53,7 @@ NO_KEY = "sk-no-key-required"  # the SDK insists on a key; llama.cpp and vLLM ig
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
 HEALTH_POLL_S = 0.5
+MAX_TIMEOUT_GROWTH = 8  # a retried timeout waits up to this many times --timeout
 CHAT_URL = "/v1/chat/completions"
 WARMUP_PROMPT = "Say OK."
 
@@ -360,13 +366,18 @@ class _Lane:
     async def _answer(self, custom_id: str, body: dict) -> None:
         self.stats.sent += 1
         attempt = 0
+        timeout_s = self.timeout_s
         while True:
             attempt += 1
             began = time.perf_counter()
             try:
-                raw = await self._client.post("/chat/completions", body=body, cast_to=bytes)
+                raw = await self._client.post("/chat/completions", body=body, cast_to=bytes,
+                                              options={"timeout": timeout_s})
             except openai.APITimeoutError:
-                failure = _Failure("timeout", f"no answer within {self.timeout_s:g}s")
+                failure = _Failure("timeout", f"no answer within {timeout_s:g}s")
+                # A timed-out request is cancelled and starts again from nothing: on a server that is merely
+                # slow (a busy CPU), the same timeout would fail the same way, so give it longer.
+                timeout_s = min(timeout_s * 2, self.timeout_s * MAX_TIMEOUT_GROWTH)
             except openai.APIConnectionError as exc:
                 failure = _Failure("connection_error", str(exc) or type(exc).__name__)
                 await self._wait_for_server(custom_id)

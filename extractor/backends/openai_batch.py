@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..errors import BadInput, ExitCode, ExtractorError
 from ..jobs import Job, State, utcnow
 from ..requests import CHAT_URL, ShardWriter, iter_request_lines
@@ -75,8 +77,11 @@ def entries(job: Job) -> list[dict[str, Any]]:
 
 def submit_openai(job: Job, *, progress: Progress | None = None) -> dict[str, Any]:
     """Upload and create a batch for every shard that has none yet; a re-run sends only what is missing."""
-    api = BatchApi.from_env(log=job.log)
     remote = job.manifest.get("remote")
+    if remote and remote.get("kind") == "file":
+        raise BadInput(f"Job {job.id} took in result files (collect --output-file), so it is not sent again — "
+                       f"run `extractor retry {job.id}` for the documents still without an answer")
+    api = BatchApi.from_env(log=job.log)
     if not remote or remote.get("kind") != "openai":
         remote = job.manifest["remote"] = {"kind": "openai", "batches": [
             {"name": Path(s["file"]).stem, "attempt": 1, "input": s["file"], "lines": s["lines"], "bytes": s["bytes"]}
@@ -169,6 +174,8 @@ def pending_requests(job: Job) -> int:
 def fetch_batches(job: Job, wait: WaitOptions | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Poll until every batch has ended (or once, without wait) and download each finished batch's files."""
     wait = wait or WaitOptions()
+    if all(e.get("collected") for e in entries(job)):
+        return batch_progress(job)  # everything is on disk: collect again needs no key and no network
     api = BatchApi.from_env(log=job.log)
     if any(not e.get("batch_id") and not e.get("skipped") for e in entries(job)):
         job.log("submit_resumed", reason="batches recorded but not sent (an interrupted submit or retry)")
@@ -280,7 +287,7 @@ def batch_progress(job: Job) -> dict[str, Any]:
 
 def refresh_status(job: Job) -> dict[str, Any]:
     """`status ID` for an OpenAI job: one look at the unfinished batches, then their progress."""
-    if job.state is State.SUBMITTED:
+    if job.state is State.SUBMITTED and not all(e.get("status") in TERMINAL for e in entries(job)):
         refresh(job, BatchApi.from_env(log=job.log))
     return batch_progress(job)
 
@@ -325,22 +332,24 @@ def cancel_batches(job: Job) -> dict[str, int]:
 
 
 def write_retry_inputs(job: Job, ids: set[str], attempt: int, larger_budget: set[str]) -> list[dict[str, Any]]:
-    """The retried request lines as child input files under retries/<attempt>/, and their (unsent) entries."""
+    """The retried request lines as child input files under retries/<round>/, and their (unsent) entries."""
+    # Numbered by retry round, not attempt: two rounds may share an attempt number, never a folder or a name.
+    round_no = len(job.manifest.get("retries", [])) + 1
     root = job.path / "retries"
-    staging, target = root / f".{attempt}.tmp", root / str(attempt)
+    staging, target = root / f".{round_no}.tmp", root / str(round_no)
     shutil.rmtree(staging, ignore_errors=True)  # a crashed earlier try: its content is rebuilt the same
     writer = ShardWriter(staging)
     for line in iter_request_lines(job.request_files()):
         if line["custom_id"] in ids:
             if line["custom_id"] in larger_budget:
                 _raise_budget(line["body"], attempt)
-            writer.write(line)
+            writer.write(orjson.dumps(line) + b"\n")
     shards = writer.close()
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
     parents = sorted({e["batch_id"] for e in entries(job) if e.get("batch_id") and ids & set(input_ids(job, e))})
-    return [{"name": f"r{attempt}-{Path(s['file']).stem}", "attempt": attempt,
-             "input": f"retries/{attempt}/{Path(s['file']).name}", "lines": s["lines"], "bytes": s["bytes"],
+    return [{"name": f"r{round_no}-{Path(s['file']).stem}", "attempt": attempt, "retry_round": round_no,
+             "input": f"retries/{round_no}/{Path(s['file']).name}", "lines": s["lines"], "bytes": s["bytes"],
              "retry_of": parents} for s in shards]
 
 

@@ -74,9 +74,9 @@ class BatchApi:
 
     def call(self, what: str, fn: Callable[[], T], recheck: Callable[[], T | None] | None = None) -> T:
         """fn(), retried on transient failures; `recheck` looks, before each retry, whether the failed try took effect."""
-        last = ""
+        last, maybe_done = "", False
         for attempt in range(API_ATTEMPTS):
-            if attempt and recheck is not None and (found := recheck()) is not None:
+            if maybe_done and recheck is not None and (found := recheck()) is not None:
                 self._log("api_adopted", call=what, attempt=attempt)
                 return found
             try:
@@ -84,9 +84,12 @@ class BatchApi:
             except openai.APIStatusError as exc:
                 retry_after = self._check_status(what, exc)
                 last = f"HTTP {exc.status_code}: {self._message(exc)}"
+                maybe_done = exc.status_code != 429  # a 5xx or 408 may come after the server acted
             except openai.APIConnectionError as exc:  # includes APITimeoutError
                 retry_after = None
                 last = "timed out" if isinstance(exc, openai.APITimeoutError) else f"connection failed ({exc.__cause__ or exc})"
+                # A refused connection never reached the server; a reset or timeout may have lost only the answer.
+                maybe_done = type(exc.__cause__).__name__ != "ConnectError"
             if attempt + 1 == API_ATTEMPTS:
                 break
             delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt))

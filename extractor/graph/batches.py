@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,13 +37,14 @@ class Chunk:
 
 def sorted_documents(documents: Iterable[CommitDocument]) -> list[CommitDocument]:
     """The documents in doc_id order; a doc_id twice is an error (one job commits a document once)."""
-    ordered = sorted(documents, key=lambda doc: doc.doc_id)
+    docs = list(documents)
+    for doc in docs:
+        if not isinstance(doc.doc_id, str) or not doc.doc_id:
+            raise BadInput(f"a document without a doc_id cannot be committed ({doc.path!r})")
+    ordered = sorted(docs, key=lambda doc: doc.doc_id)
     for before, after in zip(ordered, ordered[1:]):
         if before.doc_id == after.doc_id:
             raise BadInput(f"document {before.doc_id!r} is given twice to one commit — commit each document once")
-    for doc in ordered:
-        if not isinstance(doc.doc_id, str) or not doc.doc_id:
-            raise BadInput(f"a document without a doc_id cannot be committed ({doc.path!r})")
     return ordered
 
 
@@ -61,11 +63,20 @@ def plan_sha256(documents: Sequence[CommitDocument], vocabulary: GraphVocabulary
 def iter_chunks(
     documents: Sequence[CommitDocument], job_id: str, vocabulary: GraphVocabulary, chunk_size: int
 ) -> Iterator[Chunk]:
-    """Chunks of `chunk_size` documents (already sorted), each built only when reached."""
+    """Chunks of `chunk_size` documents (already sorted), each built while the previous one is written."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
-    for index, start in enumerate(range(0, len(documents), chunk_size)):
-        yield build_chunk(index, documents[start : start + chunk_size], job_id, vocabulary)
+    chunks = (
+        build_chunk(index, documents[start : start + chunk_size], job_id, vocabulary)
+        for index, start in enumerate(range(0, len(documents), chunk_size))
+    )
+    # Building rows is Python work and writing them is mostly waiting on the store: overlap
+    # them, one chunk ahead (the store runs on the other core).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="graph-chunks") as pool:
+        ahead = pool.submit(next, chunks, None)
+        while (chunk := ahead.result()) is not None:
+            ahead = pool.submit(next, chunks, None)
+            yield chunk
 
 
 def build_chunk(index: int, documents: Sequence[CommitDocument], job_id: str, vocabulary: GraphVocabulary) -> Chunk:
@@ -73,32 +84,30 @@ def build_chunk(index: int, documents: Sequence[CommitDocument], job_id: str, vo
     doc_rows: list[dict[str, Any]] = []
     entities: dict[str, dict[str, Any]] = {}
     labels: dict[str, str | None] = {}
-    relations: dict[tuple[str, bool], dict[bytes, dict[str, Any]]] = {}
+    relations: dict[tuple[str, bool], dict[tuple[str, ...], dict[str, Any]]] = {}
     mentions = 0
     for doc in map(_cleaned, documents):
         doc_id = doc.doc_id
         doc_rows.append({"doc_id": doc_id, "sha256": doc.sha256, "path": doc.path, "title": doc.title})
-        for key, (type_, mention) in _document_mentions(doc).items():
+        for key, (type_, name, span) in _document_mentions(doc).items():
             entity = entities.get(key)
             if entity is None:
                 entity = entities[key] = {"key": key, "type": canonical_type(type_), "mentions": []}
                 labels[key] = vocabulary.label_for(type_)
-            entity["mentions"].append({"doc_id": doc_id, "name": " ".join(mention.name.split()), "span": _span(mention.span)})
+            entity["mentions"].append({"doc_id": doc_id, "name": name, "span": span})
             mentions += 1
         for relation in doc.relations:
             if not (has_name(relation.source) and has_name(relation.target)):
                 continue
             rel_type, fallback = vocabulary.relationship_for(relation.type)
-            row = {
-                "source": entity_key(relation.source_type, relation.source),
-                "target": entity_key(relation.target_type, relation.target),
-                "doc_id": doc_id,
-                "evidence": relation.evidence,
-            }
+            source = entity_key(relation.source_type, relation.source)
+            target = entity_key(relation.target_type, relation.target)
+            row = {"source": source, "target": target, "doc_id": doc_id, "evidence": relation.evidence}
+            identity: tuple[str, ...] = (doc_id, source, target, relation.evidence)
             if fallback:
                 row["original_type"] = relation.type
-            rows = relations.setdefault((rel_type, fallback), {})
-            rows.setdefault(orjson.dumps(row, option=orjson.OPT_SORT_KEYS), row)
+                identity += (relation.type,)
+            relations.setdefault((rel_type, fallback), {}).setdefault(identity, row)
 
     job = {"job": job_id}
     batch: list[tuple[Statement, dict[str, Any]]] = [(cypher.UPSERT_DOCUMENTS, {**job, "rows": doc_rows})]
@@ -126,39 +135,40 @@ def build_chunk(index: int, documents: Sequence[CommitDocument], job_id: str, vo
     )
 
 
-def _document_mentions(doc: CommitDocument) -> dict[str, tuple[str, EntityMention]]:
-    """One mention per entity key: the document's entities plus relation ends it does not list."""
-    candidates: list[EntityMention] = list(doc.entities)
-    for relation in doc.relations:
-        candidates.append(EntityMention(relation.source, relation.source_type, None))
-        candidates.append(EntityMention(relation.target, relation.target_type, None))
-    chosen: dict[str, tuple[tuple[Any, ...], str, EntityMention]] = {}
-    for mention in candidates:
-        if not has_name(mention.name):
+def _document_mentions(doc: CommitDocument) -> dict[str, tuple[str, str, list[int] | None]]:
+    """key → (type, name, span): one mention per entity key, from the entities and the relation ends."""
+    candidates = [(e.name, e.type, _span(e.span)) for e in doc.entities]
+    for r in doc.relations:  # an end the document did not list still gets a mention, without a span
+        candidates += ((r.source, r.source_type, None), (r.target, r.target_type, None))
+    chosen: dict[str, tuple[tuple[Any, ...], str, str, list[int] | None]] = {}
+    for name, type_, span in candidates:
+        if not has_name(name):
             continue
-        key = entity_key(mention.type, mention.name)
-        span = _span(mention.span)
+        key = entity_key(type_, name)
+        current = chosen.get(key)
+        if current is not None and span is None and current[3] is not None:
+            continue
+        clean = " ".join(name.split())
         # deterministic whatever the answer's order: a located mention first, then the smallest name
-        rank = (span is None, " ".join(mention.name.split()), span or [])
-        if key not in chosen or rank < chosen[key][0]:
-            chosen[key] = (rank, mention.type, mention)
-    return {key: (type_, mention) for key, (_, type_, mention) in chosen.items()}
-
-
-def _text(value: Any) -> str:
-    """A string safe to store: str, no NUL, no lone surrogate (which cannot be encoded)."""
-    text = value if isinstance(value, str) else ("" if value is None else str(value))
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
+        rank = (span is None, clean, span or [])
+        if current is None or rank < current[0]:
+            chosen[key] = (rank, type_, clean, span)
+    return {key: (type_, name, span) for key, (_, type_, name, span) in chosen.items()}
 
 
 def _cleaned(doc: CommitDocument) -> CommitDocument:
-    """The document with every string storable (see `_text`)."""
+    """The document with every string storable (see `_text`); most documents already are."""
+    strings = [doc.sha256, doc.path, doc.title]
+    for e in doc.entities:
+        strings += (e.name, e.type)
+    for r in doc.relations:
+        strings += (r.source, r.source_type, r.type, r.target, r.target_type, r.evidence)
+    try:
+        joined = "".join(strings)
+    except TypeError:  # a value that is not a string
+        joined = "\x00"
+    if "\x00" not in joined and (joined.isascii() or _encodable(joined)):
+        return doc
     return CommitDocument(
         doc_id=doc.doc_id,
         sha256=_text(doc.sha256),
@@ -172,12 +182,33 @@ def _cleaned(doc: CommitDocument) -> CommitDocument:
     )
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: Any) -> str:
+    """A string safe to store: str, no NUL, no lone surrogate (which cannot be encoded)."""
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    if text.isascii() and "\x00" not in text:
+        return text  # the common case, and surrogates are never ASCII
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def _span(span: Any) -> list[int] | None:
-    if (
-        isinstance(span, (tuple, list))
-        and len(span) == 2
-        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in span)
-        and span[0] <= span[1]
-    ):
-        return [span[0], span[1]]
+    """[start, end] when `span` is two offsets 0 <= start <= end, else None."""
+    if span is None or not isinstance(span, (tuple, list)) or len(span) != 2:
+        return None
+    start, end = span
+    if type(start) is int and type(end) is int and 0 <= start <= end:  # bool is not an offset
+        return [start, end]
     return None

@@ -31,7 +31,7 @@ import orjson
 from extractor.errors import BadInput
 from extractor.graph import cypher
 from extractor.graph.batches import iter_chunks, plan_sha256, sorted_documents
-from extractor.graph.model import CommitDocument, GraphVocabulary
+from extractor.graph.model import LABEL, RESERVED_TYPES, CommitDocument, GraphVocabulary
 from extractor.graph.store import GraphStore, WriteCounts
 from extractor.storage import atomic_write_json, read_json
 
@@ -73,8 +73,13 @@ def commit_job(
     chunk_size: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> CommitSummary:
-    """Write the documents with `job_id` provenance, chunk by chunk, recording each chunk in `log_path`."""
+    """Write the documents with `job_id` provenance, chunk by chunk, recording each chunk in `log_path`.
+
+    Chunks are `chunk_size` documents in doc_id order, each written atomically; `progress` is
+    called after each with its number of documents (chunks already landed included).
+    """
     docs = sorted_documents(documents)
+    store.ensure_schema(vocabulary.all_relationship_types)
     log = _read_log(log_path, job_id)
     record = log["targets"].get(store.target)
     landed: dict[int, str] = {}
@@ -145,16 +150,26 @@ def commit_job(
 
 
 def rollback_job(
-    store: GraphStore, job_id: str, *, log_path: Path | None = None, chunk_size: int = ROLLBACK_CHUNK_SIZE
+    store: GraphStore,
+    job_id: str,
+    *,
+    log_path: Path | None = None,
+    chunk_size: int = ROLLBACK_CHUNK_SIZE,
+    progress: Callable[[int], None] | None = None,
 ) -> RollbackSummary:
     """Remove exactly what `job_id` wrote: its relationships and mentions, it from shared nodes, nodes left with no job."""
     doc_ids = [row["doc_id"] for row in store.read(cypher.JOB_DOCUMENTS, {"job": job_id})]
+    # the types in the graph, not a spec's: the job may have been committed under another one
+    types = {row["relationshipType"] for row in store.read(cypher.RELATIONSHIP_TYPES)}
+    statements = cypher.rollback_chunk(t for t in types if LABEL.match(t) and t not in RESERVED_TYPES)
     counts = WriteCounts()
     chunks = 0
     for start in range(0, len(doc_ids), chunk_size):
         parameters = {"job": job_id, "doc_ids": doc_ids[start : start + chunk_size]}
-        counts += store.write([(statement, parameters) for statement in cypher.ROLLBACK_CHUNK])
+        counts += store.write([(statement, parameters) for statement in statements])
         chunks += 1
+        if progress is not None:
+            progress(len(parameters["doc_ids"]))
     summary = RollbackSummary(
         job_id=job_id,
         target=store.target,

@@ -8,7 +8,7 @@ The statements are the same in both dialects except the schema statements.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -32,23 +32,37 @@ def _identifier(name: str) -> str:
     return name
 
 
+# (label, property) of every key a MERGE looks up
+INDEXED_KEYS: tuple[tuple[str, str], ...] = (("Entity", "key"), ("Document", "doc_id"))
+
+
 def schema_statements(dialect: Dialect) -> tuple[Statement, ...]:
-    """The indexes every MERGE relies on (Neo4j: uniqueness constraints, which bring their index)."""
+    """The indexes every MERGE relies on, one per INDEXED_KEYS (Neo4j: uniqueness constraints, which bring their index)."""
     if dialect == "neo4j":
-        return (
+        return tuple(
             Statement(
-                "create_entity_key_constraint",
-                "CREATE CONSTRAINT extractor_entity_key IF NOT EXISTS FOR (e:Entity) REQUIRE e.key IS UNIQUE",
-            ),
-            Statement(
-                "create_document_id_constraint",
-                "CREATE CONSTRAINT extractor_document_doc_id IF NOT EXISTS FOR (d:Document) REQUIRE d.doc_id IS UNIQUE",
-            ),
+                f"create_{label.lower()}_{key}_constraint",
+                f"CREATE CONSTRAINT extractor_{label.lower()}_{key} IF NOT EXISTS "
+                f"FOR (n:{label}) REQUIRE n.{key} IS UNIQUE",
+            )
+            for label, key in INDEXED_KEYS
         )
-    return (
-        Statement("create_entity_key_index", "CREATE INDEX FOR (e:Entity) ON (e.key)"),
-        Statement("create_document_id_index", "CREATE INDEX FOR (d:Document) ON (d.doc_id)"),
+    return tuple(
+        Statement(f"create_{label.lower()}_{key}_index", f"CREATE INDEX FOR (n:{label}) ON (n.{key})")
+        for label, key in INDEXED_KEYS
     )
+
+
+@lru_cache(maxsize=None)
+def relationship_index(dialect: Dialect, rel_type: str) -> Statement:
+    """The index a rollback finds a relationship type's rows by: `doc_id` (then filtered on `job`)."""
+    name = _identifier(rel_type)
+    if dialect == "neo4j":
+        return Statement(
+            f"create_relationship_doc_id_index:{name}",
+            f"CREATE INDEX extractor_{name.lower()}_doc_id IF NOT EXISTS FOR ()-[r:{name}]-() ON (r.doc_id)",
+        )
+    return Statement(f"create_relationship_doc_id_index:{name}", f"CREATE INDEX FOR ()-[r:{name}]-() ON (r.doc_id)")
 
 
 # A document gets the job appended to `jobs` and its values appended to the aligned lists,
@@ -112,29 +126,43 @@ RETURN d.doc_id AS doc_id
 ORDER BY doc_id""",
 )
 
-# Rollback of one chunk of a job's documents, in this order. Every relationship the job wrote
-# hangs off an entity it mentioned in that document, so the documents lead to all of it.
-# Deleting is kept out of the statements that SET: FalkorDB drops the SETs of a query that
-# goes on to filter rows and DETACH DELETE some of them.
-ROLLBACK_RELATIONSHIPS = Statement(
-    "rollback_relationships",
-    """UNWIND $doc_ids AS doc_id
-MATCH (:Document {doc_id: doc_id})<-[:MENTIONED_IN {job: $job}]-(:Entity)-[r]->(:Entity)
-WHERE r.job = $job AND r.doc_id = doc_id
-DELETE r""",
+RELATIONSHIP_TYPES = Statement(
+    "relationship_types",
+    """CALL db.relationshipTypes() YIELD relationshipType
+RETURN relationshipType""",
 )
 
-# The job leaves an entity's `jobs` only with its last mention (its other chunks may still
-# mention it); the name becomes the smallest among the mentions that stay.
+# Rollback of one chunk of a job's documents, in this order: its relationships (one statement
+# per type, through the doc_id index), its entities, its mentions, its documents. Deleting is
+# kept out of the statements that SET: FalkorDB drops the SETs of a query that goes on to
+# filter rows and DETACH DELETE some of them.
+
+
+@lru_cache(maxsize=None)
+def rollback_relationships(rel_type: str) -> Statement:
+    """Delete the job's relationships of one type written for these documents."""
+    return Statement(
+        f"rollback_relationships:{rel_type}",
+        f"""UNWIND $doc_ids AS doc_id
+MATCH ()-[r:{_identifier(rel_type)} {{doc_id: doc_id}}]->()
+WHERE r.job = $job
+DELETE r""",
+    )
+
+
+# The job leaves an entity's `jobs` with its last mention: when every mention the job has of
+# it is to these documents (its other chunks may still mention it). The name becomes the
+# smallest among the other jobs' mentions.
 ROLLBACK_ENTITIES = Statement(
     "rollback_entities",
     """UNWIND $doc_ids AS doc_id
 MATCH (:Document {doc_id: doc_id})<-[:MENTIONED_IN {job: $job}]-(e:Entity)
-WITH DISTINCT e
-OPTIONAL MATCH (e)-[m:MENTIONED_IN]->(d:Document)
-WHERE NOT (m.job = $job AND d.doc_id IN $doc_ids)
-WITH e, collect(m.job) AS jobs_left, min(m.name) AS name
-SET e.jobs = [j IN e.jobs WHERE j <> $job OR j IN jobs_left],
+WITH e, count(*) AS here
+MATCH (e)-[m:MENTIONED_IN]->(:Document)
+WITH e, here, sum(CASE WHEN m.job = $job THEN 1 ELSE 0 END) AS mine,
+     min(CASE WHEN m.job = $job THEN null ELSE m.name END) AS name
+WHERE mine = here
+SET e.jobs = [j IN e.jobs WHERE j <> $job],
     e.name = name""",
 )
 
@@ -179,14 +207,18 @@ WHERE size(d.jobs) = 0
 DETACH DELETE d""",
 )
 
-ROLLBACK_CHUNK: tuple[Statement, ...] = (
-    ROLLBACK_RELATIONSHIPS,
+ROLLBACK_NODES: tuple[Statement, ...] = (
     ROLLBACK_ENTITIES,
     DELETE_ORPHAN_ENTITIES,
     DELETE_MENTIONS,
     ROLLBACK_DOCUMENTS,
     DELETE_ORPHAN_DOCUMENTS,
 )
+
+
+def rollback_chunk(rel_types: Iterable[str]) -> tuple[Statement, ...]:
+    """The statements that undo one chunk of a job, given the relationship types in the graph."""
+    return (*(rollback_relationships(t) for t in sorted(rel_types)), *ROLLBACK_NODES)
 
 DUMP_NODES = Statement(
     "dump_nodes",
@@ -227,7 +259,7 @@ def _example_parameters(statement: Statement) -> dict[str, Any]:
         return {"job": _EXAMPLE_JOB, "rows": [row]}
     if kind == "job_documents":
         return {"job": _EXAMPLE_JOB}
-    if statement in ROLLBACK_CHUNK:
+    if kind == "rollback_relationships" or statement in ROLLBACK_NODES:
         return {"job": _EXAMPLE_JOB, "doc_ids": [_EXAMPLE_DOC]}
     return {}
 
@@ -249,9 +281,11 @@ def iter_statements(dialect: Dialect, vocabulary: GraphVocabulary) -> Iterator[d
         raise ValueError(f"unknown Cypher dialect {dialect!r} (expected one of {', '.join(DIALECTS)})")
     statements = (
         *schema_statements(dialect),
+        *(relationship_index(dialect, t) for t in vocabulary.all_relationship_types),
         *write_statements(vocabulary),
         JOB_DOCUMENTS,
-        *ROLLBACK_CHUNK,
+        RELATIONSHIP_TYPES,
+        *rollback_chunk(vocabulary.all_relationship_types),
         DUMP_NODES,
         DUMP_RELATIONSHIPS,
     )

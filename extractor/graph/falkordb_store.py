@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -11,7 +11,7 @@ from falkordb.helpers import stringify_param_value
 from falkordb.query_result import QueryResult
 
 from extractor.errors import BadInput, ExtractorError, ServiceUnavailable
-from extractor.graph.cypher import Dialect, Statement, schema_statements
+from extractor.graph.cypher import INDEXED_KEYS, Dialect, Statement, relationship_index, schema_statements
 from extractor.graph.store import WriteCounts
 
 DEFAULT_GRAPH = "extractor_staging"
@@ -62,26 +62,32 @@ class FalkorStore:
             raise
         return cls(db, graph, target)
 
-    def ensure_schema(self) -> None:
-        existing = {(row["label"], tuple(row["properties"])) for row in self._indexes()}
-        wanted = {("Entity", ("key",)): schema_statements(self.dialect)[0], ("Document", ("doc_id",)): schema_statements(self.dialect)[1]}
-        for (label, properties), statement in wanted.items():
-            if (label, properties) in existing:
+    def ensure_schema(self, relationship_types: Iterable[str] = ()) -> None:
+        existing = self._indexed_keys()
+        wanted = [(("NODE", label, key), statement) for (label, key), statement in zip(INDEXED_KEYS, schema_statements(self.dialect))]
+        wanted += [(("RELATIONSHIP", t, "doc_id"), relationship_index(self.dialect, t)) for t in sorted(set(relationship_types))]
+        for index, statement in wanted:
+            if index in existing:
                 continue
             try:
                 self._graph.query(statement.query)
             except redis.exceptions.ResponseError as exc:
-                if "already indexed" not in str(exc):
+                if "already indexed" not in str(exc):  # another process created it meanwhile
                     raise self._failed(statement, exc) from exc
+            except _UNREACHABLE as exc:
+                raise ServiceUnavailable(f"FalkorDB at {self.target} is unreachable: {exc}") from exc
 
-    def _indexes(self) -> list[dict[str, Any]]:
+    def _indexed_keys(self) -> set[tuple[str, str, str]]:
+        """(NODE or RELATIONSHIP, label or type, property) of every index."""
         try:
-            result = self._graph.ro_query("CALL db.indexes() YIELD label, properties RETURN label, properties")
+            result = self._graph.ro_query(
+                "CALL db.indexes() YIELD entitytype, label, properties RETURN entitytype, label, properties"
+            )
         except redis.exceptions.ResponseError:
-            return []  # a graph that does not exist yet has no indexes
+            return set()  # a graph that does not exist yet has no indexes
         except _UNREACHABLE as exc:
             raise ServiceUnavailable(f"FalkorDB at {self.target} is unreachable: {exc}") from exc
-        return [{"label": row[0], "properties": row[1]} for row in result.result_set]
+        return {(kind, label, key) for kind, label, keys in result.result_set for key in keys}
 
     def read(self, statement: Statement, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         try:
@@ -89,7 +95,7 @@ class FalkorStore:
         except _UNREACHABLE as exc:
             raise ServiceUnavailable(f"FalkorDB at {self.target} is unreachable: {exc}") from exc
         except redis.exceptions.ResponseError as exc:
-            if "empty key" in str(exc).lower() or "invalid graph operation on empty key" in str(exc).lower():
+            if "empty key" in str(exc):
                 return []  # the graph does not exist yet
             raise self._failed(statement, exc) from exc
         names = [column[1] for column in result.header]
@@ -100,7 +106,7 @@ class FalkorStore:
         # none of it, and no other client's query runs in between.
         pipe = self._db.connection.pipeline(transaction=True)
         for statement, parameters in batch:
-            pipe.execute_command("GRAPH.QUERY", self.graph_name, _with_parameters(statement.query, parameters), "--compact")
+            pipe.execute_command("GRAPH.QUERY", self.graph_name, with_parameters(statement.query, parameters), "--compact")
         try:
             replies = pipe.execute(raise_on_error=False)
         except _UNREACHABLE as exc:
@@ -128,8 +134,8 @@ class FalkorStore:
         return ExtractorError(f"FalkorDB at {self.target} failed statement {statement.name}: {exc}")
 
 
-def _with_parameters(query: str, parameters: Mapping[str, Any]) -> str:
-    """The query behind a `CYPHER name=value …` header: how FalkorDB receives parameters (values quoted by the client)."""
+def with_parameters(query: str, parameters: Mapping[str, Any]) -> str:
+    """The query behind a `CYPHER name=value …` header, how FalkorDB receives parameters (quoted by the client)."""
     if not parameters:
         return query
     header = " ".join(f"{name}={stringify_param_value(value)}" for name, value in parameters.items())

@@ -23,6 +23,9 @@ Provenance:
   end that is not among a document's entities gets a mention without a span).
 - `type` is the canonical type (`canonical_type`): the sanitised label when there is one.
 
+Indexes: `Entity.key` and `Document.doc_id` (unique constraints on Neo4j), and `doc_id` on each
+relationship type, which is how a rollback finds a job's relationships.
+
 Labels and relationship types come only from the spec's allow-list (`GraphVocabulary`),
 sanitised to `[A-Z][A-Z0-9_]*`: an entity whose type is not allowed is only an `:Entity`,
 a relation whose type is not allowed becomes `RELATED_TO` (the fallback) and keeps the type
@@ -37,6 +40,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from extractor.verify.normalize import normalize_name
 
@@ -76,6 +80,7 @@ class CommitDocument:
     relations: tuple[RelationFact, ...] = ()
 
 
+@lru_cache(maxsize=4096)
 def sanitize_label(value: str) -> str | None:
     """`value` as a label or relationship type `[A-Z][A-Z0-9_]*` ("works for" → WORKS_FOR), or None."""
     if not isinstance(value, str):
@@ -86,6 +91,7 @@ def sanitize_label(value: str) -> str | None:
     return label if LABEL.match(label) else None
 
 
+@lru_cache(maxsize=4096)
 def canonical_type(type: str) -> str:
     """The one spelling of an entity type kept in keys and on nodes: its label, else its trimmed upper case."""
     label = sanitize_label(type)
@@ -94,11 +100,13 @@ def canonical_type(type: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", str(type)).split()).upper()
 
 
+@lru_cache(maxsize=1 << 17)
 def entity_key(type: str, name: str) -> str:
     """The key an entity is merged on: canonical type + normalised name ("PERSON:ada lovelace")."""
     return f"{canonical_type(type)}:{normalize_name(name)}"
 
 
+@lru_cache(maxsize=1 << 17)
 def has_name(name: str) -> bool:
     """Whether a name normalises to something (an empty key would merge unrelated entities)."""
     return isinstance(name, str) and normalize_name(name) != ""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from extractor.errors import BadInput, ExtractorError, ServiceUnavailable
-from extractor.graph.cypher import Dialect, Statement, schema_statements
+from extractor.graph.cypher import Dialect, Statement, relationship_index, schema_statements
 from extractor.graph.store import WriteCounts
 
 CONNECTION_TIMEOUT_S = 15.0
@@ -59,30 +59,36 @@ class Neo4jStore:
             raise ExtractorError(f"Neo4j at {target}: {exc.message}") from exc
         return store
 
-    def ensure_schema(self) -> None:
+    def ensure_schema(self, relationship_types: Iterable[str] = ()) -> None:
         # schema statements cannot share a transaction with data writes: run each on its own
+        statements = [
+            *schema_statements(self.dialect),
+            *(relationship_index(self.dialect, t) for t in sorted(set(relationship_types))),
+        ]
         with self._session() as session:
-            for statement in schema_statements(self.dialect):
-                self._call(lambda: session.run(statement.query).consume(), statement)
+            for statement in statements:
+                self._call(lambda: session.run(statement.query).consume(), [statement])
 
     def read(self, statement: Statement, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         def work(tx: Any) -> list[dict[str, Any]]:
             return [dict(record) for record in tx.run(statement.query, dict(parameters or {}))]
 
         with self._session() as session:
-            return self._call(lambda: session.execute_read(work), statement)
+            return self._call(lambda: session.execute_read(work), [statement])
 
     def write(self, batch: Sequence[tuple[Statement, Mapping[str, Any]]]) -> WriteCounts:
+        running = [Statement("begin", "")]  # the statement an error belongs to
+
         def work(tx: Any) -> WriteCounts:
             counts = WriteCounts()
             for statement, parameters in batch:
+                running[0] = statement
                 c = tx.run(statement.query, dict(parameters)).consume().counters
                 counts += WriteCounts(c.nodes_created, c.nodes_deleted, c.relationships_created, c.relationships_deleted)
             return counts
 
-        name = batch[0][0] if batch else Statement("empty", "")
         with self._session() as session:
-            return self._call(lambda: session.execute_write(work), name)
+            return self._call(lambda: session.execute_write(work), running)
 
     def close(self) -> None:
         self._driver.close()
@@ -90,7 +96,8 @@ class Neo4jStore:
     def _session(self) -> Any:
         return self._driver.session(database=self.database)
 
-    def _call(self, work: Any, statement: Statement) -> Any:
+    def _call(self, work: Any, running: list[Statement]) -> Any:
+        """Run `work`, mapping driver errors to ours; `running[0]` names the statement it was on."""
         from neo4j import exceptions as neo
 
         try:
@@ -100,4 +107,4 @@ class Neo4jStore:
         except (neo.ServiceUnavailable, neo.SessionExpired, OSError) as exc:
             raise ServiceUnavailable(f"Neo4j at {self.target} is unreachable: {exc}") from exc
         except neo.Neo4jError as exc:
-            raise ExtractorError(f"Neo4j at {self.target} failed statement {statement.name}: {exc.message}") from exc
+            raise ExtractorError(f"Neo4j at {self.target} failed statement {running[0].name}: {exc.message}") from exc

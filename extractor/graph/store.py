@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,8 +29,8 @@ class GraphStore(Protocol):
     dialect: Dialect
     target: str  # where the graph lives, for messages and commit.json; never holds credentials
 
-    def ensure_schema(self) -> None:
-        """Create the indexes the statements rely on, if they are missing."""
+    def ensure_schema(self, relationship_types: Iterable[str] = ()) -> None:
+        """Create the indexes the statements rely on, and those of these relationship types, if missing."""
 
     def read(self, statement: Statement, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a read statement; one dict per record, keyed by column."""

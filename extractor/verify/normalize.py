@@ -10,7 +10,8 @@ Most text costs a few C-level passes: ASCII text, and any text that is already N
 whose casefold keeps its length, is folded character for character, and whitespace runs
 are found with one regex. Only text that NFKC or casefold reshapes (ligatures, full-width
 forms, decomposed accents, ß) goes through a per-cluster loop, and only over its
-non-ASCII runs.
+non-ASCII runs. The offset map is a `range` when nothing moved, else an `OffsetMap` that
+stores one breakpoint per place where the two texts stop advancing together.
 """
 
 from __future__ import annotations
@@ -30,12 +31,17 @@ _UNIFIED = {
     # non-breaking and typographic spaces: NFKC would make them spaces anyway; doing it
     # here keeps HTML-derived text (full of U+00A0) on the fast path
     **dict.fromkeys("\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f", " "),
+    # a lone newline or tab becomes a space one for one, so only true runs need the regex
+    **dict.fromkeys("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\u2028\u2029", " "),
 }
 _PUNCTUATION = str.maketrans(_UNIFIED)
+_ASCII_UNIFIED = str.maketrans({char: value for char, value in _UNIFIED.items() if char.isascii()})
 # str.translate looks every character up in a dict; finding the few present ones is faster
 _TO_UNIFY = re.compile("[" + "".join(_UNIFIED) + "]")
 _INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
-_SPACE_RUN = re.compile(rf"[\s{_INVISIBLE}]+")
+# What the collapse rewrites: a blank run at either end, any run of two or more blanks, a
+# lone non-space blank, a lone invisible. A lone " " between words is left alone.
+_SPACE_RUN = re.compile(rf"^[\s{_INVISIBLE}]+|[\s{_INVISIBLE}]+\Z|[\s{_INVISIBLE}]{{2,}}|[^\S ]|[{_INVISIBLE}]")
 _INVISIBLE_RUN = re.compile(rf"[{_INVISIBLE}]+")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
@@ -49,6 +55,7 @@ _SEPARATOR = re.compile(rf"[{SEPARATORS}]")
 # Stripped from a name's ends to get its core ("Inc." → "inc", '"Willi"' → "willi").
 _LEADING_PUNCTUATION = "\"'([{"
 _TRAILING_PUNCTUATION = ".,;:!?\"')]}"
+_INNER_HYPHEN = re.compile(r"(?<=[^\W_])-(?=[^\W_])")  # "new-york", not "1997 - 8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +68,16 @@ class NormalizedText:
 
     def span_to_original(self, start: int, end: int) -> tuple[int, int]:
         """Map a normalised [start, end) to the original [start, end) covering the same characters."""
+        offsets = self.offsets
         if end <= start:
-            at = self.offsets[start]
+            at = offsets[start]
             return at, at
-        first = self.offsets[start]
-        stop = self.offsets[end - 1] + 1
+        if type(offsets) is range:  # identity
+            first, stop = start, end
+        elif type(offsets) is OffsetMap:
+            first, stop = offsets.span(start, end)
+        else:
+            first, stop = offsets[start], offsets[end - 1] + 1
         original = self.original
         # a normalised character may stand for a base plus its combining marks
         while stop < len(original) and not original[stop].isascii() and is_cluster_continuation(original[stop]):
@@ -77,8 +89,8 @@ def normalize(text: str) -> NormalizedText:
     """Normalise `text` (see the module docstring) and keep the offset map back to it."""
     if text.isascii():
         folded = text.lower()
-        if "`" in folded:
-            folded = folded.replace("`", "'")
+        if "`" in folded or not folded.isprintable():
+            folded = folded.translate(_ASCII_UNIFIED)  # fast: ASCII to ASCII, one for one
         return _collapse_spaces(text, folded, None)
     unified = text
     for char in set(_TO_UNIFY.findall(text)):
@@ -109,7 +121,13 @@ def normalize_name(name: str) -> str:
 
 @lru_cache(maxsize=1 << 16)
 def name_variants(key: str) -> tuple[str, ...]:
-    """Exact-search forms of a normalised name: itself, without edge punctuation, without a possessive."""
+    """Exact-search forms of a normalised name, in order of preference.
+
+    Itself; without edge punctuation ("apple inc." → "apple inc"); without a possessive
+    ("microsoft's" → "microsoft"); with hyphens as spaces ("new-york" → "new york").
+    """
+    if key[:1].isalnum() and key[-1:].isalnum() and not key.endswith("'s") and "-" not in key:
+        return (key,)  # most names: nothing to vary
     variants = [key]
     core = key.rstrip(_TRAILING_PUNCTUATION).lstrip(_LEADING_PUNCTUATION).strip()
     if core and core != key:
@@ -118,6 +136,8 @@ def name_variants(key: str) -> tuple[str, ...]:
         variants.append(core[:-2].rstrip())
     elif core.endswith("s'") and len(core) > 2:
         variants.append(core[:-1])
+    if _INNER_HYPHEN.search(core):
+        variants.extend(_INNER_HYPHEN.sub(" ", variant) for variant in variants[1:] or [core])
     return tuple(dict.fromkeys(v for v in variants if v))
 
 
@@ -137,8 +157,8 @@ def on_token_boundary(text: str, start: int, end: int) -> bool:
     """
     before = text[start - 1] if start > 0 else " "
     after = text[end] if end < len(text) else " "
-    if after == " " and before in ' "(':
-        return True  # the common case, decided without the rules below
+    if before in ' "(' and (after == " " or after in '.,;:!?)"' and not text[end - 1].isdigit()):
+        return True  # the common cases, decided without the rules below
     if start > 0 and is_word_char(text[start]):
         if is_word_char(before):
             return False
@@ -291,6 +311,16 @@ class OffsetMap(Sequence[int]):
 
     def __len__(self) -> int:
         return self._norm[-1] + 1
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The original index of `start` and one past that of `end - 1` (for start < end)."""
+        norm, orig = self._norm, self._orig
+        at = bisect_right(norm, start) - 1
+        first = orig[at] + start - norm[at]
+        last = end - 1
+        if at + 1 < len(norm) and norm[at + 1] <= last:
+            at = bisect_right(norm, last, at) - 1
+        return first, orig[at] + last - norm[at] + 1
 
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):

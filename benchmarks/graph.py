@@ -1,0 +1,222 @@
+"""Graph benchmark: `commit` into the embedded FalkorDB against the ceiling of raw `UNWIND … MERGE`, and
+rollback of one job in a graph of ten jobs against that job's commit.
+
+    .venv/bin/python -m benchmarks.graph [--docs 20000] [--entities 20] [--chunk-size 500] [--json]
+
+Documents are the shared Re-DocRED texts, cycled (doc i is Re-DocRED doc i mod 500 under its
+own id), each with `--entities` entities (its own, topped up from the next documents) with
+spans, and its gold relations (Wikidata property ids, so all take the fallback type). The
+ceiling sends the same rows, chunk by chunk, as bare `UNWIND $rows … MERGE` statements from
+a plain `falkordb` client: no provenance lists, no MULTI/EXEC, no commit log, rows built
+before the clock starts. The commit is `commit_job` as the CLI runs it: sorting, row
+building, provenance, one MULTI/EXEC per chunk, commit.json rewritten per chunk. Goals:
+commit ≥ 0.5 × ceiling; rollback of one job among ten ≤ that job's commit time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+REDOCRED = REPO.parent / "shared" / "data" / "redocred-dev.json"
+TYPES = {"PER": "PERSON", "ORG": "ORGANIZATION", "LOC": "LOCATION", "TIME": "DATE", "NUM": "NUMBER", "MISC": "OTHER"}
+
+
+def load_documents(count: int, per_doc: int) -> list[Any]:
+    """`count` CommitDocuments of `per_doc` entities each, from Re-DocRED."""
+    from extractor.graph import CommitDocument, EntityMention, RelationFact
+
+    source = json.loads(REDOCRED.read_text())
+    parsed = [_parse(doc) for doc in source]
+    docs = []
+    for i in range(count):
+        title, text_sha, entities, relations = parsed[i % len(parsed)]
+        seen = {key for key, _ in entities}
+        chosen = list(entities[:per_doc])
+        step = 1
+        while len(chosen) < per_doc:  # top up from the following documents
+            for key, mention in parsed[(i + step) % len(parsed)][2]:
+                if key not in seen and len(chosen) < per_doc:
+                    seen.add(key)
+                    chosen.append((key, EntityMention(mention.name, mention.type, None)))
+            step += 1
+        docs.append(
+            CommitDocument(
+                doc_id=f"{i:06d}-{text_sha[:9]}",
+                sha256=text_sha,
+                path=f"redocred/{i:06d}.txt",
+                title=title,
+                entities=tuple(mention for _, mention in chosen),
+                relations=tuple(RelationFact(*r) for r in relations),
+            )
+        )
+    return docs
+
+
+def _parse(doc: dict[str, Any]) -> tuple[str, str, list[tuple[str, Any]], list[tuple[str, ...]]]:
+    import hashlib
+
+    from extractor.graph import EntityMention, entity_key
+
+    starts, text_parts, at = [], [], 0
+    for sent in doc["sents"]:
+        row = []
+        for token in sent:
+            row.append(at)
+            text_parts.append(token)
+            at += len(token) + 1
+        starts.append(row)
+    text = " ".join(text_parts)
+    entities: list[tuple[str, Any]] = []
+    names = []
+    seen = set()
+    for vertex in doc["vertexSet"]:
+        first = vertex[0]
+        type_ = TYPES.get(first["type"], "OTHER")
+        names.append((first["name"], type_))
+        key = entity_key(type_, first["name"])
+        if key in seen:
+            continue
+        seen.add(key)
+        sent = doc["sents"][first["sent_id"]]
+        start = starts[first["sent_id"]][first["pos"][0]]
+        last = first["pos"][1] - 1
+        end = starts[first["sent_id"]][last] + len(sent[last])
+        entities.append((key, EntityMention(first["name"], type_, (start, end))))
+    relations = []
+    for label in doc.get("labels", []):
+        (h, h_type), (t, t_type) = names[label["h"]], names[label["t"]]
+        relations.append((h, h_type, label["r"], t, t_type, f"{h} {label['r']} {t}"))
+    return doc["title"], hashlib.sha256(text.encode()).hexdigest(), entities, relations
+
+
+def ceiling_batch(chunk: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The chunk's rows as bare UNWIND … MERGE statements: the same writes without provenance."""
+    raw = []
+    for statement, parameters in chunk.batch:
+        kind, _, name = statement.name.partition(":")
+        rows = {"rows": parameters["rows"]}
+        if kind == "upsert_documents":
+            query = """UNWIND $rows AS row MERGE (d:Document {doc_id: row.doc_id})
+SET d.sha256 = row.sha256, d.path = row.path, d.title = row.title"""
+        elif kind == "upsert_entities":
+            label = f"e:{name}, " if name else ""
+            query = f"""UNWIND $rows AS row MERGE (e:Entity {{key: row.key}})
+SET {label}e.type = row.type, e.name = row.mentions[0].name
+WITH e, row UNWIND row.mentions AS mention
+MATCH (d:Document {{doc_id: mention.doc_id}})
+MERGE (e)-[m:MENTIONED_IN]->(d) SET m.name = mention.name, m.span = mention.span"""
+        else:
+            extra = ", original_type: row.original_type" if kind == "merge_fallback_relationships" else ""
+            query = f"""UNWIND $rows AS row MATCH (a:Entity {{key: row.source}}) MATCH (b:Entity {{key: row.target}})
+MERGE (a)-[r:{name} {{doc_id: row.doc_id, evidence: row.evidence{extra}}}]->(b)"""
+        raw.append((query, rows))
+    return raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--entities", type=int, default=20)
+    parser.add_argument("--chunk-size", type=int, default=500)
+    parser.add_argument("--jobs", type=int, default=10, help="jobs in the rollback graph")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args(argv)
+
+    from falkordb import FalkorDB
+
+    from extractor.graph import GraphVocabulary, commit_job, rollback_job
+    from extractor.graph.batches import iter_chunks, sorted_documents
+    from extractor.graph.embedded import EmbeddedFalkorDB
+    from extractor.graph.falkordb_store import FalkorStore
+    from extractor.schema import DEFAULT_SPEC_PATH, load_spec
+
+    spec = load_spec(DEFAULT_SPEC_PATH)
+    vocabulary = GraphVocabulary.from_types(spec.entity_types(), spec.relation_types())
+
+    docs = load_documents(args.docs, args.entities)
+    ordered = sorted_documents(docs)
+    chunks = [ceiling_batch(chunk) for chunk in iter_chunks(ordered, "ceiling", vocabulary, args.chunk_size)]
+    mentions = sum(len(d.entities) for d in docs)
+    relations = sum(len(d.relations) for d in docs)
+    result: dict[str, Any] = {
+        "documents": len(docs),
+        "entities_per_document": args.entities,
+        "mentions": mentions,
+        "relations": relations,
+        "chunk_size": args.chunk_size,
+    }
+    with tempfile.TemporaryDirectory(prefix="graph-bench-") as tmp, EmbeddedFalkorDB(Path(tmp) / "falkordb") as server:
+
+        def store(graph: str) -> FalkorStore:
+            s = FalkorStore.connect(target=f"bench {graph}", graph=graph, unix_socket_path=str(server.socket_path))
+            s.ensure_schema()
+            return s
+
+        # ceiling: a bare client, the same rows, nothing else
+        store("ceiling").close()  # same indexes as the commit's graph
+        bare = FalkorDB(unix_socket_path=str(server.socket_path)).select_graph("ceiling")
+        started = time.perf_counter()
+        for batch in chunks:
+            for query, parameters in batch:
+                bare.query(query, parameters)
+        ceiling_s = time.perf_counter() - started
+
+        committed = store("commit")
+        started = time.perf_counter()
+        summary = commit_job(committed, "bench", docs, log_path=Path(tmp) / "commit.json", vocabulary=vocabulary, chunk_size=args.chunk_size)
+        commit_s = time.perf_counter() - started
+        committed.close()
+        result["ceiling_s"] = round(ceiling_s, 2)
+        result["commit_s"] = round(commit_s, 2)
+        result["ceiling_docs_per_s"] = round(len(docs) / ceiling_s)
+        result["commit_docs_per_s"] = round(len(docs) / commit_s)
+        result["commit_vs_ceiling"] = round(ceiling_s / commit_s, 3)
+        result["graph_entities"] = summary.entities
+
+        # rollback: ten jobs over slices of the same documents (entities shared across all)
+        ten = store("ten_jobs")
+        per_job = -(-len(docs) // args.jobs)
+        commit_times = []
+        for j in range(args.jobs):
+            started = time.perf_counter()
+            commit_job(ten, f"job{j}", docs[j * per_job : (j + 1) * per_job], log_path=Path(tmp) / f"job{j}.json", vocabulary=vocabulary, chunk_size=args.chunk_size)
+            commit_times.append(time.perf_counter() - started)
+        rolled = args.jobs // 2
+        started = time.perf_counter()
+        rollback = rollback_job(ten, f"job{rolled}", log_path=Path(tmp) / f"job{rolled}.json")
+        rollback_s = time.perf_counter() - started
+        left = ten._graph.ro_query(
+            "MATCH (n) WHERE $job IN n.jobs RETURN count(n)", {"job": f"job{rolled}"}
+        ).result_set[0][0] + ten._graph.ro_query(
+            "MATCH ()-[r]->() WHERE r.job = $job RETURN count(r)", {"job": f"job{rolled}"}
+        ).result_set[0][0]
+        ten.close()
+        result["ten_jobs_documents_per_job"] = per_job
+        result["rolled_back_job_commit_s"] = round(commit_times[rolled], 2)
+        result["rollback_s"] = round(rollback_s, 2)
+        result["rollback_vs_commit"] = round(rollback_s / commit_times[rolled], 3)
+        result["rollback_nodes_deleted"] = rollback.nodes_deleted
+        result["rollback_relationships_deleted"] = rollback.relationships_deleted
+        result["job_left_after_rollback"] = left
+
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{len(docs):,} documents × {args.entities} entities ({mentions:,} mentions, {relations:,} relations), chunks of {args.chunk_size}")
+        print(f"  ceiling (bare UNWIND … MERGE): {ceiling_s:8.2f} s  {result['ceiling_docs_per_s']:>7,} docs/s")
+        print(f"  commit_job:                    {commit_s:8.2f} s  {result['commit_docs_per_s']:>7,} docs/s  = {result['commit_vs_ceiling']:.2f} × ceiling (goal ≥ 0.5)")
+        print(f"{args.jobs} jobs of {per_job:,} documents sharing entities; rolling back job{rolled}:")
+        print(f"  its commit: {commit_times[rolled]:.2f} s   rollback: {rollback_s:.2f} s  = {result['rollback_vs_commit']:.2f} × commit (goal ≤ 1)")
+        print(f"  deleted {rollback.nodes_deleted:,} nodes and {rollback.relationships_deleted:,} relationships; job left in graph: {left}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
