@@ -50,6 +50,7 @@ class Phase:
     completion_tokens: int
     cpu_seconds: float
     retries: int = 0
+    load: float = 0.0  # 1-minute load average when the phase ended: other processes share these 2 cores
 
     def documents_per_s(self) -> float:
         return self.documents / self.seconds
@@ -174,7 +175,14 @@ class _clock:
         return times.user + times.system + ((times.children_user + times.children_system) if self.child else 0.0)
 
     def done(self, tokens: int) -> Phase:
-        return Phase(self.name, self.documents, self.seconds, tokens, self.cpu_seconds)
+        return Phase(self.name, self.documents, self.seconds, tokens, self.cpu_seconds, load=os.getloadavg()[0])
+
+
+def _merge(runs: list[Phase]) -> Phase:
+    """One phase's rounds added up."""
+    return Phase(runs[0].name, sum(p.documents for p in runs), sum(p.seconds for p in runs),
+                 sum(p.completion_tokens for p in runs), sum(p.cpu_seconds for p in runs),
+                 retries=sum(p.retries for p in runs), load=max(p.load for p in runs))
 
 
 def _iter_rows(path: Path) -> Iterator[dict]:
@@ -260,10 +268,23 @@ def _against_llama(args: argparse.Namespace, lane: Callable[..., Phase], workdir
         # Prompt caching would let a later phase reuse an earlier phase's prompts: off for all three.
         work = prepare_workload(args.docs, args.max_tokens, args.seed, {"cache_prompt": False} if slots else {}, workdir)
         slots = slots or args.slots
+        rounds = 1 if args.lane == "cli" else max(1, args.rounds)  # the CLI submits the whole job at once
         print(f"server {base_url} · {slots} slots · {len(work.lines)} documents · max_tokens {args.max_tokens} "
-              f"· seed {args.seed} · lane via {args.lane}", flush=True)
-        phases = [naive_loop(work.lines, base_url), ideal_async(work.lines, base_url, slots),
-                  lane(work, base_url, slots, "llama")]
+              f"· seed {args.seed} · lane via {args.lane} · {rounds} rounds", flush=True)
+        # Other processes share this machine and their load drifts over minutes: split the documents into
+        # rounds and alternate the order (a b c, then c b a, …) so no phase gets all the quiet or busy minutes.
+        runs: dict[str, list[Phase]] = {"a": [], "b": [], "c": []}
+        for r in range(rounds):
+            chunk = Workload(work.lines[r::rounds], work.jobs_dir, work.job_id, work.workdir)
+            for key in ("abc" if r % 2 == 0 else "cba"):
+                if key == "a":
+                    runs[key].append(naive_loop(chunk.lines, base_url))
+                elif key == "b":
+                    runs[key].append(ideal_async(chunk.lines, base_url, slots))
+                else:
+                    runs[key].append(lane(chunk, base_url, slots, f"llama-{r}"))
+                print(f"  round {r + 1}: {runs[key][-1].name}: {runs[key][-1].seconds:.1f}s", flush=True)
+        phases = [_merge(runs[key]) for key in "abc"]
     finally:
         if server:
             server.stop()
@@ -301,11 +322,11 @@ def _overhead(work: Workload, args: argparse.Namespace, lane: Callable[..., Phas
 def _report(title: str, phases: list[Phase]) -> None:
     print(f"\n{title}")
     print("| phase | documents | seconds | documents/s | completion tokens | completion tokens/s "
-          "| client CPU ms/request | retries |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| process CPU ms/request | retries | load avg |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in phases:
         print(f"| {p.name} | {p.documents} | {p.seconds:.1f} | {p.documents_per_s():.2f} | {p.completion_tokens} "
-              f"| {p.tokens_per_s():.1f} | {p.cpu_ms_per_request():.2f} | {p.retries} |")
+              f"| {p.tokens_per_s():.1f} | {p.cpu_ms_per_request():.2f} | {p.retries} | {p.load:.1f} |")
     named = {p.name[0]: p for p in phases}
     if "c" in named and "a" in named:
         print(f"(c)/(a) = {named['c'].documents_per_s() / named['a'].documents_per_s():.2f}  (goal ≥ 1.8)")
@@ -317,7 +338,7 @@ def _report(title: str, phases: list[Phase]) -> None:
 def _as_dict(p: Phase) -> dict[str, Any]:
     return {"phase": p.name, "documents": p.documents, "seconds": p.seconds, "completion_tokens": p.completion_tokens,
             "documents_per_s": p.documents_per_s(), "completion_tokens_per_s": p.tokens_per_s(),
-            "cpu_ms_per_request": p.cpu_ms_per_request(), "retries": p.retries}
+            "cpu_ms_per_request": p.cpu_ms_per_request(), "retries": p.retries, "load_avg": p.load}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -331,6 +352,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--lane", choices=sorted(LANES), default=DEFAULT_LANE)
     parser.add_argument("--stub-requests", type=int, default=2000, help="requests per overhead phase; 0 skips it")
+    parser.add_argument("--rounds", type=int, default=2, help="split the documents into rounds, alternating the order")
     parser.add_argument("--repeat", type=int, default=3, help="stub runs per phase; the median is reported")
     parser.add_argument("--skip-llama", action="store_true", help="only the stub overhead runs")
     parser.add_argument("--json", action="store_true", help="also print every figure as one JSON object")

@@ -235,10 +235,19 @@ def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()
         data = {**job_status(job), **remote}
         emit(data, as_json, lambda: console.out.print(console.key_value_table(f"job {job_id}", data)))
         return
+    from .status import lock_holder
+
     rows = jobs_table(store)
-    emit({"jobs": rows}, as_json, lambda: console.out.print(console.rows_table(
-        f"jobs in {store.root}", ["job", "state", "backend", "model", "documents", "created"],
-        [[r["job_id"], r["state"], r["backend"], r["model"], r["documents"], r["created_at"]] for r in rows])))
+    running = lock_holder(store.root)
+
+    def render() -> None:
+        console.out.print(console.rows_table(
+            f"jobs in {store.root}", ["job", "state", "backend", "model", "documents", "created"],
+            [[r["job_id"], r["state"], r["backend"], r["model"], r["documents"], r["created_at"]] for r in rows]))
+        if running:
+            console.out.print(f"a run is in progress: pid {running['pid']}, started {running['started_at']}", markup=False)
+
+    emit({"jobs": rows, "running": running}, as_json, render)
 
 
 def _remote_progress(job: Any) -> dict[str, Any]:
@@ -320,19 +329,46 @@ def verify(
     job_id: str,
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write a standalone HTML report.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Quarantine documents with ungrounded facts too.")] = False,
+    leaked: Annotated[Optional[str], typer.Option("--leaked", help="What a leaked fact does: quarantine (default) | drop.")] = None,
+    ungrounded: Annotated[Optional[str], typer.Option("--ungrounded", help="What an ungrounded fact does: drop (default) | quarantine.")] = None,
+    against: Annotated[Optional[list[str]], typer.Option("--against", help="A folder of documents or another job to look for leak sources in too (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Match every entity and relation to its own document; exit 3 when any document is quarantined."""
+    from .errors import BadInput
+    from .verify.corpus import resolve_against
     from .verify.verdicts import Policy, verify_job
 
-    job = store_of(ctx).load(job_id)
-    report = verify_job(job, policy=Policy.strict() if strict else Policy())
+    store = store_of(ctx)
+    job = store.load(job_id)
+    if strict and ungrounded not in (None, "quarantine"):
+        raise BadInput("--strict means --ungrounded quarantine — pass one or the other")
+    try:
+        policy = Policy(leaked=leaked, ungrounded="quarantine" if strict else ungrounded)
+    except ValueError as exc:
+        raise BadInput(f"{exc} — use quarantine or drop") from None
+    corpora = [resolve_against(store, ref) for ref in against or []]
+    with console.RichProgress().stage("verify", None):
+        report = verify_job(job, policy=policy, against=corpora)
     if html:
         from .verify.report import write_html
 
-        write_html(job, report, html)
-    data = {"job_id": job.id, "summary": report["summary"], "verify_file": str(job.verify_path)}
-    emit(data, as_json, lambda: console.err.print(console.key_value_table(f"verified job {job_id}", report["summary"])))
+        write_html(job, html)
+    data = {"job_id": job.id, "summary": report["summary"], "policy": report["policy"], "verify_file": str(job.verify_path)}
+    if html:
+        data["html_file"] = str(html)
+
+    def render() -> None:
+        s = report["summary"]
+        verdicts = ("grounded", "fuzzy", "leaked", "ungrounded")
+        console.err.print(console.rows_table(
+            f"verified job {job.id}: {s['documents']} documents — {s['clean']} clean, {s['quarantined']} quarantined, {s['failed']} failed",
+            ["facts", *verdicts], [[kind, *(s[kind][v] for v in verdicts)] for kind in ("entities", "relations")]))
+        if s["quarantined"]:
+            console.err.print(f"quarantined documents and why: {job.verify_path}" + (f" (and {html})" if html else ""),
+                              markup=False, highlight=False, soft_wrap=True)
+
+    emit(data, as_json, render)
     if report["summary"]["quarantined"]:
         raise typer.Exit(int(ExitCode.QUARANTINED))
 
@@ -380,28 +416,41 @@ def run(
     database: DatabaseOpt = None,
     no_commit: Annotated[bool, typer.Option("--no-commit", help="Stop after verify.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Quarantine documents with ungrounded facts too.")] = False,
+    retry: Annotated[bool, typer.Option("--retry", help="Resend failed, expired, truncated or missing lines before verifying.")] = False,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", help="With --retry: tries per document, the first included.")] = 2,
+    wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", help="Seconds to wait for OpenAI batches (default: until they end); when it runs out the run exits 6 and the next run resumes waiting.")] = None,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", help="Seconds between the first polls of OpenAI batches (grows to 5 min).")] = 10.0,
+    health_timeout: Annotated[float, typer.Option("--health-timeout", help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """prepare → submit → wait → collect → verify → commit, resumable, for cron."""
+    """prepare → submit → wait → collect → retry → verify → commit, resumable, for cron (exit 5 if another run holds the lock)."""
     from .pipeline import RunOptions, run_pipeline
 
     options = RunOptions(
         prepare=prepare_options(backend, model, schema, False, max_tokens, None),
         submit=_submit_options(local_url, model_path, slots, max_cost),
         graph_uri=graph_uri(graph), database=database, data_dir=data_dir(),
-        commit=not no_commit, strict=strict,
+        commit=not no_commit, strict=strict, auto=backend == "auto", health_timeout_s=health_timeout,
+        wait_timeout_s=wait_timeout, poll_interval_s=poll_interval, retry=retry, max_attempts=max_attempts,
     )
     report = run_pipeline(store_of(ctx), docs_dir, options, console.RichProgress())
     data = report.as_dict()
 
     def render() -> None:
         console.out.print(console.run_summary_table(data))
-        if report.commit:
-            console.out.print(f"To undo this run: extractor rollback {report.job_id}")
-        if report.verify.get("quarantined"):
-            console.err.print(f"{report.verify['quarantined']} document(s) quarantined — see {report.job_id}/verify.json")
+        if report.up_to_date:
+            console.out.print(f"Up to date: job {report.job_id} already committed these documents", markup=False)
+        elif report.commit:
+            console.out.print(f"To undo this run: extractor rollback {report.job_id}", markup=False)
 
     emit(data, as_json, render)
+    if report.pending:
+        console.err.print(f"not finished: {report.pending}", markup=False, highlight=False, soft_wrap=True)
+    if report.verify.get("quarantined"):
+        console.err.print(f"{report.verify['quarantined']} document(s) quarantined — see {report.job_id}/verify.json",
+                          markup=False, highlight=False, soft_wrap=True)
+    for warning in report.warnings:
+        console.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if report.exit_code:
         raise typer.Exit(int(report.exit_code))
 
@@ -411,14 +460,82 @@ def run(
 
 @app.command()
 @handles_errors
-def report(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Cost, tokens and quality per job."""
-    from .status import jobs_report
+def report(
+    ctx: typer.Context,
+    since: Annotated[Optional[str], typer.Option("--since", help="Only jobs created on or after this date: YYYY-MM-DD, an ISO time, or Nd (N days ago).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 3 when the grounded or schema-valid rate dropped beyond the threshold (for cron alerts).")] = False,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a standalone HTML page with charts.")] = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="Flag a rate this far below the trailing average (0.10 = ten points).")] = 0.10,
+    window: Annotated[int, typer.Option("--window", help="Earlier jobs of the same backend and model in the trailing average.")] = 5,
+    price_model: Annotated[Optional[str], typer.Option("--price-model", help="OpenAI model that local jobs' tokens are priced as.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cost, tokens, latency and quality per job and per backend, with trends; syncs the ledger from the job folders first."""
+    from .errors import BadInput
+    from .ledger import Ledger
+    from .reporting import ReportOptions, build_report, parse_since
 
-    rows = jobs_report(store_of(ctx))
-    columns = ["job", "backend", "model", "documents", "tokens", "cost_usd", "schema_valid", "grounded", "quarantined"]
-    emit({"jobs": rows}, as_json, lambda: console.out.print(console.rows_table(
-        "report", columns, [[r[c if c != "job" else "job_id"] for c in columns] for r in rows])))
+    if not 0 <= threshold <= 1 or window < 1:
+        raise BadInput("--threshold must be between 0 and 1 and --window at least 1")
+    options = ReportOptions(since=parse_since(since) if since else None, threshold=threshold, window=window,
+                            **({"price_model": price_model} if price_model else {}))
+    with Ledger.for_jobs(store_of(ctx)) as ledger:
+        ledger.sync_store(store_of(ctx))
+        data = build_report(ledger, options)
+    if html:
+        from .report_html import write_report_html
+
+        write_report_html(data, html)
+
+    def usd(value: Any) -> str:
+        return "n/a" if value is None else f"${value:.6f}"
+
+    def pct(value: Any) -> str:
+        return "" if value is None else f"{value:.1%}"
+
+    def ms(lat: dict[str, Any]) -> str:
+        return "/".join("-" if lat[k] is None else f"{lat[k]:.0f}" for k in ("p50", "p95", "p99")) + f" ({lat['kind']})"
+
+    def trend(job: dict[str, Any]) -> str:
+        t = job["trend"].get("grounded_rate")
+        return "" if not t else f"{t['delta']:+.2f}" + (" !" if job["flags"] else "")
+
+    def render() -> None:
+        from rich.console import Console
+
+        # Cron mail and log files have no terminal width: give the tables room instead of squeezing them to 80.
+        printer = console.out if console.out.is_terminal else Console(width=200, highlight=False)
+        jobs = data["jobs"]
+        printer.print(console.rows_table(
+            f"quality per job ({data['ledger']})",
+            ["job", "backend", "model", "state", "docs", "schema-valid", "grounded", "leaked", "quarantined",
+             "grounded trend"],
+            [[j["job_id"], j["backend"], j["model"], j["state"], j["documents"], pct(j["schema_valid_rate"]),
+              pct(j["grounded_rate"]), pct(j["leak_rate"]), pct(j["quarantine_rate"]), trend(j)] for j in jobs]))
+        printer.print(console.rows_table(
+            f"cost and latency per job (local tokens priced as {data['price_model']} on the OpenAI lanes)",
+            ["job", "paid", "cost/doc", "tokens in/out", "latency ms p50/95/99", "OpenAI batch", "OpenAI live",
+             "saved vs live"],
+            [[j["job_id"], usd(j["cost_usd"]), usd(j["cost_per_document"]), f"{j['tokens']['prompt']}/{j['tokens']['completion']}",
+              ms(j["latency_ms"]), usd((j["lanes"] or {}).get("openai_batch_usd")),
+              usd((j["lanes"] or {}).get("openai_live_usd")), usd((j["lanes"] or {}).get("saved_vs_live_usd"))]
+             for j in jobs]))
+        printer.print(console.rows_table(
+            "per backend",
+            ["backend", "jobs", "docs", "cost", "cost/doc", "tokens in/out", "latency ms p50/95/99", "schema-valid",
+             "grounded", "leaked", "quarantined"],
+            [[b["backend"], b["jobs"], b["documents"], usd(b["cost_usd"]), usd(b["cost_per_document"]),
+              f"{b['tokens']['prompt']}/{b['tokens']['completion']}", ms(b["latency_ms"]), pct(b["schema_valid_rate"]),
+              pct(b["grounded_rate"]), pct(b["leak_rate"]), pct(b["quarantine_rate"])] for b in data["backends"]]))
+        for alert in data["alerts"]:
+            printer.print(f"flag: {alert['job_id']}: {alert['message']}", markup=False, highlight=False, soft_wrap=True)
+
+    emit(data, as_json, render)
+    if check and data["check"]["failed"]:
+        for flag in data["check"]["flags"]:
+            console.err.print(f"quality dropped: {flag['job_id']}: {flag['message']}", markup=False, highlight=False,
+                              soft_wrap=True)
+        raise typer.Exit(int(ExitCode.QUARANTINED))
 
 
 @app.command()
@@ -429,7 +546,24 @@ def compare(ctx: typer.Context, job_a: str, job_b: str, as_json: JsonOpt = False
 
     store = store_of(ctx)
     data = compare_jobs(store.load(job_a), store.load(job_b))
-    emit(data, as_json, lambda: console.out.print(console.key_value_table(f"{job_a} vs {job_b}", data["overall"])))
+
+    def render() -> None:
+        from rich.console import Console
+
+        printer = console.out if console.out.is_terminal else Console(width=200, highlight=False)
+        scores = ["precision", "recall", "f1", "tp", "fp", "fn"]
+        rows = [["overall", *(data["overall"][k] for k in scores)],
+                ["overall, ignoring type", *(data["overall_ignoring_type"][k] for k in scores)]]
+        rows += [[t, *(s[k] for k in scores)] for t, s in data["per_type"].items()]
+        printer.print(console.rows_table(
+            f"{job_a} ({data['models']['a']}) against {job_b} ({data['models']['b']}) on {data['documents']} documents",
+            ["entities", *scores], rows))
+        printer.print(console.rows_table(
+            "documents where they disagree most", ["document", "f1", "agreed", "only in A", "only in B"],
+            [[d["path"], d["f1"], d["agreed"], f"{d['only_a_count']}: " + ", ".join(d["only_a"]),
+              f"{d['only_b_count']}: " + ", ".join(d["only_b"])] for d in data["disagree_most"]]))
+
+    emit(data, as_json, render)
 
 
 @app.command()

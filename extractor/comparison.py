@@ -1,23 +1,33 @@
-"""`compare A B`: entity-level precision / recall / F1 of job A against job B on the documents both answered."""
+"""`compare A B`: entity-level precision / recall / F1 of job A against job B (the reference) on the documents both answered.
+
+An entity is (type, normalised name), once per document: precision = share of A's entities that B also
+has, recall = share of B's entities that A found. Documents are matched by content hash, so two jobs over
+the same files compare across backends, models and prompts.
+"""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
+from .errors import BadInput
 from .jobs import Job
 from .results import iter_results
 from .schema import load_spec
 from .verify.normalize import normalize_name
 
+Entity = tuple[str, str]
+EXAMPLES = 5
 
-def _entities(job: Job) -> dict[str, set[tuple[str, str]]]:
+
+def answered_entities(job: Job) -> dict[str, set[Entity]]:
     """doc sha256 → {(type, normalised name)} for every document with a valid answer."""
-    from pathlib import Path
-
+    if not job.results_path.exists():
+        raise BadInput(f"Job {job.id} has no results yet — run `extractor collect {job.id}` first")
     spec = load_spec(Path(job.manifest["spec"]["path"]))
     sha_by_cid = {d["custom_id"]: d["sha256"] for d in job.documents()}
-    found: dict[str, set[tuple[str, str]]] = {}
+    found: dict[str, set[Entity]] = {}
     for row in iter_results(job):
         if row["outcome"] == "ok":
             parsed = spec.parse_answer(row["answer"])
@@ -25,7 +35,7 @@ def _entities(job: Job) -> dict[str, set[tuple[str, str]]]:
     return found
 
 
-def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+def score(tp: int, fp: int, fn: int) -> dict[str, Any]:
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
     f = 2 * p * r / (p + r) if p + r else 0.0
@@ -33,28 +43,42 @@ def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
 
 
 def compare_jobs(job_a: Job, job_b: Job, *, worst: int = 10) -> dict[str, Any]:
-    """Documents are matched by content hash, so two jobs over the same files compare even with other models."""
-    a, b = _entities(job_a), _entities(job_b)
+    a, b = answered_entities(job_a), answered_entities(job_b)
     shared = sorted(set(a) & set(b))
+    if not shared:
+        raise BadInput(f"Jobs {job_a.id} and {job_b.id} have no answered document in common — "
+                       "compare two jobs prepared from the same documents")
     totals: Counter[str] = Counter()
+    untyped: Counter[str] = Counter()
     per_type: dict[str, Counter[str]] = defaultdict(Counter)
-    disagreements = []
     path_by_sha = {d["sha256"]: d["path"] for d in job_a.documents()}
+    documents = []
     for sha in shared:
         ea, eb = a[sha], b[sha]
-        for t, _ in ea & eb:
-            per_type[t]["tp"] += 1
-        for t, _ in ea - eb:
-            per_type[t]["fp"] += 1
-        for t, _ in eb - ea:
-            per_type[t]["fn"] += 1
-        tp, fp, fn = len(ea & eb), len(ea - eb), len(eb - ea)
-        totals.update(tp=tp, fp=fp, fn=fn)
-        disagreements.append({"path": path_by_sha[sha], "f1": _prf(tp, fp, fn)["f1"], "only_a": len(ea - eb), "only_b": len(eb - ea)})
-    disagreements.sort(key=lambda d: (d["f1"], d["path"]))
+        for kind, found in (("tp", ea & eb), ("fp", ea - eb), ("fn", eb - ea)):
+            totals[kind] += len(found)
+            for entity_type, _ in found:
+                per_type[entity_type][kind] += 1
+        na, nb = {n for _, n in ea}, {n for _, n in eb}
+        untyped.update(tp=len(na & nb), fp=len(na - nb), fn=len(nb - na))
+        doc = score(len(ea & eb), len(ea - eb), len(eb - ea))
+        documents.append({"path": path_by_sha[sha], "sha256": sha, "f1": doc["f1"], "agreed": doc["tp"],
+                          "only_a": _names(ea - eb), "only_b": _names(eb - ea)})
+    documents.sort(key=lambda d: (d["f1"], -(len(d["only_a"]) + len(d["only_b"])), d["path"]))
+    for doc in documents:
+        doc["only_a_count"], doc["only_b_count"] = len(doc["only_a"]), len(doc["only_b"])
+        doc["only_a"], doc["only_b"] = doc["only_a"][:EXAMPLES], doc["only_b"][:EXAMPLES]
     return {
-        "job_a": job_a.id, "job_b": job_b.id, "documents": len(shared),
-        "overall": _prf(totals["tp"], totals["fp"], totals["fn"]),
-        "per_type": {t: _prf(c["tp"], c["fp"], c["fn"]) for t, c in sorted(per_type.items())},
-        "disagree_most": disagreements[:worst],
+        "job_a": job_a.id, "job_b": job_b.id, "reference": job_b.id,
+        "models": {"a": f"{job_a.manifest['backend']}/{job_a.manifest['model']}",
+                   "b": f"{job_b.manifest['backend']}/{job_b.manifest['model']}"},
+        "documents": len(shared), "only_in_a": len(set(a) - set(b)), "only_in_b": len(set(b) - set(a)),
+        "overall": score(totals["tp"], totals["fp"], totals["fn"]),
+        "overall_ignoring_type": score(untyped["tp"], untyped["fp"], untyped["fn"]),
+        "per_type": {t: score(c["tp"], c["fp"], c["fn"]) for t, c in sorted(per_type.items())},
+        "disagree_most": documents[:worst],
     }
+
+
+def _names(entities: set[Entity]) -> list[str]:
+    return [f"{name} ({entity_type})" for entity_type, name in sorted(entities, key=lambda e: (e[1], e[0]))]

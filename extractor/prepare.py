@@ -12,7 +12,6 @@ from typing import Any
 from . import pricing, tokens
 from .documents import Document, Skipped, iter_documents, split_long
 from .errors import BadInput
-from .isolation import AuditReport, NestingIndex, audit_lines
 from .jobs import Job, JobStore, State, new_job_id
 from .requests import (
     MAX_BYTES_PER_FILE,
@@ -127,10 +126,10 @@ def prepare_job(
     on_document: Callable[[], None] | None = None,
     resume: bool = False,
 ) -> PrepareSummary:
-    """Read every document, write one request line each, audit isolation, estimate cost, publish the job.
+    """Read every document, write one request line each, estimate cost, publish the job.
 
     Streams: a document's text is dropped once its line is written; what grows with the corpus is
-    the manifest (one entry per document) and the audit's fingerprints (a hash per document).
+    the manifest (one entry per document).
     """
     spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
     prompt = load_prompt(options.backend)
@@ -151,8 +150,7 @@ def prepare_job(
     staging = store.staging_dir()
     try:
         writer = ShardWriter(staging / "requests", options.max_lines_per_file, options.max_bytes_per_file)
-        index = NestingIndex([])
-        intake = _write_requests(docs_dir, options, max_chars, template, custom_id, writer, index, on_document)
+        intake = _write_requests(docs_dir, options, max_chars, template, custom_id, writer, on_document)
         documents = intake.documents
         seconds["read_and_write"] = _since(started)
         if not documents:
@@ -161,12 +159,8 @@ def prepare_job(
             raise BadInput(f"No usable documents in {docs_dir}" + (f" ({reasons}{more})" if reasons else "") +
                            " — add .txt, .md, .html, .pdf or .jsonl files")
 
-        audit = audit_lines(staging, [staging / s["file"] for s in intake.shards], documents, template, index=index)
-        del index  # its fingerprints are the one other thing that grows with the corpus; the manifest is next
-        seconds["audit"] = _since(started) - seconds["read_and_write"]
-        if not audit.ok:  # lines this run has just written: a failure is a bug, but the contract is exit 2
-            raise BadInput("the isolation audit of the new request lines failed: " + "; ".join(audit.problems[:5]) +
-                                 " — nothing was published; please report this with the folder's layout")
+        # The isolation audit runs in `submit`, on the files as they are on disk just before anything is
+        # sent (a file edited after prepare is caught there), and in `extractor audit`; not twice.
 
         key = job_key([d["sha256"] for d in documents], spec, prompt.sha256, model, options.backend, settings)
         if resume and (existing := store.find_resumable(key)) is not None:
@@ -190,7 +184,7 @@ def prepare_job(
             "documents": documents,
             "skipped": intake.skipped,
             "duplicates": intake.duplicates,
-            "audit": _audit_record(audit),
+            "audit": None,
             "estimate": {"input_tokens": tokens_in, "counted": options.count_tokens, "output_tokens_max": len(documents) * max_tokens,
                          "batch": options.backend == "openai", **estimate},
         }
@@ -198,7 +192,7 @@ def prepare_job(
     except BaseException:
         store.discard_staging(staging)
         raise
-    seconds["publish"] = _since(started) - seconds["read_and_write"] - seconds["audit"]
+    seconds["publish"] = _since(started) - seconds["read_and_write"]
     summary = _summary_from(job, resumed=False)
     summary.seconds = {k: round(v, 3) for k, v in seconds.items()}
     return summary
@@ -209,12 +203,11 @@ def _since(started: float) -> float:
 
 
 def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, template: RequestTemplate,
-                    custom_id_of: Callable[[str], str], writer: ShardWriter, index: NestingIndex,
+                    custom_id_of: Callable[[str], str], writer: ShardWriter,
                     on_document: Callable[[], None] | None) -> _Intake:
     """One line per distinct document (or part), streamed into shards; duplicates only add their path."""
     intake = _Intake()
     documents = intake.documents
-    index.documents = documents
     by_sha: dict[str, dict[str, Any]] = {}
     # The template's own tokens (prompt, schema, chat overhead) are the same on every line: count them once.
     base_tokens = tokens.count_request_tokens(template.body_with("")) if options.count_tokens else 0
@@ -237,7 +230,6 @@ def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, tem
                 shard = writer.write(template.render(custom_id, doc.text))
                 if options.count_tokens:
                     intake.input_tokens += base_tokens + tokens.count_tokens(doc.text, model)
-                index.add(doc.text.encode(), len(documents))
                 entry = _manifest_entry(doc, custom_id, shard)
                 by_sha[doc.sha256] = entry
                 documents.append(entry)
@@ -257,10 +249,6 @@ def _manifest_entry(doc: Document, custom_id: str, shard: str) -> dict[str, Any]
         "custom_id": custom_id,
         "shard": shard,
     }
-
-
-def _audit_record(audit: AuditReport) -> dict[str, Any]:
-    return {"ok": audit.ok, "lines": audit.lines, "warnings": audit.warnings}
 
 
 def _estimate_cost(model: str, backend: str, input_tokens: int | None, documents: int, max_tokens: int) -> dict[str, Any]:
@@ -295,6 +283,6 @@ def _summary_from(job: Job, *, resumed: bool) -> PrepareSummary:
         input_cost_usd=estimate.get("input_cost_usd"),
         output_cost_usd_max=estimate.get("output_cost_usd_max"),
         estimated_cost_usd=estimate.get("estimated_cost_usd"),
-        warnings=m.get("audit", {}).get("warnings", []),
+        warnings=(m.get("audit") or {}).get("warnings", []),
         resumed=resumed,
     )

@@ -21,6 +21,9 @@ SPEC_FORMAT = "extractor.spec/1"
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "schemas" / "default.json"
 
 _SPEC_KEYS = ("format", "name", "description", "schema", "grounding")
+# Optional: what verify does with leaked / ungrounded facts (see extractor/verify/policy.py).
+_OPTIONAL_SPEC_KEYS = ("policy",)
+_POLICY_ACTIONS = {"leaked": ("quarantine", "drop"), "ungrounded": ("drop", "quarantine")}
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Spec:
     relations: RelationMap | None
     sha256: str
     source: str
+    policy: dict[str, str] | None = None
 
     def entity_types(self) -> list[str]:
         """The allowed entity types (the enum of the type field); [] when the type is free text."""
@@ -148,8 +152,10 @@ def load_spec(path: Path) -> Spec:
         schema=obj["schema"],
         entities=EntityMap(ent["path"], ent["name"], ent.get("type")),
         relations=RelationMap(rel["path"], rel["source"], rel["target"], rel.get("type"), rel.get("evidence")) if rel else None,
-        sha256=hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+        # the policy only changes what verify does with answers, not the requests: it stays out of the hash
+        sha256=hashlib.sha256(orjson.dumps({k: v for k, v in obj.items() if k != "policy"}, option=orjson.OPT_SORT_KEYS)).hexdigest(),
         source=str(path),
+        policy=obj.get("policy"),
     )
 
 
@@ -159,8 +165,8 @@ def check_spec(obj: object) -> list[Problem]:
         return [Problem("/", "a spec must be a JSON object with format, name, description, schema and grounding")]
     problems = []
     for key in obj:
-        if key not in _SPEC_KEYS:
-            problems.append(Problem(f"/{escape_part(key)}", f"unknown key — a spec has only {', '.join(_SPEC_KEYS)}"))
+        if key not in _SPEC_KEYS and key not in _OPTIONAL_SPEC_KEYS:
+            problems.append(Problem(f"/{escape_part(key)}", f"unknown key — a spec has only {', '.join(_SPEC_KEYS + _OPTIONAL_SPEC_KEYS)}"))
     for key in _SPEC_KEYS:
         if key not in obj:
             problems.append(Problem(f"/{key}", "missing — add it (see schemas/default.json)"))
@@ -174,6 +180,21 @@ def check_spec(obj: object) -> list[Problem]:
         problems += check_strict_schema(obj["schema"], "/schema")
     if "grounding" in obj:
         problems += _check_grounding(obj["grounding"], obj.get("schema"))
+    if "policy" in obj:
+        problems += _check_policy(obj["policy"])
+    return problems
+
+
+def _check_policy(policy: object) -> list[Problem]:
+    example = '{"leaked": "quarantine", "ungrounded": "drop"}'
+    if not isinstance(policy, dict):
+        return [Problem("/policy", f"must be an object such as {example}")]
+    problems = []
+    for key, value in policy.items():
+        if key not in _POLICY_ACTIONS:
+            problems.append(Problem(f"/policy/{escape_part(key)}", 'unknown key — policy has only "leaked" and "ungrounded"'))
+        elif value not in _POLICY_ACTIONS[key]:
+            problems.append(Problem(f"/policy/{key}", f"must be {' or '.join(repr(a) for a in _POLICY_ACTIONS[key])}"))
     return problems
 
 

@@ -1,25 +1,29 @@
-"""What `status` and `report` show, read from job folders."""
+"""What `status` shows, read from job folders and the jobs-dir lock."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .jobs import NEXT_COMMAND, Job, JobStore
-from .pipeline import job_tokens
-from .pricing import estimate_cost
+from .storage import iter_jsonl
 
 
 def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0..100), linearly interpolated between the closest ranks; None for no values."""
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
-    return ordered[rank]
+    pos = q / 100 * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def request_latencies(job: Job) -> list[float]:
-    from .storage import iter_jsonl
-
     if not job.log_path.exists():
         return []
     return [e["latency_ms"] for e in iter_jsonl(job.log_path) if e.get("event") == "request" and e.get("latency_ms") is not None]
@@ -32,13 +36,13 @@ def job_status(job: Job) -> dict[str, Any]:
         "documents": len(m["documents"]), "skipped": len(m.get("skipped", [])),
         "created_at": m.get("created_at"), "updated_at": m.get("updated_at"),
     }
-    for key in ("outcomes", "verify", "commit", "rollback"):
+    for key in ("backend_choice", "outcomes", "cost", "verify", "commit", "rollback"):
         if key in m:
             data[key] = m[key]
     latencies = request_latencies(job)
     if latencies:
         stats = m.get("remote", {}).get("stats", {})
-        data["latency_ms"] = {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99)}
+        data["latency_ms"] = {f"p{q}": round(percentile(latencies, q) or 0.0, 1) for q in (50, 95, 99)}
         if stats.get("seconds"):
             data["throughput_docs_per_s"] = round(stats.get("answered", 0) / stats["seconds"], 3)
     data["next"] = f"extractor {NEXT_COMMAND[job.state].format(id=job.id)}"
@@ -53,23 +57,17 @@ def jobs_table(store: JobStore) -> list[dict[str, Any]]:
     ]
 
 
-def jobs_report(store: JobStore) -> list[dict[str, Any]]:
-    rows = []
-    for job in store:
-        m = job.manifest
-        tokens = job_tokens(job)
-        batch = m["backend"] == "openai"
-        cost = 0.0 if m["backend"] == "local" else estimate_cost(m["model"], tokens["prompt"], tokens["completion"], batch=batch)
-        outcomes = m.get("outcomes", {})
-        answered = sum(outcomes.values()) or None
-        ents = m.get("verify", {}).get("entities", {})
-        total_ents = sum(ents.values()) or None
-        docs = len(m["documents"])
-        rows.append({
-            "job_id": job.id, "backend": m["backend"], "model": m["model"], "documents": docs,
-            "tokens": tokens["total"], "cost_usd": cost,
-            "schema_valid": round(outcomes.get("ok", 0) / answered, 4) if answered else None,
-            "grounded": round((ents.get("grounded", 0) + ents.get("fuzzy", 0)) / total_ents, 4) if total_ents else None,
-            "quarantined": m.get("verify", {}).get("quarantined"),
-        })
-    return rows
+def lock_holder(root: Path) -> dict[str, Any] | None:
+    """The live process holding the jobs-dir lock (pid, started_at), or None; a dead holder's note is ignored."""
+    try:
+        info = orjson.loads((root / ".lock").read_bytes())
+        pid = int(info["pid"])
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # SIGKILLed without releasing: the kernel already dropped its lock
+    except PermissionError:
+        pass  # alive, owned by another user
+    return {"pid": pid, "started_at": info.get("started_at")}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput, ExtractorError
+from .isolation import require_isolated
 from .jobs import Job, State
 from .requests import iter_request_lines
 
@@ -63,6 +64,10 @@ def local_endpoint(options: SubmitOptions) -> Iterator[str]:
 def submit_job(job: Job, options: SubmitOptions, *, progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """Send every line not yet answered; a re-run after a crash sends only what is missing."""
     job.require(State.PREPARED, State.SUBMITTED, State.FAILED, State.CANCELLED, doing="be submitted")
+    audit = require_isolated(job)  # on the files as they are now, just before anything is sent
+    if job.manifest.get("audit") is None:
+        job.manifest["audit"] = audit.as_dict()
+        job.save()
     check_cost_cap(job, options.max_cost)
     backend = job.manifest["backend"]
     if backend == "local":

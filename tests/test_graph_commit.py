@@ -80,7 +80,9 @@ def test_commit_writes_documents_entities_mentions_and_relations_with_provenance
     assert entities["PERSON:ada lovelace"] == {
         "kind": "node",
         "labels": ["Entity", "PERSON"],
-        "properties": {"key": "PERSON:ada lovelace", "name": "Ada Lovelace", "type": "PERSON", "jobs": ["J"]},
+        "properties": {
+            "key": "PERSON:ada lovelace", "name": "Ada Lovelace", "type": "PERSON", "jobs": ["J"], "names": ["Ada Lovelace"],
+        },  # fmt: skip
     }
     assert entities["ORGANIZATION:analytical society"]["labels"] == ["Entity", "ORGANIZATION"]
     assert relationships(dump, "MENTIONED_IN") == [
@@ -106,9 +108,9 @@ def test_shared_nodes_list_every_contributing_job(graph_store, tmp_path):
     commit(graph_store, "K", job_k(), tmp_path)
     dump = dump_graph(graph_store)
     entities = nodes(dump, "Entity")
-    assert entities["PERSON:charles babbage"]["properties"]["jobs"] == ["J", "K"]
-    # the smallest surface form wins, whichever job came first
-    assert entities["PERSON:charles babbage"]["properties"]["name"] == "Charles Babbage"
+    babbage = entities["PERSON:charles babbage"]["properties"]
+    assert babbage["jobs"] == ["J", "K"] and babbage["names"] == ["Charles Babbage", "charles babbage"]
+    assert babbage["name"] == "Charles Babbage"  # the smallest surface form, whichever job came first
     d2 = nodes(dump, "Document")["d2"]["properties"]
     assert d2["jobs"] == ["J", "K"] and d2["paths"] == ["docs/d2.txt", "elsewhere/d2.txt"]
     assert d2["path"] == "elsewhere/d2.txt"  # the latest job's view

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from extractor.verify.grounding import DocumentMatcher
-from extractor.verify.index import LeakIndex
+from extractor.verify.index import LeakIndex, NameScanner
 from extractor.verify.normalize import name_variants, normalize, normalize_name, on_token_boundary
 from tests.redocred import load_redocred, mention_text, redocred_text
 
@@ -101,3 +101,11 @@ def test_agrees_with_the_exact_pass_on_real_documents(redocred: list[dict]) -> N
         for doc_id in expected:  # and the matcher's exact pass agrees
             assert DocumentMatcher(documents[int(doc_id)][1]).align(name).score == 1.0
     assert sum(len(found) for found in sources.values()) > len(names)  # names do recur across documents
+
+
+def test_name_scanner_takes_documents_one_at_a_time() -> None:
+    scanner = NameScanner(["Ann Lee", "Bank of America", "Nobody"])
+    held = [scanner.scan(doc_id, normalize(text).text) for doc_id, text in CORPUS]
+    assert held == [True, False, True, False, False]
+    assert scanner.sources == {"ann lee": {"a", "c"}, "bank of america": {"c"}, "nobody": set()}
+    assert NameScanner([]).scan("a", "anything") is False

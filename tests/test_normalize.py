@@ -42,6 +42,7 @@ def surface_of(text: str, needle: str) -> str:
         ("Microsoft’s ‘Word’ `and´ Owner‛s", "microsoft's 'word' 'and' owner's"),  # apostrophes
         ("“quoted” „low‟", '"quoted" "low"'),  # double quotes
         ("a–b—c‐d‑e−f‒g―h", "a-b-c-d-e-f-g-h"),  # dashes
+        ("ŞANLIURFA Şanlıurfa", "şanliurfa şanliurfa"),  # Turkish dotless ı: upper case made it I
         ("  New \t York\n\n City  ", "new york city"),  # whitespace runs collapse, ends stripped
         ("New\u00a0York\u2009City\u202fnow", "new york city now"),  # NBSP and thin spaces
         ("Micro\u00adsoft\u200b Corp\ufeff", "microsoft corp"),  # soft hyphen, zero-width, BOM dropped

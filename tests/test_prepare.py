@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from extractor import tokens
 from extractor.cli import app
 from extractor.errors import BadInput
-from extractor.isolation import MAX_SHARED, NestingIndex, require_isolated
+from extractor.isolation import MAX_SHARED, NestingIndex, audit_job, require_isolated
 from extractor.jobs import Job, JobStore
 from extractor.requests import Prompt, RequestTemplate, build_request_line, request_template
 from extractor.schema import DEFAULT_SPEC_PATH, load_spec
@@ -271,7 +271,7 @@ def test_audit_of_a_prepared_job_passes(job: Job) -> None:
     data = orjson.loads(invoke("audit", job.id, "--json").stdout)
     assert data == {"job_id": job.id, "lines": 3, "documents": 3, "ok": True, "problems": [],
                     "unreported_problems": 0, "warnings": []}
-    assert job.manifest["audit"] == {"ok": True, "lines": 3, "warnings": []}
+    assert job.manifest["audit"] is None  # recorded by submit, which audits the files just before sending
 
 
 def test_audit_catches_a_line_holding_two_documents(job: Job) -> None:
@@ -364,9 +364,8 @@ def test_a_document_holding_another_is_a_warning_not_a_problem(tmp_path: Path) -
                              "alan.txt": ALAN})
     result = invoke("prepare", str(docs))
     assert result.exit_code == 0
-    assert result.stderr.splitlines() == ["warning: document anthology.txt contains the whole of document grace.txt"]
     job = next(iter(store()))
-    assert job.manifest["audit"]["warnings"] == ["document anthology.txt contains the whole of document grace.txt"]
+    assert audit_job(job).warnings == ["document anthology.txt contains the whole of document grace.txt"]
     assert audit_output(job) == (0, [
         f"audit of {job.id}: 3 lines, 3 documents — isolated",
         "warning: document anthology.txt contains the whole of document grace.txt",
@@ -377,7 +376,18 @@ def test_a_single_line_document_inside_another_is_found_too(tmp_path: Path) -> N
     one_line = "Hedy Lamarr co-invented a frequency-hopping system for torpedo guidance with George Antheil in 1941."
     docs = folder(tmp_path, {"a.txt": "Inventors. " + one_line + " She also acted.", "b.txt": one_line})
     job = prepared(docs)
-    assert job.manifest["audit"]["warnings"] == ["document a.txt contains the whole of document b.txt"]
+    assert audit_job(job).warnings == ["document a.txt contains the whole of document b.txt"]
+
+
+def test_submit_refuses_a_tampered_job_before_sending_anything(job: Job) -> None:
+    lines = request_lines(job)
+    lines[1]["body"]["messages"][1]["content"] += " " + lines[2]["body"]["messages"][1]["content"]
+    rewrite(job, lines)
+    # nothing listens on port 1: had the audit not stopped it, this would be exit 4, not 2
+    result = invoke("submit", "--job", job.id, "--local-url", "http://127.0.0.1:1")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: Job {job.id} failed the isolation audit: requests/00000.jsonl line 2")
+    assert store().load(job.id).state.value == "prepared"
 
 
 def test_require_isolated_refuses_a_tampered_job(job: Job) -> None:

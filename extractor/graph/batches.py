@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -22,6 +22,10 @@ from extractor.graph.model import (
     entity_key,
     has_name,
 )
+
+
+T = TypeVar("T")
+_END: Any = object()
 
 
 @dataclass(frozen=True)
@@ -48,35 +52,23 @@ def sorted_documents(documents: Iterable[CommitDocument]) -> list[CommitDocument
     return ordered
 
 
-def plan_sha256(documents: Sequence[CommitDocument], vocabulary: GraphVocabulary, chunk_size: int) -> str:
-    """One digest of everything that decides what a commit writes."""
-    h = hashlib.sha256()
-    h.update(orjson.dumps([sorted(vocabulary.entity_labels), sorted(vocabulary.relationship_types), vocabulary.fallback_relationship, chunk_size]))
-    for doc in documents:
-        # repr, not JSON: it is deterministic for these frozen dataclasses and cannot fail on
-        # a lone surrogate in a model's answer
-        h.update(repr(doc).encode("utf-8", "backslashreplace"))
-        h.update(b"\n")
-    return h.hexdigest()
-
-
 def iter_chunks(
     documents: Sequence[CommitDocument], job_id: str, vocabulary: GraphVocabulary, chunk_size: int
 ) -> Iterator[Chunk]:
-    """Chunks of `chunk_size` documents (already sorted), each built while the previous one is written."""
+    """Chunks of `chunk_size` documents (already sorted), each built only when reached."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
-    chunks = (
-        build_chunk(index, documents[start : start + chunk_size], job_id, vocabulary)
-        for index, start in enumerate(range(0, len(documents), chunk_size))
-    )
-    # Building rows is Python work and writing them is mostly waiting on the store: overlap
-    # them, one chunk ahead (the store runs on the other core).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="graph-chunks") as pool:
-        ahead = pool.submit(next, chunks, None)
-        while (chunk := ahead.result()) is not None:
-            ahead = pool.submit(next, chunks, None)
-            yield chunk
+    for index, start in enumerate(range(0, len(documents), chunk_size)):
+        yield build_chunk(index, documents[start : start + chunk_size], job_id, vocabulary)
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """The items of `items`, each next one computed in a thread while the caller uses the current one."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="graph-prefetch") as pool:
+        ahead = pool.submit(next, items, _END)
+        while (item := ahead.result()) is not _END:
+            ahead = pool.submit(next, items, _END)
+            yield item
 
 
 def build_chunk(index: int, documents: Sequence[CommitDocument], job_id: str, vocabulary: GraphVocabulary) -> Chunk:
@@ -176,7 +168,7 @@ def _cleaned(doc: CommitDocument) -> CommitDocument:
         title=_text(doc.title),
         entities=tuple(EntityMention(_text(e.name), _text(e.type), e.span) for e in doc.entities),
         relations=tuple(
-            RelationFact(_text(r.source), _text(r.source_type), _text(r.type), _text(r.target), _text(r.target_type), _text(r.evidence))
+            RelationFact(*map(_text, (r.source, r.source_type, r.type, r.target, r.target_type, r.evidence)))
             for r in doc.relations
         ),
     )

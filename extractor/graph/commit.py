@@ -5,14 +5,16 @@
 ```json
 {"format_version": 1, "job_id": "…",
  "targets": {"<store target>": {"state": "committing|committed|rolled_back",
-   "plan_sha256": "…", "chunk_size": 500, "chunks_planned": 40, "documents": 20000,
+   "chunk_size": 500, "chunks_planned": 40, "documents": 20000,
    "chunks": [{"index": 0, "sha256": "…", "documents": 500, "first_doc_id": "…",
                "last_doc_id": "…", "mentions": 9000, "relationships": 1200, "landed_at": "…"}],
    "summary": {…}, "updated_at": "…"}}}
 ```
 
-A chunk is recorded after its batch landed; a commit that finds its plan already recorded
-skips the landed chunks, so a killed commit resumes and a second commit writes nothing.
+A chunk is recorded, with the digest of its statements, after its batch landed. A commit
+that finds chunks recorded keeps their chunk size and skips each one whose digest it
+rebuilds, so a killed commit resumes and a second commit writes nothing; a different digest
+(other documents, another spec) is refused before anything is written.
 Rollback does not need the file: it finds the job's documents in the graph (a chunk lands
 atomically, documents first), so it also undoes a chunk that landed before the kill could
 record it.
@@ -20,7 +22,7 @@ record it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +32,7 @@ import orjson
 
 from extractor.errors import BadInput
 from extractor.graph import cypher
-from extractor.graph.batches import iter_chunks, plan_sha256, sorted_documents
+from extractor.graph.batches import Chunk, iter_chunks, prefetched, sorted_documents
 from extractor.graph.model import LABEL, RESERVED_TYPES, CommitDocument, GraphVocabulary
 from extractor.graph.store import GraphStore, WriteCounts
 from extractor.storage import atomic_write_json, read_json
@@ -85,16 +87,10 @@ def commit_job(
     landed: dict[int, str] = {}
     if record is not None and record.get("state") != "rolled_back":
         chunk_size = int(record["chunk_size"])  # a resumed commit keeps the chunking it started with
-        if record["plan_sha256"] != plan_sha256(docs, vocabulary, chunk_size):
-            raise BadInput(
-                f"{log_path}: job {job_id} was committed to {store.target} with other documents or another "
-                f"spec — roll it back first (extractor rollback {job_id}), then commit again"
-            )
         landed = {int(c["index"]): c["sha256"] for c in record["chunks"]}
     else:
         record = {
             "state": "committing",
-            "plan_sha256": plan_sha256(docs, vocabulary, chunk_size),
             "chunk_size": chunk_size,
             "chunks_planned": -(-len(docs) // chunk_size),
             "documents": len(docs),
@@ -103,18 +99,30 @@ def commit_job(
         log["targets"][store.target] = record
         _write_log(log_path, log, record)
 
+    def ready() -> Iterator[tuple[Chunk, Any]]:
+        for chunk in iter_chunks(docs, job_id, vocabulary, chunk_size):
+            yield chunk, (None if chunk.index in landed else store.prepare(chunk.batch))
+
     entity_keys: set[str] = set()
     mentions = relationships = chunks = resumed = 0
     counts = WriteCounts()
-    for chunk in iter_chunks(docs, job_id, vocabulary, chunk_size):
+    # Building and quoting rows is Python work, writing them mostly waiting on the store:
+    # the next chunk is made ready while this one is written.
+    for chunk, prepared in prefetched(ready()):
         chunks += 1
         entity_keys |= chunk.entity_keys
         mentions += chunk.mentions
         relationships += chunk.relationships
-        if landed.get(chunk.index) == chunk.sha256:
+        if chunk.index in landed:
+            # Landed chunks come first, so a difference is caught before anything new is written.
+            if landed[chunk.index] != chunk.sha256:
+                raise BadInput(
+                    f"{log_path}: job {job_id} was committed to {store.target} with other documents or another "
+                    f"spec — roll it back first (extractor rollback {job_id}), then commit again"
+                )
             resumed += 1
         else:
-            counts += store.write(chunk.batch)
+            counts += store.send(prepared)
             record["chunks"] = [c for c in record["chunks"] if c["index"] != chunk.index] + [
                 {
                     "index": chunk.index,

@@ -85,16 +85,30 @@ SET d.jobs = coalesce(d.jobs, []) + [$job],
 
 @lru_cache(maxsize=None)
 def upsert_entities(label: str | None) -> Statement:
-    """One row per entity key (unique within the statement) with its mentions in this chunk."""
+    """One row per entity key (unique within the statement) with its mentions in this chunk.
+
+    `names` keeps, aligned with `jobs`, the smallest surface form each job used, and `name` is
+    the smallest of those: a rollback only drops the job's entry, it never rescans mentions.
+    (The coalesce is for FalkorDB, which evaluates range() even in a CASE branch not taken.)
+    """
     set_label = f"e:{_identifier(label)},\n    " if label is not None else ""
     return Statement(
         f"upsert_entities:{label}" if label else "upsert_entities",
         f"""UNWIND $rows AS row
 MERGE (e:Entity {{key: row.key}})
+WITH e, row, reduce(smallest = null, mention IN row.mentions |
+        CASE WHEN smallest IS NULL OR mention.name < smallest THEN mention.name ELSE smallest END) AS here
+WITH e, row,
+     CASE WHEN e.jobs IS NULL THEN [$job] WHEN $job IN e.jobs THEN e.jobs ELSE e.jobs + [$job] END AS jobs,
+     CASE WHEN e.jobs IS NULL THEN [here]
+          WHEN NOT $job IN e.jobs THEN e.names + [here]
+          ELSE [i IN range(0, size(coalesce(e.jobs, [])) - 1) |
+                CASE WHEN e.jobs[i] = $job AND here < e.names[i] THEN here ELSE e.names[i] END] END AS names
 SET {set_label}e.type = row.type,
-    e.name = reduce(smallest = e.name, mention IN row.mentions |
-        CASE WHEN smallest IS NULL OR mention.name < smallest THEN mention.name ELSE smallest END),
-    e.jobs = CASE WHEN e.jobs IS NULL THEN [$job] WHEN $job IN e.jobs THEN e.jobs ELSE e.jobs + [$job] END
+    e.jobs = jobs,
+    e.names = names,
+    e.name = reduce(smallest = null, name IN names |
+        CASE WHEN smallest IS NULL OR name < smallest THEN name ELSE smallest END)
 WITH e, row
 UNWIND row.mentions AS mention
 MATCH (d:Document {{doc_id: mention.doc_id}})
@@ -150,22 +164,24 @@ DELETE r""",
     )
 
 
-# The job leaves an entity's `jobs` with its last mention: when every mention the job has of
-# it is to these documents (its other chunks may still mention it). The name becomes the
-# smallest among the other jobs' mentions.
+# The job leaves each entity it mentions in these documents at once, with its entry in the
+# aligned `names` (its mentions in later chunks go with those chunks, or with the entity).
 ROLLBACK_ENTITIES = Statement(
     "rollback_entities",
     """UNWIND $doc_ids AS doc_id
 MATCH (:Document {doc_id: doc_id})<-[:MENTIONED_IN {job: $job}]-(e:Entity)
-WITH e, count(*) AS here
-MATCH (e)-[m:MENTIONED_IN]->(:Document)
-WITH e, here, sum(CASE WHEN m.job = $job THEN 1 ELSE 0 END) AS mine,
-     min(CASE WHEN m.job = $job THEN null ELSE m.name END) AS name
-WHERE mine = here
-SET e.jobs = [j IN e.jobs WHERE j <> $job],
-    e.name = name""",
+WITH DISTINCT e
+WHERE $job IN e.jobs
+WITH e, [i IN range(0, size(e.jobs) - 1) WHERE e.jobs[i] <> $job] AS keep
+WITH e, [i IN keep | e.jobs[i]] AS jobs, [i IN keep | e.names[i]] AS names
+SET e.jobs = jobs,
+    e.names = names,
+    e.name = reduce(smallest = null, name IN names |
+        CASE WHEN smallest IS NULL OR name < smallest THEN name ELSE smallest END)""",
 )
 
+# An entity no job is left on goes, with whatever the job still has attached to it in later
+# chunks: nothing else can be attached to a node only this job contributed.
 DELETE_ORPHAN_ENTITIES = Statement(
     "delete_orphan_entities",
     """UNWIND $doc_ids AS doc_id

@@ -53,7 +53,9 @@ class FalkorStore:
             )
             db.connection.execute_command("GRAPH.LIST")
         except redis.exceptions.AuthenticationError as exc:
-            raise BadInput(f"FalkorDB at {target} rejected the credentials ({exc}) — check the user and password in the URI") from exc
+            raise BadInput(
+                f"FalkorDB at {target} rejected the credentials ({exc}) — check the user and password in the URI"
+            ) from exc
         except _UNREACHABLE as exc:
             raise ServiceUnavailable(f"FalkorDB at {target} is unreachable: {exc}") from exc
         except redis.exceptions.ResponseError as exc:
@@ -64,8 +66,13 @@ class FalkorStore:
 
     def ensure_schema(self, relationship_types: Iterable[str] = ()) -> None:
         existing = self._indexed_keys()
-        wanted = [(("NODE", label, key), statement) for (label, key), statement in zip(INDEXED_KEYS, schema_statements(self.dialect))]
-        wanted += [(("RELATIONSHIP", t, "doc_id"), relationship_index(self.dialect, t)) for t in sorted(set(relationship_types))]
+        wanted = [
+            (("NODE", label, key), statement)
+            for (label, key), statement in zip(INDEXED_KEYS, schema_statements(self.dialect))
+        ]
+        wanted += [
+            (("RELATIONSHIP", t, "doc_id"), relationship_index(self.dialect, t)) for t in sorted(set(relationship_types))
+        ]
         for index, statement in wanted:
             if index in existing:
                 continue
@@ -102,17 +109,24 @@ class FalkorStore:
         return [dict(zip(names, row)) for row in result.result_set]
 
     def write(self, batch: Sequence[tuple[Statement, Mapping[str, Any]]]) -> WriteCounts:
+        return self.send(self.prepare(batch))
+
+    def prepare(self, batch: Sequence[tuple[Statement, Mapping[str, Any]]]) -> list[tuple[Statement, bytes]]:
+        """Each statement with its parameters quoted into the query, as bytes ready to send."""
+        return [(statement, with_parameters(statement.query, parameters).encode()) for statement, parameters in batch]
+
+    def send(self, prepared: list[tuple[Statement, bytes]]) -> WriteCounts:
         # MULTI/EXEC: the server runs the whole batch or, if this client dies before EXEC,
         # none of it, and no other client's query runs in between.
         pipe = self._db.connection.pipeline(transaction=True)
-        for statement, parameters in batch:
-            pipe.execute_command("GRAPH.QUERY", self.graph_name, with_parameters(statement.query, parameters), "--compact")
+        for _, query in prepared:
+            pipe.execute_command("GRAPH.QUERY", self.graph_name, query, "--compact")
         try:
             replies = pipe.execute(raise_on_error=False)
         except _UNREACHABLE as exc:
             raise ServiceUnavailable(f"FalkorDB at {self.target} is unreachable: {exc}") from exc
         counts = WriteCounts()
-        for (statement, _), reply in zip(batch, replies):
+        for (statement, _), reply in zip(prepared, replies):
             if isinstance(reply, Exception):
                 raise self._failed(statement, reply)
             try:

@@ -2,7 +2,7 @@
 
 ```
 (:Document {doc_id, sha256, path, title, jobs, sha256s, paths, titles})
-(:Entity:<TYPE> {key, name, type, jobs})                  key = "<TYPE>:<normalised name>"
+(:Entity:<TYPE> {key, name, type, jobs, names})           key = "<TYPE>:<normalised name>"
 (:Entity)-[:MENTIONED_IN {job, name, span}]->(:Document)
 (:Entity)-[:<RELATION> {job, doc_id, evidence}]->(:Entity)
 (:Entity)-[:RELATED_TO {job, doc_id, evidence, original_type}]->(:Entity)
@@ -16,15 +16,20 @@ Provenance:
 - A document's `sha256`, `path` and `title` are those seen by the latest contributing job;
   `sha256s`, `paths` and `titles` keep every contributing job's values, aligned with `jobs`, so
   a rollback can restore what the remaining jobs saw.
-- An entity's `name` is the smallest (in the store's string order) surface form among its
-  mentions, so it does not depend on which job came first; each mention keeps its own `name`
-  and `span` (character offsets in the document), and a rollback recomputes `name` from the
-  mentions left. Every entity a job writes has at least one mention from that job (a relation
-  end that is not among a document's entities gets a mention without a span).
+- An entity's `names` keeps, aligned with `jobs`, the smallest surface form (in the store's
+  string order) each job used for it, and `name` is the smallest of those, so it does not
+  depend on which job came first; a rollback drops the job's entry and takes the smallest of
+  the rest. Each mention keeps its own `name` and `span` (character offsets in the document).
+  Every entity a job writes has at least one mention from that job (a relation end that is
+  not among a document's entities gets a mention without a span).
 - `type` is the canonical type (`canonical_type`): the sanitised label when there is one.
 
 Indexes: `Entity.key` and `Document.doc_id` (unique constraints on Neo4j), and `doc_id` on each
 relationship type, which is how a rollback finds a job's relationships.
+
+Staging stays apart from production: on FalkorDB in a graph of its own (`extractor_staging`,
+or the GRAPH of `falkordb://HOST:PORT/GRAPH`); on Neo4j Enterprise in a database of its own
+(`--database`); Neo4j Community serves one database, so run a second instance for staging.
 
 Labels and relationship types come only from the spec's allow-list (`GraphVocabulary`),
 sanitised to `[A-Z][A-Z0-9_]*`: an entity whose type is not allowed is only an `:Entity`,

@@ -77,13 +77,21 @@ class Neo4jStore:
             return self._call(lambda: session.execute_read(work), [statement])
 
     def write(self, batch: Sequence[tuple[Statement, Mapping[str, Any]]]) -> WriteCounts:
+        return self.send(self.prepare(batch))
+
+    def prepare(self, batch: Sequence[tuple[Statement, Mapping[str, Any]]]) -> list[tuple[Statement, dict[str, Any]]]:
+        """The driver takes parameters as they are."""
+        return [(statement, dict(parameters)) for statement, parameters in batch]
+
+    def send(self, prepared: list[tuple[Statement, dict[str, Any]]]) -> WriteCounts:
+        batch = prepared
         running = [Statement("begin", "")]  # the statement an error belongs to
 
         def work(tx: Any) -> WriteCounts:
             counts = WriteCounts()
             for statement, parameters in batch:
                 running[0] = statement
-                c = tx.run(statement.query, dict(parameters)).consume().counters
+                c = tx.run(statement.query, parameters).consume().counters
                 counts += WriteCounts(c.nodes_created, c.nodes_deleted, c.relationships_created, c.relationships_deleted)
             return counts
 

@@ -36,7 +36,13 @@ class GraphStore(Protocol):
         """Run a read statement; one dict per record, keyed by column."""
 
     def write(self, batch: Sequence[tuple[Statement, Mapping[str, Any]]]) -> WriteCounts:
-        """Run the statements in order as one atomic unit (a transaction, or MULTI/EXEC)."""
+        """Run the statements in order as one atomic unit (a transaction, or MULTI/EXEC): send(prepare(batch))."""
+
+    def prepare(self, batch: Sequence[tuple[Statement, Mapping[str, Any]]]) -> Any:
+        """The batch as `send` takes it (quoted, encoded); thread-safe, so it can run ahead of `send`."""
+
+    def send(self, prepared: Any) -> WriteCounts:
+        """Run a prepared batch as one atomic unit."""
 
     def close(self) -> None:
         """Release connections (an embedded server is stopped by whoever opened it)."""

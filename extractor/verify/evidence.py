@@ -20,7 +20,7 @@ import re
 from typing import TYPE_CHECKING
 
 from extractor.verify.alignment import NOT_FOUND, Alignment
-from extractor.verify.normalize import TOKEN, name_variants, normalize, normalize_name
+from extractor.verify.normalize import TOKEN, name_variants, normalize, normalize_name, on_token_boundary
 from extractor.verify.tokens import DIGIT, SYMBOLS, DocumentTokens, Token, drop_accents, is_capital, light_stem
 
 if TYPE_CHECKING:
@@ -58,12 +58,21 @@ _ELLIPSIS = re.compile(r"\.\.\.+|\[\s*\.\.\.\s*\]")
 
 def align_quote(matcher: DocumentMatcher, quote: str) -> Alignment:
     """Align an evidence quote with the matcher's document: exact, then token runs (with elisions), then fuzzy."""
+    if quote.isascii():  # most quotes are verbatim: one find, without normalize_name and its cache
+        key = quote.lower()
+        if key.isprintable() and "  " not in key and key[:1].isalnum() and key[-1:] != " " and "`" not in key:
+            text = matcher.normalized.text
+            start = text.find(key)
+            while start >= 0:
+                if on_token_boundary(text, start, start + len(key)):
+                    return Alignment("grounded", matcher.to_original(start, start + len(key)), 1.0)
+                start = text.find(key, start + 1)
     key = normalize_name(quote)
     if not key:
         return NOT_FOUND
     found = matcher.find_exact(name_variants(key))
     if found is not None:
-        return Alignment("grounded", matcher.normalized.span_to_original(*found), 1.0)
+        return Alignment("grounded", matcher.to_original(*found), 1.0)
     parts = _quote_parts(quote)
     if not parts:
         return NOT_FOUND

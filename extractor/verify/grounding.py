@@ -51,6 +51,7 @@ from extractor.verify import evidence
 from extractor.verify.alignment import NOT_FOUND, Alignment, Verdict
 from extractor.verify.normalize import (
     TOKEN,
+    OffsetMap,
     NormalizedText,
     is_word_char,
     name_variants,
@@ -88,27 +89,35 @@ _ASCII_SEPARATOR_BYTES = bytes(c for c in range(128) if not chr(c).isalnum())
 class DocumentMatcher:
     """Aligns names and quotes against one document; normalises it once, tokenises on demand."""
 
-    __slots__ = ("normalized", "_tokens", "_folded_text", "_squashed_text")
+    __slots__ = ("normalized", "_identity", "_tokens", "_folded_text", "_squashed_text")
 
     def __init__(self, text: str):
         self.normalized: NormalizedText = normalize(text)
+        offsets = self.normalized.offsets
+        # normalised offsets below this one are the original offsets (most text: all of it)
+        self._identity = len(self.normalized.text) if type(offsets) is range else (
+            offsets.identity_prefix() if type(offsets) is OffsetMap else 0)
         self._tokens: DocumentTokens | None = None
         self._folded_text: str | None = None
         self._squashed_text: bytes | None = None
 
     def align(self, name: str) -> Alignment:
         """Align an entity name: exact, then token by token, then joined (module docstring)."""
-        forms = _exact_forms(name)
-        if not forms:
-            return NOT_FOUND
-        norm = self.normalized
-        text = norm.text
+        form = name.lower()
+        if (name.isascii() and form[:1].isalnum() and form[-1:].isalnum() and form.isprintable()
+                and "  " not in form and "-" not in form and "'" not in form and "`" not in form):
+            forms: tuple[str, ...] = (form,)  # what _exact_forms gives such a name, without its cache
+        else:
+            forms = _exact_forms(name)
+            if not forms:
+                return NOT_FOUND
+        text = self.normalized.text
         for form in forms:  # the exact pass, inlined: it decides almost every call
             start = text.find(form)
             while start >= 0:
                 end = start + len(form)
                 if on_token_boundary(text, start, end):
-                    span = (start, end) if type(norm.offsets) is range else norm.span_to_original(start, end)
+                    span = (start, end) if end <= self._identity else self.normalized.span_to_original(start, end)
                     return Alignment("grounded", span, 1.0)
                 start = text.find(form, start + 1)
         parsed = _Name.parse(name)
@@ -120,12 +129,16 @@ class DocumentMatcher:
             if aligned is not None:
                 span, score = aligned
                 verdict: Verdict = "grounded" if score == 1.0 and factor == 1.0 else "fuzzy"
-                return Alignment(verdict, self.normalized.span_to_original(*span), score * factor)
+                return Alignment(verdict, self.to_original(*span), score * factor)
         return NOT_FOUND
 
     def align_quote(self, quote: str) -> Alignment:
         """Align an evidence quote (see `evidence.align_quote`)."""
         return evidence.align_quote(self, quote)
+
+    def to_original(self, start: int, end: int) -> tuple[int, int]:
+        """A normalised span of this document as offsets into its original text."""
+        return (start, end) if end <= self._identity else self.normalized.span_to_original(start, end)
 
     def find_exact(self, forms: tuple[str, ...]) -> tuple[int, int] | None:
         """The first occurrence of the first of the name's exact forms found on token boundaries."""
@@ -308,7 +321,7 @@ class DocumentMatcher:
 
     def token_span(self, first: int, last: int) -> tuple[int, int]:
         doc = self.tokens()
-        return self.normalized.span_to_original(doc.starts[first], doc.ends[last])
+        return self.to_original(doc.starts[first], doc.ends[last])
 
 
 @lru_cache(maxsize=1 << 16)

@@ -5,7 +5,8 @@ of the same job holds it, the fact leaked across documents. All names go into on
 Aho-Corasick automaton (their normal form and its exact-search variants, as in
 `DocumentMatcher.align`'s exact pass) and every normalised document is scanned once; each
 hit is kept only on token boundaries. The cost is linear in the corpus plus the hits,
-never names × documents.
+never names × documents. `NameScanner` takes documents one at a time, so a corpus read
+from disk (`verify --against`) is never held in memory.
 """
 
 from __future__ import annotations
@@ -15,6 +16,46 @@ from collections.abc import Iterable
 import ahocorasick
 
 from extractor.verify.normalize import name_variants, normalize, normalize_name, on_token_boundary
+
+
+class NameScanner:
+    """One automaton over many names; `scan` a normalised document to record which names it holds."""
+
+    __slots__ = ("sources", "_automaton")
+
+    def __init__(self, names: Iterable[str]):
+        self.sources: dict[str, set[str]] = {}  # normalised name → ids of the documents holding it
+        automaton = ahocorasick.Automaton()
+        for name in names:
+            key = normalize_name(name)
+            if not key or key in self.sources:
+                continue
+            self.sources[key] = set()
+            for variant in name_variants(key):
+                entry = automaton.get(variant, None)
+                if entry is None:
+                    automaton.add_word(variant, (len(variant), [key]))
+                else:
+                    entry[1].append(key)
+        if self.sources:
+            automaton.make_automaton()
+        self._automaton = automaton if self.sources else None
+
+    def scan(self, doc_id: str, text: str) -> bool:
+        """Record every name that `text` (already `normalize(...).text`) holds on token boundaries; whether it held any."""
+        if self._automaton is None:
+            return False
+        found: set[str] = set()
+        for last, (length, keys) in self._automaton.iter(text):
+            if found.issuperset(keys):
+                continue  # already attributed; skip the boundary check
+            start = last + 1 - length
+            if on_token_boundary(text, start, last + 1):
+                found.update(keys)
+        sources = self.sources
+        for key in found:
+            sources[key].add(doc_id)
+        return bool(found)
 
 
 class LeakIndex:
@@ -37,30 +78,8 @@ class LeakIndex:
 
     def find_sources(self, names: Iterable[str]) -> dict[str, set[str]]:
         """Normalised name → ids of the documents holding it on token boundaries (an empty set: none)."""
-        sources: dict[str, set[str]] = {}
-        automaton = ahocorasick.Automaton()
-        for name in names:
-            key = normalize_name(name)
-            if not key or key in sources:
-                continue
-            sources[key] = set()
-            for variant in name_variants(key):
-                entry = automaton.get(variant, None)
-                if entry is None:
-                    automaton.add_word(variant, (len(variant), [key]))
-                else:
-                    entry[1].append(key)
-        if not sources:
-            return sources
-        automaton.make_automaton()
-        for doc_id, text in self._documents:
-            found: set[str] = set()
-            for last, (length, keys) in automaton.iter(text):
-                if found.issuperset(keys):
-                    continue  # already attributed; skip the boundary check
-                start = last + 1 - length
-                if on_token_boundary(text, start, last + 1):
-                    found.update(keys)
-            for key in found:
-                sources[key].add(doc_id)
-        return sources
+        scanner = NameScanner(names)
+        if scanner.sources:
+            for doc_id, text in self._documents:
+                scanner.scan(doc_id, text)
+        return scanner.sources

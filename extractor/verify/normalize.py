@@ -1,7 +1,7 @@
 """Text normalisation for grounding, with a map from every normalised character back to the original.
 
 The normal form: Unicode NFKC, casefolded, typographic quotes, apostrophes and dashes
-unified (’‘`´ʼ‛ → ', “”„‟ → ", –—‐‑−‒― → -), soft hyphens and zero-width characters
+unified (’‘`´ʼ‛ → ', “”„‟ → ", –—‐‑−‒― → -), dotless ı as i, soft hyphens and zero-width characters
 removed, every whitespace run collapsed to one space, leading and trailing space stripped.
 Documents and names go through the same function, so a name matches a document exactly
 when its normal form occurs there on token boundaries (`on_token_boundary`).
@@ -28,6 +28,8 @@ _UNIFIED = {
     **dict.fromkeys("’‘`´ʼ‛", "'"),
     **dict.fromkeys("“”„‟", '"'),
     **dict.fromkeys("–—‐‑−‒―", "-"),
+    # casefold keeps Turkish dotless ı apart from i, yet upper case merges them: "ŞANLIURFA" is "Şanlıurfa"
+    "ı": "i",
     # non-breaking and typographic spaces: NFKC would make them spaces anyway; doing it
     # here keeps HTML-derived text (full of U+00A0) on the fast path
     **dict.fromkeys("\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f", " "),
@@ -311,6 +313,12 @@ class OffsetMap(Sequence[int]):
 
     def __len__(self) -> int:
         return self._norm[-1] + 1
+
+    def identity_prefix(self) -> int:
+        """How far from the start normalised and original offsets are equal (0 when not at all)."""
+        if self._norm[0] == 0 and self._orig[0] == 0 and len(self._norm) > 1:
+            return self._norm[1]
+        return 0
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original index of `start` and one past that of `end - 1` (for start < end)."""

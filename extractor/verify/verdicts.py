@@ -1,38 +1,55 @@
-"""Verdicts for every entity and relation of a job, quarantine per document, verify.json."""
+"""Verdicts for every entity and relation of a job, quarantine per document, verify.json.
+
+Streaming, in three steps, so memory holds the normalised texts and little else:
+1. Each answer against its own document: results.jsonl and the request lines are read side
+   by side (both in manifest order); every entity name, relation end and evidence quote is
+   aligned. A document whose facts were all found is decided at once and its entry spilled
+   to disk; one with something not found keeps its draft until step 2 says where it came
+   from. The document's normalised text is kept for step 2 (normalised once, here).
+2. One Aho-Corasick scan of every normalised text, then of the `--against` corpus read one
+   document at a time, for all the names not found in their own document.
+3. The waiting documents are decided, and verify.json is assembled from the spill.
+
+Verdicts: an entity is grounded/fuzzy (found in its own text, `span` into it), leaked (not
+there, but in other documents: `sources`) or ungrounded (nowhere). A relation takes the
+worst verdict of its parts (leaked > ungrounded > fuzzy > grounded): both ends must name
+entities of the same answer (an end naming no entity is ungrounded, or leaked when only
+other documents hold it) and its evidence quote, when it has one, must align with the text.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 from ..jobs import Job, State
-from ..requests import iter_request_lines, request_text
-from ..results import iter_results
 from ..schema import load_spec
-from ..storage import atomic_write_bytes
-from .grounding import Alignment, DocumentMatcher
-from .index import LeakIndex
-from .normalize import normalize_name
+from .alignment import Alignment
+from .corpus import TextCursor, WiderCorpus, iter_job_texts
+from .facts import AnswerReader
+from .grounding import DocumentMatcher
+from .index import NameScanner
+from .normalize import name_variants, normalize, normalize_name
+from .policy import Policy
+
+__all__ = ["VERIFY_FORMAT", "Policy", "VerifySummary", "iter_job_texts", "read_report", "verify_job"]
 
 VERIFY_FORMAT = "extractor.verify/1"
-FOUND = ("grounded", "fuzzy")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What a verdict does to its document: a leak means the answer saw another document, so it quarantines."""
-
-    leaked: str = "quarantine"       # quarantine | drop
-    ungrounded: str = "drop"         # drop | quarantine (--strict)
-
-    @classmethod
-    def strict(cls) -> "Policy":
-        return cls(leaked="quarantine", ungrounded="quarantine")
+VERDICTS = ("grounded", "fuzzy", "leaked", "ungrounded")
+FOUND = frozenset({"grounded", "fuzzy"})
+_RANK = {"grounded": 0, "fuzzy": 1, "ungrounded": 2, "leaked": 3}
+_PENDING = b"\x00\n"  # the spill line standing for a document decided in step 3
+_LISTED = 5  # facts named in a reason before "and N more"
+_NO_SOURCES: tuple[str, ...] = ()
+_VERDICT = itemgetter("verdict")
 
 
 @dataclass
@@ -45,153 +62,296 @@ class VerifySummary:
     entities: Counter = field(default_factory=Counter)
     relations: Counter = field(default_factory=Counter)
 
+    def count(self, entry: dict[str, Any]) -> None:
+        self.documents += 1
+        status = entry["status"]
+        setattr(self, status, getattr(self, status) + 1)
+        self.entities.update(map(_VERDICT, entry["entities"]))
+        self.relations.update(map(_VERDICT, entry["relations"]))
+
     def as_dict(self) -> dict[str, Any]:
-        verdicts = ("grounded", "fuzzy", "leaked", "ungrounded")
         return {
             "documents": self.documents,
             "clean": self.clean,
             "quarantined": self.quarantined,
             "failed": self.failed,
-            "entities": {v: self.entities[v] for v in verdicts},
-            "relations": {v: self.relations[v] for v in verdicts},
+            "entities": {v: self.entities[v] for v in VERDICTS},
+            "relations": {v: self.relations[v] for v in VERDICTS},
         }
 
 
-def iter_job_texts(job: Job) -> Iterator[tuple[str, str]]:
-    """(custom_id, text) exactly as sent to the model: spans point into what the model saw."""
-    for line in iter_request_lines(job.request_files()):
-        yield line["custom_id"], request_text(line)
+def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCorpus] | None = None) -> dict[str, Any]:
+    """Align every fact with its own document, look for the unmatched ones elsewhere, decide, write verify.json.
 
-
-def verify_job(job: Job, *, policy: Policy | None = None, against: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-    """Align every fact with its own document, look for the unmatched ones in the others, decide per document."""
+    Returns verify.json without its documents (read them with `read_report`).
+    """
     job.require(State.COLLECTED, State.VERIFIED, doing="be verified")
-    policy = policy or Policy()
     spec = load_spec(Path(job.manifest["spec"]["path"]))
-    doc_by_cid = {d["custom_id"]: d for d in job.documents()}
-    texts = dict(iter_job_texts(job))
-
-    # Pass 1: each answer against its own document.
-    drafts: list[dict[str, Any]] = []
-    unmatched: set[str] = set()
-    for row in iter_results(job):
-        doc = doc_by_cid[row["custom_id"]]
-        draft = {"doc_id": doc["doc_id"], "custom_id": row["custom_id"], "path": doc["path"]}
-        if row["outcome"] != "ok":
-            draft.update(status="failed", reasons=[f"{row['outcome']}: {'; '.join(row['errors'])[:300]}"],
-                         entities=[], relations=[])
-            drafts.append(draft)
-            continue
-        parsed = spec.parse_answer(row["answer"])
-        matcher = DocumentMatcher(texts[row["custom_id"]])
-        entities = []
-        for ent in parsed.entities:
-            entities.append(_entity_draft(ent.name, ent.type, matcher.align(ent.name)))
-        relations = []
-        for rel in parsed.relations:
-            evidence = matcher.align_quote(rel.evidence) if rel.evidence else None
-            relations.append({"source": rel.source, "type": rel.type, "target": rel.target,
-                              "evidence": rel.evidence, "_evidence": evidence})
-        for ent in entities:
-            if ent["verdict"] is None:
-                unmatched.add(normalize_name(ent["name"]))
-        for rel in relations:
-            if rel["evidence"] and (rel["_evidence"] is None or rel["_evidence"].verdict is None):
-                unmatched.add(normalize_name(rel["evidence"]))
-        draft.update(entities=entities, relations=relations, _matcher=matcher)
-        drafts.append(draft)
-
-    # Pass 2: one scan of every document for all unmatched names at once (linear in the corpus).
-    doc_id_by_cid = {cid: d["doc_id"] for cid, d in doc_by_cid.items()}
-    corpus = [(doc_id_by_cid[cid], text) for cid, text in texts.items()] + list(against or [])
-    sources = LeakIndex(corpus).find_sources(unmatched) if unmatched else {}
-
+    resolved = (policy or Policy()).over(spec.policy)
     summary = VerifySummary(job_id=job.id)
-    documents = [_decide(draft, sources, policy, summary) for draft in drafts]
-    report = {"format": VERIFY_FORMAT, "job_id": job.id, "policy": policy.__dict__,
-              "summary": summary.as_dict(), "documents": documents}
-    atomic_write_bytes(job.verify_path, orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    reader = AnswerReader(spec)
+    with tempfile.TemporaryFile(dir=job.path, prefix=".verify-spill-") as spill:
+        pending: list[dict[str, Any]] = []
+        texts: list[tuple[str, str]] = []
+        wanted: set[str] = set()
+        for entry, normalized in _align_documents(job, reader):
+            if normalized is not None:
+                texts.append((entry["doc_id"], normalized))
+            lookups = entry.pop("_lookups", None)
+            if lookups:
+                wanted.update(lookups)
+                pending.append(entry)
+                spill.write(_PENDING)
+            else:
+                _decide(entry, {}, resolved, pending=False)
+                summary.count(entry)
+                spill.write(orjson.dumps(entry) + b"\n")
+
+        scanner = NameScanner(wanted)
+        external: dict[str, dict[str, str]] = {}  # --against documents that hold a name: where to find them
+        if scanner.sources:
+            for doc_id, text in texts:
+                scanner.scan(doc_id, text)
+            for corpus in against or []:
+                for doc_id, path, text in corpus.iter_texts():
+                    if scanner.scan(doc_id, normalize(text).text):
+                        external[doc_id] = {"path": path, **corpus.describe()}
+        del texts
+
+        for entry in pending:
+            _decide(entry, scanner.sources, resolved, pending=True)
+            summary.count(entry)
+        header = {"format": VERIFY_FORMAT, "job_id": job.id, "policy": resolved.as_dict(),
+                  "against": [c.describe() for c in against or []], "external_sources": external,
+                  "summary": summary.as_dict()}
+        spill.seek(0)
+        _write_report(job.verify_path, header, spill, iter(pending))
     job.transition(State.VERIFIED, verify=summary.as_dict())
-    return report
+    return header
 
 
-def _entity_draft(name: str, type_: str | None, alignment: Alignment) -> dict[str, Any]:
-    return {"name": name, "type": type_, "verdict": alignment.verdict,
-            "span": list(alignment.span) if alignment.span else None, "sources": []}
+def read_report(job: Job) -> dict[str, Any]:
+    """verify.json, documents included."""
+    return orjson.loads(job.verify_path.read_bytes())
 
 
-def _decide(draft: dict[str, Any], sources: dict[str, set[str]], policy: Policy, summary: VerifySummary) -> dict[str, Any]:
-    summary.documents += 1
-    if draft.get("status") == "failed":
-        summary.failed += 1
-        return draft
-    own = draft["doc_id"]
-    matcher: DocumentMatcher = draft.pop("_matcher")
-    reasons: list[str] = []
-    by_name: dict[str, dict[str, Any]] = {}
-    for ent in draft["entities"]:
+# ---------------------------------------------------------------- step 1: each answer against its own text
+
+
+def _align_documents(job: Job, reader: AnswerReader) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """(document entry, its normalised text) in manifest order; the entry holds `_lookups` when names await step 2."""
+    meta = {d["custom_id"]: d for d in job.documents()}
+    texts = TextCursor(iter_job_texts(job))
+    rows = job.results_path.open("rb")
+    with rows:
+        for raw in rows:
+            if not raw.strip():
+                continue
+            row = orjson.loads(raw)
+            cid = row["custom_id"]
+            doc = meta[cid]
+            text = texts.take(cid)
+            entry: dict[str, Any] = {"doc_id": doc["doc_id"], "custom_id": cid, "path": doc["path"],
+                                     "status": None, "reasons": []}
+            if text is None:  # a request line gone missing: nothing to check the answer against
+                yield {**entry, "status": "failed", "reasons": ["no request line for this custom_id"],
+                       "entities": [], "relations": []}, None
+                continue
+            matcher = DocumentMatcher(text)
+            normalized = matcher.normalized.text
+            if row["outcome"] != "ok":
+                reason = f"{row['outcome']}: {'; '.join(row.get('errors') or [])}"[:300]
+                yield {**entry, "status": "failed", "reasons": [reason], "entities": [], "relations": []}, normalized
+                continue
+            try:
+                entities, relations = reader.read(row["answer"])
+            except ValueError as exc:
+                yield {**entry, "status": "failed", "reasons": [f"schema_invalid: {exc}"], "entities": [], "relations": []}, normalized
+                continue
+            yield _align_answer(entry, matcher, entities, relations), normalized
+
+
+def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: list, relations: list) -> dict[str, Any]:
+    """The document entry with a verdict for every fact found in the text; `_lookups` names the rest."""
+    lookups: list[str] = []
+    ents: list[dict[str, Any]] = []
+    by_name: dict[str, dict[str, Any]] = {}  # relation ends usually repeat an entity name as written
+    seen: dict[str, Alignment] = {}
+    align = matcher.align
+    for name, kind in entities:
+        alignment = seen.get(name)
+        if alignment is None:
+            alignment = seen[name] = align(name)
+        verdict, span, _ = alignment
+        # spans stay tuples and "no sources" one shared empty tuple: orjson writes both as arrays, and nothing
+        # mutates them (a verdict decided later gets a new list)
+        ent = {"name": name, "type": kind, "verdict": verdict, "span": span, "sources": _NO_SOURCES}
+        if verdict is None:
+            ent["_key"] = key = normalize_name(name)
+            lookups.append(key)
+        ents.append(ent)
+        by_name.setdefault(name, ent)
+    by_key: dict[str, dict[str, Any]] | None = None
+    quotes: dict[str, Alignment] = {}
+    rels: list[dict[str, Any]] = []
+    for source, kind, target, evidence in relations:
+        head, tail = by_name.get(source), by_name.get(target)
+        if head is None or tail is None:
+            by_key = by_key if by_key is not None else _by_key(ents)
+            head = head or _end(source, by_key, matcher, lookups)
+            tail = tail or _end(target, by_key, matcher, lookups)
+        quote, quote_span = "grounded", None
+        if evidence is not None:
+            aligned = quotes.get(evidence)  # relations drawn from one sentence share their quote
+            if aligned is None:
+                aligned = quotes[evidence] = matcher.align_quote(evidence)
+                if aligned.verdict is None:
+                    lookups.append(normalize_name(evidence))
+            quote, quote_span, _ = aligned
+        rels.append({"source": source, "type": kind, "target": target, "verdict": None, "evidence": evidence,
+                     "evidence_span": quote_span, "sources": _NO_SOURCES,
+                     "_ends": (head, tail), "_quote": quote})
+    entry["entities"] = ents
+    entry["relations"] = rels
+    if lookups:
+        entry["_lookups"] = lookups
+    return entry
+
+
+def _by_key(ents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The answer's entities by every exact-search form of their names ("Microsoft's" → "microsoft")."""
+    by_key: dict[str, dict[str, Any]] = {}
+    for ent in ents:
+        key = normalize_name(ent["name"])
+        for variant in name_variants(key) if key else ():
+            by_key.setdefault(variant, ent)
+    return by_key
+
+
+def _end(name: str, by_key: dict[str, dict[str, Any]], matcher: DocumentMatcher, lookups: list[str]) -> Any:
+    """A relation end: the answer's entity it names, else ("unlisted", key, found in this text)."""
+    key = normalize_name(name)
+    for variant in name_variants(key) if key else ():
+        ent = by_key.get(variant)
+        if ent is not None:
+            return ent
+    found = matcher.align(name).verdict is not None
+    if not found:
+        lookups.append(key)
+    return ("unlisted", key, found)
+
+
+# ---------------------------------------------------------------- steps 2 and 3: sources, then the policy
+
+
+def _decide(entry: dict[str, Any], sources: dict[str, set[str]], policy: Policy, *, pending: bool) -> None:
+    """Final verdicts from the leak scan, then status and reasons from the policy."""
+    if entry.get("status") == "failed":
+        return
+    own = entry["doc_id"]
+    problems = False
+    for ent in entry["entities"] if pending else ():  # a document that waited for no lookup has every verdict
         if ent["verdict"] is None:
-            found = sorted(sources.get(normalize_name(ent["name"]), set()) - {own})
+            key = ent.pop("_key")
+            found = sorted(sources.get(key, ()) - {own}) if key in sources else []
             ent["verdict"] = "leaked" if found else "ungrounded"
             ent["sources"] = found
-        by_name.setdefault(normalize_name(ent["name"]), ent)
-        summary.entities[ent["verdict"]] += 1
-    relations = []
-    for rel in draft["relations"]:
-        verdict, rel_sources = _relation_verdict(rel, by_name, matcher, sources, own)
-        evidence: Alignment | None = rel.pop("_evidence")
-        rel.update(verdict=verdict, sources=rel_sources,
-                   evidence_span=list(evidence.span) if evidence and evidence.span else None)
-        summary.relations[verdict] += 1
-        relations.append(rel)
-    draft["relations"] = relations
-
-    leaked = [e["name"] for e in draft["entities"] if e["verdict"] == "leaked"]
-    leaked_rel = [f"{r['source']} -{r['type']}-> {r['target']}" for r in relations if r["verdict"] == "leaked"]
-    ungrounded = [e["name"] for e in draft["entities"] if e["verdict"] == "ungrounded"]
-    ungrounded_rel = [r for r in relations if r["verdict"] == "ungrounded"]
-    quarantine = False
-    if leaked or leaked_rel:
-        reasons.append(f"{len(leaked) + len(leaked_rel)} fact(s) found only in other documents of the job: "
-                       + ", ".join((leaked + leaked_rel)[:5]))
-        quarantine = policy.leaked == "quarantine"
-    if ungrounded or ungrounded_rel:
-        reasons.append(f"{len(ungrounded) + len(ungrounded_rel)} fact(s) found in no document"
-                       + (f": {', '.join(ungrounded[:5])}" if ungrounded else ""))
-        quarantine = quarantine or policy.ungrounded == "quarantine"
-    draft["status"] = "quarantined" if quarantine else "clean"
-    draft["reasons"] = reasons
-    if quarantine:
-        summary.quarantined += 1
+            problems = True
+    why: dict[int, str] = {}
+    for index, rel in enumerate(entry["relations"]):
+        head, tail = rel.pop("_ends")
+        quote = rel.pop("_quote")
+        if type(head) is dict and type(tail) is dict and quote in FOUND and head["verdict"] in FOUND and tail["verdict"] in FOUND:
+            fuzzy = "fuzzy" in (head["verdict"], tail["verdict"], quote)
+            rel["verdict"] = "fuzzy" if fuzzy else "grounded"  # the common case, decided without the rules below
+            continue
+        rel["verdict"], rel["sources"], why[index] = _relation_verdict(rel, head, tail, quote, sources, own)
+        problems = True
+    if problems:
+        entry["status"], entry["reasons"] = _apply_policy(entry, why, policy)
     else:
-        summary.clean += 1
-    return draft
+        entry["status"], entry["reasons"] = "clean", []
 
 
-def _relation_verdict(rel: dict[str, Any], by_name: dict[str, dict[str, Any]], matcher: DocumentMatcher,
-                      sources: dict[str, set[str]], own: str) -> tuple[str, list[str]]:
-    """Both ends must be found entities of the same answer and the evidence must align to the document."""
+def _relation_verdict(rel: dict[str, Any], head: Any, tail: Any, quote: str | None, sources: dict[str, set[str]],
+                      own: str) -> tuple[str, list[str], str]:
+    """The worst verdict of the two ends and the evidence, the documents a leak came from, and what went wrong."""
     verdicts: list[str] = []
     found_in: set[str] = set()
-    for end in (rel["source"], rel["target"]):
-        ent = by_name.get(normalize_name(end))
-        if ent is not None:
-            verdicts.append(ent["verdict"])
-            found_in.update(ent["sources"])
+    problems: list[str] = []
+    for side, end in (("source", head), ("target", tail)):
+        if type(end) is dict:
+            verdict = end["verdict"]
+            found_in.update(end["sources"] if verdict == "leaked" else ())
+            if verdict not in FOUND:
+                problems.append(f"{side} {verdict}")
         else:
-            # An end the answer never listed as an entity: only a direct match in the document saves it.
-            alignment = matcher.align(end)
-            verdicts.append(alignment.verdict or "ungrounded")
-    evidence: Alignment | None = rel["_evidence"]
-    if rel["evidence"]:
-        if evidence is not None and evidence.verdict in FOUND:
-            verdicts.append(evidence.verdict)
-        else:
-            other = sorted(sources.get(normalize_name(rel["evidence"]), set()) - {own})
-            verdicts.append("leaked" if other else "ungrounded")
+            _, key, found_here = end
+            other = set() if found_here else sources.get(key, set()) - {own}
+            verdict = "leaked" if other else "ungrounded"
             found_in.update(other)
-    if "leaked" in verdicts:
-        return "leaked", sorted(found_in)
-    if "ungrounded" in verdicts:
-        return "ungrounded", []
-    return ("fuzzy" if "fuzzy" in verdicts else "grounded"), []
+            problems.append(f"{side} is no entity of this answer" + (" and is in other documents" if other else ""))
+        verdicts.append(verdict)
+    if quote is None:
+        other = sources.get(normalize_name(rel["evidence"]), set()) - {own}
+        quote = "leaked" if other else "ungrounded"
+        found_in.update(other)
+        problems.append("evidence in other documents" if other else "evidence not in the text")
+    verdicts.append(quote)
+    verdict = max(verdicts, key=_RANK.__getitem__)
+    return verdict, sorted(found_in) if verdict == "leaked" else [], ", ".join(problems)
+
+
+def _apply_policy(entry: dict[str, Any], why: dict[int, str], policy: Policy) -> tuple[str, list[str]]:
+    """clean or quarantined, and one reason per kind of problem, saying what the policy did about it."""
+    reasons: list[str] = []
+    quarantine = False
+    for verdict in ("leaked", "ungrounded"):
+        action = getattr(policy, verdict)
+        ents = [e for e in entry["entities"] if e["verdict"] == verdict]
+        rels = [(i, r) for i, r in enumerate(entry["relations"]) if r["verdict"] == verdict]
+        if not ents and not rels:
+            continue
+        quarantine = quarantine or action == "quarantine"
+        outcome = "document quarantined" if action == "quarantine" else "dropped from the commit"
+        where = "found only in other documents of the job" if verdict == "leaked" else "found in no document"
+        if ents:
+            names = [e["name"] + (f" (in {', '.join(e['sources'][:3])})" if e["sources"] else "") for e in ents]
+            reasons.append(f"{verdict}: {_plural(len(ents), 'entity', 'entities')} {where}: {_listed(names)} — {outcome}")
+        if rels:
+            facts = [f"{r['source']} -{r['type'] or ''}-> {r['target']} ({why.get(i, '')})" for i, r in rels]
+            reasons.append(f"{verdict}: {_plural(len(rels), 'relation', 'relations')}: {_listed(facts)} — {outcome}")
+    return ("quarantined" if quarantine else "clean"), reasons
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _listed(items: list[str]) -> str:
+    more = len(items) - _LISTED
+    return "; ".join(items[:_LISTED]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _write_report(path: Path, header: dict[str, Any], spill: IO[bytes], pending: Iterator[dict[str, Any]]) -> None:
+    """verify.json: the header, then one document a line, in manifest order; atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(orjson.dumps(header)[:-1] + b',\n"documents":[')
+            first = True
+            for line in spill:
+                out.write(b"\n" if first else b",\n")
+                first = False
+                out.write(orjson.dumps(next(pending)) if line == _PENDING else line[:-1])
+            out.write(b"\n]}\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
