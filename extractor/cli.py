@@ -606,7 +606,7 @@ def graph_cypher(
 
         raise BadInput(f"unknown dialect {dialect!r} — use neo4j or falkordb")
     spec = load_spec(schema or DEFAULT_SPEC_PATH)
-    vocab = GraphVocabulary(entity_labels=frozenset(spec.entity_types()), relationship_types=frozenset(spec.relation_types()))
+    vocab = GraphVocabulary.from_types(spec.entity_types(), spec.relation_types())
     for statement in iter_statements(dialect, vocab):
         sys.stdout.write(orjson.dumps(statement).decode() + "\n")
 

@@ -21,10 +21,7 @@ KEPT = frozenset({"grounded", "fuzzy"})
 def vocabulary_for(job: Job) -> GraphVocabulary:
     """Labels and relationship types come only from the spec's enums: the allow-list."""
     spec = load_spec(Path(job.manifest["spec"]["path"]))
-    return GraphVocabulary(
-        entity_labels=frozenset(spec.entity_types()),
-        relationship_types=frozenset(spec.relation_types()),
-    )
+    return GraphVocabulary.from_types(spec.entity_types(), spec.relation_types())
 
 
 def commit_documents(job: Job) -> Iterator[CommitDocument]:

@@ -10,7 +10,7 @@ from .storage import atomic_write_bytes
 
 COLOURS = {"openai": "#1f77b4", "local": "#2ca02c"}
 OTHER_COLOUR = "#7f7f7f"
-WIDTH, HEIGHT, PAD = 640, 180, 36
+WIDTH, HEIGHT, PAD, LEFT = 640, 180, 36, 72  # LEFT leaves room for the y-axis labels
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -54,14 +54,14 @@ def _chart(title: str, jobs: list[dict[str, Any]], metric: str, fmt: Any, fixed_
     """Jobs left to right in time, one dot per job coloured by backend; hover a dot for its job."""
     points = [(i, job[metric], job) for i, job in enumerate(jobs) if job[metric] is not None]
     head = f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(title)}">'
-    label = f'<text x="{PAD}" y="14" font-size="12">{escape(title)}</text>'
+    label = f'<text x="{LEFT}" y="14" font-size="12">{escape(title)}</text>'
     if not points:
         return f'{head}{label}<text x="{PAD}" y="{HEIGHT // 2}" font-size="12" fill="#777">no data yet</text></svg>'
     top = fixed_max if fixed_max is not None else max(v for _, v, _ in points) or 1.0
     span = max(len(jobs) - 1, 1)
 
     def xy(i: int, v: float) -> tuple[float, float]:
-        x = PAD + (WIDTH - 2 * PAD) * (i / span if len(jobs) > 1 else 0.5)
+        x = LEFT + (WIDTH - LEFT - PAD) * (i / span if len(jobs) > 1 else 0.5)
         y = HEIGHT - PAD - (HEIGHT - 2 * PAD) * (v / top if top else 0)
         return round(x, 1), round(y, 1)
 
@@ -71,7 +71,7 @@ def _chart(title: str, jobs: list[dict[str, Any]], metric: str, fmt: Any, fixed_
         f'<circle cx="{x}" cy="{y}" r="4" fill="{COLOURS.get(job["backend"], OTHER_COLOUR)}">'
         f'<title>{escape(job["job_id"])} ({escape(job["backend"])}/{escape(job["model"])}): {escape(fmt(v))}</title></circle>'
         for (x, y), (_, v, job) in zip(coords, points, strict=True))
-    axis = (f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" stroke="#999"/>'
+    axis = (f'<line x1="{LEFT}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" stroke="#999"/>'
             f'<text x="2" y="{PAD + 4}" font-size="10">{escape(fmt(top))}</text>'
             f'<text x="2" y="{HEIGHT - PAD + 4}" font-size="10">{escape(fmt(0.0))}</text>')
     legend = "".join(f'<circle cx="{WIDTH - 150 + 70 * n}" cy="10" r="4" fill="{colour}"/>'

@@ -80,7 +80,8 @@ _SERVE = """
 import sys, time
 from pathlib import Path
 from extractor.backends.embedded_llm import EmbeddedLlamaServer
-server = EmbeddedLlamaServer(Path(sys.argv[1]), slots=int(sys.argv[3]), threads=2, port=int(sys.argv[2]))
+# one thread: on a 2-core box shared with other test runs, two llama.cpp threads wait on each other (5x slower)
+server = EmbeddedLlamaServer(Path(sys.argv[1]), slots=int(sys.argv[3]), threads=1, port=int(sys.argv[2]))
 print(server.start(), flush=True)
 while True:
     time.sleep(3600)
