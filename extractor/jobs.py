@@ -63,13 +63,14 @@ NEXT_COMMAND: dict[State, str] = {
 
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # milliseconds: jobs created within one second must still sort in creation order
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def new_job_id(key: str) -> str:
     """Sortable by creation time, tagged with the content key so a glance tells runs of the same input apart."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{key[:6]}{secrets.token_hex(1)}"
+    return f"{stamp}-{key[:6]}{secrets.token_hex(3)}"
 
 
 @dataclass

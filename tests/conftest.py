@@ -16,6 +16,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: P
     monkeypatch.delenv("EXTRACTOR_GRAPH_URI", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("EXTRACTOR_LEDGER", raising=False)
+    monkeypatch.delenv("EXTRACTOR_TEST_CRASH_AFTER", raising=False)
     return tmp_path
 
 
