@@ -1,12 +1,22 @@
 """Local lane benchmark: naive loop vs ideal async client vs the lane, on one llama.cpp server, plus client overhead.
 
-    .venv/bin/python -m benchmarks.local_lane [--local-url URL] [--docs 24] [--max-tokens N] [--lane library|cli]
+    .venv/bin/python -m benchmarks.local_lane [--local-url URL] [--docs 24] [--max-tokens N]
+                                              [--workload job|decode] [--lane library|cli]
 
-Part 1 sends the same Re-DocRED documents (the job's own request lines, temperature 0, fixed
-seed and max_tokens, prompt cache off so no phase reuses another's work) to one server three
+Part 1 sends the same Re-DocRED documents (the lines of one prepared job: temperature 0, fixed
+seed and max_tokens, prompt cache off so no phase reuses another's prompts) to one server three
 ways: (a) a sequential `chat.completions.create` loop, (b) asyncio + the SDK at concurrency =
-slots and nothing else, (c) the lane. Part 2 repeats (b) and (c) against a stub server in a
-separate process that answers instantly, so what is left is the client's own CPU cost.
+slots and nothing else, (c) the lane. `--workload decode` makes every answer run to max_tokens
+(identical work in every phase; decoding, which parallel slots speed up, dominates); `job` keeps
+the job's own settings, where answers stop when the model closes its JSON and on a CPU the
+prompt (which parallel slots do not speed up) is most of the time. The documents are split into
+rounds run in alternating order, because other processes share the machine.
+
+Part 2 repeats (b) and (c) against a stub server in a separate process that answers instantly,
+so what is left is the client's own cost per request.
+
+`--lane cli` times `extractor submit --job ID --local-url URL` instead of `run_local_lane`
+(DEFAULT_LANE switches the default).
 """
 
 from __future__ import annotations
@@ -83,6 +93,13 @@ def prepare_workload(count: int, max_tokens: int, seed: int, extra: dict[str, An
     options = PrepareOptions(backend="local", max_tokens=max_tokens, seed=seed, temperature=0.0, extra=extra)
     job = prepare_job(store, docs_dir, options).job
     return Workload(list(iter_request_lines(job.request_files())), workdir / "jobs", job.id, workdir)
+
+
+def decode_bound(line: dict) -> dict:
+    """The same line, but every answer runs to exactly max_tokens (llama.cpp's ignore_eos; no grammar, which
+    would end the answer), so all phases do identical work and decoding, not the prompt, dominates."""
+    body = {k: v for k, v in line["body"].items() if k != "response_format"}
+    return {**line, "body": {**body, "ignore_eos": True}}
 
 
 def sdk_kwargs(body: dict) -> dict:
@@ -267,10 +284,14 @@ def _against_llama(args: argparse.Namespace, lane: Callable[..., Phase], workdir
         slots = server_slots(base_url)
         # Prompt caching would let a later phase reuse an earlier phase's prompts: off for all three.
         work = prepare_workload(args.docs, args.max_tokens, args.seed, {"cache_prompt": False} if slots else {}, workdir)
+        if args.workload == "decode":
+            work.lines = [decode_bound(line) for line in work.lines]
         slots = slots or args.slots
         rounds = 1 if args.lane == "cli" else max(1, args.rounds)  # the CLI submits the whole job at once
+        if args.lane == "cli" and args.workload == "decode":
+            raise SystemExit("--lane cli submits the job's own lines: use --workload job")
         print(f"server {base_url} · {slots} slots · {len(work.lines)} documents · max_tokens {args.max_tokens} "
-              f"· seed {args.seed} · lane via {args.lane} · {rounds} rounds", flush=True)
+              f"· seed {args.seed} · lane via {args.lane} · {rounds} rounds · {args.workload} workload", flush=True)
         # Other processes share this machine and their load drifts over minutes: split the documents into
         # rounds and alternate the order (a b c, then c b a, …) so no phase gets all the quiet or busy minutes.
         runs: dict[str, list[Phase]] = {"a": [], "b": [], "c": []}
@@ -352,6 +373,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--lane", choices=sorted(LANES), default=DEFAULT_LANE)
     parser.add_argument("--stub-requests", type=int, default=2000, help="requests per overhead phase; 0 skips it")
+    parser.add_argument("--workload", choices=["job", "decode"], default="job",
+                        help="job: the job's own lines (answers stop when the model stops); "
+                             "decode: every answer runs to max_tokens (ignore_eos, no grammar)")
     parser.add_argument("--rounds", type=int, default=2, help="split the documents into rounds, alternating the order")
     parser.add_argument("--repeat", type=int, default=3, help="stub runs per phase; the median is reported")
     parser.add_argument("--skip-llama", action="store_true", help="only the stub overhead runs")

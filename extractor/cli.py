@@ -421,9 +421,14 @@ def run(
     wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", help="Seconds to wait for OpenAI batches (default: until they end); when it runs out the run exits 6 and the next run resumes waiting.")] = None,
     poll_interval: Annotated[float, typer.Option("--poll-interval", help="Seconds between the first polls of OpenAI batches (grows to 5 min).")] = 10.0,
     health_timeout: Annotated[float, typer.Option("--health-timeout", help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
+    pipeline: Annotated[Optional[Path], typer.Option("--pipeline", help="A pipeline file (pipelines/*.toml): a cheap yes/no gate job first, then extraction of the documents that pass.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """prepare → submit → wait → collect → retry → verify → commit, resumable, for cron (exit 5 if another run holds the lock)."""
+    if pipeline is not None:  # each stage's backend, model and spec come from the file (extractor/gated_run.py)
+        from .gate_view import run_gated_cli
+
+        return run_gated_cli(store_of(ctx), dict(locals()))
     from .pipeline import RunOptions, run_pipeline
 
     options = RunOptions(

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 # Talk (progress, errors) goes to stderr; data (tables, JSON) to stdout. No colour when not a TTY.
 err = Console(stderr=True, highlight=False)
@@ -52,7 +53,8 @@ class RichProgress:
 
 
 def print_error(message: str) -> None:
-    err.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    # The message is plain text: square brackets in it (`[gate]`, a path) must not be read as markup.
+    err.print(Text.assemble(("Error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
 
 
 def run_summary_table(report: dict[str, Any]) -> Table:

@@ -16,6 +16,7 @@ from .jobs import Job, JobStore, State, new_job_id
 from .requests import (
     MAX_BYTES_PER_FILE,
     MAX_LINES_PER_FILE,
+    Prompt,
     RequestTemplate,
     ShardWriter,
     custom_id_for,
@@ -54,6 +55,8 @@ class PrepareOptions:
     max_bytes_per_file: int = MAX_BYTES_PER_FILE
     count_tokens: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    prompt: Prompt | None = None  # a prompt already filled in (the gate's, with its question); default: extraction
+    admit: Callable[[Document | Skipped], bool] | None = None  # which documents the job takes (a gate's decision); default: all
 
     def resolved_model(self) -> str:
         if self.model:
@@ -132,7 +135,7 @@ def prepare_job(
     the manifest (one entry per document).
     """
     spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
-    prompt = load_prompt(options.backend)
+    prompt = options.prompt or load_prompt(options.backend)
     model = options.resolved_model()
     lane = "local" if options.backend == "local" else "openai"
     max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[lane]
@@ -216,6 +219,8 @@ def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, tem
         for item in iter_documents(docs_dir, max_chars=None if options.split_long else max_chars):
             if on_document:
                 on_document()
+            if options.admit is not None and not options.admit(item):
+                continue
             if type(item) is Skipped:
                 intake.skipped.append({"path": item.path, "reason": item.reason})
                 continue

@@ -67,7 +67,7 @@ class Spec:
     name: str
     description: str
     schema: dict
-    entities: EntityMap
+    entities: EntityMap | None  # None: "grounding": null, a spec whose answers name no entities (a gate's yes/no)
     relations: RelationMap | None
     sha256: str
     source: str
@@ -75,6 +75,8 @@ class Spec:
 
     def entity_types(self) -> list[str]:
         """The allowed entity types (the enum of the type field); [] when the type is free text."""
+        if self.entities is None:
+            return []
         return _field_enum(self.schema, self.entities.path, self.entities.type)
 
     def relation_types(self) -> list[str]:
@@ -97,6 +99,8 @@ class Spec:
 
     def parse_answer(self, answer: dict) -> ParsedAnswer:
         """Entities and relations read through the grounding map; raises ValueError on a malformed answer."""
+        if self.entities is None:
+            return ParsedAnswer(entities=[], relations=[])
         entities = [
             Entity(name=item[self.entities.name], type=item.get(self.entities.type) if self.entities.type else None)
             for item in _mapped_items(answer, self.entities.path)
@@ -143,14 +147,14 @@ def load_spec(path: Path) -> Spec:
     problems = check_spec(obj)
     if problems:
         raise BadInput("\n".join(f"{path}: {p.path}: {p.message}" for p in problems))
-    grounding = obj["grounding"]
-    ent = grounding["entities"]
+    grounding = obj["grounding"] or {}  # null: nothing to ground
+    ent = grounding.get("entities")
     rel = grounding.get("relations")
     return Spec(
         name=obj["name"],
         description=obj["description"],
         schema=obj["schema"],
-        entities=EntityMap(ent["path"], ent["name"], ent.get("type")),
+        entities=EntityMap(ent["path"], ent["name"], ent.get("type")) if ent else None,
         relations=RelationMap(rel["path"], rel["source"], rel["target"], rel.get("type"), rel.get("evidence")) if rel else None,
         # the policy only changes what verify does with answers, not the requests: it stays out of the hash
         sha256=hashlib.sha256(orjson.dumps({k: v for k, v in obj.items() if k != "policy"}, option=orjson.OPT_SORT_KEYS)).hexdigest(),
@@ -178,7 +182,7 @@ def check_spec(obj: object) -> list[Problem]:
         problems.append(Problem("/description", "must be a string"))
     if "schema" in obj:
         problems += check_strict_schema(obj["schema"], "/schema")
-    if "grounding" in obj:
+    if obj.get("grounding") is not None:  # an explicit null declares a spec with no entities (e.g. schemas/gate.json)
         problems += _check_grounding(obj["grounding"], obj.get("schema"))
     if "policy" in obj:
         problems += _check_policy(obj["policy"])

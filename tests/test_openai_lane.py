@@ -412,13 +412,12 @@ def test_collect_gives_up_after_its_wait_and_the_next_run_picks_the_job_up(emu: 
     folder = docs_folder(tmp_path, corpus, 3)
     emu.behaviour.auto_complete = False  # the batch sits in validating until the test moves it
 
-    night = invoke("run", folder, "--backend", "openai", "--no-commit")
+    # `run` waits for its batches; --wait-timeout bounds that wait for the night
+    night = invoke("run", folder, "--backend", "openai", "--no-commit", "--poll-interval", "0.01", "--wait-timeout", "0.05")
 
     assert night.exit_code == 6
     [job] = list(store())
-    assert night.stderr.strip().splitlines()[-1] == (
-        f"Error: Job {job.id}: 1 of 1 batches not finished (1 validating; 0/3 requests done) — run "
-        f"`extractor collect {job.id} --wait`, or the same command again later")
+    assert f"Job {job.id}: 1 of 1 batches not finished (1 validating; 0/3 requests done)" in night.stderr
     waited = invoke("collect", job.id, "--wait", "--poll-interval", "0.01", "--wait-timeout", "0.05")
     assert waited.exit_code == 6 and "when the wait ran out" in waited.stderr
 

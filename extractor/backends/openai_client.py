@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import openai
 from openai import OpenAI
 
 from ..errors import BadInput, ServiceUnavailable
+from ..storage import atomic_file
 
 KEY_ENV = "OPENAI_API_KEY"
 URL_ENV = "OPENAI_BASE_URL"
@@ -154,22 +154,12 @@ class BatchApi:
     def download(self, file_id: str, path: Path) -> int:
         """Stream a file's content into `path` atomically (temp file, fsync, rename); returns its size."""
         def fetch() -> int:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                size = 0
-                with os.fdopen(fd, "wb") as fh:
-                    with self.client.files.with_streaming_response.content(file_id) as answer:
-                        for chunk in answer.iter_bytes(CHUNK_BYTES):
-                            fh.write(chunk)
-                            size += len(chunk)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-                return size
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            size = 0
+            with atomic_file(path) as fh, self.client.files.with_streaming_response.content(file_id) as answer:
+                for chunk in answer.iter_bytes(CHUNK_BYTES):
+                    fh.write(chunk)
+                    size += len(chunk)
+            return size
 
         return self.call(f"downloading file {file_id}", fetch)
 

@@ -22,9 +22,9 @@ class AnswerReader:
     """Reads (entities, relations) out of answers of one spec."""
 
     def __init__(self, spec: Spec):
-        ent = spec.entities
-        self._entity_path = split_pointer(ent.path)
-        self._entity_fields = (ent.name, ent.type)
+        ent = spec.entities  # None: a spec whose answers name no entities (a yes/no gate)
+        self._entity_path = split_pointer(ent.path) if ent else None
+        self._entity_fields = (ent.name, ent.type) if ent else ("", None)
         rel = spec.relations
         self._relation_path = split_pointer(rel.path) if rel else None
         self._relation_fields = (rel.source, rel.type, rel.target, rel.evidence) if rel else None
@@ -32,7 +32,9 @@ class AnswerReader:
     def read(self, answer: Any) -> tuple[list[EntityFact], list[RelationFact]]:
         """Entities with a name and relations with both ends; ValueError when the answer has another shape."""
         name, kind = self._entity_fields
-        if kind:
+        if self._entity_path is None:
+            entities: list[EntityFact] = []
+        elif kind:
             entities = [(item[name], item.get(kind)) for item in _items(answer, self._entity_path) if type(item.get(name)) is str]
         else:  # a null name means "no entity here"
             entities = [(item[name], None) for item in _items(answer, self._entity_path) if type(item.get(name)) is str]
