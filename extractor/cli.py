@@ -135,9 +135,17 @@ def prepare(
     ctx_tokens: Annotated[Optional[int], typer.Option("--ctx", help="Model context in tokens (limits document size).")] = None,
     max_lines_per_file: Annotated[Optional[int], typer.Option("--max-lines-per-file", help="Request lines per file (default and maximum 50000, OpenAI's limit).")] = None,
     max_bytes_per_file: Annotated[Optional[int], typer.Option("--max-bytes-per-file", help="Bytes per request file (default and maximum 200 MiB, OpenAI's limit).")] = None,
+    pipeline: Annotated[Optional[Path], typer.Option("--pipeline", help="A pipelines/*.toml file: prepare its gate job and price both stages.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a job: one isolated request line per document, audited and priced."""
+    if pipeline is not None:
+        from .gated_run import prepare_gated
+        from .pipelines import load_pipeline
+
+        data = prepare_gated(store_of(ctx), docs_dir, load_pipeline(pipeline))
+        emit(data, as_json, lambda: _render_prepare_gated(data))
+        return
     options = prepare_options(backend, model, schema, split_long, max_tokens, ctx_tokens,
                               max_lines_per_file=max_lines_per_file, max_bytes_per_file=max_bytes_per_file)
     summary = prepare_job(store_of(ctx), docs_dir, options)
@@ -145,6 +153,21 @@ def prepare(
     emit(data, as_json, lambda: _render_prepare(data))
     if summary.skipped:
         raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def _render_prepare_gated(data: dict[str, Any]) -> None:
+    gate, extract = data["gate"], data["extract"]
+    _render_prepare(gate)
+
+    def usd(value: Optional[float]) -> str:
+        return "n/a (no price for this model)" if value is None else f"${value:.4f}"
+
+    console.out.print(console.key_value_table(f"pipeline {data['pipeline']}: estimate of both stages", {
+        "gate job": gate["job_id"],
+        "extraction": f"{extract['model']} ({extract['backend']}), {extract['documents']} documents at most",
+        "extraction cost (upper bound)": usd(extract["estimated_cost_usd_max"]),
+        "total (upper bound)": usd(data["estimated_cost_usd"]),
+    }))
 
 
 def _render_prepare(data: dict[str, Any]) -> None:

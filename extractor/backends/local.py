@@ -380,7 +380,7 @@ class _Lane:
                 timeout_s = min(timeout_s * 2, self.timeout_s * MAX_TIMEOUT_GROWTH)
             except openai.APIConnectionError as exc:
                 failure = _Failure("connection_error", str(exc) or type(exc).__name__)
-                await self._wait_for_server(custom_id)
+                await self._wait_for_server()
             except openai.APIStatusError as exc:
                 failure = _Failure.from_status(exc)
             else:
@@ -439,7 +439,7 @@ class _Lane:
             self._err = JsonlAppender(self.error_path)
         self._err.write(line)
 
-    async def _wait_for_server(self, custom_id: str) -> None:
+    async def _wait_for_server(self) -> None:
         """All workers that lose the connection share one bounded wait for the server to come back."""
         if self._outage is None or self._outage.done():
             self._outage = asyncio.ensure_future(self._poll_until_up())
