@@ -277,7 +277,7 @@ def _against_llama(args: argparse.Namespace, lane: Callable[..., Phase], workdir
     server = None
     base_url = args.local_url
     if base_url is None:
-        server = EmbeddedLlamaServer(args.model_path, slots=args.slots, threads=args.threads or None)
+        server = EmbeddedLlamaServer(args.model_path, slots=args.slots, threads=args.threads)
         base_url = server.start()
     try:
         check_health(base_url, 120)
@@ -367,9 +367,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--local-url", help="an external llama.cpp / OpenAI-compatible server (default: embedded)")
     parser.add_argument("--model-path", type=Path, help="GGUF for the embedded server (default: bundled Gemma 270M)")
     parser.add_argument("--slots", type=int, default=4, help="embedded server slots; client concurrency on the stub")
-    # One thread by default: on a small machine shared with other work, two llama.cpp threads spend most of
-    # their time waiting for each other at every barrier (measured 5x slower than one thread under load).
-    parser.add_argument("--threads", type=int, default=1, help="embedded server threads (0: llama.cpp's default)")
+    # llama.cpp's default uses every core. On a small machine shared with other work, pass --threads 1: two
+    # threads then wait for each other at every barrier (measured 5x slower than one thread under load), but
+    # one thread is compute-bound, so parallel slots stop paying off (measured: no gain at 4 slots).
+    parser.add_argument("--threads", type=int, default=None, help="embedded server threads (default: llama.cpp's)")
     parser.add_argument("--docs", type=int, default=24)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--seed", type=int, default=7)

@@ -15,7 +15,8 @@ from rich.text import Text
 
 # Talk (progress, errors) goes to stderr; data (tables, JSON) to stdout. No colour when not a TTY.
 err = Console(stderr=True, highlight=False)
-out = Console(highlight=False, soft_wrap=True)
+# Off a terminal (cron logs, pipes) tables are not squeezed to 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 class RichProgress:
