@@ -555,6 +555,13 @@ def report(
             [[b["backend"], b["jobs"], b["documents"], usd(b["cost_usd"]), usd(b["cost_per_document"]),
               f"{b['tokens']['prompt']}/{b['tokens']['completion']}", ms(b["latency_ms"]), pct(b["schema_valid_rate"]),
               pct(b["grounded_rate"]), pct(b["leak_rate"]), pct(b["quarantine_rate"])] for b in data["backends"]]))
+        gates = [j for j in jobs if j["gate"]]
+        if gates:
+            printer.print(console.rows_table(
+                f"gates (extraction they kept out: {usd(data['saved_by_gates_usd'])} saved)",
+                ["gate job", "passed", "rejected", "failed", "extraction saved"],
+                [[j["job_id"], j["gate"]["passed"], j["gate"]["rejected"], j["gate"]["failed"],
+                  usd(j["gate"]["saved_usd"])] for j in gates]))
         for alert in data["alerts"]:
             printer.print(f"flag: {alert['job_id']}: {alert['message']}", markup=False, highlight=False, soft_wrap=True)
 

@@ -71,6 +71,9 @@ def _job_entry(job: Job, requests: list[dict[str, Any]]) -> dict[str, Any]:
         "committed_nodes": commit.get("nodes"), "committed_relationships": commit.get("relationships"),
         "fingerprint": fingerprint(job),
     }
+    gate = m.get("gate") or {}
+    row.update(gate_passed=gate.get("passed"), gate_rejected=gate.get("rejected"), gate_failed=gate.get("failed"),
+               gate_saved_usd=gate.get("saved_usd"))
     for outcome in OUTCOMES:
         row[f"n_{outcome}"] = outcomes.get(outcome) if outcomes else None
     for verdict in VERDICTS:

@@ -74,7 +74,14 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("UPDATE jobs SET fingerprint = NULL")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+def _v3(db: sqlite3.Connection) -> None:
+    """Gate jobs (`run --pipeline`): their decisions and the extraction money they saved."""
+    for column in ("gate_passed INTEGER", "gate_rejected INTEGER", "gate_failed INTEGER", "gate_saved_usd REAL"):
+        db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+    db.execute("UPDATE jobs SET fingerprint = NULL")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -64,6 +64,7 @@ def build_report(ledger: Ledger, options: ReportOptions) -> dict[str, Any]:
         "since": options.since.isoformat() if options.since else None, "threshold": options.threshold,
         "window": options.window, "price_model": options.price_model,
         "jobs": shown, "backends": _backend_figures(shown, requests, batches), "alerts": [a for f in shown for a in f["flags"]],
+        "saved_by_gates_usd": _round(sum(f["gate"]["saved_usd"] or 0.0 for f in shown if f["gate"])),
         "check": _check(figures, shown, options),
     }
 
@@ -86,6 +87,9 @@ def _job_figures(job: dict[str, Any], requests: list[dict[str, Any]], batches: l
         "quarantine_rate": _ratio(job["quarantined"], _sum(job, ("clean", "quarantined", "failed"))),
         "entities": {v: job[v] for v in VERDICTS}, "quarantined": job["quarantined"],
         "lanes": _lanes(job, cost, options) if requests else None,
+        "gate": None if job.get("gate_passed") is None else {
+            "passed": job["gate_passed"], "rejected": job["gate_rejected"], "failed": job["gate_failed"],
+            "saved_usd": job["gate_saved_usd"]},
         "trend": {}, "flags": [],
     }
 

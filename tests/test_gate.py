@@ -171,6 +171,20 @@ def test_the_pipeline_summary_shows_both_stages(emu: BatchEmulator, docs: Path, 
         assert text in out, out
 
 
+def test_report_shows_the_money_the_gate_saved(emu: BatchEmulator, docs: Path, tmp_path: Path) -> None:
+    data = invoke_json(*run_args(docs, pipeline_file(tmp_path)))
+    saved = data["gate"]["saved_usd"]
+    assert saved > 0
+
+    report = invoke_json("report")
+    gates = [j for j in report["jobs"] if j["gate"]]
+    assert [j["job_id"] for j in gates] == [data["gate"]["job_id"]]
+    assert gates[0]["gate"] == {"passed": 2, "rejected": 2, "failed": 0, "saved_usd": pytest.approx(saved)}
+    assert report["saved_by_gates_usd"] == pytest.approx(saved, abs=1e-6)
+    shown = invoke("report")
+    assert shown.exit_code == 0 and "gates (extraction they kept out:" in shown.stdout
+
+
 # ---------------------------------------------------------------- failed gate answers follow the policy
 
 
