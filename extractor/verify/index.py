@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import ahocorasick
+import ahocorasick_rs
 
 from extractor.verify.normalize import name_variants, normalize, normalize_name, on_token_boundary
 
@@ -21,36 +21,33 @@ from extractor.verify.normalize import name_variants, normalize, normalize_name,
 class NameScanner:
     """One automaton over many names; `scan` a normalised document to record which names it holds."""
 
-    __slots__ = ("sources", "_automaton")
+    __slots__ = ("sources", "_automaton", "_keys")
 
     def __init__(self, names: Iterable[str]):
         self.sources: dict[str, set[str]] = {}  # normalised name → ids of the documents holding it
-        automaton = ahocorasick.Automaton()
+        keys_of: dict[str, list[str]] = {}  # pattern → the normalised names it stands for
         for name in names:
             key = normalize_name(name)
             if not key or key in self.sources:
                 continue
             self.sources[key] = set()
             for variant in name_variants(key):
-                entry = automaton.get(variant, None)
-                if entry is None:
-                    automaton.add_word(variant, (len(variant), [key]))
-                else:
-                    entry[1].append(key)
-        if self.sources:
-            automaton.make_automaton()
-        self._automaton = automaton if self.sources else None
+                keys_of.setdefault(variant, []).append(key)
+        self._keys: list[list[str]] = list(keys_of.values())  # pattern index → names
+        # Overlapping matches: every occurrence counts, so a name inside a longer one is still seen.
+        self._automaton = ahocorasick_rs.AhoCorasick(list(keys_of)) if keys_of else None
 
     def scan(self, doc_id: str, text: str) -> bool:
         """Record every name that `text` (already `normalize(...).text`) holds on token boundaries; whether it held any."""
         if self._automaton is None:
             return False
         found: set[str] = set()
-        for last, (length, keys) in self._automaton.iter(text):
+        keys_of = self._keys
+        for pattern, start, end in self._automaton.find_matches_as_indexes(text, overlapping=True):
+            keys = keys_of[pattern]
             if found.issuperset(keys):
                 continue  # already attributed; skip the boundary check
-            start = last + 1 - length
-            if on_token_boundary(text, start, last + 1):
+            if on_token_boundary(text, start, end):
                 found.update(keys)
         sources = self.sources
         for key in found:

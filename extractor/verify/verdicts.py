@@ -48,6 +48,7 @@ FOUND = frozenset({"grounded", "fuzzy"})
 _RANK = {"grounded": 0, "fuzzy": 1, "ungrounded": 2, "leaked": 3}
 _PENDING = b"\x00\n"  # the spill line standing for a document decided in step 3
 _LISTED = 5  # facts named in a reason before "and N more"
+_CHUNK = 512  # verify.json documents per write
 _NO_SOURCES: tuple[str, ...] = ()
 _VERDICT = itemgetter("verdict")
 
@@ -105,7 +106,7 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
             else:
                 _decide(entry, {}, resolved, pending=False)
                 summary.count(entry)
-                spill.write(orjson.dumps(entry) + b"\n")
+                spill.write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
 
         scanner = NameScanner(wanted)
         external: dict[str, dict[str, str]] = {}  # --against documents that hold a name: where to find them
@@ -176,13 +177,13 @@ def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: lis
     lookups: list[str] = []
     ents: list[dict[str, Any]] = []
     by_name: dict[str, dict[str, Any]] = {}  # relation ends usually repeat an entity name as written
-    seen: dict[str, Alignment] = {}
     align = matcher.align
     for name, kind in entities:
-        alignment = seen.get(name)
-        if alignment is None:
-            alignment = seen[name] = align(name)
-        verdict, span, _ = alignment
+        first = by_name.get(name)  # a name listed twice is aligned once
+        if first is None:
+            verdict, span, _ = align(name)
+        else:
+            verdict, span = first["verdict"], first["span"]
         # spans stay tuples and "no sources" one shared empty tuple: orjson writes both as arrays, and nothing
         # mutates them (a verdict decided later gets a new list)
         ent = {"name": name, "type": kind, "verdict": verdict, "span": span, "sources": _NO_SOURCES}
@@ -190,7 +191,8 @@ def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: lis
             ent["_key"] = key = normalize_name(name)
             lookups.append(key)
         ents.append(ent)
-        by_name.setdefault(name, ent)
+        if first is None:
+            by_name[name] = ent
     by_key: dict[str, dict[str, Any]] | None = None
     quotes: dict[str, Alignment] = {}
     rels: list[dict[str, Any]] = []
@@ -340,11 +342,16 @@ def _write_report(path: Path, header: dict[str, Any], spill: IO[bytes], pending:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(orjson.dumps(header)[:-1] + b',\n"documents":[')
-            first = True
+            parts: list[bytes] = []  # written a chunk at a time: one write call per document costs more than the copy
+            separator = b"\n"
             for line in spill:
-                out.write(b"\n" if first else b",\n")
-                first = False
-                out.write(orjson.dumps(next(pending)) if line == _PENDING else line[:-1])
+                parts.append(orjson.dumps(next(pending)) if line == _PENDING else line[:-1])
+                if len(parts) == _CHUNK:
+                    out.write(separator + b",\n".join(parts))
+                    separator = b",\n"
+                    parts.clear()
+            if parts:
+                out.write(separator + b",\n".join(parts))
             out.write(b"\n]}\n")
             out.flush()
             os.fsync(out.fileno())
