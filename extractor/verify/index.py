@@ -17,6 +17,8 @@ import ahocorasick_rs
 
 from extractor.verify.normalize import name_variants, normalize, normalize_name, on_token_boundary
 
+_DFA_PATTERNS = 5000  # up to this many patterns (~10 MB of automaton) the scan uses a DFA
+
 
 class NameScanner:
     """One automaton over many names; `scan` a normalised document to record which names it holds."""
@@ -34,8 +36,9 @@ class NameScanner:
             for variant in name_variants(key):
                 keys_of.setdefault(variant, []).append(key)
         self._keys: list[list[str]] = list(keys_of.values())  # pattern index → names
-        # Overlapping matches: every occurrence counts, so a name inside a longer one is still seen.
-        self._automaton = ahocorasick_rs.AhoCorasick(list(keys_of)) if keys_of else None
+        # A DFA scans ~2× faster than the default NFA but takes ~2 KB a pattern: only for the usual few names.
+        implementation = ahocorasick_rs.Implementation.DFA if len(keys_of) <= _DFA_PATTERNS else None
+        self._automaton = ahocorasick_rs.AhoCorasick(list(keys_of), implementation=implementation) if keys_of else None
 
     def scan(self, doc_id: str, text: str) -> bool:
         """Record every name that `text` (already `normalize(...).text`) holds on token boundaries; whether it held any."""
@@ -43,6 +46,7 @@ class NameScanner:
             return False
         found: set[str] = set()
         keys_of = self._keys
+        # overlapping: every occurrence is seen, so a name inside a longer one (or off a token boundary once) still counts
         for pattern, start, end in self._automaton.find_matches_as_indexes(text, overlapping=True):
             keys = keys_of[pattern]
             if found.issuperset(keys):
