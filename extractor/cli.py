@@ -189,13 +189,14 @@ def _render_prepare(data: dict[str, Any]) -> None:
         console.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _submit_options(local_url, model_path, slots, max_cost) -> SubmitOptions:
-    return SubmitOptions(local_url=local_url, model_path=model_path, slots=slots, max_cost=max_cost)
+def _submit_options(local_url, model_path, slots, max_cost, threads=None) -> SubmitOptions:
+    return SubmitOptions(local_url=local_url, model_path=model_path, slots=slots, max_cost=max_cost, threads=threads)
 
 
 LocalUrlOpt = Annotated[Optional[str], typer.Option("--local-url", help="An external llama.cpp / OpenAI-compatible server instead of the embedded one.")]
 ModelPathOpt = Annotated[Optional[Path], typer.Option("--model-path", help="GGUF file for the embedded server (default: Gemma 3 270M from PyPI).")]
 SlotsOpt = Annotated[int, typer.Option("--slots", help="Parallel slots of the embedded server.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads of the embedded server (default: all cores).")]
 MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", help="Refuse to send a job estimated above this many USD.")]
 
 
@@ -211,6 +212,7 @@ def submit(
     local_url: LocalUrlOpt = None,
     model_path: ModelPathOpt = None,
     slots: SlotsOpt = 4,
+    threads: ThreadsOpt = None,
     max_cost: MaxCostOpt = None,
     health_timeout: Annotated[float, typer.Option("--health-timeout", help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
     as_json: JsonOpt = False,
@@ -237,7 +239,7 @@ def submit(
             job.log("backend_choice", **choice.as_dict())
             prepared["backend_choice"] = choice.as_dict()
     with console.RichProgress().stage("submit", sum(s["lines"] for s in job.manifest["shards"])) as tick:
-        result = submit_job(job, _submit_options(local_url, model_path, slots, max_cost), progress=tick)
+        result = submit_job(job, _submit_options(local_url, model_path, slots, max_cost, threads), progress=tick)
     data = {**prepared, **result, "job_id": job.id, "state": job.state.value}
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"submitted job {job.id}", data)))
 
@@ -433,6 +435,7 @@ def run(
     local_url: LocalUrlOpt = None,
     model_path: ModelPathOpt = None,
     slots: SlotsOpt = 4,
+    threads: ThreadsOpt = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Output token budget per answer.")] = None,
     max_cost: MaxCostOpt = None,
     graph: GraphOpt = None,
@@ -456,7 +459,7 @@ def run(
 
     options = RunOptions(
         prepare=prepare_options(backend, model, schema, False, max_tokens, None),
-        submit=_submit_options(local_url, model_path, slots, max_cost),
+        submit=_submit_options(local_url, model_path, slots, max_cost, threads),
         graph_uri=graph_uri(graph), database=database, data_dir=data_dir(),
         commit=not no_commit, strict=strict, auto=backend == "auto", health_timeout_s=health_timeout,
         wait_timeout_s=wait_timeout, poll_interval_s=poll_interval, retry=retry, max_attempts=max_attempts,
