@@ -9,13 +9,13 @@ them (in the page, or the file of a `--against` corpus); ungrounded ones are lis
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from html import escape
 from pathlib import Path
 from typing import IO, Any
 
 from ..jobs import Job
+from ..storage import atomic_file
 from .corpus import TextCursor, iter_job_texts
 from .verdicts import VERDICTS, read_report
 
@@ -34,18 +34,11 @@ li.leaked,td.leaked{color:#a00} li.ungrounded,td.ungrounded{color:#666}
 def write_html(job: Job, path: Path) -> None:
     """Write the page for a verified job to `path`, atomically, one document at a time."""
     report = read_report(job)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            render_html(job, report, out)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path) as raw:
+        out = io.TextIOWrapper(raw, encoding="utf-8")
+        render_html(job, report, out)
+        out.flush()
+        out.detach()  # atomic_file fsyncs and closes the file itself
 
 
 def render_html(job: Job, report: dict[str, Any], out: IO[str]) -> None:

@@ -19,7 +19,6 @@ other documents hold it) and its evidence quote, when it has one, must align wit
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ import orjson
 
 from ..jobs import Job, State
 from ..schema import load_spec
+from ..storage import atomic_file
 from .alignment import Alignment
 from .corpus import TextCursor, WiderCorpus, iter_job_texts
 from .facts import AnswerReader
@@ -337,28 +337,16 @@ def _listed(items: list[str]) -> str:
 
 def _write_report(path: Path, header: dict[str, Any], spill: IO[bytes], pending: Iterator[dict[str, Any]]) -> None:
     """verify.json: the header, then one document a line, in manifest order; atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(orjson.dumps(header)[:-1] + b',\n"documents":[')
-            parts: list[bytes] = []  # written a chunk at a time: one write call per document costs more than the copy
-            separator = b"\n"
-            for line in spill:
-                parts.append(orjson.dumps(next(pending)) if line == _PENDING else line[:-1])
-                if len(parts) == _CHUNK:
-                    out.write(separator + b",\n".join(parts))
-                    separator = b",\n"
-                    parts.clear()
-            if parts:
+    with atomic_file(path) as out:
+        out.write(orjson.dumps(header)[:-1] + b',\n"documents":[')
+        parts: list[bytes] = []  # written a chunk at a time: one write call per document costs more than the copy
+        separator = b"\n"
+        for line in spill:
+            parts.append(orjson.dumps(next(pending)) if line == _PENDING else line[:-1])
+            if len(parts) == _CHUNK:
                 out.write(separator + b",\n".join(parts))
-            out.write(b"\n]}\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+                separator = b",\n"
+                parts.clear()
+        if parts:
+            out.write(separator + b",\n".join(parts))
+        out.write(b"\n]}\n")
