@@ -27,13 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def no_ledger_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ledger goes beside the test's jobs dir, never to a file named in the developer's environment."""
-    monkeypatch.delenv("EXTRACTOR_LEDGER", raising=False)
-    monkeypatch.delenv("EXTRACTOR_TEST_CRASH_AFTER", raising=False)
-
-
 @pytest.fixture
 def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchEmulator]:
     """The Files + Batches emulator answering with Re-DocRED gold annotations; the SDK pointed at it."""

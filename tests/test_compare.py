@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.job_fixtures import invoke, invoke_json, job_from_answers, no_ledger_override  # noqa: F401
+from tests.job_fixtures import invoke, invoke_json, job_from_answers  # noqa: F401
 
 
 def entities(*pairs: tuple[str, str]) -> dict:

@@ -14,7 +14,7 @@ from extractor.jobs import Job
 from extractor.pipelines import load_pipeline
 from extractor.schema import load_spec
 from extractor.storage import iter_jsonl, read_json
-from tests.job_fixtures import cli_process, invoke, invoke_json, jobs, no_ledger_override, store  # noqa: F401
+from tests.job_fixtures import cli_process, invoke, invoke_json, jobs, store  # noqa: F401
 from tests.openai_emulator import BatchEmulator, GoldAnswerer
 from tests.redocred import load_redocred, request_text, write_documents
 

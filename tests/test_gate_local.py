@@ -8,7 +8,7 @@ import pytest
 
 from extractor.gate import DECISIONS, GATE_FILE
 from extractor.storage import read_json
-from tests.job_fixtures import invoke_json, jobs, no_ledger_override  # noqa: F401
+from tests.job_fixtures import invoke_json, jobs  # noqa: F401
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]

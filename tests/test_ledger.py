@@ -12,7 +12,7 @@ from extractor.errors import BadInput
 from extractor.jobs import Job
 from extractor.ledger import SCHEMA_VERSION, Ledger, ledger_path, migrate
 from tests.job_fixtures import (  # noqa: F401  (fixtures)
-    assert_ledger_matches, emu, invoke, invoke_json, job_from_answers, jobs, no_ledger_override, store,
+    assert_ledger_matches, emu, invoke, invoke_json, job_from_answers, jobs, store,
 )
 from tests.openai_emulator import BatchEmulator
 from tests.redocred import gold_answer, load_redocred, write_documents

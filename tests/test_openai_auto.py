@@ -15,6 +15,7 @@ from extractor.cli import app
 from extractor.jobs import JobStore
 from extractor.submission import SubmitOptions, choose_backend
 from tests.openai_emulator import BatchEmulator, GoldAnswerer
+from tests.job_fixtures import emu  # noqa: F401 - the shared emulator fixture
 from tests.redocred import load_redocred, write_documents
 
 runner = CliRunner()
@@ -31,14 +32,6 @@ def dead_url() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{probe.getsockname()[1]}"
-
-
-@pytest.fixture
-def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchEmulator]:
-    with BatchEmulator(GoldAnswerer(load_redocred())) as emulator:
-        monkeypatch.setenv("OPENAI_API_KEY", emulator.api_key)
-        monkeypatch.setenv("OPENAI_BASE_URL", emulator.base_url)
-        yield emulator
 
 
 def only_job() -> dict:

@@ -17,17 +17,10 @@ from extractor.cli import app
 from extractor.jobs import JobStore, State
 from extractor.prepare import PrepareOptions, prepare_job
 from tests.openai_emulator import BatchEmulator, DropConnection, GoldAnswerer
+from tests.job_fixtures import emu  # noqa: F401 - the shared emulator fixture
 from tests.redocred import load_redocred, write_documents
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchEmulator]:
-    with BatchEmulator(GoldAnswerer(load_redocred())) as emulator:
-        monkeypatch.setenv("OPENAI_API_KEY", emulator.api_key)
-        monkeypatch.setenv("OPENAI_BASE_URL", emulator.base_url)
-        yield emulator
 
 
 def store() -> JobStore:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from extractor.jobs import State
-from tests.job_fixtures import REPO, cli_process, emu, invoke, invoke_json, jobs, no_ledger_override, store  # noqa: F401
+from tests.job_fixtures import REPO, cli_process, emu, invoke, invoke_json, jobs, store  # noqa: F401
 from tests.openai_emulator import BatchEmulator
 from tests.redocred import load_redocred, write_documents
 

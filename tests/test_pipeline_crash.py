@@ -10,7 +10,7 @@ import pytest
 from extractor.jobs import State
 from extractor.ledger import Ledger
 from extractor.storage import iter_jsonl
-from tests.job_fixtures import cli_process, emu, invoke_json, jobs, no_ledger_override, store  # noqa: F401
+from tests.job_fixtures import cli_process, emu, invoke_json, jobs, store  # noqa: F401
 from tests.openai_emulator import BatchEmulator
 from tests.redocred import load_redocred, write_documents
 

@@ -11,7 +11,7 @@ import pytest
 from extractor.ledger import Ledger
 from extractor.storage import iter_jsonl
 from tests.job_fixtures import (  # noqa: F401  (fixtures)
-    assert_ledger_matches, cli_process, emu, invoke, invoke_json, jobs, no_ledger_override, store,
+    assert_ledger_matches, cli_process, emu, invoke, invoke_json, jobs, store,
 )
 from tests.openai_emulator import BatchEmulator
 from tests.redocred import load_redocred, write_documents

@@ -12,7 +12,7 @@ import pytest
 
 from extractor.pricing import estimate_cost
 from extractor.reporting import parse_since
-from tests.job_fixtures import invoke, invoke_json, job_from_answers, no_ledger_override  # noqa: F401
+from tests.job_fixtures import invoke, invoke_json, job_from_answers  # noqa: F401
 from tests.redocred import gold_answer, load_redocred, write_documents
 
 NIGHTS = [f"2026-01-0{day}T02:00:00+00:00" for day in range(1, 8)]
