@@ -189,14 +189,16 @@ def _render_prepare(data: dict[str, Any]) -> None:
         console.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _submit_options(local_url, model_path, slots, max_cost, threads=None) -> SubmitOptions:
-    return SubmitOptions(local_url=local_url, model_path=model_path, slots=slots, max_cost=max_cost, threads=threads)
+def _submit_options(local_url, model_path, slots, max_cost, threads=None, concurrency=None) -> SubmitOptions:
+    return SubmitOptions(local_url=local_url, model_path=model_path, slots=slots, max_cost=max_cost, threads=threads,
+                         concurrency=concurrency, notice=console.notice)
 
 
 LocalUrlOpt = Annotated[Optional[str], typer.Option("--local-url", help="An external llama.cpp / OpenAI-compatible server instead of the embedded one.")]
 ModelPathOpt = Annotated[Optional[Path], typer.Option("--model-path", help="GGUF file for the embedded server (default: Gemma 3 270M from PyPI).")]
 SlotsOpt = Annotated[int, typer.Option("--slots", help="Parallel slots of the embedded server.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads of the embedded server (default: all cores).")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Requests in flight to the local server (default: its slot count from /props or /slots, else 4).")]
 MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", help="Refuse to send a job estimated above this many USD.")]
 
 
@@ -213,6 +215,7 @@ def submit(
     model_path: ModelPathOpt = None,
     slots: SlotsOpt = 4,
     threads: ThreadsOpt = None,
+    concurrency: ConcurrencyOpt = None,
     max_cost: MaxCostOpt = None,
     health_timeout: Annotated[float, typer.Option("--health-timeout", help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
     as_json: JsonOpt = False,
@@ -239,7 +242,8 @@ def submit(
             job.log("backend_choice", **choice.as_dict())
             prepared["backend_choice"] = choice.as_dict()
     with console.RichProgress().stage("submit", sum(s["lines"] for s in job.manifest["shards"])) as tick:
-        result = submit_job(job, _submit_options(local_url, model_path, slots, max_cost, threads), progress=tick)
+        result = submit_job(job, _submit_options(local_url, model_path, slots, max_cost, threads, concurrency),
+                            progress=tick)
     data = {**prepared, **result, "job_id": job.id, "state": job.state.value}
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"submitted job {job.id}", data)))
 
@@ -322,7 +326,7 @@ def collect(
 @app.command()
 @handles_errors
 def retry(ctx: typer.Context, job_id: str, local_url: LocalUrlOpt = None, model_path: ModelPathOpt = None,
-          slots: SlotsOpt = 4,
+          slots: SlotsOpt = 4, threads: ThreadsOpt = None, concurrency: ConcurrencyOpt = None,
           max_attempts: Annotated[int, typer.Option("--max-attempts", help="Tries per document, the first included.")] = 2,
           as_json: JsonOpt = False) -> None:
     """Resend failed, expired, truncated or missing lines only."""
@@ -330,7 +334,8 @@ def retry(ctx: typer.Context, job_id: str, local_url: LocalUrlOpt = None, model_
 
     job = store_of(ctx).load(job_id)
     with console.RichProgress().stage("retry", None) as tick:
-        data = retry_job(job, _submit_options(local_url, model_path, slots, None), max_attempts=max_attempts, progress=tick)
+        data = retry_job(job, _submit_options(local_url, model_path, slots, None, threads, concurrency),
+                         max_attempts=max_attempts, progress=tick)
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"retried job {job_id}", data)))
 
 
@@ -436,6 +441,7 @@ def run(
     model_path: ModelPathOpt = None,
     slots: SlotsOpt = 4,
     threads: ThreadsOpt = None,
+    concurrency: ConcurrencyOpt = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Output token budget per answer.")] = None,
     max_cost: MaxCostOpt = None,
     graph: GraphOpt = None,
@@ -459,7 +465,7 @@ def run(
 
     options = RunOptions(
         prepare=prepare_options(backend, model, schema, False, max_tokens, None),
-        submit=_submit_options(local_url, model_path, slots, max_cost, threads),
+        submit=_submit_options(local_url, model_path, slots, max_cost, threads, concurrency),
         graph_uri=graph_uri(graph), database=database, data_dir=data_dir(),
         commit=not no_commit, strict=strict, auto=backend == "auto", health_timeout_s=health_timeout,
         wait_timeout_s=wait_timeout, poll_interval_s=poll_interval, retry=retry, max_attempts=max_attempts,
@@ -504,6 +510,7 @@ def report(
     """Cost, tokens, latency and quality per job and per backend, with trends; syncs the ledger from the job folders first."""
     from .errors import BadInput
     from .ledger import Ledger
+    from .report_view import render_report
     from .reporting import ReportOptions, build_report, parse_since
 
     if not 0 <= threshold <= 1 or window < 1:
@@ -518,57 +525,7 @@ def report(
 
         write_report_html(data, html)
 
-    def usd(value: Any) -> str:
-        return "n/a" if value is None else f"${value:.6f}"
-
-    def pct(value: Any) -> str:
-        return "" if value is None else f"{value:.1%}"
-
-    def ms(lat: dict[str, Any]) -> str:
-        return "/".join("-" if lat[k] is None else f"{lat[k]:.0f}" for k in ("p50", "p95", "p99")) + f" ({lat['kind']})"
-
-    def trend(job: dict[str, Any]) -> str:
-        t = job["trend"].get("grounded_rate")
-        return "" if not t else f"{t['delta']:+.2f}" + (" !" if job["flags"] else "")
-
-    def render() -> None:
-        from rich.console import Console
-
-        # Cron mail and log files have no terminal width: give the tables room instead of squeezing them to 80.
-        printer = console.out if console.out.is_terminal else Console(width=200, highlight=False)
-        jobs = data["jobs"]
-        printer.print(console.rows_table(
-            f"quality per job ({data['ledger']})",
-            ["job", "backend", "model", "state", "docs", "schema-valid", "grounded", "leaked", "quarantined",
-             "grounded trend"],
-            [[j["job_id"], j["backend"], j["model"], j["state"], j["documents"], pct(j["schema_valid_rate"]),
-              pct(j["grounded_rate"]), pct(j["leak_rate"]), pct(j["quarantine_rate"]), trend(j)] for j in jobs]))
-        printer.print(console.rows_table(
-            f"cost and latency per job (local tokens priced as {data['price_model']} on the OpenAI lanes)",
-            ["job", "paid", "cost/doc", "tokens in/out", "latency ms p50/95/99", "OpenAI batch", "OpenAI live",
-             "saved vs live"],
-            [[j["job_id"], usd(j["cost_usd"]), usd(j["cost_per_document"]), f"{j['tokens']['prompt']}/{j['tokens']['completion']}",
-              ms(j["latency_ms"]), usd((j["lanes"] or {}).get("openai_batch_usd")),
-              usd((j["lanes"] or {}).get("openai_live_usd")), usd((j["lanes"] or {}).get("saved_vs_live_usd"))]
-             for j in jobs]))
-        printer.print(console.rows_table(
-            "per backend",
-            ["backend", "jobs", "docs", "cost", "cost/doc", "tokens in/out", "latency ms p50/95/99", "schema-valid",
-             "grounded", "leaked", "quarantined"],
-            [[b["backend"], b["jobs"], b["documents"], usd(b["cost_usd"]), usd(b["cost_per_document"]),
-              f"{b['tokens']['prompt']}/{b['tokens']['completion']}", ms(b["latency_ms"]), pct(b["schema_valid_rate"]),
-              pct(b["grounded_rate"]), pct(b["leak_rate"]), pct(b["quarantine_rate"])] for b in data["backends"]]))
-        gates = [j for j in jobs if j["gate"]]
-        if gates:
-            printer.print(console.rows_table(
-                f"gates (extraction they kept out: {usd(data['saved_by_gates_usd'])} saved)",
-                ["gate job", "passed", "rejected", "failed", "extraction saved"],
-                [[j["job_id"], j["gate"]["passed"], j["gate"]["rejected"], j["gate"]["failed"],
-                  usd(j["gate"]["saved_usd"])] for j in gates]))
-        for alert in data["alerts"]:
-            printer.print(f"flag: {alert['job_id']}: {alert['message']}", markup=False, highlight=False, soft_wrap=True)
-
-    emit(data, as_json, render)
+    emit(data, as_json, lambda: render_report(data))
     if check and data["check"]["failed"]:
         for flag in data["check"]["flags"]:
             console.err.print(f"quality dropped: {flag['job_id']}: {flag['message']}", markup=False, highlight=False,
@@ -581,27 +538,12 @@ def report(
 def compare(ctx: typer.Context, job_a: str, job_b: str, as_json: JsonOpt = False) -> None:
     """Entity-level agreement of job A against job B on the same documents."""
     from .comparison import compare_jobs
+    from .report_view import render_comparison
 
     store = store_of(ctx)
     data = compare_jobs(store.load(job_a), store.load(job_b))
 
-    def render() -> None:
-        from rich.console import Console
-
-        printer = console.out if console.out.is_terminal else Console(width=200, highlight=False)
-        scores = ["precision", "recall", "f1", "tp", "fp", "fn"]
-        rows = [["overall", *(data["overall"][k] for k in scores)],
-                ["overall, ignoring type", *(data["overall_ignoring_type"][k] for k in scores)]]
-        rows += [[t, *(s[k] for k in scores)] for t, s in data["per_type"].items()]
-        printer.print(console.rows_table(
-            f"{job_a} ({data['models']['a']}) against {job_b} ({data['models']['b']}) on {data['documents']} documents",
-            ["entities", *scores], rows))
-        printer.print(console.rows_table(
-            "documents where they disagree most", ["document", "f1", "agreed", "only in A", "only in B"],
-            [[d["path"], d["f1"], d["agreed"], f"{d['only_a_count']}: " + ", ".join(d["only_a"]),
-              f"{d['only_b_count']}: " + ", ".join(d["only_b"])] for d in data["disagree_most"]]))
-
-    emit(data, as_json, render)
+    emit(data, as_json, lambda: render_comparison(data, job_a, job_b))
 
 
 @app.command()

@@ -58,6 +58,11 @@ def print_error(message: str) -> None:
     err.print(Text.assemble(("Error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
 
 
+def notice(message: str) -> None:
+    """Something the user should know while a stage runs (the local server went away, came back): one stderr line."""
+    err.print(Text.assemble(("note:", "yellow"), " ", message), highlight=False, soft_wrap=True)
+
+
 def run_summary_table(report: dict[str, Any]) -> Table:
     prep, col, ver, com, tok = (report.get(k) or {} for k in ("prepare", "collect", "verify", "commit", "tokens"))
     ents = ver.get("entities", {})

@@ -35,7 +35,8 @@ def run_gated_cli(store: JobStore, args: dict[str, Any]) -> None:
     options = RunOptions(
         prepare=PrepareOptions(),
         submit=SubmitOptions(local_url=args.get("local_url"), model_path=args.get("model_path"),
-                             slots=args.get("slots", 4), max_cost=args.get("max_cost"), threads=args.get("threads")),
+                             slots=args.get("slots", 4), max_cost=args.get("max_cost"), threads=args.get("threads"),
+                             concurrency=args.get("concurrency"), notice=console.notice),
         graph_uri=graph_uri(args.get("graph")), database=args.get("database"), data_dir=data_dir(),
         commit=not args.get("no_commit", False), strict=args.get("strict", False),
         wait_timeout_s=args.get("wait_timeout"), poll_interval_s=args.get("poll_interval", 10.0),

@@ -28,6 +28,8 @@ class SubmitOptions:
     max_cost: float | None = None
     request_timeout_s: float = 300.0
     server_wait_s: float = 60.0
+    concurrency: int | None = None  # requests in flight; None: the server's slot count, else 4
+    notice: Callable[[str], None] | None = None  # told when the local server goes away or comes back
 
 
 def check_cost_cap(job: Job, max_cost: float | None) -> None:
@@ -95,7 +97,7 @@ class BackendChoice:
 
 def choose_backend(options: SubmitOptions, timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S) -> BackendChoice:
     """The local lane if it passes its health check and a warm-up request within timeout_s, else the OpenAI lane."""
-    from .backends.local import check_health
+    from .backends.chat_server import check_health
 
     started = time.monotonic()
     where = _redact(options.local_url) if options.local_url else "the embedded llama.cpp server"
@@ -123,10 +125,12 @@ def _submit_local(job: Job, options: SubmitOptions, progress: Callable[[Any], No
             error_path=job.errors_dir / LOCAL_OUTPUT,
             base_url=base_url,
             api_key=os.environ.get("EXTRACTOR_LOCAL_API_KEY"),
+            concurrency=options.concurrency,
             timeout_s=options.request_timeout_s,
             server_wait_s=options.server_wait_s,
             progress=progress,
             log=lambda event: job.log(event.pop("event", "request"), **event),
+            notice=options.notice,
         )
     remote = {
         "kind": "local",

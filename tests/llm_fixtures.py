@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from extractor.backends.local import WARMUP_PROMPT
+from extractor.backends.chat_server import WARMUP_PROMPT
 
 REPO = Path(__file__).resolve().parent.parent
 REDOCRED = REPO.parent / "shared" / "data" / "redocred-dev.json"

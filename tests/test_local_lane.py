@@ -17,7 +17,8 @@ import orjson
 import pytest
 
 from extractor.backends.embedded_llm import EmbeddedLlamaServer, model_path
-from extractor.backends.local import api_urls, run_local_lane, server_slots
+from extractor.backends.chat_server import api_urls, server_slots
+from extractor.backends.local import run_local_lane
 from extractor.errors import BadInput, ExitCode, ServiceUnavailable
 from extractor.storage import atomic_write_jsonl, iter_jsonl
 
@@ -26,6 +27,7 @@ from .llm_fixtures import (
     REPO,
     StubChatServer,
     chat_completion,
+    redocred_texts,
     free_port,
     request_line,
     request_lines,
@@ -323,3 +325,51 @@ def test_embedded_server_errors_name_the_fix(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ServiceUnavailable, match=f"127.0.0.1:{port}: the port is in use"):
             EmbeddedLlamaServer(model_path(), port=port).start()
+
+
+def test_cli_concurrency_caps_requests_in_flight_and_an_outage_is_told_on_stderr(tmp_path: Path) -> None:
+    # A server without /props or /slots (vLLM, Ollama) would get 4; --concurrency 2 must hold it to 2.
+    from tests.job_fixtures import invoke, invoke_json
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(redocred_texts(6)):
+        (docs / f"doc-{i}.txt").write_text(text[:300] + "\n", encoding="utf-8")
+    job_id = invoke_json("prepare", str(docs), "--backend", "local")["job_id"]
+
+    lock = threading.Lock()
+    in_flight = peak = 0
+    stub: StubChatServer
+
+    def script(n: int, body: dict) -> tuple[float, int, dict] | None:
+        nonlocal in_flight, peak
+        if n == 2:  # the server goes away for a second, hanging up on this request
+            stub.down = True
+            threading.Timer(1.0, lambda: setattr(stub, "down", False)).start()
+            return None
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.3)
+        with lock:
+            in_flight -= 1
+        return 0.0, 200, chat_completion()
+
+    stub = StubChatServer(script).start()
+    try:
+        result = invoke("submit", "--job", job_id, "--local-url", stub.url, "--concurrency", "2", "--json")
+    finally:
+        stub.stop()
+    assert result.exit_code == 0, result.stderr
+    data = orjson.loads(result.stdout)
+    # The request hung up on is retried (and so is any other sent while the server was away).
+    assert (data["answered"], data["failed"], data["concurrency"]) == (6, 0, 2) and data["retries"] >= 1
+    assert peak == 2
+    assert "stopped answering" in result.stderr and "is back; carrying on" in result.stderr
+
+
+def test_cli_concurrency_must_be_positive(tmp_path: Path) -> None:
+    from tests.job_fixtures import invoke
+
+    result = invoke("submit", str(tmp_path), "--concurrency", "0")
+    assert result.exit_code == 2 and "--concurrency" in result.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -14,7 +13,7 @@ from typer.testing import CliRunner
 from extractor.cli import app
 from extractor.jobs import JobStore
 from extractor.submission import SubmitOptions, choose_backend
-from tests.openai_emulator import BatchEmulator, GoldAnswerer
+from tests.openai_emulator import BatchEmulator
 from tests.job_fixtures import emu  # noqa: F401 - the shared emulator fixture
 from tests.redocred import load_redocred, write_documents
 

@@ -6,17 +6,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-import pytest
 from typer.testing import CliRunner
 
 from extractor.cli import app
 from extractor.jobs import JobStore, State
 from extractor.prepare import PrepareOptions, prepare_job
-from tests.openai_emulator import BatchEmulator, DropConnection, GoldAnswerer
+from tests.openai_emulator import BatchEmulator, DropConnection
 from tests.job_fixtures import emu  # noqa: F401 - the shared emulator fixture
 from tests.redocred import load_redocred, write_documents
 

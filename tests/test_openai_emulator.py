@@ -13,7 +13,6 @@ from openai import OpenAI
 
 from tests.openai_emulator import (
     BatchEmulator,
-    Behaviour,
     GoldAnswerer,
     gold_answer,
     load_redocred,
