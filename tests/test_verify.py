@@ -230,6 +230,36 @@ def test_leaks_through_a_whole_job_are_attributed_to_documents_that_hold_them(tm
         assert doc["status"] == "quarantined"
 
 
+def test_a_dangling_relation_end_is_a_leak_only_when_it_is_a_name(tmp_path: Path) -> None:
+    # Weak models put the spec's own words or common nouns where a relation end belongs; another document using
+    # the same word is no sign of a leak. A real name from another document still is.
+    texts = {"a.txt": "Kyu Hyun Kim directed the film in Seoul.\n",
+             "b.txt": "The location of the place was kept secret by the Bank of England in 1954.\n",
+             "c.txt": "Min Ho Lee lives in Busan.\n"}
+    answers = {
+        "a.txt": answer([("Kyu Hyun Kim", "PERSON"), ("Seoul", "LOCATION")], [
+            ("", "MEMBER_OF", "LOCATION", "Kyu Hyun Kim directed the film"),
+            ("place", "LOCATED_IN", "Seoul", "Kyu Hyun Kim directed the film in Seoul"),
+            ("Kyu Hyun Kim", "MEMBER_OF", "member_of", "Kyu Hyun Kim directed the film"),
+        ]),
+        "b.txt": answer([("Bank of England", "ORGANIZATION")]),
+        "c.txt": answer([("Min Ho Lee", "PERSON")], [
+            ("Min Ho Lee", "WORKS_FOR", "Bank of England", "Min Ho Lee lives in Busan"),
+            ("Min Ho Lee", "LOCATED_IN", "1954", "Min Ho Lee lives in Busan"),
+        ]),
+    }
+    job = ingest(prepare(write_docs(tmp_path / "docs", texts)), answers, tmp_path)
+
+    code, report = verify(job)
+
+    a, c = by_path(report)["a.txt"], by_path(report)["c.txt"]
+    assert [(r["verdict"], r["sources"]) for r in a["relations"]] == [("ungrounded", [])] * 3
+    assert a["status"] == "clean" and not any("leaked" in reason for reason in a["reasons"])
+    b = doc_ids(job)["b.txt"]
+    assert [(r["verdict"], r["sources"]) for r in c["relations"]] == [("leaked", [b]), ("leaked", [b])]
+    assert c["status"] == "quarantined" and code == 3
+
+
 def test_against_a_folder_or_a_job_finds_sources_outside_the_job(tmp_path: Path) -> None:
     outside = write_docs(tmp_path / "outside", {"d.txt": "Carol King sang in Dublin.\n"})
     texts = {"a.txt": TEXTS["a.txt"], "b.txt": TEXTS["b.txt"]}

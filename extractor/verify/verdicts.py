@@ -91,11 +91,12 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
     resolved = (policy or Policy()).over(spec.policy)
     summary = VerifySummary(job_id=job.id)
     reader = AnswerReader(spec)
+    schema_words = frozenset(word.casefold() for word in spec.entity_types() + spec.relation_types())
     with tempfile.TemporaryFile(dir=job.path, prefix=".verify-spill-") as spill:
         pending: list[dict[str, Any]] = []
         texts: list[tuple[str, str]] = []
         wanted: set[str] = set()
-        for entry, normalized in _align_documents(job, reader):
+        for entry, normalized in _align_documents(job, reader, schema_words):
             if normalized is not None:
                 texts.append((entry["doc_id"], normalized))
             lookups = entry.pop("_lookups", None)
@@ -139,7 +140,8 @@ def read_report(job: Job) -> dict[str, Any]:
 # ---------------------------------------------------------------- step 1: each answer against its own text
 
 
-def _align_documents(job: Job, reader: AnswerReader) -> Iterator[tuple[dict[str, Any], str | None]]:
+def _align_documents(job: Job, reader: AnswerReader,
+                     schema_words: frozenset[str]) -> Iterator[tuple[dict[str, Any], str | None]]:
     """(document entry, its normalised text) in manifest order; the entry holds `_lookups` when names await step 2."""
     meta = {d["custom_id"]: d for d in job.documents()}
     texts = TextCursor(iter_job_texts(job))
@@ -169,10 +171,11 @@ def _align_documents(job: Job, reader: AnswerReader) -> Iterator[tuple[dict[str,
             except ValueError as exc:
                 yield {**entry, "status": "failed", "reasons": [f"schema_invalid: {exc}"], "entities": [], "relations": []}, normalized
                 continue
-            yield _align_answer(entry, matcher, entities, relations), normalized
+            yield _align_answer(entry, matcher, entities, relations, schema_words), normalized
 
 
-def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: list, relations: list) -> dict[str, Any]:
+def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: list, relations: list,
+                  schema_words: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The document entry with a verdict for every fact found in the text; `_lookups` names the rest."""
     lookups: list[str] = []
     ents: list[dict[str, Any]] = []
@@ -200,8 +203,8 @@ def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: lis
         head, tail = by_name.get(source), by_name.get(target)
         if head is None or tail is None:
             by_key = by_key if by_key is not None else _by_key(ents)
-            head = head or _end(source, by_key, matcher, lookups)
-            tail = tail or _end(target, by_key, matcher, lookups)
+            head = head or _end(source, by_key, matcher, lookups, schema_words)
+            tail = tail or _end(target, by_key, matcher, lookups, schema_words)
         quote, quote_span = "grounded", None
         if evidence is not None:
             aligned = quotes.get(evidence)  # relations drawn from one sentence share their quote
@@ -230,17 +233,40 @@ def _by_key(ents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return by_key
 
 
-def _end(name: str, by_key: dict[str, dict[str, Any]], matcher: DocumentMatcher, lookups: list[str]) -> Any:
-    """A relation end: the answer's entity it names, else ("unlisted", key, found in this text)."""
+def _end(name: str, by_key: dict[str, dict[str, Any]], matcher: DocumentMatcher, lookups: list[str],
+         schema_words: frozenset[str]) -> Any:
+    """A relation end: the answer's entity it names, else ("unlisted", key or None, found in this text).
+
+    The key is None when the end cannot be a leak (see `_may_be_a_leak`): it is then not looked up elsewhere.
+    """
     key = normalize_name(name)
     for variant in name_variants(key) if key else ():
         ent = by_key.get(variant)
         if ent is not None:
             return ent
     found = matcher.align(name).verdict is not None
-    if not found:
-        lookups.append(key)
-    return ("unlisted", key, found)
+    if found:
+        return ("unlisted", key, True)
+    if not _may_be_a_leak(name, schema_words):
+        return ("unlisted", None, False)
+    lookups.append(key)
+    return ("unlisted", key, False)
+
+
+def _may_be_a_leak(name: str, schema_words: frozenset[str]) -> bool:
+    """Whether a relation end that is no entity of the answer, and not in its text, may have come from another document.
+
+    Such an end is already malformed (relation ends name entities of the same answer) and is never committed.
+    Flagging it as a leak quarantines the whole document, so it takes a name: weak models write the spec's
+    own words ("LOCATION", "MEMBER_OF") or common nouns ("place") there, and finding those in some other
+    document proves nothing. A name has a capital letter, a digit, or letters of a script without case.
+    An answer that really carries another document's facts lists their entities too, and those keep the
+    plain rule (leaked when found in another document).
+    """
+    stripped = name.strip()
+    if not stripped or stripped.casefold() in schema_words:
+        return False
+    return any(c.isupper() or c.isdigit() or (c.isalpha() and c.lower() == c.upper()) for c in stripped)
 
 
 # ---------------------------------------------------------------- steps 2 and 3: sources, then the policy
@@ -289,7 +315,7 @@ def _relation_verdict(rel: dict[str, Any], head: Any, tail: Any, quote: str | No
                 problems.append(f"{side} {verdict}")
         else:
             _, key, found_here = end
-            other = set() if found_here else sources.get(key, set()) - {own}
+            other = set() if found_here or key is None else sources.get(key, set()) - {own}
             verdict = "leaked" if other else "ungrounded"
             found_in.update(other)
             problems.append(f"{side} is no entity of this answer" + (" and is in other documents" if other else ""))
