@@ -373,3 +373,18 @@ def test_cli_concurrency_must_be_positive(tmp_path: Path) -> None:
 
     result = invoke("submit", str(tmp_path), "--concurrency", "0")
     assert result.exit_code == 2 and "--concurrency" in result.stderr
+
+
+def test_run_passes_concurrency_to_the_lane(tmp_path: Path) -> None:
+    from tests.job_fixtures import invoke_json, store
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(redocred_texts(3)):
+        (docs / f"doc-{i}.txt").write_text(text[:300] + "\n", encoding="utf-8")
+    with StubChatServer() as stub:
+        data = invoke_json("run", str(docs), "--local-url", stub.url, "--concurrency", "1", "--no-commit",
+                           codes=(0, 3, 6))
+    job = store().load(data["job_id"])
+    assert job.manifest["remote"]["stats"]["concurrency"] == 1
+    assert job.manifest["remote"]["stats"]["answered"] == 3
