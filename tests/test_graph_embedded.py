@@ -14,7 +14,7 @@ import pytest
 from extractor.errors import BadInput, ServiceUnavailable
 from extractor.graph import commit_job, dump_graph, open_store, redact_uri
 from extractor.graph.embedded import EmbeddedFalkorDB, socket_path_for
-from tests.graph_fixtures import VOCABULARY, job_j
+from tests.graph_fixtures import VOCABULARY, job_j, many_docs
 
 pytestmark = pytest.mark.graph
 REPO = Path(__file__).resolve().parent.parent
@@ -153,3 +153,29 @@ def test_a_killed_server_leaves_its_data_and_the_next_open_starts_another(tmp_pa
     with open_store("embedded", data_dir=tmp_path) as store:
         assert EmbeddedFalkorDB(tmp_path).pid != pid
         assert dump_graph(store) == committed
+
+
+def test_a_reopen_while_the_server_replays_transactions_does_not_crash_it(tmp_path, monkeypatch):
+    # The server replays each chunk's MULTI/EXEC from its append-only file at start; a command
+    # reaching it meanwhile aborted it ('!server.in_exec'). No rewrite at stop keeps the replay.
+    monkeypatch.setattr("extractor.graph.embedded.REWRITE_MIN_BYTES", 1 << 62)
+    with open_store("embedded", data_dir=tmp_path) as store:
+        commit_job(store, "J", many_docs(600), log_path=tmp_path / "J.json", vocabulary=VOCABULARY, chunk_size=50)
+        committed = dump_graph(store)
+    for _ in range(2):
+        with open_store("embedded", data_dir=tmp_path) as store:
+            assert dump_graph(store) == committed
+    log = (tmp_path / "falkordb.log").read_text()
+    assert log.count("DB loaded from incr file") == 2 and "ASSERTION FAILED" not in log
+
+
+def test_the_last_user_rewrites_the_append_only_file_so_a_restart_loads_a_snapshot(tmp_path, monkeypatch):
+    monkeypatch.setattr("extractor.graph.embedded.REWRITE_MIN_BYTES", 1)
+    with open_store("embedded", data_dir=tmp_path) as store:
+        commit_job(store, "J", many_docs(100), log_path=tmp_path / "J.json", vocabulary=VOCABULARY, chunk_size=50)
+        committed = dump_graph(store)
+    incremental = list((tmp_path / "appendonlydir").glob("*.incr.aof"))
+    assert [path.stat().st_size for path in incremental] == [0]  # every command folded into the RDB base
+    with open_store("embedded", data_dir=tmp_path) as store:
+        assert dump_graph(store) == committed
+    assert "DB loaded from incr file" not in (tmp_path / "falkordb.log").read_text()

@@ -195,7 +195,12 @@ def rollback_job(
 
 
 def dump_graph(store: GraphStore) -> list[dict[str, Any]]:
-    """Every node (labels, properties) and relationship (type, endpoints, properties), canonical and sorted."""
+    """Every node (labels, properties) and relationship (type, endpoints, properties), canonical and sorted.
+
+    Store-neutral (the same two read statements in both dialects), so one dump compares graphs
+    across FalkorDB and Neo4j: internal ids are left out (a relationship names its endpoints
+    by their labels and properties), and the graph holds no clock values to leave out.
+    """
     items: list[dict[str, Any]] = []
     for row in store.read(cypher.DUMP_NODES):
         items.append({"kind": "node", **_node(row["labels"], row["properties"])})
