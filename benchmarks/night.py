@@ -17,7 +17,7 @@ the commit finds every chunk landed and writes nothing), and `rollback`; the gra
 empty by a full dump.
 
 Each stage runs as `python -m extractor.cli …` in its own process: its seconds are wall time,
-its peak RSS is that process's ru_maxrss (os.wait4), the server's own memory not included.
+its peak RSS is that process's VmHWM read at its exit, the server's own memory not included.
 """
 
 from __future__ import annotations
@@ -141,22 +141,39 @@ def _digest(text: str) -> bytes:
 # ---------------------------------------------------------------- stages as CLI processes
 
 
+# The CLI under a wrapper that writes its peak RSS (VmHWM) at exit. ru_maxrss will not do:
+# Linux carries the forking parent's high-water mark across exec, and the parent here holds
+# the emulator and its answers, so every stage would report at least the benchmark's size.
+_WRAPPER = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+def peak():
+    with open("/proc/self/status") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    with open(out, "w") as fh:
+        fh.write(str(kib))
+atexit.register(peak)
+sys.argv[0] = "extractor"
+runpy.run_module("extractor.cli", run_name="__main__", alter_sys=True)
+"""
+
+
 def cli(env: dict[str, str], *args: str, codes: tuple[int, ...] = (0,)) -> dict[str, Any]:
-    """`extractor ARGS --json` in its own process: its JSON answer, seconds and peak RSS (MiB)."""
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "extractor.cli", *args, "--json"], cwd=REPO, env=env,
-                                stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    """`extractor ARGS --json` in its own process: its JSON answer, seconds and peak RSS (MiB, the server's not included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak"
+        out_path, err_path = Path(tmp) / "out", Path(tmp) / "err"
+        started = time.perf_counter()
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            proc = subprocess.run([sys.executable, "-c", _WRAPPER, str(peak_file), *args, "--json"], cwd=REPO,
+                                  env=env, stdout=out, stderr=err)
         seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read().decode(errors="replace")
+        stdout, stderr = out_path.read_bytes(), err_path.read_text(errors="replace")
+        peak_kib = int(peak_file.read_text()) if peak_file.exists() else 0
     if proc.returncode not in codes:
         raise RuntimeError(f"extractor {' '.join(args)} exited {proc.returncode}: {stderr.strip()[-2000:]}")
     data = orjson.loads(stdout) if stdout.strip() else {}
-    return {"data": data, "seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "exit_code": proc.returncode}
+    return {"data": data, "seconds": seconds, "peak_rss_mib": peak_kib / 1024, "exit_code": proc.returncode}
 
 
 def night_env(workdir: Path, **extra: str) -> dict[str, str]:
@@ -249,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="10000", help="smaller nights run first, comma-separated ('' for none)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the nights run (default: a temp dir, removed)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="write the results here as JSON after each night")
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} | {args.docs})
     base = args.workdir or Path(tempfile.mkdtemp(prefix="night-"))
@@ -269,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
             for figures in result["stages"].values():
                 figures["data"] = {k: v for k, v in figures["data"].items() if not isinstance(v, (list, dict))}
             results.append(result)
+            if args.out is not None:
+                args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
             shutil.rmtree(workdir, ignore_errors=True)
     finally:
         if args.workdir is None:

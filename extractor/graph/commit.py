@@ -198,8 +198,9 @@ def dump_graph(store: GraphStore) -> list[dict[str, Any]]:
     """Every node (labels, properties) and relationship (type, endpoints, properties), canonical and sorted.
 
     Store-neutral (the same two read statements in both dialects), so one dump compares graphs
-    across FalkorDB and Neo4j: internal ids are left out (a relationship names its endpoints
-    by their labels and properties), and the graph holds no clock values to leave out.
+    across FalkorDB and Neo4j: internal ids are left out (a relationship names its ends by
+    their labels and key property, `key` or `doc_id`, all properties for a node without
+    one), and the graph holds no clock values to leave out.
     """
     items: list[dict[str, Any]] = []
     for row in store.read(cypher.DUMP_NODES):
@@ -209,12 +210,18 @@ def dump_graph(store: GraphStore) -> list[dict[str, Any]]:
             {
                 "kind": "relationship",
                 "type": row["type"],
-                "source": _node(row["source_labels"], row["source"]),
-                "target": _node(row["target_labels"], row["target"]),
+                "source": _end(row, "source"),
+                "target": _end(row, "target"),
                 "properties": _plain(row["properties"]),
             }
         )
     return sorted(items, key=lambda item: orjson.dumps(item, option=orjson.OPT_SORT_KEYS))
+
+
+def _end(row: dict[str, Any], end: str) -> dict[str, Any]:
+    """A relationship's end as labels and its key property (all its properties if it has no key)."""
+    key = {name: row[f"{end}_{name}"] for name in ("key", "doc_id") if row[f"{end}_{name}"] is not None}
+    return _node(row[f"{end}_labels"], key or row[end] or {})
 
 
 def _node(labels: list[str], properties: dict[str, Any]) -> dict[str, Any]:

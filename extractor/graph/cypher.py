@@ -242,11 +242,16 @@ DUMP_NODES = Statement(
 RETURN labels(n) AS labels, properties(n) AS properties""",
 )
 
+# An end is named by its labels and key (Entity.key or Document.doc_id; the node list has the
+# rest): all its properties, for every relationship, made a dump of a night's graph mostly parsing.
 DUMP_RELATIONSHIPS = Statement(
     "dump_relationships",
     """MATCH (a)-[r]->(b)
-RETURN labels(a) AS source_labels, properties(a) AS source, type(r) AS type,
-       properties(r) AS properties, labels(b) AS target_labels, properties(b) AS target""",
+RETURN labels(a) AS source_labels, a.key AS source_key, a.doc_id AS source_doc_id,
+       CASE WHEN a.key IS NULL AND a.doc_id IS NULL THEN properties(a) END AS source,
+       type(r) AS type, properties(r) AS properties,
+       labels(b) AS target_labels, b.key AS target_key, b.doc_id AS target_doc_id,
+       CASE WHEN b.key IS NULL AND b.doc_id IS NULL THEN properties(b) END AS target""",
 )
 
 
