@@ -213,7 +213,7 @@ class EmbeddedFalkorDB:
             except _Gone:
                 raise ServiceUnavailable(
                     f"the embedded FalkorDB server exited at start (code {proc.returncode}): "
-                    f"{self._last_log_line()} — see {self.log_path}"
+                    f"{self._last_log_line(log_offset)} — see {self.log_path}"
                 ) from None
             if not self._pings():
                 raise ServiceUnavailable(
@@ -349,12 +349,26 @@ class EmbeddedFalkorDB:
                 )
             time.sleep(0.02)
 
-    def _last_log_line(self) -> str:
+    def _last_log_line(self, offset: int | None = None) -> str:
+        """The last warning line (redis marks them '#': a failed assertion, a bad file) from `offset` on, else the last line."""
         try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            with self.log_path.open("rb") as fh:
+                end = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, end - LOG_TAIL_BYTES) if offset is None else offset)
+                lines = fh.read().decode(errors="replace").strip().splitlines()
         except FileNotFoundError:
             return "no log"
-        return lines[-1] if lines else "empty log"
+        if not lines:
+            return "empty log"
+        # a crash report ends in pages of stack and INFO; its headline is the first warning
+        report = next((i for i in range(len(lines) - 1, -1, -1) if "BUG REPORT START" in lines[i]), None)
+        if report is not None:
+            lines = lines[: report + 4]
+        warnings = [line for line in lines if _WARNING.match(line)]
+        return (warnings or lines)[-1].strip()
+
+
+_WARNING = re.compile(r"\d+:[CMSX] .{20,30} # ")
 
 
 class _Gone(Exception):
