@@ -10,6 +10,8 @@ throwaway database, since the tests delete every node in it.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -79,8 +81,15 @@ def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jCred
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message} — CI runs them, install it (or set NEO4J_URI to a Neo4j 5 server)", pytrace=False)
         pytest.skip(message)
-    with Neo4jServer(tmp_path_factory.mktemp("neo4j")) as server:
-        yield Neo4jCredentials(server.uri, server.username, server.password)
+    # in memory where there is a tmpfs: the tests commit thousands of small transactions, each an fsync
+    shm = Path("/dev/shm")
+    home = Path(tempfile.mkdtemp(prefix="extractor-neo4j-", dir=shm)) if os.access(shm, os.W_OK) else tmp_path_factory.mktemp("neo4j")
+    try:
+        with Neo4jServer(home) as server:
+            yield Neo4jCredentials(server.uri, server.username, server.password)
+    finally:
+        if home.parent == shm:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass
@@ -123,6 +132,26 @@ def graph_store(graph_target: GraphTarget) -> Iterator[GraphStore]:
     """The target's store, open for the test, indexes in place."""
     with graph_target.open() as store:
         yield store
+
+
+@pytest.fixture
+def falkordb_store(falkordb_server: EmbeddedFalkorDB) -> Iterator[FalkorStore]:
+    """A FalkorDB store only, on a graph of its own, deleted afterwards (for FalkorDB's own tests)."""
+    store = connect(falkordb_server.socket_path, f"test_{uuid.uuid4().hex[:12]}")
+    yield store
+    clear(store)
+    store.close()
+
+
+@pytest.fixture
+def neo4j_store(neo4j_server: Neo4jCredentials, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStore]:
+    """A Neo4j store only, the database cleared before and after (for Neo4j's own tests)."""
+    for name, value in neo4j_server.env().items():
+        monkeypatch.setenv(name, value)
+    with open_store(neo4j_server.uri, database=neo4j_server.database, data_dir=Path("unused")) as store:
+        clear(store)
+        yield store
+        clear(store)
 
 
 def connect(socket_path: Path, graph: str) -> FalkorStore:
