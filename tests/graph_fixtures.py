@@ -9,6 +9,7 @@ throwaway database, since the tests delete every node in it.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -35,7 +36,7 @@ from extractor.graph.cypher import Statement
 from extractor.graph.embedded import EmbeddedFalkorDB
 from extractor.graph.falkordb_store import FalkorStore
 from extractor.graph.store import GraphStore
-from tests.neo4j_server import Neo4jServer, missing_tools
+from tests.neo4j_server import EARLY, missing_tools
 
 VOCABULARY = GraphVocabulary.from_types(
     ["PERSON", "ORGANIZATION", "LOCATION", "DATE", "NUMBER", "EVENT", "WORK", "OTHER"],
@@ -66,7 +67,7 @@ class Neo4jCredentials:
 
 
 @pytest.fixture(scope="session")
-def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jCredentials]:
+def neo4j_server() -> Iterator[Neo4jCredentials]:
     """NEO4J_URI's server if set, else a Neo4j Community started for the session (tests/neo4j_server.py).
 
     Without Java or Maven the Neo4j tests skip, saying which is missing; with CI=true they fail.
@@ -81,15 +82,33 @@ def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jCred
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message} — CI runs them, install it (or set NEO4J_URI to a Neo4j 5 server)", pytrace=False)
         pytest.skip(message)
-    # in memory where there is a tmpfs: the tests commit thousands of small transactions, each an fsync
-    shm = Path("/dev/shm")
-    home = Path(tempfile.mkdtemp(prefix="extractor-neo4j-", dir=shm)) if os.access(shm, os.W_OK) else tmp_path_factory.mktemp("neo4j")
+    if not EARLY.begun:  # conftest begins it after collection; a lone test starts it here
+        EARLY.begin(neo4j_home())
     try:
-        with Neo4jServer(home) as server:
-            yield Neo4jCredentials(server.uri, server.username, server.password)
+        server = EARLY.server()
+        yield Neo4jCredentials(server.uri, server.username, server.password)
     finally:
-        if home.parent == shm:
-            shutil.rmtree(home, ignore_errors=True)
+        EARLY.stop()
+
+
+def neo4j_home() -> Path:
+    """A fresh folder for the session's Neo4j: in memory where there is a tmpfs (the tests commit
+    thousands of small transactions, each a log flush), removed at exit."""
+    shm = Path("/dev/shm")
+    home = Path(tempfile.mkdtemp(prefix="extractor-neo4j-", dir=shm if os.access(shm, os.W_OK) else None))
+    atexit.register(shutil.rmtree, home, True)
+    return home
+
+
+def neo4j_wanted(items: list[pytest.Item]) -> bool:
+    """Whether the collected tests use the session's own Neo4j (pytest_collection_finish asks)."""
+    if os.environ.get("NEO4J_URI") or missing_tools():
+        return False
+    return any(
+        "neo4j_server" in item.fixturenames
+        or (hasattr(item, "callspec") and item.callspec.params.get("graph_target") == "neo4j")
+        for item in items
+    )
 
 
 @dataclass

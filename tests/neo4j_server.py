@@ -12,6 +12,7 @@ under a file lock. Start and stop are bounded; a failure names the last lines of
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -19,6 +20,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,14 +80,15 @@ def java_executable() -> str | None:
     return java if match and int(match.group(1)) >= JAVA_MIN else None
 
 
-def missing_tools() -> list[str]:
+@functools.lru_cache(maxsize=None)
+def missing_tools() -> tuple[str, ...]:
     """What the Neo4j tests need and this machine lacks, each with how to get it."""
     missing = []
     if java_executable() is None:
         missing.append(f"Java {JAVA_MIN}+ (apt-get install openjdk-17-jdk-headless, or set JAVA_HOME)")
     if shutil.which("mvn") is None:
         missing.append("Maven (apt-get install maven)")
-    return missing
+    return tuple(missing)
 
 
 def fetch_neo4j(log: IO[str] | None = None) -> Path:
@@ -159,6 +162,7 @@ class Neo4jServer:
     home: Path
     username: str = "neo4j"
     jvm_options: tuple[str, ...] = tuple(JVM_OPTIONS)
+    pagecache_mb: int = 128
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
@@ -184,7 +188,7 @@ class Neo4jServer:
         lib = fetch_neo4j()
         main = launcher_command(java, lib)
         self.home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "NEO4J_LAUNCHER_PASSWORD": self.password}
+        env = {**os.environ, "NEO4J_LAUNCHER_PASSWORD": self.password, "NEO4J_LAUNCHER_PAGECACHE_MB": str(self.pagecache_mb)}
         with open(self.launcher_log, "w") as out:
             self._process = subprocess.Popen(
                 [java, *self.jvm_options, *main, str(self.home)],
@@ -235,3 +239,46 @@ class Neo4jServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class EarlyStart:
+    """The session's server, started in a thread as soon as the tests that need it are collected, so the
+    JVM's start overlaps the tests before them; `server()` waits for it (and re-raises its failure)."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._server: Neo4jServer | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def begun(self) -> bool:
+        return self._thread is not None
+
+    def begin(self, home: Path) -> None:
+        def run() -> None:
+            try:
+                self._server = Neo4jServer(home).start()
+            except BaseException as exc:  # noqa: BLE001  (handed to whoever waits)
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="neo4j-start", daemon=True)
+        self._thread.start()
+
+    def server(self) -> Neo4jServer:
+        assert self._thread is not None
+        self._thread.join(timeout=FETCH_TIMEOUT_S + START_TIMEOUT_S)
+        if self._error is not None:
+            raise self._error
+        if self._server is None:
+            raise RuntimeError("Neo4j's start thread did not finish in time")
+        return self._server
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=FETCH_TIMEOUT_S + START_TIMEOUT_S)
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+EARLY = EarlyStart()

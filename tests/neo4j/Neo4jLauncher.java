@@ -36,13 +36,15 @@ public class Neo4jLauncher {
             System.exit(2);
         }
         Path home = Path.of(args[0]).toAbsolutePath();
+        String pagecacheMb = System.getenv().getOrDefault("NEO4J_LAUNCHER_PAGECACHE_MB", "128");
         DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
                 .setConfig(BoltConnector.enabled, true)
                 // port 0: the kernel picks a free port; ConnectorPortRegister says which
                 .setConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", 0))
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
                 // a test server among other processes on a small machine: a small page cache
-                .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(128))
+                // (the benchmark asks for more through NEO4J_LAUNCHER_PAGECACHE_MB)
+                .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(Long.parseLong(pagecacheMb)))
                 .setConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
                 .setConfig(GraphDatabaseSettings.preallocate_store_files, false)
                 .setConfig(GraphDatabaseSettings.shutdown_transaction_end_timeout, Duration.ofSeconds(5))
