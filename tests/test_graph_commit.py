@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +30,7 @@ from tests.graph_fixtures import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = pytest.mark.graph
+REPO = Path(__file__).resolve().parent.parent
 
 
 def commit(store: GraphStore, job: str, docs, tmp_path: Path, run: str = "run", **kwargs):
@@ -194,3 +200,45 @@ def test_a_document_given_twice_is_refused(graph_store, tmp_path):
     assert dump_graph(graph_store) == []
 
 
+
+
+# Killed from outside at a moment of the test's choosing, possibly inside a chunk's transaction
+# (the CLI's own kill -9 test, in test_graph_cli.py, stops it right after a chunk landed).
+CRASHING_COMMIT = """
+import os, sys, time
+from pathlib import Path
+from extractor.graph import commit_job, open_store
+from tests.graph_fixtures import VOCABULARY, many_docs
+
+data_dir = Path(os.environ.get("EXTRACTOR_DATA_DIR", "unused"))
+with open_store(sys.argv[1], database=sys.argv[2] or None, data_dir=data_dir) as store:
+    commit_job(store, "J", many_docs(40), log_path=Path(sys.argv[3]), vocabulary=VOCABULARY, chunk_size=4,
+               progress=lambda n: time.sleep(0.15))
+"""
+
+
+def test_commit_killed_halfway_resumes_where_it_stopped(graph_target, graph_store, tmp_path):
+    expected = dump_of(graph_store, tmp_path, ("J", many_docs(40)), chunk_size=4)
+    log_path = log_of(tmp_path, "J")
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_COMMIT, graph_target.uri, graph_target.database or "", str(log_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if log_path.exists() and len(read_json(log_path)["targets"][graph_store.target]["chunks"]) >= 3:
+                break
+            assert child.poll() is None, "the committing process ended before it could be killed"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    landed = len(read_json(log_path)["targets"][graph_store.target]["chunks"])
+    assert 3 <= landed < 10
+
+    resumed = commit_job(graph_store, "J", many_docs(40), log_path=log_path, vocabulary=VOCABULARY, chunk_size=4)
+    assert resumed.chunks == 10 and resumed.resumed_chunks == landed
+    assert dump_graph(graph_store) == expected
