@@ -69,7 +69,8 @@ class Neo4jStore:
             with self._session() as session:
                 for statement in statements:
                     running[0] = statement
-                    counters = session.run(statement.query).consume().counters
+                    # one managed transaction each, so a transient error is retried like a chunk's
+                    counters = session.execute_write(lambda tx, q=statement.query: tx.run(q).consume().counters)
                     added = added or bool(counters.constraints_added or counters.indexes_added)
                 if added:
                     running[0] = AWAIT_INDEXES
