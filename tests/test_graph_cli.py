@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extractor.graph import commit_job, dump_graph, open_store, rollback_job
+from extractor.graph import commit_job, dump_graph, open_store
 from extractor.jobs import Job
 from extractor.publishing import commit_documents, vocabulary_for
 from extractor.storage import read_json

@@ -37,7 +37,7 @@ def test_rollback_leaves_the_graph_of_the_other_jobs_on_falkordb(falkordb_store,
     check(falkordb_store, sequence, chunk_size, partial)
 
 
-# Fewer examples: every Neo4j transaction is a round trip and a log flush (about 25 ms here, against
+# Fewer examples: every Neo4j transaction is a round trip and a log flush (about 13 ms here, against
 # FalkorDB's 1 ms), and the same statements run on both; the FalkorDB run explores the space.
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @EXAMPLES
