@@ -1,7 +1,12 @@
-"""Graph benchmark: `commit` into the embedded FalkorDB against the ceiling of raw `UNWIND … MERGE`, and
-rollback of one job in a graph of ten jobs against that job's commit.
+"""Graph benchmark: `commit` into the embedded FalkorDB (or Neo4j) against the ceiling of raw `UNWIND … MERGE`,
+and rollback of one job in a graph of ten jobs against that job's commit.
 
-    .venv/bin/python -m benchmarks.graph [--docs 20000] [--entities 20] [--chunk-size 500] [--json]
+    .venv/bin/python -m benchmarks.graph [--store falkordb|neo4j] [--docs 20000] [--entities 20] [--chunk-size 500] [--json]
+
+`--store neo4j` starts the test suite's Neo4j Community (tests/neo4j_server.py: embedded, fetched
+by Maven on first use, data on disk, 1 GiB page cache, 2 GiB heap) unless NEO4J_URI names a server
+(NEO4J_USERNAME / NEO4J_PASSWORD; its database is cleared). Its ceiling is the same rows sent by
+the plain `neo4j` driver, one auto-commit `session.run` per statement.
 
 Documents are the shared Re-DocRED texts, cycled (doc i is Re-DocRED doc i mod 500 under its
 own id), each with `--entities` entities (its own, topped up from the next documents) with
@@ -120,8 +125,129 @@ MERGE (a)-[r:{name} {{doc_id: row.doc_id, evidence: row.evidence{extra}}}]->(b)"
     return raw
 
 
+def _measure(args: argparse.Namespace, tmp: Path, docs: list[Any], vocabulary: Any, result: dict[str, Any],
+             store: Any, send_bare: Any, clear: Any) -> tuple[list[float], int, Any]:
+    """Ceiling, commit, then ten jobs and the rollback of one, on `store(name)` graphs (cleared between)."""
+    from extractor.graph import commit_job, rollback_job
+    from extractor.graph.cypher import Statement
+
+    started = time.perf_counter()
+    send_bare()
+    ceiling_s = time.perf_counter() - started
+    clear("ceiling")
+
+    committed = store("commit")
+    started = time.perf_counter()
+    summary = commit_job(committed, "bench", docs, log_path=tmp / "commit.json", vocabulary=vocabulary, chunk_size=args.chunk_size)
+    commit_s = time.perf_counter() - started
+    committed.close()
+    clear("commit")
+    result["ceiling_s"] = round(ceiling_s, 2)
+    result["commit_s"] = round(commit_s, 2)
+    result["ceiling_docs_per_s"] = round(len(docs) / ceiling_s)
+    result["commit_docs_per_s"] = round(len(docs) / commit_s)
+    result["commit_vs_ceiling"] = round(ceiling_s / commit_s, 3)
+    result["graph_entities"] = summary.entities
+
+    # rollback: ten jobs over slices of the same documents (entities shared across all)
+    ten = store("ten_jobs")
+    per_job = -(-len(docs) // args.jobs)
+    commit_times = []
+    for j in range(args.jobs):
+        started = time.perf_counter()
+        commit_job(ten, f"job{j}", docs[j * per_job : (j + 1) * per_job], log_path=tmp / f"job{j}.json", vocabulary=vocabulary, chunk_size=args.chunk_size)
+        commit_times.append(time.perf_counter() - started)
+    rolled = args.jobs // 2
+    started = time.perf_counter()
+    rollback = rollback_job(ten, f"job{rolled}", log_path=tmp / f"job{rolled}.json")
+    rollback_s = time.perf_counter() - started
+    job = {"job": f"job{rolled}"}
+    left = ten.read(Statement("left_nodes", "MATCH (n) WHERE $job IN n.jobs RETURN count(n) AS n"), job)[0]["n"]
+    left += ten.read(Statement("left_relationships", "MATCH ()-[r]->() WHERE r.job = $job RETURN count(r) AS n"), job)[0]["n"]
+    ten.close()
+    clear("ten_jobs")
+    result["ten_jobs_documents_per_job"] = per_job
+    result["rolled_back_job_commit_s"] = round(commit_times[rolled], 2)
+    result["rollback_s"] = round(rollback_s, 2)
+    result["rollback_vs_commit"] = round(rollback_s / commit_times[rolled], 3)
+    result["rollback_nodes_deleted"] = rollback.nodes_deleted
+    result["rollback_relationships_deleted"] = rollback.relationships_deleted
+    result["job_left_after_rollback"] = left
+    return commit_times, rolled, rollback
+
+
+def _falkordb(args: argparse.Namespace, tmp: Path, docs: list[Any], chunks: list[Any], vocabulary: Any, result: dict[str, Any]):
+    from falkordb import FalkorDB
+
+    from extractor.graph.embedded import EmbeddedFalkorDB
+    from extractor.graph.falkordb_store import FalkorStore
+
+    with EmbeddedFalkorDB(tmp / "falkordb") as server:
+
+        def store(graph: str) -> FalkorStore:
+            s = FalkorStore.connect(target=f"bench {graph}", graph=graph, unix_socket_path=str(server.socket_path))
+            s.ensure_schema()
+            return s
+
+        def send_bare() -> None:
+            for batch in chunks:
+                for query, parameters in batch:
+                    bare.query(query, parameters)
+
+        # ceiling: a bare client, the same rows, nothing else
+        store("ceiling").close()  # same indexes as the commit's graph
+        bare = FalkorDB(unix_socket_path=str(server.socket_path)).select_graph("ceiling")
+        # each phase has a graph of its own
+        return _measure(args, tmp, docs, vocabulary, result, store, send_bare, lambda graph: None)
+
+
+def _neo4j(args: argparse.Namespace, tmp: Path, docs: list[Any], chunks: list[Any], vocabulary: Any, result: dict[str, Any]):
+    import contextlib
+    import os
+
+    import neo4j
+
+    from extractor.graph.neo4j_store import Neo4jStore
+
+    with contextlib.ExitStack() as stack:
+        if os.environ.get("NEO4J_URI"):
+            uri, database = os.environ["NEO4J_URI"], os.environ.get("NEO4J_DATABASE")
+            auth = (os.environ.get("NEO4J_USERNAME") or "neo4j", os.environ.get("NEO4J_PASSWORD", ""))
+        else:
+            sys.path.insert(0, str(REPO))
+            from tests.neo4j_server import JVM_OPTIONS, Neo4jServer, neo4j_version
+
+            options = tuple(o for o in JVM_OPTIONS if not o.startswith("-Xm")) + ("-Xms2g", "-Xmx2g")
+            server = stack.enter_context(Neo4jServer(tmp / "neo4j", jvm_options=options, pagecache_mb=1024))
+            uri, database, auth = server.uri, None, (server.username, server.password)
+            os.environ["NEO4J_USERNAME"], os.environ["NEO4J_PASSWORD"] = auth
+            result["neo4j"] = f"{neo4j_version()} embedded, data on disk"
+        driver = stack.enter_context(neo4j.GraphDatabase.driver(uri, auth=auth))
+        result["neo4j_server"] = driver.get_server_info().agent
+
+        def clear(_graph: str) -> None:
+            with driver.session(database=database) as session:
+                session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS").consume()
+
+        def store(graph: str) -> Neo4jStore:
+            s = Neo4jStore.connect(uri, database=database, target=f"bench {uri}")
+            s.ensure_schema()
+            return s
+
+        def send_bare() -> None:
+            with driver.session(database=database) as session:
+                for batch in chunks:
+                    for query, parameters in batch:
+                        session.run(query, parameters).consume()
+
+        clear("before")
+        store("ceiling").close()  # the same constraints and indexes as the commit's
+        return _measure(args, tmp, docs, vocabulary, result, store, send_bare, clear)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", choices=["falkordb", "neo4j"], default="falkordb")
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--entities", type=int, default=20)
     parser.add_argument("--chunk-size", type=int, default=500)
@@ -129,12 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
 
-    from falkordb import FalkorDB
-
-    from extractor.graph import GraphVocabulary, commit_job, rollback_job
+    from extractor.graph import GraphVocabulary
     from extractor.graph.batches import iter_chunks, sorted_documents
-    from extractor.graph.embedded import EmbeddedFalkorDB
-    from extractor.graph.falkordb_store import FalkorStore
     from extractor.schema import DEFAULT_SPEC_PATH, load_spec
 
     spec = load_spec(DEFAULT_SPEC_PATH)
@@ -146,70 +268,23 @@ def main(argv: list[str] | None = None) -> int:
     mentions = sum(len(d.entities) for d in docs)
     relations = sum(len(d.relations) for d in docs)
     result: dict[str, Any] = {
+        "store": args.store,
         "documents": len(docs),
         "entities_per_document": args.entities,
         "mentions": mentions,
         "relations": relations,
         "chunk_size": args.chunk_size,
     }
-    with tempfile.TemporaryDirectory(prefix="graph-bench-") as tmp, EmbeddedFalkorDB(Path(tmp) / "falkordb") as server:
-
-        def store(graph: str) -> FalkorStore:
-            s = FalkorStore.connect(target=f"bench {graph}", graph=graph, unix_socket_path=str(server.socket_path))
-            s.ensure_schema()
-            return s
-
-        # ceiling: a bare client, the same rows, nothing else
-        store("ceiling").close()  # same indexes as the commit's graph
-        bare = FalkorDB(unix_socket_path=str(server.socket_path)).select_graph("ceiling")
-        started = time.perf_counter()
-        for batch in chunks:
-            for query, parameters in batch:
-                bare.query(query, parameters)
-        ceiling_s = time.perf_counter() - started
-
-        committed = store("commit")
-        started = time.perf_counter()
-        summary = commit_job(committed, "bench", docs, log_path=Path(tmp) / "commit.json", vocabulary=vocabulary, chunk_size=args.chunk_size)
-        commit_s = time.perf_counter() - started
-        committed.close()
-        result["ceiling_s"] = round(ceiling_s, 2)
-        result["commit_s"] = round(commit_s, 2)
-        result["ceiling_docs_per_s"] = round(len(docs) / ceiling_s)
-        result["commit_docs_per_s"] = round(len(docs) / commit_s)
-        result["commit_vs_ceiling"] = round(ceiling_s / commit_s, 3)
-        result["graph_entities"] = summary.entities
-
-        # rollback: ten jobs over slices of the same documents (entities shared across all)
-        ten = store("ten_jobs")
-        per_job = -(-len(docs) // args.jobs)
-        commit_times = []
-        for j in range(args.jobs):
-            started = time.perf_counter()
-            commit_job(ten, f"job{j}", docs[j * per_job : (j + 1) * per_job], log_path=Path(tmp) / f"job{j}.json", vocabulary=vocabulary, chunk_size=args.chunk_size)
-            commit_times.append(time.perf_counter() - started)
-        rolled = args.jobs // 2
-        started = time.perf_counter()
-        rollback = rollback_job(ten, f"job{rolled}", log_path=Path(tmp) / f"job{rolled}.json")
-        rollback_s = time.perf_counter() - started
-        left = ten._graph.ro_query(
-            "MATCH (n) WHERE $job IN n.jobs RETURN count(n)", {"job": f"job{rolled}"}
-        ).result_set[0][0] + ten._graph.ro_query(
-            "MATCH ()-[r]->() WHERE r.job = $job RETURN count(r)", {"job": f"job{rolled}"}
-        ).result_set[0][0]
-        ten.close()
-        result["ten_jobs_documents_per_job"] = per_job
-        result["rolled_back_job_commit_s"] = round(commit_times[rolled], 2)
-        result["rollback_s"] = round(rollback_s, 2)
-        result["rollback_vs_commit"] = round(rollback_s / commit_times[rolled], 3)
-        result["rollback_nodes_deleted"] = rollback.nodes_deleted
-        result["rollback_relationships_deleted"] = rollback.relationships_deleted
-        result["job_left_after_rollback"] = left
+    with tempfile.TemporaryDirectory(prefix="graph-bench-") as tmp:
+        run = _falkordb if args.store == "falkordb" else _neo4j
+        commit_times, rolled, rollback = run(args, Path(tmp), docs, chunks, vocabulary, result)
+    ceiling_s, commit_s, rollback_s, per_job = result["ceiling_s"], result["commit_s"], result["rollback_s"], result["ten_jobs_documents_per_job"]
+    left = result["job_left_after_rollback"]
 
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{len(docs):,} documents × {args.entities} entities ({mentions:,} mentions, {relations:,} relations), chunks of {args.chunk_size}")
+        print(f"{args.store}: {len(docs):,} documents × {args.entities} entities ({mentions:,} mentions, {relations:,} relations), chunks of {args.chunk_size}")
         print(f"  ceiling (bare UNWIND … MERGE): {ceiling_s:8.2f} s  {result['ceiling_docs_per_s']:>7,} docs/s")
         print(f"  commit_job:                    {commit_s:8.2f} s  {result['commit_docs_per_s']:>7,} docs/s  = {result['commit_vs_ceiling']:.2f} × ceiling (goal ≥ 0.5)")
         print(f"{args.jobs} jobs of {per_job:,} documents sharing entities; rolling back job{rolled}:")

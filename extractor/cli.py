@@ -405,13 +405,20 @@ def verify(
 
 @app.command()
 @handles_errors
-def commit(ctx: typer.Context, job_id: str, graph: GraphOpt = None, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+def commit(
+    ctx: typer.Context,
+    job_id: str,
+    graph: GraphOpt = None,
+    database: DatabaseOpt = None,
+    chunk_size: Annotated[Optional[int], typer.Option("--chunk-size", min=1, help="Documents per transaction (default 500; a resumed commit keeps its own).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Write a verified job's clean documents to the staging graph."""
     from .publishing import commit_stage
 
     job = store_of(ctx).load(job_id)
     with console.RichProgress().stage("commit", job.manifest.get("verify", {}).get("clean")) as tick:
-        data = commit_stage(job, uri=graph_uri(graph), database=database, data_dir=data_dir(), progress=tick)
+        data = commit_stage(job, uri=graph_uri(graph), database=database, data_dir=data_dir(), progress=tick, chunk_size=chunk_size)
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"committed job {job_id}", data)))
 
 

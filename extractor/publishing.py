@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +18,8 @@ from .storage import read_json
 from .verify.normalize import normalize_name
 
 KEPT = frozenset({"grounded", "fuzzy"})
+# pipeline.CRASH_AFTER_ENV; "commit-chunk:N" SIGKILLs the process right after the commit's N-th chunk landed
+CRASH_AFTER_ENV = "EXTRACTOR_TEST_CRASH_AFTER"
 
 
 def vocabulary_for(job: Job) -> GraphVocabulary:
@@ -51,15 +55,33 @@ def commit_documents(job: Job) -> Iterator[CommitDocument]:
 
 
 def commit_stage(job: Job, *, uri: str, database: str | None, data_dir: Path,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[int], None] | None = None, chunk_size: int | None = None) -> dict[str, Any]:
     job.require(State.VERIFIED, State.COMMITTED, State.ROLLED_BACK, doing="be committed")
     with open_store(uri, database=database, data_dir=data_dir) as store:
         summary = commit_job(store, job.id, commit_documents(job), log_path=job.commit_path,
-                             vocabulary=vocabulary_for(job), progress=progress)
+                             vocabulary=vocabulary_for(job), progress=_crash_point(progress),
+                             **({"chunk_size": chunk_size} if chunk_size else {}))
     result = {**asdict(summary), "graph": redact_uri(uri),
               "nodes": summary.documents + summary.entities, "relationships": summary.mentions + summary.relationships}
     job.transition(State.COMMITTED, commit={k: v for k, v in result.items() if k != "job_id"})
     return result
+
+
+def _crash_point(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """Fault injection for the kill -9 resume tests: see CRASH_AFTER_ENV."""
+    stage, _, count = os.environ.get(CRASH_AFTER_ENV, "").partition(":")
+    if stage != "commit-chunk" or not count.isdigit():
+        return progress
+    landed = [0]
+
+    def crashing(documents: int) -> None:
+        if progress is not None:
+            progress(documents)
+        landed[0] += 1
+        if landed[0] == int(count):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return crashing
 
 
 def rollback_stage(job: Job, *, uri: str, database: str | None, data_dir: Path) -> dict[str, Any]:

@@ -45,3 +45,18 @@ def llama_url(model_cache: Path):
 
     with EmbeddedLlamaServer(model_path(model_cache / "models"), slots=4) as base_url:
         yield base_url
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the session's Neo4j in the background once tests that need it are collected (issue 17)."""
+    from tests.graph_fixtures import neo4j_home, neo4j_wanted
+    from tests.neo4j_server import EARLY
+
+    if neo4j_wanted(session.items) and not EARLY.begun:
+        EARLY.begin(neo4j_home())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.neo4j_server import EARLY
+
+    EARLY.stop()

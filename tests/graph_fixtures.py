@@ -1,25 +1,49 @@
-"""Fixtures for the graph tests: one real embedded FalkorDB per session, a fresh graph per test."""
+"""Fixtures for the graph tests: a real embedded FalkorDB and a real Neo4j, one each per session.
+
+`graph_target` (and `graph_store` on it) is parametrised over both stores, so a test written once
+runs on each. FalkorDB gives each test a graph of its own; Neo4j Community has one database per
+server, so each test clears it before and after. With NEO4J_URI set, the Neo4j tests run against
+that server instead (NEO4J_USERNAME, NEO4J_PASSWORD, optionally NEO4J_DATABASE): point it at a
+throwaway database, since the tests delete every node in it.
+"""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from hypothesis import strategies as st
 
-from extractor.graph import CommitDocument, EntityMention, GraphVocabulary, RelationFact, commit_job, dump_graph, rollback_job
+from extractor.graph import (
+    CommitDocument,
+    EntityMention,
+    GraphVocabulary,
+    RelationFact,
+    commit_job,
+    dump_graph,
+    open_store,
+    rollback_job,
+)
 from extractor.graph.cypher import Statement
 from extractor.graph.embedded import EmbeddedFalkorDB
 from extractor.graph.falkordb_store import FalkorStore
 from extractor.graph.store import GraphStore
+from tests.neo4j_server import EARLY, missing_tools
 
 VOCABULARY = GraphVocabulary.from_types(
     ["PERSON", "ORGANIZATION", "LOCATION", "DATE", "NUMBER", "EVENT", "WORK", "OTHER"],
     ["WORKS_FOR", "LOCATED_IN", "BORN_IN", "FOUNDED"],
 )
 CLEAR = Statement("clear", "MATCH (n) DETACH DELETE n")
+STORES = ("falkordb", "neo4j")
 
 
 @pytest.fixture(scope="session")
@@ -31,20 +55,129 @@ def falkordb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedd
     server.release()
 
 
-def connect(socket_path: Path, graph: str) -> FalkorStore:
-    """A store on `graph` of the server at `socket_path`, indexes in place."""
-    store = FalkorStore.connect(target=f"test graph {graph}", graph=graph, unix_socket_path=str(socket_path))
-    store.ensure_schema()
-    return store
+@dataclass(frozen=True)
+class Neo4jCredentials:
+    uri: str
+    username: str
+    password: str | None
+    database: str | None = None
+
+    def env(self) -> dict[str, str]:
+        return {"NEO4J_USERNAME": self.username, **({"NEO4J_PASSWORD": self.password} if self.password is not None else {})}
+
+
+@pytest.fixture(scope="session")
+def neo4j_server() -> Iterator[Neo4jCredentials]:
+    """NEO4J_URI's server if set, else a Neo4j Community started for the session (tests/neo4j_server.py).
+
+    Without Java or Maven the Neo4j tests skip, saying which is missing; with CI=true they fail.
+    """
+    if uri := os.environ.get("NEO4J_URI"):
+        yield Neo4jCredentials(
+            uri, os.environ.get("NEO4J_USERNAME") or "neo4j", os.environ.get("NEO4J_PASSWORD"), os.environ.get("NEO4J_DATABASE")
+        )
+        return
+    if missing := missing_tools():
+        message = f"the Neo4j tests need {' and '.join(missing)}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message} — CI runs them, install it (or set NEO4J_URI to a Neo4j 5 server)", pytrace=False)
+        pytest.skip(message)
+    if not EARLY.begun:  # conftest begins it after collection; a lone test starts it here
+        EARLY.begin(neo4j_home())
+    try:
+        server = EARLY.server()
+        yield Neo4jCredentials(server.uri, server.username, server.password)
+    finally:
+        EARLY.stop()
+
+
+def neo4j_home() -> Path:
+    """A fresh folder for the session's Neo4j: in memory where there is a tmpfs (the tests commit
+    thousands of small transactions, each a log flush), removed at exit."""
+    shm = Path("/dev/shm")
+    home = Path(tempfile.mkdtemp(prefix="extractor-neo4j-", dir=shm if os.access(shm, os.W_OK) else None))
+    atexit.register(shutil.rmtree, home, True)
+    return home
+
+
+def neo4j_wanted(items: list[pytest.Item]) -> bool:
+    """Whether the collected tests use the session's own Neo4j (pytest_collection_finish asks)."""
+    if os.environ.get("NEO4J_URI") or missing_tools():
+        return False
+    return any(
+        "neo4j_server" in item.fixturenames
+        or (hasattr(item, "callspec") and item.callspec.params.get("graph_target") == "neo4j")
+        for item in items
+    )
+
+
+@dataclass
+class GraphTarget:
+    """One store under test, as the CLI names it: `--graph URI [--database NAME]` plus its environment."""
+
+    kind: str  # "falkordb" | "neo4j"
+    uri: str
+    database: str | None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def cli_args(self) -> list[str]:
+        return ["--graph", self.uri, *(["--database", self.database] if self.database else [])]
+
+    def open(self) -> AbstractContextManager[GraphStore]:
+        """The store through `open_store`, as the CLI opens it (environment set by the fixture)."""
+        return open_store(self.uri, database=self.database, data_dir=Path(self.env.get("EXTRACTOR_DATA_DIR", "unused")))
+
+
+@pytest.fixture(params=STORES)
+def graph_target(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphTarget]:
+    """An empty graph in each store in turn, its environment (data dir, credentials) set for the CLI too."""
+    if request.param == "falkordb":
+        server: EmbeddedFalkorDB = request.getfixturevalue("falkordb_server")
+        target = GraphTarget("falkordb", "embedded", f"test_{uuid.uuid4().hex[:12]}", {"EXTRACTOR_DATA_DIR": str(server.data_dir)})
+    else:
+        neo4j: Neo4jCredentials = request.getfixturevalue("neo4j_server")
+        target = GraphTarget("neo4j", neo4j.uri, neo4j.database, neo4j.env())
+    for name, value in target.env.items():
+        monkeypatch.setenv(name, value)
+    with target.open() as store:
+        clear(store)
+    yield target
+    with target.open() as store:
+        clear(store)
 
 
 @pytest.fixture
-def graph_store(falkordb_server: EmbeddedFalkorDB) -> Iterator[FalkorStore]:
-    """A store on a graph of its own, deleted afterwards."""
+def graph_store(graph_target: GraphTarget) -> Iterator[GraphStore]:
+    """The target's store, open for the test, indexes in place."""
+    with graph_target.open() as store:
+        yield store
+
+
+@pytest.fixture
+def falkordb_store(falkordb_server: EmbeddedFalkorDB) -> Iterator[FalkorStore]:
+    """A FalkorDB store only, on a graph of its own, deleted afterwards (for FalkorDB's own tests)."""
     store = connect(falkordb_server.socket_path, f"test_{uuid.uuid4().hex[:12]}")
     yield store
     clear(store)
     store.close()
+
+
+@pytest.fixture
+def neo4j_store(neo4j_server: Neo4jCredentials, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStore]:
+    """A Neo4j store only, the database cleared before and after (for Neo4j's own tests)."""
+    for name, value in neo4j_server.env().items():
+        monkeypatch.setenv(name, value)
+    with open_store(neo4j_server.uri, database=neo4j_server.database, data_dir=Path("unused")) as store:
+        clear(store)
+        yield store
+        clear(store)
+
+
+def connect(socket_path: Path, graph: str) -> FalkorStore:
+    """A store on `graph` of the FalkorDB server at `socket_path`, indexes in place."""
+    store = FalkorStore.connect(target=f"test graph {graph}", graph=graph, unix_socket_path=str(socket_path))
+    store.ensure_schema()
+    return store
 
 
 def clear(store: GraphStore) -> None:

@@ -1,4 +1,4 @@
-"""The statement listing (`graph cypher`): complete, parameterised, and accepted by a real FalkorDB."""
+"""The statement listing (`graph cypher`): complete, parameterised, and accepted by a real FalkorDB and a real Neo4j."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from extractor.graph import cypher
 from extractor.graph.batches import build_chunk
 from extractor.graph.cypher import iter_statements
-from tests.graph_fixtures import VOCABULARY, falkordb_server, graph_store, many_docs  # noqa: F401
+from extractor.graph.cypher import Statement
+from tests.graph_fixtures import VOCABULARY, falkordb_server, falkordb_store, many_docs, neo4j_server, neo4j_store  # noqa: F401
 
 
 def test_every_statement_comes_with_its_parameters():
@@ -45,8 +46,20 @@ def test_an_unknown_dialect_is_refused():
 
 
 @pytest.mark.graph
-def test_falkordb_plans_every_statement(graph_store):
+def test_falkordb_plans_every_statement(falkordb_store):
     for statement in iter_statements("falkordb", VOCABULARY):
         if statement["query"].startswith("CREATE INDEX"):
             continue  # schema statements have no plan; ensure_schema ran them already
-        graph_store._graph.explain(statement["query"], statement["parameters"])
+        falkordb_store._graph.explain(statement["query"], statement["parameters"])
+
+
+@pytest.mark.graph
+def test_neo4j_plans_every_statement(neo4j_store):
+    """EXPLAIN compiles each statement with its parameters and runs nothing."""
+    explained = [
+        (Statement(s["name"], f"EXPLAIN {s['query']}"), s["parameters"])
+        for s in iter_statements("neo4j", VOCABULARY)
+        if not s["query"].startswith("CREATE ")  # schema statements: ensure_schema ran them already
+    ]
+    assert len(explained) > 20
+    neo4j_store.write(explained)

@@ -1,4 +1,4 @@
-"""Answers crafted to inject Cypher change nothing but the intended writes, on a real FalkorDB."""
+"""Answers crafted to inject Cypher change nothing but the intended writes, on a real FalkorDB and a real Neo4j."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from extractor.graph import CommitDocument, EntityMention, GraphVocabulary, Rela
 from extractor.graph import cypher
 from extractor.graph.cypher import Statement
 from extractor.graph.falkordb_store import with_parameters
-from tests.graph_fixtures import VOCABULARY, connect, falkordb_server, graph_store, job_k  # noqa: F401
+from tests.graph_fixtures import (  # noqa: F401  (fixtures)
+    VOCABULARY,
+    clear,
+    falkordb_server,
+    falkordb_store,
+    graph_store,
+    graph_target,
+    job_k,
+    neo4j_server,
+)
 
 pytestmark = pytest.mark.graph
 
@@ -59,23 +68,21 @@ def hostile_documents() -> list[CommitDocument]:
     return docs
 
 
-def test_hostile_answers_write_only_values(graph_store, falkordb_server, tmp_path):
+def test_hostile_answers_write_only_values(graph_store, tmp_path):
+    job = "J'}) MATCH (n) DETACH DELETE n //"
+    # what the job writes into an empty graph
+    commit_job(graph_store, job, hostile_documents(), log_path=tmp_path / "alone.json", vocabulary=VOCABULARY)
+    alone = dump_graph(graph_store)
+    clear(graph_store)
+
     graph_store.write([(Statement("sentinel", "CREATE (:Sentinel {name: 'keep me'})-[:GUARDS]->(:Sentinel {name: 'me too'})"), {})])
     commit_job(graph_store, "K", job_k(), log_path=tmp_path / "K.json", vocabulary=VOCABULARY)
     before = dump_graph(graph_store)
-
-    job = "J'}) MATCH (n) DETACH DELETE n //"
     summary = commit_job(graph_store, job, hostile_documents(), log_path=tmp_path / "J.json", vocabulary=VOCABULARY)
     after = dump_graph(graph_store)
 
     # exactly the union of what was there and what the job writes into an empty graph
-    alone = connect(falkordb_server.socket_path, f"{graph_store.graph_name}_alone")
-    try:
-        commit_job(alone, job, hostile_documents(), log_path=tmp_path / "alone.json", vocabulary=VOCABULARY)
-        expected = sorted(before + dump_graph(alone), key=lambda item: repr(sorted(item.items())))
-    finally:
-        alone.write([(Statement("clear", "MATCH (n) DETACH DELETE n"), {})])
-        alone.close()
+    expected = sorted(before + alone, key=lambda item: repr(sorted(item.items())))
     assert sorted(after, key=lambda item: repr(sorted(item.items()))) == expected
     assert summary.documents == len(HOSTILE)
 
@@ -106,8 +113,9 @@ def test_labels_outside_the_allowed_form_never_reach_a_statement():
     vocabulary = GraphVocabulary.from_types(["X]->() DETACH DELETE n //"], ["`) MATCH (n) DETACH DELETE n //"])
     assert vocabulary.entity_labels == {"X_DETACH_DELETE_N"}
     assert vocabulary.relationship_types == {"MATCH_N_DETACH_DELETE_N"}
-    for statement in cypher.iter_statements("falkordb", vocabulary):
-        assert "//" not in statement["query"] and "`" not in statement["query"]
+    for dialect in cypher.DIALECTS:
+        for statement in cypher.iter_statements(dialect, vocabulary):
+            assert "//" not in statement["query"] and "`" not in statement["query"]
 
 
 values = st.recursive(
@@ -124,9 +132,9 @@ values = st.recursive(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=values)
-def test_parameter_values_reach_falkordb_unchanged(graph_store, value):
+def test_parameter_values_reach_falkordb_unchanged(falkordb_store, value):
     """The injection surface itself: values quoted into FalkorDB's CYPHER header come back as they went."""
-    reply = graph_store._db.connection.execute_command(
-        "GRAPH.QUERY", graph_store.graph_name, with_parameters("RETURN $p", {"p": value}), "--compact"
+    reply = falkordb_store._db.connection.execute_command(
+        "GRAPH.QUERY", falkordb_store.graph_name, with_parameters("RETURN $p", {"p": value}), "--compact"
     )
-    assert QueryResult(graph_store._graph, reply).result_set[0][0] == value
+    assert QueryResult(falkordb_store._graph, reply).result_set[0][0] == value
