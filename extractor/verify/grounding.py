@@ -59,6 +59,8 @@ from extractor.verify.normalize import (
     normalize_name,
     on_token_boundary,
 )
+from extractor.verify.names import NAME_VARIANT_SCORE, PersonName, is_person_type, match_person
+from extractor.verify.values import parse_value, value_forms
 from extractor.verify.tokens import (
     DIGIT,
     MIN_EDIT_CHARS,
@@ -79,6 +81,8 @@ JOINED_SCORE = 0.9
 MIN_JOINED_CHARS = 4
 # Multiplies the score when a leading "the" of the name is missing from the document.
 ARTICLE_DROP_FACTOR = 0.95
+# A date or number found in another written form ("1954-07-03" on "3 July 1954"): the same value, another spelling.
+VALUE_SCORE = 0.95
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 # bytes.translate deletes fast; non-ASCII separators stay (rare, and they only cost recall)
@@ -101,8 +105,12 @@ class DocumentMatcher:
         self._folded_text: str | None = None
         self._squashed_text: bytes | None = None
 
-    def align(self, name: str) -> Alignment:
-        """Align an entity name: exact, then token by token, then joined (module docstring)."""
+    def align(self, name: str, kind: str | None = None) -> Alignment:
+        """Align an entity name: exact, then token by token, then joined, then as a value or a person (module docstring).
+
+        `kind` is the entity's type as the answer gave it: the person rules apply to a person's type,
+        to an untyped name, and to any name written with an honorific.
+        """
         form = name.lower()
         if (name.isascii() and form[:1].isalnum() and form[-1:].isalnum() and form.isprintable()
                 and "  " not in form and "-" not in form and "'" not in form and "`" not in form):
@@ -130,7 +138,39 @@ class DocumentMatcher:
                 span, score = aligned
                 verdict: Verdict = "grounded" if score == 1.0 and factor == 1.0 else "fuzzy"
                 return Alignment(verdict, self.to_original(*span), score * factor)
-        return NOT_FOUND
+        return self._align_rewritten(name, kind)
+
+    def _align_rewritten(self, name: str, kind: str | None) -> Alignment:
+        """A date or number written another way (`values`), or a person's name with parts dropped or added (`names`)."""
+        value = parse_value(name)
+        if value is not None:
+            span = self.find_exact(value_forms(value))
+            return NOT_FOUND if span is None else Alignment("fuzzy", self.to_original(*span), VALUE_SCORE)
+        person = PersonName.parse(name)
+        if person is None or not (person.titled or any(person.initials) or is_person_type(kind)):
+            return NOT_FOUND
+        found = self._align_person(person)
+        return NOT_FOUND if found is None else Alignment("fuzzy", self.token_span(*found), NAME_VARIANT_SCORE)
+
+    def _align_person(self, person: PersonName) -> tuple[int, int] | None:
+        """First and last token of the one person in this document the name can stand for (`names`), or None."""
+        surname = person.tokens[-1]
+        if not _has_token(self.normalized.text, surname):
+            return None
+        doc = self.tokens()
+        people: dict[str, tuple[int, int]] = {}  # a person's first name (or "" for a bare surname) → first run
+        for last in doc.positions((surname,)):
+            if not self._capitalised(last):
+                continue
+            first = match_person(person, doc.words, self._capitalised, self._close, last)
+            if first is not None:
+                people.setdefault(doc.words[first] if first < last else "", (first, last))
+        named = [run for given, run in people.items() if given]
+        if len(named) > 1:
+            return None  # "J. Smith" where John Smith and James Smith both appear: not guessed
+        if named:
+            return named[0]
+        return people.get("") if person.surname_only else None
 
     def align_quote(self, quote: str) -> Alignment:
         """Align an evidence quote (see `evidence.align_quote`)."""

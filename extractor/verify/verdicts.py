@@ -184,7 +184,7 @@ def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: lis
     for name, kind in entities:
         first = by_name.get(name)  # a name listed twice is aligned once
         if first is None:
-            verdict, span, _ = align(name)
+            verdict, span, _ = align(name, kind)
         else:
             verdict, span = first["verdict"], first["span"]
         # spans stay tuples and "no sources" one shared empty tuple: orjson writes both as arrays, and nothing
