@@ -32,7 +32,6 @@ HONORIFICS = frozenset({
     "gen", "general", "lt", "sgt", "president", "senator", "sen", "rep", "judge", "justice", "king", "queen",
     "prince", "princess", "gov", "governor", "mayor", "hon", "rabbi", "imam", "pastor",
 })
-SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md"})
 NAME_VARIANT_SCORE = 0.9
 # Middle tokens a document may hold that the answer left out ("Ella [Mabel] Morris").
 MAX_EXTRA_TOKENS = 2
@@ -67,8 +66,6 @@ def _parse(name: str) -> PersonName | None:
     while words and words[0].casefold().rstrip(".") in HONORIFICS and len(words) > 1:
         words = words[1:]
         titled = True
-    while len(words) > 1 and words[-1].casefold() in SUFFIXES:
-        words = words[:-1]
     if not all(w[:1].isupper() for w in words) or any(c.isdigit() for w in words for c in w):
         return None
     if len(words) == 1:
