@@ -50,8 +50,9 @@ _NUMERIC = re.compile(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{4})")
 
 CURRENCIES = {"$": "$", "us$": "$", "usd": "$", "€": "€", "eur": "€", "£": "£", "gbp": "£", "¥": "¥"}
 # Written forms of each unit, as `normalize` leaves them: before the number for currencies, after it for %.
-_UNIT_PREFIXES = {"$": ("$", "$ ", "us$", "us$ ", "usd "), "€": ("€", "€ ", "eur "), "£": ("£", "£ ", "gbp "),
-                  "¥": ("¥", "¥ ")}
+# Longest first: the span found covers "US$ 5", not only "$ 5" inside it.
+_UNIT_PREFIXES = {"$": ("us$ ", "us$", "usd ", "$ ", "$"), "€": ("eur ", "€ ", "€"), "£": ("gbp ", "£ ", "£"),
+                  "¥": ("¥ ", "¥")}
 _PERCENT_SUFFIXES = ("%", " %", " percent", " per cent")
 SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12, "bn": 10**9}
 _NUMBER = re.compile(
@@ -150,7 +151,7 @@ def _date_forms(iso: str) -> tuple[str, ...]:
     y = f"{year:04d}"
     days = [str(day), f"{day}{_ordinal(day)}"] + ([f"{day:02d}"] if day < 10 else [])
     name = MONTHS[month - 1]
-    months = [name] if len(name) <= 4 else [name, name[:3], name[:3] + "."]
+    months = [name] if len(name) == 3 else [name, name[:3], name[:3] + "."]
     if month == 9:
         months += ["sept", "sept."]
     forms: list[str] = [f"{y}-{month:02d}-{day:02d}"]
