@@ -59,7 +59,7 @@ from extractor.verify.normalize import (
     normalize_name,
     on_token_boundary,
 )
-from extractor.verify.names import NAME_VARIANT_SCORE, PersonName, is_person_type, match_person
+from extractor.verify.names import NAME_VARIANT_SCORE, PersonName, is_person_type, joins_name, match_person
 from extractor.verify.values import parse_value, value_forms
 from extractor.verify.tokens import (
     DIGIT,
@@ -162,7 +162,7 @@ class DocumentMatcher:
         for last in doc.positions((surname,)):
             if not self._capitalised(last):
                 continue
-            first = match_person(person, doc.words, self._capitalised, self._close, last)
+            first = match_person(person, doc.words, self._capitalised, self._joins_name, last)
             if first is not None:
                 people.setdefault(doc.words[first] if first < last else "", (first, last))
         named = [run for given, run in people.items() if given]
@@ -353,6 +353,15 @@ class DocumentMatcher:
         doc = self.tokens()
         gap = self.normalized.text[doc.ends[index - 1] : doc.starts[index]]
         return len(gap) <= MAX_SEPARATOR_MARKS or len(gap.replace(" ", "")) <= MAX_SEPARATOR_MARKS
+
+    def _joins_name(self, index: int) -> bool:
+        """Whether document token `index` continues the name of the token before it (`names.joins_name`)."""
+        doc = self.tokens()
+        return joins_name(self.normalized.text[doc.ends[index - 1] : doc.starts[index]])
+
+    def holds_token(self, word: str) -> bool:
+        """Whether the normalised document has `word` as a whole token."""
+        return _has_token(self.normalized.text, word)
 
     def _capitalised(self, index: int) -> bool:
         """Whether document token `index` starts with a capital letter in the original text."""

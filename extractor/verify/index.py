@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 import ahocorasick_rs
 
 from extractor.verify.leaks import MAX_SHARE, MIN_SHARED, NAME, LeakRule
-from extractor.verify.names import PersonName, match_person
+from extractor.verify.names import PersonName, joins_name, match_person
 from extractor.verify.normalize import TOKEN, NormalizedText, name_variants, normalize, normalize_name, on_token_boundary
 from extractor.verify.values import value_forms
 
@@ -127,7 +127,7 @@ def _written_as_name(text: str, normalized: NormalizedText | None, start: int, e
     first, stop = normalized.span_to_original(start, end)
     if not original[first : first + 1].isupper():
         return False
-    before = original[max(0, first - 3) : first].rstrip()
+    before = original[max(0, first - 40) : first].rstrip()
     if not before or before[-1:] in ".!?:":
         return False  # a sentence start: any word is capitalised there
     after = original[stop : stop + 3].lstrip(" ")
@@ -142,8 +142,7 @@ def _names_person(person: PersonName, text: str, start: int) -> bool:
     bounds = [(m.start(), m.end()) for m in matches] + [(len(window), len(window))]
 
     def close(index: int) -> bool:
-        gap = window[bounds[index - 1][1] : bounds[index][0]]
-        return len(gap) <= 2 or len(gap.replace(" ", "")) <= 2
+        return joins_name(window[bounds[index - 1][1] : bounds[index][0]])
 
     return match_person(person, words, lambda index: True, close, len(words) - 1) is not None
 

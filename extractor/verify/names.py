@@ -73,13 +73,15 @@ def _parse(name: str) -> PersonName | None:
     if len(words) > 4:
         return None
     initials = tuple(len(w) == 1 for w in words)
-    if initials[-1]:
+    if initials[-1] or _ROMAN.fullmatch(words[-1].casefold()):
         return None  # "Smith J." is another order; not read
     return PersonName(tuple(w.casefold() for w in words), initials, titled)
 
 
 def _surname_only(word: str) -> PersonName | None:
-    return None if len(word) < 2 else PersonName((word.casefold(),), (False,), True)
+    """ "Dr. Morris" as the surname it names; not a numeral ("Dr. II") or a single letter."""
+    folded = word.casefold()
+    return None if len(word) < 2 or _ROMAN.fullmatch(folded) else PersonName((folded,), (False,), True)
 
 
 PERSON_TYPES = frozenset({"person", "per", "people", "human", "individual"})
@@ -90,23 +92,38 @@ def is_person_type(kind: str | None) -> bool:
     return kind is None or kind.casefold() in PERSON_TYPES
 
 
+# Capitalised at a sentence start, never a given name: a run of a name does not reach back over them.
+_NOT_GIVEN = frozenset({
+    "the", "a", "an", "of", "in", "on", "at", "and", "for", "to", "by", "with", "from", "as", "but", "or", "after",
+    "before", "when", "while", "during", "this", "that", "these", "those", "his", "her", "its", "their", "our", "my",
+    "he", "she", "they", "it", "we", "i", "earlier", "later", "then", "also", "both", "under", "since", "until",
+})
+_ROMAN = re.compile(r"[ivxlcdm]+")
+
+
+def joins_name(gap: str) -> bool:
+    """Whether the text between two tokens keeps them in one name: spaces, an initial's dot, a hyphen or apostrophe."""
+    return len(gap) <= 3 and gap.replace(" ", "") in ("", ".", "-", "'", "’")
+
+
 def match_person(person: PersonName, words: list[str], capitalised, close, last: int) -> int | None:
     """The first token of a document run ending at `last` (a token equal to the surname) naming `person`, or None.
 
     `words` are the document's lowercase tokens; `capitalised(i)` says whether token i was written
     with a capital (always True where case is unknown); `close(i)` whether token i follows token
-    i - 1 with at most a mark or two between them.
+    i - 1 within one name (`joins_name`: "Department, Bohigian" is two names).
     """
     if person.surname_only:
         first = last
-        while first > 0 and close(first) and capitalised(first - 1) and words[first - 1] not in HONORIFICS:
+        while (first > 0 and close(first) and capitalised(first - 1) and words[first - 1] not in HONORIFICS
+               and words[first - 1] not in _NOT_GIVEN):
             first -= 1
         return first
     given, initial = person.tokens[0], person.initials[0]
     middles = list(zip(person.tokens[1:-1], person.initials[1:-1]))
     lowest = max(0, last - 1 - len(middles) - MAX_EXTRA_TOKENS)
     for first in range(last - 1, lowest - 1, -1):
-        if not (close(first + 1) and capitalised(first)):
+        if not (close(first + 1) and capitalised(first)) or words[first] in _NOT_GIVEN or words[first] in HONORIFICS:
             return None
         word = words[first]
         if (word == given if not initial else word[:1] == given) and _middles_fit(middles, words[first + 1 : last]):

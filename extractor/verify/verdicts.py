@@ -195,7 +195,7 @@ def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: lis
         # mutates them (a verdict decided later gets a new list)
         ent = {"name": name, "type": kind, "verdict": verdict, "span": span, "sources": _NO_SOURCES}
         if verdict is None:
-            rule = leak_rule(name, kind, schema_words)
+            rule = _own_person(leak_rule(name, kind, schema_words), matcher)
             ent["_key"] = key = normalize_name(name) if rule is not None else None
             lookups.append((key, rule))
         ents.append(ent)
@@ -253,11 +253,20 @@ def _end(name: str, by_key: dict[str, dict[str, Any]], matcher: DocumentMatcher,
     found = matcher.align(name).verdict is not None
     if found:
         return ("unlisted", key, True)
-    rule = leak_rule(name, None, schema_words) if _may_be_a_leak(name, schema_words) else None
+    rule = _own_person(leak_rule(name, None, schema_words), matcher) if _may_be_a_leak(name, schema_words) else None
     if rule is None:
         return ("unlisted", None, False)
     lookups.append((key, rule))
     return ("unlisted", key, False)
+
+
+def _own_person(rule: LeakRule | None, matcher: DocumentMatcher) -> LeakRule | None:
+    """No leak rule for "J. Smith" or "Dr. Smith" when the document itself holds a Smith: it left the name ambiguous
+    (two Smiths), so it is ungrounded, not leaked."""
+    person = rule.person if rule is not None else None
+    if person is not None and (person.titled or any(person.initials)) and matcher.holds_token(person.tokens[-1]):
+        return None
+    return rule
 
 
 def _may_be_a_leak(name: str, schema_words: frozenset[str]) -> bool:
