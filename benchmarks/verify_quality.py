@@ -91,6 +91,15 @@ def specific(name: str, origin_text: str, text_words: dict[str, str]) -> bool:
     return False
 
 
+def fresh(seen: set[tuple[str, str]], name: str, kind: str) -> bool:
+    """Whether (name, type) is new to this answer, as collect compares them (casefolded, spaces collapsed); records it."""
+    key = (" ".join(name.casefold().split()), kind)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
 def surface_variant(name: str, kind: str, rng: random.Random) -> str:
     """`name` written another way that still names the same thing."""
     if kind == "lower case":
@@ -151,12 +160,16 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
     for n in names:
         gold = golds[n]
         entities, gold_truth = [], []
+        seen: set[tuple[str, str]] = set()  # collect keeps one of each (name, type): so does the answer here
         for ent in gold["entities"]:
             kind = rng.choice(VARIANTS)
             written = surface_variant(ent["name"], kind, rng)
+            if not fresh(seen, written, ent["type"]):
+                continue
             entities.append({"name": written, "type": ent["type"]})
             gold_truth.append((written, kind))
-        relations = list(gold["relations"])
+        relations = [r for r in gold["relations"]
+                     if fresh(seen, "\0".join(str(r[f]) for f in ("source", "type", "target", "evidence")), "relation")]
         truth["gold"][n] = {"entities": gold_truth, "relations": len(relations)}
         planted_relations = []
         anchor = gold["entities"][0]["name"] if gold["entities"] else None
@@ -174,6 +187,8 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
                         truth["unspecific"] += 1  # a year, a small number, a common word: no leak by the stated rule
                         continue
                     written = surface_variant(ent["name"], rng.choice(VARIANTS), rng)
+                    if not fresh(seen, written, ent["type"]):
+                        continue
                     entities.append({"name": written, "type": ent["type"]})
                     leaks.append((written, ent["name"], origin))
                     if anchor and golds[origin]["relations"]:
@@ -191,14 +206,14 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
                 for _attempt in range(50):
                     if kind == "recombined person":
                         name = rng.choice(persons).split(" ")[0] + " " + rng.choice(persons).split(" ")[-1]
-                        if tuple(name.split(" ")) in person_ends:
+                        if tuple(name.split(" ")) in person_ends or name.split(" ")[0].lower() in NOT_NAMES:
                             continue  # "Ella Morris" of some "Ella Mabel Morris": that person, not an invention
                     elif kind == "near miss":
                         source = rng.choice(gold["entities"] or [{"name": ""}])["name"]
                         name = near_miss(source, rng) if source else None
                     else:
                         name = made_up_name(rng)
-                    if name and not any(occurs(name, tw) for tw in text_words.values()):
+                    if name and not any(occurs(name, tw) for tw in text_words.values()) and fresh(seen, name, "PERSON"):
                         break
                 else:
                     continue
@@ -221,6 +236,10 @@ _MDY = re.compile(r"([A-Z][a-z]+) (\d{1,2}) , (\d{4})")
 _GROUPED = re.compile(r"\d{1,3}(?: ?, ?\d{3})+")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?) (?:percent|%)")
 HONORIFICS = ["Dr.", "Mr.", "Ms.", "Prof.", "Sir"]
+# Words that make a "name" a title or a phrase, not a given name and a surname ("The Phantom", "St Anne", "Crown Prince Yin").
+NOT_NAMES = {"the", "st", "saint", "san", "prince", "princess", "king", "queen", "sir", "lord", "lady", "crown", "pope",
+             "emperor", "empress", "duke", "duchess", "count", "countess", "baron", "general", "admiral", "captain",
+             "president", "bishop", "cardinal", "father", "mother", "sister", "brother", "dr", "mr", "mrs", "ms"}
 
 
 def full_date(name: str) -> tuple[int, int, int] | None:
@@ -238,7 +257,7 @@ def person_parts(name: str) -> list[str] | None:
     """The words of a person's name of 2-3 capitalised alphabetic words ("Henri de Montfort" is not rewritten)."""
     parts = name.split(" ")
     if (2 <= len(parts) <= 3 and all(p.isalpha() and p[:1].isupper() and len(p) > 1 for p in parts)
-            and not re.fullmatch(r"[IVXLCDM]+|Jr|Sr", parts[-1])):
+            and not re.fullmatch(r"[IVXLCDM]+|Jr|Sr", parts[-1]) and not any(p.lower() in NOT_NAMES for p in parts)):
         return parts
     return None
 
@@ -246,13 +265,14 @@ def person_parts(name: str) -> list[str] | None:
 def only_this_person(parts: list[str], text: str, *, initial: bool) -> bool:
     """Whether every mention of the surname in `text` is this person: right after one of the name's own words, or
     after no capitalised word at all (with `initial`: no capitalised word of the same initial but the first name)."""
-    for match in re.finditer(rf"(?<![\w-])(\S+) {re.escape(parts[-1])}(?![\w-])", text):
-        before = match.group(1)
-        if before in parts[:-1] or not before[:1].isupper() or not before.isalpha():
-            continue
-        if initial and before[0] != parts[0][0]:
-            continue
-        return False
+    for match in re.finditer(rf"(?<![\w-])(\S+) (\S+) {re.escape(parts[-1])}(?![\w-])", " " + text):
+        for before in (match.group(2), match.group(1)):
+            if before in parts[:-1]:
+                break  # this person's own name
+            if not before[:1].isupper() or not before.isalpha():
+                break  # no name before the surname
+            if not initial or before[0] == parts[0][0]:
+                return False  # another person of that surname (and initial)
     return True
 
 
@@ -319,9 +339,10 @@ def build_rewrites(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict
     answers: dict[str, dict[str, Any]] = {}
     for n in names:
         entities, rewrites = [], []
+        seen: set[tuple[str, str]] = set()
         for ent in golds[n]["entities"]:
             form = rewrite(ent, people[n], rng, texts[n])
-            if form is not None:
+            if form is not None and fresh(seen, form[0], ent["type"]):
                 entities.append({"name": form[0], "type": ent["type"]})
                 rewrites.append(form)
         truth["rewrites"][n] = rewrites
@@ -337,7 +358,7 @@ def build_rewrites(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict
                         continue
                     ent = rng.choice(candidates)
                     form = rewrite(ent, people[origin], rng, texts[origin])
-                    if form is None or not leak_worthy(ent, form, text_words[n]):
+                    if form is None or not leak_worthy(ent, form, text_words[n]) or not fresh(seen, form[0], ent["type"]):
                         continue
                     entities.append({"name": form[0], "type": ent["type"]})
                     leaks.append((form[0], ent["name"], origin, form[1]))

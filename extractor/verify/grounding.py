@@ -59,7 +59,15 @@ from extractor.verify.normalize import (
     normalize_name,
     on_token_boundary,
 )
-from extractor.verify.names import NAME_VARIANT_SCORE, PersonName, is_person_type, joins_name, match_person
+from extractor.verify.names import (
+    MAX_DISTINCT_RUNS,
+    NAME_VARIANT_SCORE,
+    PersonName,
+    is_person_type,
+    joins_name,
+    match_person,
+    one_person,
+)
 from extractor.verify.values import parse_value, value_forms
 from extractor.verify.tokens import (
     DIGIT,
@@ -158,23 +166,17 @@ class DocumentMatcher:
         if not _has_token(self.normalized.text, surname):
             return None
         doc = self.tokens()
-        people: dict[str, tuple[int, int]] = {}  # a person's first name (or "" for a bare surname) → first run
+        runs: dict[tuple[str, ...], tuple[int, int]] = {}  # each distinct run of the name → where it first occurs
         for last in doc.positions((surname,)):
             if not self._capitalised(last):
                 continue
             first = match_person(person, doc.words, self._capitalised, self._joins_name, last)
             if first is not None:
-                people.setdefault(doc.words[first] if first < last else "", (first, last))
-        named = [run for given, run in people.items() if given]
-        if len(named) > 1:
-            return None  # "J. Smith" where John Smith and James Smith both appear: not guessed
-        if named:
-            return named[0]
-        return people.get("") if person.surname_only else None
-
-    def align_quote(self, quote: str) -> Alignment:
-        """Align an evidence quote (see `evidence.align_quote`)."""
-        return evidence.align_quote(self, quote)
+                runs.setdefault(tuple(doc.words[first : last + 1]), (first, last))
+                if len(runs) > MAX_DISTINCT_RUNS:
+                    return None
+        fullest = one_person(list(runs))  # "J. Smith" where John Smith and James Smith both appear: not guessed
+        return None if fullest is None else runs[fullest]
 
     def to_original(self, start: int, end: int) -> tuple[int, int]:
         """A normalised span of this document as offsets into its original text."""
@@ -357,7 +359,7 @@ class DocumentMatcher:
     def _joins_name(self, index: int) -> bool:
         """Whether document token `index` continues the name of the token before it (`names.joins_name`)."""
         doc = self.tokens()
-        return joins_name(self.normalized.text[doc.ends[index - 1] : doc.starts[index]])
+        return joins_name(self.normalized.text[doc.ends[index - 1] : doc.starts[index]], doc.words[index - 1])
 
     def holds_token(self, word: str) -> bool:
         """Whether the normalised document has `word` as a whole token."""

@@ -125,6 +125,8 @@ def _written_as_name(text: str, normalized: NormalizedText | None, start: int, e
         return True
     original = normalized.original
     first, stop = normalized.span_to_original(start, end)
+    if original[first : first + 1].isdigit():
+        return True  # a number has no case ("265's")
     if not original[first : first + 1].isupper():
         return False
     before = original[max(0, first - 40) : first].rstrip()
@@ -142,7 +144,7 @@ def _names_person(person: PersonName, text: str, start: int) -> bool:
     bounds = [(m.start(), m.end()) for m in matches] + [(len(window), len(window))]
 
     def close(index: int) -> bool:
-        return joins_name(window[bounds[index - 1][1] : bounds[index][0]])
+        return joins_name(window[bounds[index - 1][1] : bounds[index][0]], words[index - 1])
 
     return match_person(person, words, lambda index: True, close, len(words) - 1) is not None
 

@@ -72,7 +72,7 @@ def leak_rule(name: str, kind: str | None, schema_words: frozenset[str]) -> Leak
     bare = key.strip(".,;:!?\"'()[]{} ")
     if bare in schema_words or bare in TYPE_WORDS or (bare.endswith("s") and bare[:-1] in TYPE_WORDS):
         return None
-    value = parse_value(name)
+    value = parse_value(name) or (parse_value(bare[:-2]) if bare.endswith("'s") else None)  # "1921's"
     if value is not None:
         return LeakRule("value", value=value) if value.specific else None
     tokens = TOKEN.findall(key)

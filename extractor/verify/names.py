@@ -30,7 +30,8 @@ HONORIFICS = frozenset({
     "mr", "mrs", "ms", "miss", "mx", "dr", "doctor", "prof", "professor", "sir", "dame", "lord", "lady",
     "rev", "reverend", "fr", "father", "sr", "sister", "st", "saint", "capt", "captain", "col", "colonel",
     "gen", "general", "lt", "sgt", "president", "senator", "sen", "rep", "judge", "justice", "king", "queen",
-    "prince", "princess", "gov", "governor", "mayor", "hon", "rabbi", "imam", "pastor",
+    "prince", "princess", "gov", "governor", "mayor", "hon", "rabbi", "imam", "pastor", "admiral", "commander",
+    "major", "bishop", "archbishop", "cardinal", "pope", "emperor", "empress", "chancellor", "minister", "chief",
 })
 NAME_VARIANT_SCORE = 0.9
 # Middle tokens a document may hold that the answer left out ("Ella [Mabel] Morris").
@@ -101,9 +102,15 @@ _NOT_GIVEN = frozenset({
 _ROMAN = re.compile(r"[ivxlcdm]+")
 
 
-def joins_name(gap: str) -> bool:
-    """Whether the text between two tokens keeps them in one name: spaces, an initial's dot, a hyphen or apostrophe."""
-    return len(gap) <= 3 and gap.replace(" ", "") in ("", ".", "-", "'", "’")
+def joins_name(gap: str, before: str) -> bool:
+    """Whether the text between two tokens keeps them in one name: spaces, a hyphen or apostrophe, or the dot
+    of an initial or an honorific (`before` is the token before the gap: "R. Smith", not "College. Weng")."""
+    if len(gap) > 3:
+        return False
+    mark = gap.replace(" ", "")
+    if mark == ".":
+        return len(before) == 1 or before in HONORIFICS
+    return mark in ("", "-", "'", "’")
 
 
 def match_person(person: PersonName, words: list[str], capitalised, close, last: int) -> int | None:
@@ -112,6 +119,8 @@ def match_person(person: PersonName, words: list[str], capitalised, close, last:
     `words` are the document's lowercase tokens; `capitalised(i)` says whether token i was written
     with a capital (always True where case is unknown); `close(i)` whether token i follows token
     i - 1 within one name (`joins_name`: "Department, Bohigian" is two names).
+    The run found is the longest before `last` that these rules allow; `one_person` decides
+    whether the runs of a document name one person.
     """
     if person.surname_only:
         first = last
@@ -129,6 +138,23 @@ def match_person(person: PersonName, words: list[str], capitalised, close, last:
         if (word == given if not initial else word[:1] == given) and _middles_fit(middles, words[first + 1 : last]):
             return first
     return None
+
+
+MAX_DISTINCT_RUNS = 8  # more different runs ending in one surname than this: too many people to tell apart
+
+
+def one_person(runs: list[tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The fullest of a document's runs for one name if they can all be one person, else None.
+
+    Runs are one person when each one's words are among the fullest one's ("Ella Morris" and
+    "Morris" in "Ella Mabel Morris"); "John Smith" and "James Smith" are two.
+    """
+    distinct = list(dict.fromkeys(runs))
+    if not distinct or len(distinct) > MAX_DISTINCT_RUNS:
+        return None
+    fullest = max(distinct, key=len)
+    words = set(fullest)
+    return fullest if all(set(run) <= words for run in distinct) else None
 
 
 def _middles_fit(middles: list[tuple[str, bool]], between: list[str]) -> bool:
