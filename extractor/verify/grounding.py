@@ -178,6 +178,10 @@ class DocumentMatcher:
         fullest = one_person(list(runs))  # "J. Smith" where John Smith and James Smith both appear: not guessed
         return None if fullest is None else runs[fullest]
 
+    def align_quote(self, quote: str) -> Alignment:
+        """Align an evidence quote (see `evidence.align_quote`)."""
+        return evidence.align_quote(self, quote)
+
     def to_original(self, start: int, end: int) -> tuple[int, int]:
         """A normalised span of this document as offsets into its original text."""
         return (start, end) if end <= self._identity else self.normalized.span_to_original(start, end)

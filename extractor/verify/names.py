@@ -13,11 +13,15 @@ these rules (`match_person`), the span covering the document's full name:
   of it ("John R. Smith" on "John Ronald Smith"); the document may hold up to
   `MAX_EXTRA_TOKENS` middle tokens the answer left out ("Ella Morris" on "Ella Mabel Morris");
 - honorifics only: "Dr. Morris" is "Morris", the document's run ending in "Morris";
-- the rule must point at one person: when the document's runs that match are different
+- a run does not reach back over a comma or a sentence's full stop ("Department, Bohigian",
+  "College. Weng"), a function word ("The Robert Burns" is no "T. Burns") or an honorific;
+- the rule must point at one person (`one_person`): the runs that match must all be parts of
+  the fullest one ("Morris" and "Ella Morris" of "Ella Mabel Morris"); when they are different
   names ("John Smith" and "James Smith" for "J. Smith"), nothing grounds.
 
-The same rules find a reworded person in other documents (the leak scan): there the
-document's case is not known, so the run is read from lowercase tokens.
+Every rule reads a bounded number of tokens around each occurrence of the surname, so the
+cost is linear in the document. The same rules find a reworded person in other documents
+(the leak scan); there the document's case is not known, so every token counts as capitalised.
 """
 
 from __future__ import annotations

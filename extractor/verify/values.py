@@ -89,8 +89,10 @@ class Value:
 @lru_cache(maxsize=1 << 14)
 def parse_value(name: str) -> Value | None:
     """The value a whole name writes, or None (not a date or number, or an ambiguous one)."""
+    if len(name) > 60:
+        return None  # no written date or number is this long: a hostile or rambling name costs nothing here
     text = " ".join(name.casefold().replace("\u00a0", " ").split()).strip(" ,;:()[]\"'")
-    if not text or not any(c.isdigit() for c in text) or len(text) > 40:
+    if not text or not any(c.isdigit() for c in text):
         return None
     for pattern, order in ((_DAY_MONTH_YEAR, "dmy"), (_MONTH_DAY_YEAR, "mdy")):
         match = pattern.fullmatch(text.rstrip("."))
