@@ -129,6 +129,15 @@ def test_small_numbers_and_common_years_are_never_leaks(name: str) -> None:
     assert leak_rule(name, "NUMBER", frozenset()) is None
 
 
+def test_a_count_that_looks_like_a_year_is_a_leak_only_as_a_count() -> None:
+    rule = leak_rule("1,837's", "NUMBER", frozenset())
+    assert rule is not None and rule.kind == "value"
+    scanner = NameScanner({"1,837's": rule})
+    scanner.scan("year", normalize("The town was founded in 1837."))
+    scanner.scan("count", normalize("The census counted 1,837 people."))
+    assert scanner.sources == {"1,837's": {"count"}}
+
+
 @pytest.mark.parametrize("name", ["place", "Place", "PLACES", "Person", "company", "LOCATION", "location"])
 def test_type_words_and_generic_nouns_are_never_leaks(name: str) -> None:
     assert leak_rule(name, "OTHER", frozenset({"location", "person"})) is None

@@ -62,7 +62,8 @@ _NUMBER = re.compile(
     r"(?P<pct>%|percent|per cent)?"
 )
 # A value that is a leak by itself, when only another document holds it: a full date, or a number of at least
-# this many significant digits that is not a bare year-like integer ("12,500" is; "1.5 million", "12", "1954" are not).
+# this many significant digits that is not a bare year-like integer ("12,500" and "1,837" are; "1.5 million",
+# "12", "1954" are not).
 MIN_SIGNIFICANT_DIGITS = 3
 
 
@@ -83,7 +84,7 @@ class Value:
         digits = self.canonical.replace(".", "").lstrip("0").rstrip("0")
         if len(digits) < MIN_SIGNIFICANT_DIGITS:
             return False
-        return not (self.unit == "" and _year_like(self.canonical))
+        return not (self.unit == "" and _year_like(self.canonical) and not self.written_with_separator)
 
 
 @lru_cache(maxsize=1 << 14)
@@ -176,7 +177,8 @@ def _number_forms(amount: Decimal, value: Value) -> tuple[str, ...]:
     integral = amount == amount.to_integral_value()
     if abs(amount) >= 1000 and not (integral and not value.unit and _year_like(plain) and not value.written_with_separator):
         forms.append(_with_commas(amount))
-    forms.append(plain)
+    if not (integral and not value.unit and _year_like(plain) and value.written_with_separator):
+        forms.append(plain)  # "1,837" is a count: never the year 1837
     if not integral or abs(amount) < 10**4 or value.kind != "number":
         return tuple(dict.fromkeys(forms))
     for word, scale in SCALES.items():
