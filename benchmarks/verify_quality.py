@@ -46,6 +46,12 @@ NOTE = (
     " the one change made while writing this benchmark came from (Turkish dotless ı folded to i, after an upper-cased"
     " \"ŞANLIURFA\" failed to ground). The grounding thresholds themselves predate this benchmark; the grounding"
     " tests sample the whole dev set, so the held-out split is unseen by this benchmark's tuning, not by every test."
+    " Since issue 18 a planted leak must be specific enough to be a leak under the rule verify states (README,"
+    " \"When a name found elsewhere is a leak\"), checked here by an independent implementation: candidates that are a"
+    " year, a number of fewer than 3 significant digits, or a one-word name its origin never writes as a name"
+    " mid-sentence (or that more than 10 % of the documents hold) are skipped and counted. The rewrite set and its"
+    " person rules were adjusted on the held-out split while they were written (the tuning split was not looked at):"
+    " for the rewrite set, the tuning split is the unseen one."
 )
 SPLITS = {"tuning": (0, 250), "held-out": (250, 500)}
 

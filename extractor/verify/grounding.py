@@ -29,8 +29,14 @@ at the name's edges right next to the run ("15%" is not "15 years", "AT&T" not "
 A leading "the" that the document lacks is dropped for passes 2 and 3 ("The Beatles" on
 "Beatles"), the score times `ARTICLE_DROP_FACTOR`. So "John Smith" never grounds on "John
 Smyth", "Bank of America" never on "Bank of England", "Apple Inc." never on "Apple
-Records". Not handled, on purpose: reordered tokens ("Smith, John"), abbreviations,
-reformatted dates and numbers ("3 July 1954" vs "July 3, 1954").
+Records".
+4. Rewritten: a name that is a date or a number is found by every written form of its value
+   (`values`: "1954-07-03" on "3 July 1954") → "fuzzy", `VALUE_SCORE`; a person's name with
+   middle names dropped or cut to initials, or honorifics added or dropped, on the one person
+   of the document it can stand for (`names`: "Ella M. Morris" on "Ella Mabel Morris") →
+   "fuzzy", `names.NAME_VARIANT_SCORE`, the span covering the document's full name.
+Not handled, on purpose: reordered tokens ("Smith, John"), abbreviations, and what `values`
+leaves unnormalised (its docstring says what and why).
 
 Evidence quotes (`DocumentMatcher.align_quote`) are aligned by `evidence.align_quote`;
 the token-level rules live in `tokens`.

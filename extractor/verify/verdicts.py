@@ -7,7 +7,9 @@ Streaming, in three steps, so memory holds the normalised texts and little else:
    to disk; one with something not found keeps its draft until step 2 says where it came
    from. The document's normalised text is kept for step 2 (normalised once, here).
 2. One Aho-Corasick scan of every normalised text, then of the `--against` corpus read one
-   document at a time, for all the names not found in their own document.
+   document at a time, for all the names not found in their own document that could be a
+   leak, each looked up as `leaks.leak_rule` says (a date by every written form of its value,
+   a one-word name only where written as a name, type words and bare years not at all).
 3. The waiting documents are decided, and verify.json is assembled from the spill.
 
 Verdicts: an entity is grounded/fuzzy (found in its own text, `span` into it), leaked (not
