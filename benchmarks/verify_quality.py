@@ -68,24 +68,29 @@ def occurs(name: str, text_words: str) -> bool:
     return any(f" {core}{end}" in text_words for end in (" ", "' ", "'s "))  # a closing quote or possessive ends a word
 
 
-_YEAR_OR_SMALL = re.compile(r"[\d,.]+")
+_NUMBER_WRITTEN = re.compile(r"(?:us\$|\$|€|£|¥)?\s*([\d,.]*\d[\d,.]*)\s*(?:thousand|million|billion|trillion|bn|%|percent)?(?:['’]s)?")
 _SENTENCE_END = re.compile(r"[.!?:]\s*$")
 
 
 def specific(name: str, origin_text: str, text_words: dict[str, str]) -> bool:
+
     """Whether a planted leak is one under the rule verify states (README, verify/leaks.py), checked apart from it.
 
     Not: a number of fewer than 3 significant digits or a bare year; a one-word name that its
     origin never writes capitalised mid-sentence as a whole name (a common word, a first name
     of a longer name), or that more than 10 % of the job's documents hold.
     """
-    if _YEAR_OR_SMALL.fullmatch(name.strip()):
-        digits = re.sub(r"\D", "", name).strip("0")
+    from extractor.verify.leaks import TYPE_WORDS  # the rule's vocabulary; the logic below is this benchmark's own
+    number = _NUMBER_WRITTEN.fullmatch(" ".join(unicodedata.normalize("NFKC", name).casefold().split()))
+    if number:  # digits, maybe with a currency, a scale word or a percent: "1.2 million" has 2 significant digits
+        digits = re.sub(r"\D", "", number.group(1)).strip("0")
         return len(digits) >= 3 and not re.fullmatch(r"[12]\d{3}", name.strip())
     core = words(name).strip()
     core = core[:-2].rstrip() if core.endswith("'s") else core
     if " " in core:
         return True
+    if core in TYPE_WORDS or core.rstrip("s") in TYPE_WORDS:
+        return False  # the rule's list of generic nouns ("Awards")
     if sum(f" {core} " in tw for tw in text_words.values()) > max(3, 0.1 * len(text_words)):
         return False
     for match in re.finditer(rf"(?<!\w){re.escape(name.strip())}(?!\w)", origin_text, flags=re.IGNORECASE):
@@ -212,7 +217,8 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
                 for _attempt in range(50):
                     if kind == "recombined person":
                         name = rng.choice(persons).split(" ")[0] + " " + rng.choice(persons).split(" ")[-1]
-                        if tuple(name.split(" ")) in person_ends or name.split(" ")[0].lower() in NOT_NAMES:
+                        given = name.split(" ")[0]
+                        if tuple(name.split(" ")) in person_ends or given.lower() in NOT_NAMES or len(given.rstrip(".")) < 2:
                             continue  # "Ella Morris" of some "Ella Mabel Morris": that person, not an invention
                     elif kind == "near miss":
                         source = rng.choice(gold["entities"] or [{"name": ""}])["name"]
