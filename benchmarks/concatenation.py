@@ -1,6 +1,6 @@
 """Concatenation: does verify catch a provider that stitches neighbours into one prompt, with a real model?
 
-    .venv/bin/python -m benchmarks.concatenation [--docs 30] [--max-tokens 384] [--chars 600] [--write-docs]
+    .venv/bin/python -m benchmarks.concatenation [--docs 30] [--max-tokens 256] [--chars 500] [--keep DIR | --answers DIR] [--write-docs]
 
 What our user met: a provider that packed several documents into one prompt and returned the
 answer as if it were the first document's. Reproduced with the embedded llama.cpp server and the
@@ -98,8 +98,8 @@ def verified(workdir: Path, folder: Path, output: Path, max_tokens: int) -> dict
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=30)
-    parser.add_argument("--max-tokens", type=int, default=384)
-    parser.add_argument("--chars", type=int, default=600)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--chars", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="keep the answers (output files) in this folder")
     parser.add_argument("--answers", type=Path, help="verify the answers a --keep run left (whole or cut short) instead of asking the model")

@@ -73,10 +73,9 @@ _SENTENCE_END = re.compile(r"[.!?:]\s*$")
 
 
 def specific(name: str, origin_text: str, text_words: dict[str, str]) -> bool:
-
     """Whether a planted leak is one under the rule verify states (README, verify/leaks.py), checked apart from it.
 
-    Not: a number of fewer than 3 significant digits or a bare year; a one-word name that its
+    Not: a number of fewer than 3 significant digits or a bare year; a type word; a one-word name that its
     origin never writes capitalised mid-sentence as a whole name (a common word, a first name
     of a longer name), or that more than 10 % of the job's documents hold.
     """
