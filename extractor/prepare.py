@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pricing, tokens
+from .answer_bounds import bounded_response_format
 from .documents import Document, Skipped, iter_documents, split_long
 from .errors import BadInput
 from .jobs import Job, JobStore, State, new_job_id
@@ -143,7 +144,9 @@ def prepare_job(
     max_chars = max(1000, (context - max_tokens - PROMPT_RESERVE_TOKENS) * CHARS_PER_TOKEN_FLOOR)
     settings = {"temperature": options.temperature, "seed": options.seed, "max_tokens": max_tokens,
                 "extra_body": {**DEFAULT_EXTRA_BODY[lane], **options.extra}}
-    template = request_template(prompt=prompt, model=model, response_format=spec.response_format(), settings=settings)
+    # local models loop on lists: the arrays are bounded by what max_tokens can hold (answer_bounds)
+    response_format = bounded_response_format(spec, max_tokens) if lane == "local" else spec.response_format()
+    template = request_template(prompt=prompt, model=model, response_format=response_format, settings=settings)
 
     def custom_id(doc_sha256: str) -> str:
         return custom_id_for(doc_sha256, spec.sha256, prompt.sha256, model)

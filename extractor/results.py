@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .answer_bounds import drop_repeats
 from .jobs import Job, State
 from .pricing import BATCH_DISCOUNT, estimate_cost
 from .schema import Spec, load_spec
@@ -83,7 +84,9 @@ def classify_line(line: dict[str, Any], spec: Spec) -> dict[str, Any]:
         row["outcome"] = "schema_invalid"
         row["errors"] = problems[:20]
         return row
-    row["answer"] = answer
+    row["answer"], repeats = drop_repeats(answer, spec)  # a looping model lists the same fact again and again
+    if repeats:
+        row["repeats_dropped"] = repeats
     return row
 
 

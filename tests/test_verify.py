@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import orjson
@@ -207,7 +208,9 @@ def test_leaks_through_a_whole_job_are_attributed_to_documents_that_hold_them(tm
     names = list(texts)
     for i, name in enumerate(names):
         origin = names[(i + 1 + rng.randrange(len(names) - 1)) % len(names)]
-        candidates = [e["name"] for e in gold[origin]["entities"] if not present(e["name"], texts[name])]
+        # a bare year or small number is no leak by itself (verify/leaks.py): those are tested apart
+        candidates = [e["name"] for e in gold[origin]["entities"]
+                      if not present(e["name"], texts[name]) and not re.fullmatch(r"[\d,.]{1,5}", e["name"])]
         leak = rng.choice(candidates)
         answers[name]["entities"].append({"name": leak, "type": "OTHER"})
         planted[name] = (leak, origin)
@@ -234,7 +237,7 @@ def test_a_dangling_relation_end_is_a_leak_only_when_it_is_a_name(tmp_path: Path
     # Weak models put the spec's own words or common nouns where a relation end belongs; another document using
     # the same word is no sign of a leak. A real name from another document still is.
     texts = {"a.txt": "Kyu Hyun Kim directed the film in Seoul.\n",
-             "b.txt": "The location of the place was kept secret by the Bank of England in 1954.\n",
+             "b.txt": "The location of the place was kept secret by the Bank of England on 14 May 1954.\n",
              "c.txt": "Min Ho Lee lives in Busan.\n"}
     answers = {
         "a.txt": answer([("Kyu Hyun Kim", "PERSON"), ("Seoul", "LOCATION")], [
@@ -245,7 +248,7 @@ def test_a_dangling_relation_end_is_a_leak_only_when_it_is_a_name(tmp_path: Path
         "b.txt": answer([("Bank of England", "ORGANIZATION")]),
         "c.txt": answer([("Min Ho Lee", "PERSON")], [
             ("Min Ho Lee", "WORKS_FOR", "Bank of England", "Min Ho Lee lives in Busan"),
-            ("Min Ho Lee", "LOCATED_IN", "1954", "Min Ho Lee lives in Busan"),
+            ("Min Ho Lee", "LOCATED_IN", "1954-05-14", "Min Ho Lee lives in Busan"),
         ]),
     }
     job = ingest(prepare(write_docs(tmp_path / "docs", texts)), answers, tmp_path)

@@ -29,8 +29,14 @@ at the name's edges right next to the run ("15%" is not "15 years", "AT&T" not "
 A leading "the" that the document lacks is dropped for passes 2 and 3 ("The Beatles" on
 "Beatles"), the score times `ARTICLE_DROP_FACTOR`. So "John Smith" never grounds on "John
 Smyth", "Bank of America" never on "Bank of England", "Apple Inc." never on "Apple
-Records". Not handled, on purpose: reordered tokens ("Smith, John"), abbreviations,
-reformatted dates and numbers ("3 July 1954" vs "July 3, 1954").
+Records".
+4. Rewritten: a name that is a date or a number is found by every written form of its value
+   (`values`: "1954-07-03" on "3 July 1954") → "fuzzy", `VALUE_SCORE`; a person's name with
+   middle names dropped or cut to initials, or honorifics added or dropped, on the one person
+   of the document it can stand for (`names`: "Ella M. Morris" on "Ella Mabel Morris") →
+   "fuzzy", `names.NAME_VARIANT_SCORE`, the span covering the document's full name.
+Not handled, on purpose: reordered tokens ("Smith, John"), abbreviations, and what `values`
+leaves unnormalised (its docstring says what and why).
 
 Evidence quotes (`DocumentMatcher.align_quote`) are aligned by `evidence.align_quote`;
 the token-level rules live in `tokens`.
@@ -59,6 +65,16 @@ from extractor.verify.normalize import (
     normalize_name,
     on_token_boundary,
 )
+from extractor.verify.names import (
+    MAX_DISTINCT_RUNS,
+    NAME_VARIANT_SCORE,
+    PersonName,
+    is_person_type,
+    joins_name,
+    match_person,
+    one_person,
+)
+from extractor.verify.values import parse_value, value_forms
 from extractor.verify.tokens import (
     DIGIT,
     MIN_EDIT_CHARS,
@@ -79,6 +95,8 @@ JOINED_SCORE = 0.9
 MIN_JOINED_CHARS = 4
 # Multiplies the score when a leading "the" of the name is missing from the document.
 ARTICLE_DROP_FACTOR = 0.95
+# A date or number found in another written form ("1954-07-03" on "3 July 1954"): the same value, another spelling.
+VALUE_SCORE = 0.95
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 # bytes.translate deletes fast; non-ASCII separators stay (rare, and they only cost recall)
@@ -101,8 +119,12 @@ class DocumentMatcher:
         self._folded_text: str | None = None
         self._squashed_text: bytes | None = None
 
-    def align(self, name: str) -> Alignment:
-        """Align an entity name: exact, then token by token, then joined (module docstring)."""
+    def align(self, name: str, kind: str | None = None) -> Alignment:
+        """Align an entity name: exact, then token by token, then joined, then as a value or a person (module docstring).
+
+        `kind` is the entity's type as the answer gave it: the person rules apply to a person's type,
+        to an untyped name, and to any name written with an honorific.
+        """
         form = name.lower()
         if (name.isascii() and form[:1].isalnum() and form[-1:].isalnum() and form.isprintable()
                 and "  " not in form and "-" not in form and "'" not in form and "`" not in form):
@@ -130,7 +152,37 @@ class DocumentMatcher:
                 span, score = aligned
                 verdict: Verdict = "grounded" if score == 1.0 and factor == 1.0 else "fuzzy"
                 return Alignment(verdict, self.to_original(*span), score * factor)
-        return NOT_FOUND
+        return self._align_rewritten(name, kind)
+
+    def _align_rewritten(self, name: str, kind: str | None) -> Alignment:
+        """A date or number written another way (`values`), or a person's name with parts dropped or added (`names`)."""
+        value = parse_value(name)
+        if value is not None:
+            span = self.find_exact(value_forms(value))
+            return NOT_FOUND if span is None else Alignment("fuzzy", self.to_original(*span), VALUE_SCORE)
+        person = PersonName.parse(name)
+        if person is None or not (person.titled or any(person.initials) or is_person_type(kind)):
+            return NOT_FOUND
+        found = self._align_person(person)
+        return NOT_FOUND if found is None else Alignment("fuzzy", self.token_span(*found), NAME_VARIANT_SCORE)
+
+    def _align_person(self, person: PersonName) -> tuple[int, int] | None:
+        """First and last token of the one person in this document the name can stand for (`names`), or None."""
+        surname = person.tokens[-1]
+        if not _has_token(self.normalized.text, surname):
+            return None
+        doc = self.tokens()
+        runs: dict[tuple[str, ...], tuple[int, int]] = {}  # each distinct run of the name → where it first occurs
+        for last in doc.positions((surname,)):
+            if not self._capitalised(last):
+                continue
+            first = match_person(person, doc.words, self._capitalised, self._joins_name, last)
+            if first is not None:
+                runs.setdefault(tuple(doc.words[first : last + 1]), (first, last))
+                if len(runs) > MAX_DISTINCT_RUNS:
+                    return None
+        fullest = one_person(list(runs))  # "J. Smith" where John Smith and James Smith both appear: not guessed
+        return None if fullest is None else runs[fullest]
 
     def align_quote(self, quote: str) -> Alignment:
         """Align an evidence quote (see `evidence.align_quote`)."""
@@ -313,6 +365,15 @@ class DocumentMatcher:
         doc = self.tokens()
         gap = self.normalized.text[doc.ends[index - 1] : doc.starts[index]]
         return len(gap) <= MAX_SEPARATOR_MARKS or len(gap.replace(" ", "")) <= MAX_SEPARATOR_MARKS
+
+    def _joins_name(self, index: int) -> bool:
+        """Whether document token `index` continues the name of the token before it (`names.joins_name`)."""
+        doc = self.tokens()
+        return joins_name(self.normalized.text[doc.ends[index - 1] : doc.starts[index]], doc.words[index - 1])
+
+    def holds_token(self, word: str) -> bool:
+        """Whether the normalised document has `word` as a whole token."""
+        return _has_token(self.normalized.text, word)
 
     def _capitalised(self, index: int) -> bool:
         """Whether document token `index` starts with a capital letter in the original text."""

@@ -11,52 +11,142 @@ from disk (`verify --against`) is never held in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import ahocorasick_rs
 
-from extractor.verify.normalize import name_variants, normalize, normalize_name, on_token_boundary
+from extractor.verify.leaks import MAX_SHARE, MIN_SHARED, NAME, LeakRule
+from extractor.verify.names import PersonName, joins_name, match_person
+from extractor.verify.normalize import TOKEN, NormalizedText, name_variants, normalize, normalize_name, on_token_boundary
+from extractor.verify.values import value_forms
 
 _DFA_PATTERNS = 5000  # up to this many patterns (~10 MB of automaton) the scan uses a DFA
+_WINDOW = 120  # characters before a surname read for the rest of a person's name
 
 
 class NameScanner:
-    """One automaton over many names; `scan` a normalised document to record which names it holds."""
+    """One automaton over many names; `scan` a normalised document to record which names it holds.
 
-    __slots__ = ("sources", "_automaton", "_keys")
+    `names` are plain names (found as written) or a dict of normalised name → `leaks.LeakRule`:
+    a value is also found by its other written forms, a person by the full names it stands
+    for, a one-token name only where the document writes it as a name (`leaks`).
+    """
 
-    def __init__(self, names: Iterable[str]):
+    __slots__ = ("sources", "_automaton", "_keys", "_checks", "_limited")
+
+    def __init__(self, names: Iterable[str] | dict[str, LeakRule]):
         self.sources: dict[str, set[str]] = {}  # normalised name → ids of the documents holding it
-        keys_of: dict[str, list[str]] = {}  # pattern → the normalised names it stands for
-        for name in names:
+        rules = names if isinstance(names, dict) else dict.fromkeys(names, NAME)
+        keys_of: dict[str, list[str]] = {}  # pattern → the normalised names it stands for, unconditionally
+        checks_of: dict[str, list[tuple[str, Check]]] = {}  # pattern → names it stands for after a check
+        self._limited: set[str] = set()  # names not counted as leaks when too many documents hold them
+        for name, rule in rules.items():
             key = normalize_name(name)
             if not key or key in self.sources:
                 continue
             self.sources[key] = set()
-            for variant in name_variants(key):
-                keys_of.setdefault(variant, []).append(key)
-        self._keys: list[list[str]] = list(keys_of.values())  # pattern index → names
+            if rule.share_limited:
+                self._limited.add(key)
+            for pattern, check in _patterns(key, rule):
+                if check is None:
+                    keys_of.setdefault(pattern, []).append(key)
+                else:
+                    checks_of.setdefault(pattern, []).append((key, check))
+        patterns = list(dict.fromkeys([*keys_of, *checks_of]))
+        self._keys: list[list[str]] = [keys_of.get(p, []) for p in patterns]  # pattern index → names
+        self._checks: list[list[tuple[str, Check]] | None] = [checks_of.get(p) for p in patterns]
         # A DFA scans ~2× faster than the default NFA but takes ~2 KB a pattern: only for the usual few names.
-        implementation = ahocorasick_rs.Implementation.DFA if len(keys_of) <= _DFA_PATTERNS else None
-        self._automaton = ahocorasick_rs.AhoCorasick(list(keys_of), implementation=implementation) if keys_of else None
+        implementation = ahocorasick_rs.Implementation.DFA if len(patterns) <= _DFA_PATTERNS else None
+        self._automaton = ahocorasick_rs.AhoCorasick(patterns, implementation=implementation) if patterns else None
 
-    def scan(self, doc_id: str, text: str) -> bool:
-        """Record every name that `text` (already `normalize(...).text`) holds on token boundaries; whether it held any."""
+    def scan(self, doc_id: str, text: str | NormalizedText) -> bool:
+        """Record every name that `text` (`normalize(...)`, or its `.text`: case then unknown) holds; whether it held any."""
         if self._automaton is None:
             return False
+        normalized = text if type(text) is NormalizedText else None
+        if normalized is not None:
+            text = normalized.text
         found: set[str] = set()
-        keys_of = self._keys
+        keys_of, checks_of = self._keys, self._checks
         # overlapping: every occurrence is seen, so a name inside a longer one (or off a token boundary once) still counts
         for pattern, start, end in self._automaton.find_matches_as_indexes(text, overlapping=True):
             keys = keys_of[pattern]
-            if found.issuperset(keys):
-                continue  # already attributed; skip the boundary check
-            if on_token_boundary(text, start, end):
-                found.update(keys)
+            checks = checks_of[pattern]
+            if checks is None:
+                if found.issuperset(keys):
+                    continue  # already attributed; skip the boundary check
+                if on_token_boundary(text, start, end):
+                    found.update(keys)
+                continue
+            if not on_token_boundary(text, start, end):
+                continue
+            found.update(keys)
+            for key, check in checks:
+                if key not in found and check(text, normalized, start, end):
+                    found.add(key)
         sources = self.sources
         for key in found:
             sources[key].add(doc_id)
         return bool(found)
+
+    def drop_common(self, documents: int) -> None:
+        """Forget the documents of one-token names and values that too many documents hold (`leaks.MAX_SHARE`)."""
+        limit = max(MIN_SHARED, MAX_SHARE * documents)
+        for key in self._limited:
+            if len(self.sources[key]) > limit:
+                self.sources[key] = set()
+
+
+Check = Callable[[str, "NormalizedText | None", int, int], bool]
+
+
+def _patterns(key: str, rule: LeakRule) -> list[tuple[str, Check | None]]:
+    """The patterns that find `key` under `rule`, each with the check a hit must pass (None: none)."""
+    if rule.kind == "word":
+        return [(variant, _written_as_name) for variant in name_variants(key)]
+    found: list[tuple[str, Check | None]] = [(variant, None) for variant in name_variants(key)]
+    if rule.kind == "value" and rule.value is not None:
+        found += [(form, None) for form in value_forms(rule.value)]
+    elif rule.kind == "person" and rule.person is not None:
+        person = rule.person
+        if person.surname_only:
+            found.append((person.tokens[-1], _written_as_name))
+        else:
+            found.append((person.tokens[-1], lambda text, normalized, start, end: _names_person(person, text, start)))
+    return found
+
+
+def _written_as_name(text: str, normalized: NormalizedText | None, start: int, end: int) -> bool:
+    """Whether a one-token hit is written as a name: capitalised, not at a sentence start, not a first name of a longer one.
+
+    True where the document's case is unknown (a bare normalised text).
+    """
+    if normalized is None:
+        return True
+    original = normalized.original
+    first, stop = normalized.span_to_original(start, end)
+    if original[first : first + 1].isdigit():
+        return True  # a number has no case ("265's")
+    if not original[first : first + 1].isupper():
+        return False
+    before = original[max(0, first - 40) : first].rstrip()
+    if not before or before[-1:] in ".!?:":
+        return False  # a sentence start: any word is capitalised there
+    after = original[stop : stop + 3].lstrip(" ")
+    return not after[:1].isupper()  # "William Shakespeare": a first name here
+
+
+def _names_person(person: PersonName, text: str, start: int) -> bool:
+    """Whether the surname at `start` ends a run of tokens that names `person` (`names.match_person`), case unknown."""
+    window = text[max(0, start - _WINDOW) : start]
+    matches = list(TOKEN.finditer(window))
+    words = [m.group() for m in matches] + [person.tokens[-1]]
+    bounds = [(m.start(), m.end()) for m in matches] + [(len(window), len(window))]
+
+    def close(index: int) -> bool:
+        return joins_name(window[bounds[index - 1][1] : bounds[index][0]], words[index - 1])
+
+    return match_person(person, words, lambda index: True, close, len(words) - 1) is not None
 
 
 class LeakIndex:

@@ -7,7 +7,9 @@ Streaming, in three steps, so memory holds the normalised texts and little else:
    to disk; one with something not found keeps its draft until step 2 says where it came
    from. The document's normalised text is kept for step 2 (normalised once, here).
 2. One Aho-Corasick scan of every normalised text, then of the `--against` corpus read one
-   document at a time, for all the names not found in their own document.
+   document at a time, for all the names not found in their own document that could be a
+   leak, each looked up as `leaks.leak_rule` says (a date by every written form of its value,
+   a one-word name only where written as a name, type words and bare years not at all).
 3. The waiting documents are decided, and verify.json is assembled from the spill.
 
 Verdicts: an entity is grounded/fuzzy (found in its own text, `span` into it), leaked (not
@@ -37,7 +39,8 @@ from .corpus import TextCursor, WiderCorpus, iter_job_texts
 from .facts import AnswerReader
 from .grounding import DocumentMatcher
 from .index import NameScanner
-from .normalize import name_variants, normalize, normalize_name
+from .leaks import NAME, LeakRule, leak_rule
+from .normalize import NormalizedText, name_variants, normalize, normalize_name
 from .policy import Policy
 
 __all__ = ["VERIFY_FORMAT", "Policy", "VerifySummary", "iter_job_texts", "read_report", "verify_job"]
@@ -94,14 +97,16 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
     schema_words = frozenset(word.casefold() for word in spec.entity_types() + spec.relation_types())
     with tempfile.TemporaryFile(dir=job.path, prefix=".verify-spill-") as spill:
         pending: list[dict[str, Any]] = []
-        texts: list[tuple[str, str]] = []
-        wanted: set[str] = set()
+        texts: list[tuple[str, NormalizedText]] = []  # the originals stay too: a one-token name counts where written as one
+        wanted: dict[str, LeakRule] = {}
         for entry, normalized in _align_documents(job, reader, schema_words):
             if normalized is not None:
                 texts.append((entry["doc_id"], normalized))
             lookups = entry.pop("_lookups", None)
             if lookups:
-                wanted.update(lookups)
+                for key, rule in lookups:
+                    if rule is not None:
+                        wanted.setdefault(key, rule)
                 pending.append(entry)
                 spill.write(_PENDING)
             else:
@@ -116,8 +121,9 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
                 scanner.scan(doc_id, text)
             for corpus in against or []:
                 for doc_id, path, text in corpus.iter_texts():
-                    if scanner.scan(doc_id, normalize(text).text):
+                    if scanner.scan(doc_id, normalize(text)):
                         external[doc_id] = {"path": path, **corpus.describe()}
+            scanner.drop_common(len(texts))
         del texts
 
         for entry in pending:
@@ -141,7 +147,7 @@ def read_report(job: Job) -> dict[str, Any]:
 
 
 def _align_documents(job: Job, reader: AnswerReader,
-                     schema_words: frozenset[str]) -> Iterator[tuple[dict[str, Any], str | None]]:
+                     schema_words: frozenset[str]) -> Iterator[tuple[dict[str, Any], NormalizedText | None]]:
     """(document entry, its normalised text) in manifest order; the entry holds `_lookups` when names await step 2."""
     meta = {d["custom_id"]: d for d in job.documents()}
     texts = TextCursor(iter_job_texts(job))
@@ -161,7 +167,7 @@ def _align_documents(job: Job, reader: AnswerReader,
                        "entities": [], "relations": []}, None
                 continue
             matcher = DocumentMatcher(text)
-            normalized = matcher.normalized.text
+            normalized = matcher.normalized
             if row["outcome"] != "ok":
                 reason = f"{row['outcome']}: {'; '.join(row.get('errors') or [])}"[:300]
                 yield {**entry, "status": "failed", "reasons": [reason], "entities": [], "relations": []}, normalized
@@ -177,22 +183,23 @@ def _align_documents(job: Job, reader: AnswerReader,
 def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: list, relations: list,
                   schema_words: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The document entry with a verdict for every fact found in the text; `_lookups` names the rest."""
-    lookups: list[str] = []
+    lookups: list[tuple[str | None, LeakRule | None]] = []
     ents: list[dict[str, Any]] = []
     by_name: dict[str, dict[str, Any]] = {}  # relation ends usually repeat an entity name as written
     align = matcher.align
     for name, kind in entities:
         first = by_name.get(name)  # a name listed twice is aligned once
         if first is None:
-            verdict, span, _ = align(name)
+            verdict, span, _ = align(name, kind)
         else:
             verdict, span = first["verdict"], first["span"]
         # spans stay tuples and "no sources" one shared empty tuple: orjson writes both as arrays, and nothing
         # mutates them (a verdict decided later gets a new list)
         ent = {"name": name, "type": kind, "verdict": verdict, "span": span, "sources": _NO_SOURCES}
         if verdict is None:
-            ent["_key"] = key = normalize_name(name)
-            lookups.append(key)
+            rule = _own_person(leak_rule(name, kind, schema_words), matcher)
+            ent["_key"] = key = normalize_name(name) if rule is not None else None
+            lookups.append((key, rule))
         ents.append(ent)
         if first is None:
             by_name[name] = ent
@@ -211,7 +218,7 @@ def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: lis
             if aligned is None:
                 aligned = quotes[evidence] = matcher.align_quote(evidence)
                 if aligned.verdict is None:
-                    lookups.append(normalize_name(evidence))
+                    lookups.append((normalize_name(evidence), NAME))
             quote, quote_span, _ = aligned
         rels.append({"source": source, "type": kind, "target": target, "verdict": None, "evidence": evidence,
                      "evidence_span": quote_span, "sources": _NO_SOURCES,
@@ -233,7 +240,8 @@ def _by_key(ents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return by_key
 
 
-def _end(name: str, by_key: dict[str, dict[str, Any]], matcher: DocumentMatcher, lookups: list[str],
+def _end(name: str, by_key: dict[str, dict[str, Any]], matcher: DocumentMatcher,
+         lookups: list[tuple[str | None, LeakRule | None]],
          schema_words: frozenset[str]) -> Any:
     """A relation end: the answer's entity it names, else ("unlisted", key or None, found in this text).
 
@@ -247,10 +255,20 @@ def _end(name: str, by_key: dict[str, dict[str, Any]], matcher: DocumentMatcher,
     found = matcher.align(name).verdict is not None
     if found:
         return ("unlisted", key, True)
-    if not _may_be_a_leak(name, schema_words):
+    rule = _own_person(leak_rule(name, None, schema_words), matcher) if _may_be_a_leak(name, schema_words) else None
+    if rule is None:
         return ("unlisted", None, False)
-    lookups.append(key)
+    lookups.append((key, rule))
     return ("unlisted", key, False)
+
+
+def _own_person(rule: LeakRule | None, matcher: DocumentMatcher) -> LeakRule | None:
+    """No leak rule for "J. Smith" or "Dr. Smith" when the document itself holds a Smith: it left the name ambiguous
+    (two Smiths), so it is ungrounded, not leaked."""
+    person = rule.person if rule is not None else None
+    if person is not None and (person.titled or any(person.initials)) and matcher.holds_token(person.tokens[-1]):
+        return None
+    return rule
 
 
 def _may_be_a_leak(name: str, schema_words: frozenset[str]) -> bool:
