@@ -12,8 +12,8 @@ from typing import Annotated, Any, Optional
 import orjson
 import typer
 
-from . import console
-from .errors import ExitCode, ExtractorError
+from . import console, redaction
+from .errors import ExitCode, ExtractorError, environment_problem
 from .jobs import JobStore
 from .locations import data_dir, graph_uri, jobs_dir
 from .prepare import PrepareOptions, prepare_job
@@ -63,13 +63,16 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = _debug_requested()
+        for value in kwargs.values():  # --local-url, --graph: their passwords are secrets from here on
+            if isinstance(value, str) and "://" in value:
+                redaction.register_url(value)
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
         except ExtractorError as exc:
             if debug:
-                traceback.print_exc()
+                _print_traceback()
             console.print_error(exc.message)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
@@ -77,11 +80,20 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns the unexpected into exit 1
             if debug:
-                traceback.print_exc()
+                _print_traceback()
+            if (problem := environment_problem(exc)) is not None:
+                console.print_error(problem.message)
+                raise typer.Exit(int(problem.exit_code)) from None
             console.print_error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
             raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
 
     return wrapper
+
+
+def _print_traceback() -> None:
+    # Through the redacting stream: an API that echoes the key puts it in the exception's text.
+    console.stderr.write(traceback.format_exc())
+    console.stderr.flush()
 
 
 def _debug_requested() -> bool:
@@ -94,7 +106,7 @@ def store_of(ctx: typer.Context) -> JobStore:
 
 def emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> None:
     if as_json:
-        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+        sys.stdout.write(orjson.dumps(redaction.redact(data), option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
         sys.stdout.flush()
     else:
         render()
@@ -268,15 +280,20 @@ def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()
 
     rows = jobs_table(store)
     running = lock_holder(store.root)
+    damaged = store.damaged()
 
     def render() -> None:
         console.out.print(console.rows_table(
             f"jobs in {store.root}", ["job", "state", "backend", "model", "documents", "created"],
-            [[r["job_id"], r["state"], r["backend"], r["model"], r["documents"], r["created_at"]] for r in rows]))
+            [[r["job_id"], r["state"], r["backend"], r["model"], r["documents"], r["created_at"]]
+             for r in rows] + [[d["job_id"], "damaged", "", "", "", ""] for d in damaged]))
         if running:
             console.out.print(f"a run is in progress: pid {running['pid']}, started {running['started_at']}", markup=False)
+        for d in damaged:
+            console.err.print(f"damaged: {d['file']}: {d['problem']} — {d['fix']}", markup=False, highlight=False,
+                              soft_wrap=True)
 
-    emit({"jobs": rows, "running": running}, as_json, render)
+    emit({"jobs": rows, "running": running, "damaged": damaged}, as_json, render)
 
 
 def _remote_progress(job: Any) -> dict[str, Any]:
@@ -319,6 +336,8 @@ def collect(
         summary = collect_job(job, fetch=not ingested, wait=wait_options, progress=tick)
     data = summary.as_dict()
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"collected job {job_id}", data["outcomes"])))
+    for warning in summary.warnings:
+        console.err.print(f"warning: {console.one_line(warning)}", markup=False, highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(int(ExitCode.PARTIAL))
 

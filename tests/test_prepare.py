@@ -98,7 +98,9 @@ def test_every_bad_input_kind_is_skipped_listed_and_exits_6(tmp_path: Path) -> N
     data = orjson.loads(invoke("status", "--json").stdout)["jobs"]
     job = store().load(data[0]["job_id"])
     assert [s["reason"] for s in job.manifest["skipped"]] == expected
-    assert [d["path"] for d in job.documents()] == ["corpus.jsonl#1", "good.txt"]
+    # a legacy encoding is read, not skipped, and the manifest says how
+    assert [(d["path"], d["encoding"]) for d in job.documents()] == [
+        ("corpus.jsonl#1", None), ("good.txt", "utf-8"), ("latin1.txt", "cp1252")]
 
 
 def test_skipped_documents_are_in_the_json_summary(tmp_path: Path) -> None:
