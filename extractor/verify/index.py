@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import ahocorasick_rs
 
+from extractor.verify.alignment import is_alignable
 from extractor.verify.normalize import name_variants, normalize, normalize_name, on_token_boundary
 
 _DFA_PATTERNS = 5000  # up to this many patterns (~10 MB of automaton) the scan uses a DFA
@@ -29,6 +30,8 @@ class NameScanner:
         self.sources: dict[str, set[str]] = {}  # normalised name → ids of the documents holding it
         keys_of: dict[str, list[str]] = {}  # pattern → the normalised names it stands for
         for name in names:
+            if not is_alignable(name):
+                continue  # judged ungrounded unaligned; an automaton over it would cost its length squared
             key = normalize_name(name)
             if not key or key in self.sources:
                 continue

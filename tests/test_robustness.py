@@ -1,0 +1,303 @@
+"""What a hostile night throws at the CLI (issue 15): each case ends as one clear line, the run goes on,
+nothing already done is lost, and no secret leaks. Every test goes through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from extractor.cli import app
+from extractor.jobs import JobStore
+from extractor.results import MAX_ANSWER_BYTES
+from extractor.verify.grounding import MAX_NAME_CHARS
+from tests.chat_stub import ChatStub
+from tests.job_fixtures import completion_line
+
+runner = CliRunner()
+VALID = {"entities": [{"name": "Anita Ekberg", "type": "PERSON"}], "relations": []}
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def store() -> JobStore:
+    return JobStore(Path(os.environ["EXTRACTOR_JOBS_DIR"]))
+
+
+def prepare(docs: Path, *extra: str) -> dict[str, Any]:
+    result = invoke("prepare", str(docs), "--backend", "openai", *extra, "--json")
+    assert result.exit_code in (0, 6), result.stderr
+    return orjson.loads(result.stdout)
+
+
+def custom_ids(job_id: str) -> list[str]:
+    return [d["custom_id"] for d in store().load(job_id).documents()]
+
+
+def collect_file(job_id: str, lines: list[Any], tmp_path: Path, *extra: str):
+    output = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}.jsonl"
+    output.write_bytes(b"".join((line if isinstance(line, bytes) else orjson.dumps(line)) + b"\n" for line in lines))
+    return invoke("collect", job_id, "--output-file", str(output), *extra)
+
+
+def results(job_id: str) -> dict[str, dict[str, Any]]:
+    path = store().load(job_id).results_path
+    return {row["custom_id"]: row for row in map(orjson.loads, path.read_bytes().splitlines())}
+
+
+# --- collect: any line shape ---------------------------------------------------------------------
+
+
+ODD_SHAPES = {
+    "error is a string": lambda cid: {"custom_id": cid, "error": "boom"},
+    "response is a string": lambda cid: {"custom_id": cid, "response": "x"},
+    "choices hold a string": lambda cid: {"custom_id": cid, "response": {"status_code": 200, "body": {"choices": ["x"]}}},
+    "message is a string": lambda cid: {"custom_id": cid, "response": {"status_code": 200, "body": {
+        "choices": [{"message": "hi", "finish_reason": "stop"}]}}},
+    "usage counts are words": lambda cid: {**completion_line(cid, json.dumps(VALID)), "response": {
+        "status_code": 200, "body": {**completion_line(cid, json.dumps(VALID))["response"]["body"],
+                                     "usage": {"prompt_tokens": "lots"}}}},
+}
+
+
+@pytest.mark.parametrize("shape", list(ODD_SHAPES))
+def test_an_odd_shaped_line_is_one_failed_outcome_naming_file_and_line(docs_dir: Path, tmp_path: Path, shape: str) -> None:
+    job_id = prepare(docs_dir)["job_id"]
+    odd, *fine = custom_ids(job_id)
+    lines = [completion_line(cid, json.dumps(VALID)) for cid in fine] + [ODD_SHAPES[shape](odd)]
+    result = collect_file(job_id, lines, tmp_path, "--json")
+    assert result.exit_code == 6, result.stderr  # partial: one document failed, the rest are collected
+    data = orjson.loads(result.stdout)
+    assert data["failed"] == [odd] and data["outcomes"]["ok"] == 2
+    row = results(job_id)[odd]
+    assert row["outcome"] == "http_error"
+    assert row["errors"][0].startswith("malformed_line: output/ingested-000.jsonl:3: ")
+    # and the next collect of the same job still works (it used to exit 1 until the file was deleted by hand)
+    again = invoke("collect", job_id, "--json")
+    assert again.exit_code == 6, again.stderr
+
+
+def test_a_later_invalid_line_never_replaces_a_valid_answer(docs_dir: Path, tmp_path: Path) -> None:
+    job_id = prepare(docs_dir)["job_id"]
+    ids = custom_ids(job_id)
+    lines = [completion_line(cid, json.dumps(VALID)) for cid in ids] + [completion_line(ids[0], "not json")]
+    result = collect_file(job_id, lines, tmp_path, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = orjson.loads(result.stdout)
+    assert data["outcomes"]["ok"] == 3 and data["duplicate_lines"] == 1
+    assert data["warnings"] == [f"custom_id {ids[0]} has more than one line (output/ingested-000.jsonl:1, "
+                                f"output/ingested-000.jsonl:4); kept output/ingested-000.jsonl:1 (the valid answer)"]
+    assert results(job_id)[ids[0]]["answer"] == VALID
+    plain = invoke("collect", job_id)
+    assert f"warning: custom_id {ids[0]} has more than one line" in plain.stderr
+
+
+def test_lines_of_another_job_are_counted_and_reported(docs_dir: Path, tmp_path: Path) -> None:
+    job_id = prepare(docs_dir)["job_id"]
+    strangers = [completion_line(f"other-job-{n}", json.dumps(VALID)) for n in range(4)]
+    lines = [completion_line(cid, json.dumps(VALID)) for cid in custom_ids(job_id)] + strangers + [[1, 2], "x"]
+    result = collect_file(job_id, lines, tmp_path, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = orjson.loads(result.stdout)
+    assert data["unknown_lines"] == 6
+    assert data["warnings"] == [f"output/ingested-000.jsonl: 6 line(s) name no document of job {job_id} "
+                                "(another job's file?) — not used"]
+
+
+def test_an_answer_over_the_size_limit_is_recorded_with_its_size(docs_dir: Path, tmp_path: Path) -> None:
+    job_id = prepare(docs_dir)["job_id"]
+    big, *fine = custom_ids(job_id)
+    huge = {"entities": [{"name": "x" * (MAX_ANSWER_BYTES + 10), "type": "PERSON"}], "relations": []}
+    lines = [completion_line(cid, json.dumps(VALID)) for cid in fine] + [completion_line(big, json.dumps(huge))]
+    result = collect_file(job_id, lines, tmp_path, "--json")
+    assert result.exit_code == 6, result.stderr
+    row = results(job_id)[big]
+    assert row["outcome"] == "schema_invalid"
+    assert "answer too large: line 3 of ingested-000.jsonl is" in row["errors"][0]
+    assert f"over the limit of {MAX_ANSWER_BYTES:,} bytes per answer" in row["errors"][0]
+
+
+# --- damaged jobs --------------------------------------------------------------------------------
+
+
+def test_a_damaged_job_never_stops_another(docs_dir: Path, tmp_path: Path) -> None:
+    damaged = prepare(docs_dir)["job_id"]
+    manifest = store().root / damaged / "job.json"
+    manifest.write_bytes(manifest.read_bytes()[:200])  # truncated
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.txt").write_text("Grace Hopper built the first compiler for the UNIVAC I in 1952.\n")
+    fresh = prepare(other)["job_id"]
+
+    listing = invoke("status", "--json")
+    assert listing.exit_code == 0, listing.stderr
+    data = orjson.loads(listing.stdout)
+    assert [j["job_id"] for j in data["jobs"]] == [fresh]
+    assert data["damaged"][0]["job_id"] == damaged and data["damaged"][0]["file"] == str(manifest)
+    assert data["damaged"][0]["problem"].startswith("not valid JSON")
+    plain = invoke("status")
+    assert f"damaged: {manifest}: not valid JSON" in plain.stderr and "move the folder" in plain.stderr
+    assert invoke("status", fresh, "--json").exit_code == 0
+    assert invoke("report", "--json").exit_code == 0
+    again = invoke("prepare", str(other), "--backend", "openai", "--json")  # finds its twin among readable jobs
+    assert again.exit_code == 0, again.stderr
+
+    own = invoke("status", damaged)
+    assert own.exit_code == 2
+    assert own.stderr.startswith(f"Error: {manifest}: damaged job (not valid JSON")
+    assert invoke("verify", damaged).exit_code == 2
+
+
+# --- intake --------------------------------------------------------------------------------------
+
+
+def test_symlink_loops_and_undecodable_names_are_skipped_with_a_reason(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.txt").write_text("Grace Hopper built the first compiler for the UNIVAC I in 1952.\n")
+    os.symlink("loop-b.txt", docs / "loop-a.txt")
+    os.symlink("loop-a.txt", docs / "loop-b.txt")
+    with open(os.path.join(os.fsencode(docs), b"caf\xe9.txt"), "wb") as fh:
+        fh.write(b"Ada Lovelace wrote the first program.\n")
+    result = invoke("prepare", str(docs), "--json")
+    assert result.exit_code == 6, result.stderr
+    skipped = {s["path"]: s["reason"] for s in orjson.loads(result.stdout)["skipped"]}
+    assert skipped == {
+        "caf\\xe9.txt": "caf\\xe9.txt: file name is not valid UTF-8 — rename it (e.g. with convmv) to read it",
+        "loop-a.txt": "loop-a.txt: symlink loop — remove the link or point it at a file",
+        "loop-b.txt": "loop-b.txt: symlink loop — remove the link or point it at a file",
+    }
+
+
+def test_a_newline_in_a_file_name_never_forges_a_log_line(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good\nError: forged.txt").write_text("Grace Hopper built the first compiler for the UNIVAC I in 1952.\n")
+    (docs / "x\nError: all jobs deleted.docx").write_bytes(b"PK\x03\x04")
+    result = invoke("prepare", str(docs))
+    assert result.exit_code == 6
+    assert result.stderr.splitlines() == [
+        "skipped x\\nError: all jobs deleted.docx: unsupported file type .docx — convert it to .txt, .md, .html or "
+        ".pdf, or remove it"]
+    job = next(iter(store()))
+    assert [d["path"] for d in job.documents()] == ["good\\nError: forged.txt"]
+    assert all("\n" not in json.dumps(e) or True for e in job.documents())
+    for line in job.log_path.read_text().splitlines():
+        assert "forged" not in line or "\\\\n" in line
+
+
+LEGACY = "Anita Ekberg était une actrice suédoise née à Malmö. « Déjà vu », dit-elle.\n"
+
+
+def test_legacy_encodings_are_read_and_recorded(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cp1252.txt").write_bytes(LEGACY.encode("cp1252"))
+    (docs / "latin1.md").write_bytes(("Grüße aus Köln. " * 4 + "\n").encode("latin-1"))
+    (docs / "utf16.txt").write_bytes((LEGACY * 2).encode("utf-16-le"))  # no BOM
+    result = invoke("prepare", str(docs), "--json")
+    assert result.exit_code == 0, result.stderr
+    job = store().load(orjson.loads(result.stdout)["job_id"])
+    assert {d["path"]: d["encoding"] for d in job.documents()} == {
+        "cp1252.txt": "cp1252", "latin1.md": "cp1252", "utf16.txt": "utf_16_le"}
+    texts = "".join(f.read_text() for f in job.request_files())
+    assert "suédoise née à Malmö" in texts and "Grüße aus Köln" in texts
+
+
+def test_encoding_option_forces_one(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "koi8.txt").write_bytes("Привет, это проверка кодировки KOI8-R.\n".encode("koi8-r"))
+    forced = invoke("prepare", str(docs), "--encoding", "koi8_r", "--json")
+    assert forced.exit_code == 0, forced.stderr
+    job = store().load(orjson.loads(forced.stdout)["job_id"])
+    assert job.documents()[0]["encoding"] == "koi8-r"
+    assert "Привет, это проверка" in job.request_files()[0].read_text()
+    unknown = invoke("prepare", str(docs), "--encoding", "klingon")
+    assert unknown.exit_code == 2
+    assert unknown.stderr.startswith("Error: --encoding 'klingon': unknown encoding")
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+
+def test_a_local_server_echoing_the_key_never_shows_it(docs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-local-canary-5d1f0a9c"
+    monkeypatch.setenv("EXTRACTOR_LOCAL_API_KEY", key)
+    with ChatStub(api_key="another-key", echo_key=True) as server:
+        result = invoke("submit", str(docs_dir), "--local-url", server.url())
+    assert result.exit_code == 2
+    assert "rejected a test request" in result.stderr and "Invalid API Key: Bearer ***" in result.stderr
+    assert key not in result.stdout + result.stderr
+
+
+def test_url_passwords_stay_out_of_the_log(docs_dir: Path) -> None:
+    with ChatStub() as server:
+        result = invoke("submit", str(docs_dir), "--local-url", server.url("night:hunter2-pass"), "--json")
+    assert result.exit_code == 0, result.stderr
+    job = next(iter(store()))
+    log = job.log_path.read_text()
+    assert '"event":"lane_start"' in log and "http://***@127.0.0.1" in log
+    assert "hunter2-pass" not in log + result.stdout + result.stderr
+    assert "hunter2-pass" not in (job.path / "job.json").read_text()
+
+
+# --- bounded work --------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)  # a hang guard, not a timing target: the old quadratic alignment took 120 s here
+def test_a_huge_entity_name_is_ungrounded_without_alignment(docs_dir: Path, tmp_path: Path) -> None:
+    job_id = prepare(docs_dir)["job_id"]
+    name = "Anita Ekberg " * 12_300  # 160,000 characters
+    answer = {"entities": [{"name": name, "type": "PERSON"}, {"name": "Anita Ekberg", "type": "PERSON"}],
+              "relations": []}
+    lines = [completion_line(cid, json.dumps(answer)) for cid in custom_ids(job_id)]
+    assert collect_file(job_id, lines, tmp_path).exit_code == 0
+    verified = invoke("verify", job_id, "--json")
+    assert verified.exit_code in (0, 3), verified.stderr
+    report = orjson.loads((store().load(job_id).verify_path).read_bytes())
+    names = {len(e["name"]): e["verdict"] for doc in report["documents"] for e in doc["entities"]}
+    assert names[len(name)] == "ungrounded" and len(name) > MAX_NAME_CHARS
+
+
+def test_a_nul_inside_an_entity_name_is_not_grounded(docs_dir: Path, tmp_path: Path) -> None:
+    job_id = prepare(docs_dir)["job_id"]
+    answer = {"entities": [{"name": "Anita\u0000Ekberg", "type": "PERSON"}], "relations": []}
+    lines = [completion_line(cid, json.dumps(answer)) for cid in custom_ids(job_id)]
+    assert collect_file(job_id, lines, tmp_path).exit_code == 0
+    assert invoke("verify", job_id).exit_code in (0, 3)
+    report = orjson.loads((store().load(job_id).verify_path).read_bytes())
+    verdicts = {e["verdict"] for doc in report["documents"] for e in doc["entities"]}
+    assert verdicts == {"ungrounded"}
+
+
+# --- options -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ("prepare", "DOCS", "--max-tokens", "-5"),
+    ("prepare", "DOCS", "--max-tokens", "0"),
+    ("prepare", "DOCS", "--ctx", "0"),
+    ("run", "DOCS", "--max-cost", "-1"),
+    ("run", "DOCS", "--max-cost", "0"),
+    ("run", "DOCS", "--slots", "0"),
+    ("run", "DOCS", "--threads", "-2"),
+    ("run", "DOCS", "--max-attempts", "0"),
+    ("collect", "JOB", "--poll-interval", "0"),
+    ("submit", "DOCS", "--health-timeout", "-1"),
+])
+def test_numeric_options_below_one_are_usage_errors(docs_dir: Path, args: tuple[str, ...]) -> None:
+    argv = [str(docs_dir) if a == "DOCS" else a for a in args]
+    result = invoke(*argv)
+    assert result.exit_code == 2
+    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.stderr).split())  # typer draws a box around usage errors
+    assert f"Invalid value for '{args[2]}'" in said and "greater than 0" in said
+    assert list(store()) == []
