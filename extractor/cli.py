@@ -56,6 +56,7 @@ def main_options(
 ) -> None:
     ctx.obj = CliContext(jobs_dir(jobs_dir_opt), debug)
     _options.debug = debug
+    _options.store = ctx.obj.store
 
 
 def positive(value: Any) -> Any:
@@ -89,7 +90,7 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # noqa: BLE001 - the one place that turns the unexpected into exit 1
             if debug:
                 _print_traceback()
-            if (problem := environment_problem(exc)) is not None:
+            if (problem := environment_problem(exc, somewhere=f"under {_options.store.root}")) is not None:
                 console.print_error(problem.message)
                 raise typer.Exit(int(problem.exit_code)) from None
             console.print_error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")

@@ -61,13 +61,13 @@ _ENVIRONMENT_FIXES = {
 }
 
 
-def environment_problem(exc: BaseException) -> EnvironmentProblem | None:
+def environment_problem(exc: BaseException, somewhere: str = "") -> EnvironmentProblem | None:
     """An OSError the user can fix (found inside an exception group too) as one line naming the path, else None."""
     import errno
 
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            if (found := environment_problem(inner)) is not None:
+            if (found := environment_problem(inner, somewhere)) is not None:
                 return found
         return None
     if not isinstance(exc, OSError) or exc.errno is None:
@@ -76,7 +76,8 @@ def environment_problem(exc: BaseException) -> EnvironmentProblem | None:
     if name not in _ENVIRONMENT_FIXES:
         return None
     what, fix = _ENVIRONMENT_FIXES[name]
-    path = exc.filename2 if name == "EISDIR" and exc.filename2 else exc.filename
-    where = f"{path}: " if path else ""
+    # A copy that fails names source and destination (shutil); the one being written is the second.
+    path = exc.filename2 if name in ("EISDIR", "ENOSPC", "EDQUOT", "EFBIG") and exc.filename2 else exc.filename
+    where = f"{path}: " if path else (f"writing {somewhere}: " if somewhere else "")
     return EnvironmentProblem(f"{where}{what} — {fix}, then run the same command again "
                               "(everything finished so far is kept and the job resumes)")

@@ -34,11 +34,13 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write (disk full) names no file: name it
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -117,10 +119,15 @@ class JsonlAppender:
             fh.truncate(0)
 
     def write(self, obj: Any) -> None:
-        self._fh.write(redact_bytes(orjson.dumps(obj)) + b"\n")
-        self._fh.flush()
-        if self._fsync:
-            os.fsync(self._fh.fileno())
+        try:
+            self._fh.write(redact_bytes(orjson.dumps(obj)) + b"\n")
+            self._fh.flush()
+            if self._fsync:
+                os.fsync(self._fh.fileno())
+        except OSError as exc:
+            if exc.filename is None:  # a failed write (disk full) names no file: name it
+                raise type(exc)(exc.errno, exc.strerror, self._fh.name) from exc
+            raise
 
     def close(self) -> None:
         self._fh.close()

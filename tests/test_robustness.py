@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +303,92 @@ def test_numeric_options_below_one_are_usage_errors(docs_dir: Path, args: tuple[
     said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.stderr).split())  # typer draws a box around usage errors
     assert f"Invalid value for '{args[2]}'" in said and "greater than 0" in said
     assert list(store()) == []
+
+
+# --- environment failures ------------------------------------------------------------------------
+
+
+def _mount(*args: str) -> bool:
+    return shutil.which("mount") is not None and subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A 256 KiB tmpfs as the jobs dir's disk (needs root; skipped elsewhere)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)):
+        pytest.skip("mounting a small tmpfs needs root")
+    monkeypatch.setenv("EXTRACTOR_JOBS_DIR", str(disk / "jobs"))
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def _padded_answers(job_id: str, size: int) -> list[dict[str, Any]]:
+    # the spec allows 60 entities an answer: long names make up the size
+    name = ("Anita Ekberg " * (size // 60 // 13 + 1)).strip()
+    answer = {"entities": [{"name": name, "type": "PERSON"}] * 60, "relations": []}
+    return [completion_line(cid, json.dumps(answer)) for cid in custom_ids(job_id)]
+
+
+def test_a_full_disk_exits_2_naming_the_path_and_the_rerun_resumes(docs_dir: Path, tmp_path: Path, small_disk: Path) -> None:
+    job_id = prepare(docs_dir)["job_id"]
+    result = collect_file(job_id, _padded_answers(job_id, 120_000), tmp_path)  # ~360 KB onto a 256 KiB disk
+    assert result.exit_code == 2, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"Error: {small_disk / 'jobs' / job_id}/output/") and "no space left on the device" in line
+    assert line.endswith("free some space, then run the same command again (everything finished so far is kept "
+                         "and the job resumes)")
+    assert store().load(job_id).state.value == "prepared"  # the job itself is whole
+    assert _mount("-o", "remount,size=16m", str(small_disk))  # the fix: more space
+    again = collect_file(job_id, _padded_answers(job_id, 120_000), tmp_path, "--json")
+    assert again.exit_code == 0, again.stdout
+    assert orjson.loads(again.stdout)["job_id"] == job_id and store().load(job_id).state.value == "collected"
+
+
+def test_a_read_only_jobs_dir_exits_2_and_the_rerun_resumes(docs_dir: Path, tmp_path: Path) -> None:
+    job_id = prepare(docs_dir)["job_id"]
+    root = store().root
+    if os.geteuid() != 0:
+        root.chmod(0o555)
+        (root / job_id).chmod(0o555)
+    elif not (_mount("--bind", str(root), str(root)) and _mount("-o", "remount,bind,ro", str(root))):
+        pytest.skip("a read-only bind mount needs root")
+    try:
+        result = collect_file(job_id, _padded_answers(job_id, 10), tmp_path)
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.startswith(f"Error: {root / job_id}/output")
+        assert ("read-only file system — make it writable or pass --jobs-dir on a writable disk" in result.stderr
+                or "permission denied" in result.stderr)
+    finally:
+        if os.geteuid() != 0:
+            root.chmod(0o755)
+            (root / job_id).chmod(0o755)
+        else:
+            subprocess.run(["umount", str(root)], capture_output=True)
+    again = collect_file(job_id, _padded_answers(job_id, 10), tmp_path, "--json")
+    assert again.exit_code == 0, again.stderr
+    assert store().load(job_id).state.value == "collected"
+
+
+def test_jobs_dir_that_is_a_file_is_a_usage_error(docs_dir: Path, tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "jobs-file"
+    not_a_folder.write_text("oops")
+    for args in (("status",), ("prepare", str(docs_dir)), ("report",)):
+        result = invoke("--jobs-dir", str(not_a_folder), *args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert result.stderr.strip() == (f"Error: {not_a_folder}: the jobs dir is a file, not a folder — pass "
+                                         "--jobs-dir a folder (or set EXTRACTOR_JOBS_DIR to one)")
+
+
+def test_html_pointing_at_a_folder_exits_2_and_the_rerun_writes_it(docs_dir: Path, tmp_path: Path) -> None:
+    job_id = prepare(docs_dir)["job_id"]
+    assert collect_file(job_id, _padded_answers(job_id, 10), tmp_path).exit_code == 0
+    folder = tmp_path / "report"
+    folder.mkdir()
+    result = invoke("verify", job_id, "--html", str(folder))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1].startswith(f"Error: {folder}: is a folder, but a file is needed — pass a file path")
+    again = invoke("verify", job_id, "--html", str(folder / "verify.html"))
+    assert again.exit_code in (0, 3), again.stderr
+    assert (folder / "verify.html").read_text().startswith("<!")
