@@ -298,6 +298,8 @@ def test_a_nul_inside_an_entity_name_is_not_grounded(docs_dir: Path, tmp_path: P
 ])
 def test_numeric_options_below_one_are_usage_errors(docs_dir: Path, args: tuple[str, ...]) -> None:
     argv = [str(docs_dir) if a == "DOCS" else a for a in args]
+    if args[0] in ("run", "submit"):  # nothing listens there: a run that took the option would fail fast, not start a server
+        argv += ["--local-url", "http://127.0.0.1:1"]
     result = invoke(*argv)
     assert result.exit_code == 2
     said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.stderr).split())  # typer draws a box around usage errors
@@ -392,3 +394,48 @@ def test_html_pointing_at_a_folder_exits_2_and_the_rerun_writes_it(docs_dir: Pat
     again = invoke("verify", job_id, "--html", str(folder / "verify.html"))
     assert again.exit_code in (0, 3), again.stderr
     assert (folder / "verify.html").read_text().startswith("<!")
+
+
+# --- logging cost --------------------------------------------------------------------------------
+
+
+class _CountingFile:
+    def __init__(self, fh: Any, counter: list[int]):
+        self._fh, self._counter = fh, counter
+
+    def read(self, *args: Any) -> bytes:
+        data = self._fh.read(*args)
+        self._counter[0] += len(data)
+        return data
+
+    def __enter__(self) -> "_CountingFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+
+def test_opening_the_log_reads_its_tail_not_the_whole_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from extractor import storage
+
+    log = tmp_path / "log.jsonl"
+    line = b'{"event":"request","latency_ms":12.5}\n'
+    log.write_bytes(line * 100_000)  # 3.8 MB
+    read = [0]
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: _CountingFile(real_open(self, *a, **k), read))
+    with storage.JsonlAppender(log, fsync=False) as out:
+        out.write({"event": "x"})
+    assert read[0] <= 1  # the last byte, to see the file ends whole
+    # a torn last line (kill -9 mid-append) is cut off reading one block from the end, not the file
+    with real_open(log, "ab") as fh:
+        fh.write(b'{"event":"torn')
+    read[0] = 0
+    with storage.JsonlAppender(log, fsync=False) as out:
+        out.write({"event": "after"})
+    assert read[0] <= storage.TAIL_BLOCK + 1
+    lines = log.read_bytes().splitlines()
+    assert len(lines) == 100_002 and lines[-1] == b'{"event":"after"}' and lines[-2] == b'{"event":"x"}'
