@@ -16,7 +16,7 @@ import orjson
 
 from extractor.errors import BadInput
 from extractor.formats import decode_document, html_to_text, pdf_to_text
-from extractor.names import display_name, escape_controls
+from extractor.names import display_name, escape_controls, undecodable
 
 SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".jsonl")
 TITLE_MAX = 120
@@ -119,7 +119,7 @@ def _walk(folder: Path, prefix: str, real_root: Path, visited: set[Path], max_ch
             continue  # hidden files and folders (.git, .DS_Store) are never documents
         name = display_name(entry.name)
         rel = prefix + name
-        if name != entry.name and _undecodable(entry.name):
+        if name != entry.name and undecodable(entry.name):
             yield Skipped(rel, f"{rel}: file name is not valid UTF-8 — rename it (e.g. with convmv) to read it")
             continue
         try:
@@ -162,13 +162,6 @@ def _walk(folder: Path, prefix: str, real_root: Path, visited: set[Path], max_ch
         else:
             yield _read_single(entry.path, rel, suffix, max_chars, encoding)
 
-
-def _undecodable(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def read_file(path: str | Path, rel: str, *, max_chars: int | None = None,

@@ -21,13 +21,14 @@ def escape_controls(text: str) -> str:
 
 def display_name(name: str) -> str:
     """A name from os.scandir as valid, one-line text: undecodable bytes as \\xNN, controls escaped."""
-    if not name.isprintable() or _has_surrogates(name):
+    if not name.isprintable() or undecodable(name):
         raw = os.fsencode(name)
         name = raw.decode("utf-8", "backslashreplace")
     return escape_controls(name)
 
 
-def _has_surrogates(name: str) -> bool:
+def undecodable(name: str) -> bool:
+    """Whether a name from the file system holds bytes that are not UTF-8 (os.fsdecode's surrogates)."""
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
