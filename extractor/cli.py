@@ -12,8 +12,8 @@ from typing import Annotated, Any, Optional
 import orjson
 import typer
 
-from . import console
-from .errors import ExitCode, ExtractorError
+from . import console, redaction
+from .errors import ExitCode, ExtractorError, environment_problem
 from .jobs import JobStore
 from .locations import data_dir, graph_uri, jobs_dir
 from .prepare import PrepareOptions, prepare_job
@@ -31,6 +31,7 @@ schema_app = typer.Typer(help="Work with extraction specs.", no_args_is_help=Tru
 app.add_typer(graph_app, name="graph")
 app.add_typer(schema_app, name="schema")
 
+EncodingOpt = Annotated[Optional[str], typer.Option("--encoding", help="Read every text file as this encoding (e.g. cp1252) instead of detecting it.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
 GraphOpt = Annotated[Optional[str], typer.Option("--graph", help="embedded | falkordb://HOST:PORT/GRAPH | bolt://… | neo4j://… (env EXTRACTOR_GRAPH_URI)")]
 DatabaseOpt = Annotated[Optional[str], typer.Option("--database", help="Neo4j database name (Enterprise) for staging.")]
@@ -55,6 +56,14 @@ def main_options(
 ) -> None:
     ctx.obj = CliContext(jobs_dir(jobs_dir_opt), debug)
     _options.debug = debug
+    _options.store = ctx.obj.store
+
+
+def positive(value: Any) -> Any:
+    """Option callback: token budgets, costs, slot counts and times must be above zero (else a usage error, exit 2)."""
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value} is not allowed — pass a number greater than 0")
+    return value
 
 
 def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -63,13 +72,16 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = _debug_requested()
+        for value in kwargs.values():  # --local-url, --graph: their passwords are secrets from here on
+            if isinstance(value, str) and "://" in value:
+                redaction.register_url(value)
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
         except ExtractorError as exc:
             if debug:
-                traceback.print_exc()
+                _print_traceback()
             console.print_error(exc.message)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
@@ -77,11 +89,20 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns the unexpected into exit 1
             if debug:
-                traceback.print_exc()
+                _print_traceback()
+            if (problem := environment_problem(exc, somewhere=f"under {_options.store.root}")) is not None:
+                console.print_error(problem.message)
+                raise typer.Exit(int(problem.exit_code)) from None
             console.print_error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
             raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
 
     return wrapper
+
+
+def _print_traceback() -> None:
+    # Through the redacting stream: an API that echoes the key puts it in the exception's text.
+    console.stderr.write(traceback.format_exc())
+    console.stderr.flush()
 
 
 def _debug_requested() -> bool:
@@ -94,7 +115,7 @@ def store_of(ctx: typer.Context) -> JobStore:
 
 def emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> None:
     if as_json:
-        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+        sys.stdout.write(orjson.dumps(redaction.redact(data), option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
         sys.stdout.flush()
     else:
         render()
@@ -102,7 +123,10 @@ def emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> Non
 
 def prepare_options(backend: str, model: Optional[str], schema: Optional[Path], split_long: bool,
                     max_tokens: Optional[int], ctx_tokens: Optional[int], *,
-                    max_lines_per_file: Optional[int] = None, max_bytes_per_file: Optional[int] = None) -> PrepareOptions:
+                    max_lines_per_file: Optional[int] = None, max_bytes_per_file: Optional[int] = None,
+                    encoding: Optional[str] = None) -> PrepareOptions:
+    import codecs
+
     from .errors import BadInput
     from .requests import MAX_BYTES_PER_FILE, MAX_LINES_PER_FILE
 
@@ -114,7 +138,13 @@ def prepare_options(backend: str, model: Optional[str], schema: Optional[Path], 
         raise BadInput(f"--max-lines-per-file must be between 1 and {MAX_LINES_PER_FILE} (OpenAI's limit)")
     if not 1 <= size <= MAX_BYTES_PER_FILE:
         raise BadInput(f"--max-bytes-per-file must be between 1 and {MAX_BYTES_PER_FILE} (OpenAI's limit)")
-    return PrepareOptions(backend="local" if backend == "auto" else backend, model=model, spec_path=schema,
+    if encoding is not None:
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise BadInput(f"--encoding {encoding!r}: unknown encoding — use a Python codec name such as "
+                           "cp1252, latin-1, utf-16 or shift_jis") from None
+    return PrepareOptions(encoding=encoding, backend="local" if backend == "auto" else backend, model=model, spec_path=schema,
                           split_long=split_long, max_tokens=max_tokens, context_tokens=ctx_tokens,
                           max_lines_per_file=lines, max_bytes_per_file=size)
 
@@ -131,11 +161,12 @@ def prepare(
     backend: Annotated[str, typer.Option("--backend", help="local | openai")] = "local",
     model: Annotated[Optional[str], typer.Option("--model")] = None,
     split_long: Annotated[bool, typer.Option("--split-long", help="Cut documents longer than the context on paragraph boundaries.")] = False,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Output token budget per answer.")] = None,
-    ctx_tokens: Annotated[Optional[int], typer.Option("--ctx", help="Model context in tokens (limits document size).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", callback=positive, help="Output token budget per answer.")] = None,
+    ctx_tokens: Annotated[Optional[int], typer.Option("--ctx", callback=positive, help="Model context in tokens (limits document size).")] = None,
     max_lines_per_file: Annotated[Optional[int], typer.Option("--max-lines-per-file", help="Request lines per file (default and maximum 50000, OpenAI's limit).")] = None,
     max_bytes_per_file: Annotated[Optional[int], typer.Option("--max-bytes-per-file", help="Bytes per request file (default and maximum 200 MiB, OpenAI's limit).")] = None,
     pipeline: Annotated[Optional[Path], typer.Option("--pipeline", help="A pipelines/*.toml file: prepare its gate job and price both stages.")] = None,
+    encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a job: one isolated request line per document, audited and priced."""
@@ -147,7 +178,8 @@ def prepare(
         emit(data, as_json, lambda: _render_prepare_gated(data))
         return
     options = prepare_options(backend, model, schema, split_long, max_tokens, ctx_tokens,
-                              max_lines_per_file=max_lines_per_file, max_bytes_per_file=max_bytes_per_file)
+                              max_lines_per_file=max_lines_per_file, max_bytes_per_file=max_bytes_per_file,
+                              encoding=encoding)
     summary = prepare_job(store_of(ctx), docs_dir, options)
     data = summary.as_dict()
     emit(data, as_json, lambda: _render_prepare(data))
@@ -196,10 +228,10 @@ def _submit_options(local_url, model_path, slots, max_cost, threads=None, concur
 
 LocalUrlOpt = Annotated[Optional[str], typer.Option("--local-url", help="An external llama.cpp / OpenAI-compatible server instead of the embedded one.")]
 ModelPathOpt = Annotated[Optional[Path], typer.Option("--model-path", help="GGUF file for the embedded server (default: Gemma 3 270M from PyPI).")]
-SlotsOpt = Annotated[int, typer.Option("--slots", help="Parallel slots of the embedded server.")]
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads of the embedded server (default: all cores).")]
+SlotsOpt = Annotated[int, typer.Option("--slots", callback=positive, help="Parallel slots of the embedded server.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", callback=positive, help="CPU threads of the embedded server (default: all cores).")]
 ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Requests in flight to the local server (default: its slot count from /props or /slots, else 4).")]
-MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", help="Refuse to send a job estimated above this many USD.")]
+MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", callback=positive, help="Refuse to send a job estimated above this many USD.")]
 
 
 @app.command()
@@ -217,7 +249,8 @@ def submit(
     threads: ThreadsOpt = None,
     concurrency: ConcurrencyOpt = None,
     max_cost: MaxCostOpt = None,
-    health_timeout: Annotated[float, typer.Option("--health-timeout", help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
+    health_timeout: Annotated[float, typer.Option("--health-timeout", callback=positive, help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
+    encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send a job's lines to its backend (prepares DOCS_DIR first if given)."""
@@ -234,7 +267,8 @@ def submit(
     else:
         # auto decides before prepare: the prompt and the output-token field differ between the lanes.
         choice = choose_backend(_submit_options(local_url, model_path, slots, max_cost), health_timeout) if backend == "auto" else None
-        summary = prepare_job(store, docs_dir, prepare_options(choice.backend if choice else backend, model, schema, False, None, None))
+        summary = prepare_job(store, docs_dir, prepare_options(choice.backend if choice else backend, model, schema, False, None, None,
+                                                              encoding=encoding))
         job, prepared = summary.job, summary.as_dict()
         if choice:
             job.manifest["backend_choice"] = choice.as_dict()
@@ -268,15 +302,20 @@ def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()
 
     rows = jobs_table(store)
     running = lock_holder(store.root)
+    damaged = store.damaged()
 
     def render() -> None:
         console.out.print(console.rows_table(
             f"jobs in {store.root}", ["job", "state", "backend", "model", "documents", "created"],
-            [[r["job_id"], r["state"], r["backend"], r["model"], r["documents"], r["created_at"]] for r in rows]))
+            [[r["job_id"], r["state"], r["backend"], r["model"], r["documents"], r["created_at"]]
+             for r in rows] + [[d["job_id"], "damaged", "", "", "", ""] for d in damaged]))
         if running:
             console.out.print(f"a run is in progress: pid {running['pid']}, started {running['started_at']}", markup=False)
+        for d in damaged:
+            console.err.print(f"damaged: {d['file']}: {d['problem']} — {d['fix']}", markup=False, highlight=False,
+                              soft_wrap=True)
 
-    emit({"jobs": rows, "running": running}, as_json, render)
+    emit({"jobs": rows, "running": running, "damaged": damaged}, as_json, render)
 
 
 def _remote_progress(job: Any) -> dict[str, Any]:
@@ -300,8 +339,8 @@ def collect(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for remote batches to finish.")] = False,
     output_file: Annotated[Optional[Path], typer.Option("--output-file", help="Ingest a batch output file obtained elsewhere.")] = None,
     error_file: Annotated[Optional[Path], typer.Option("--error-file", help="Ingest a batch error file obtained elsewhere.")] = None,
-    poll_interval: Annotated[float, typer.Option("--poll-interval", help="With --wait: seconds between the first polls (grows to 5 min).")] = 10.0,
-    wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", help="With --wait: give up after this many seconds (the job stays collectable).")] = None,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", callback=positive, help="With --wait: seconds between the first polls (grows to 5 min).")] = 10.0,
+    wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", callback=positive, help="With --wait: give up after this many seconds (the job stays collectable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch results and classify one outcome per document."""
@@ -319,6 +358,8 @@ def collect(
         summary = collect_job(job, fetch=not ingested, wait=wait_options, progress=tick)
     data = summary.as_dict()
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"collected job {job_id}", data["outcomes"])))
+    for warning in summary.warnings:
+        console.err.print(f"warning: {console.one_line(warning)}", markup=False, highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(int(ExitCode.PARTIAL))
 
@@ -327,7 +368,7 @@ def collect(
 @handles_errors
 def retry(ctx: typer.Context, job_id: str, local_url: LocalUrlOpt = None, model_path: ModelPathOpt = None,
           slots: SlotsOpt = 4, threads: ThreadsOpt = None, concurrency: ConcurrencyOpt = None,
-          max_attempts: Annotated[int, typer.Option("--max-attempts", help="Tries per document, the first included.")] = 2,
+          max_attempts: Annotated[int, typer.Option("--max-attempts", callback=positive, help="Tries per document, the first included.")] = 2,
           as_json: JsonOpt = False) -> None:
     """Resend failed, expired, truncated or missing lines only."""
     from .retrying import retry_job
@@ -449,18 +490,19 @@ def run(
     slots: SlotsOpt = 4,
     threads: ThreadsOpt = None,
     concurrency: ConcurrencyOpt = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Output token budget per answer.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", callback=positive, help="Output token budget per answer.")] = None,
     max_cost: MaxCostOpt = None,
     graph: GraphOpt = None,
     database: DatabaseOpt = None,
     no_commit: Annotated[bool, typer.Option("--no-commit", help="Stop after verify.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Quarantine documents with ungrounded facts too.")] = False,
     retry: Annotated[bool, typer.Option("--retry", help="Resend failed, expired, truncated or missing lines before verifying.")] = False,
-    max_attempts: Annotated[int, typer.Option("--max-attempts", help="With --retry: tries per document, the first included.")] = 2,
-    wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", help="Seconds to wait for OpenAI batches (default: until they end); when it runs out the run exits 6 and the next run resumes waiting.")] = None,
-    poll_interval: Annotated[float, typer.Option("--poll-interval", help="Seconds between the first polls of OpenAI batches (grows to 5 min).")] = 10.0,
-    health_timeout: Annotated[float, typer.Option("--health-timeout", help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", callback=positive, help="With --retry: tries per document, the first included.")] = 2,
+    wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", callback=positive, help="Seconds to wait for OpenAI batches (default: until they end); when it runs out the run exits 6 and the next run resumes waiting.")] = None,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", callback=positive, help="Seconds between the first polls of OpenAI batches (grows to 5 min).")] = 10.0,
+    health_timeout: Annotated[float, typer.Option("--health-timeout", callback=positive, help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
     pipeline: Annotated[Optional[Path], typer.Option("--pipeline", help="A pipeline file (pipelines/*.toml): a cheap yes/no gate job first, then extraction of the documents that pass.")] = None,
+    encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """prepare → submit → wait → collect → retry → verify → commit, resumable, for cron (exit 5 if another run holds the lock)."""
@@ -471,7 +513,7 @@ def run(
     from .pipeline import RunOptions, run_pipeline
 
     options = RunOptions(
-        prepare=prepare_options(backend, model, schema, False, max_tokens, None),
+        prepare=prepare_options(backend, model, schema, False, max_tokens, None, encoding=encoding),
         submit=_submit_options(local_url, model_path, slots, max_cost, threads, concurrency),
         graph_uri=graph_uri(graph), database=database, data_dir=data_dir(),
         commit=not no_commit, strict=strict, auto=backend == "auto", health_timeout_s=health_timeout,

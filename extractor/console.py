@@ -13,10 +13,43 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from .names import escape_controls
+from .redaction import redact_text
+
+
+class RedactingStream:
+    """sys.stdout or sys.stderr as it is at each write (tests swap them), with every secret masked on the way."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    @property
+    def stream(self) -> Any:
+        return getattr(sys, self._name)
+
+    def write(self, text: str) -> int:
+        return self.stream.write(redact_text(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+
+stderr = RedactingStream("stderr")
+stdout = RedactingStream("stdout")
 # Talk (progress, errors) goes to stderr; data (tables, JSON) to stdout. No colour when not a TTY.
-err = Console(stderr=True, highlight=False)
+err = Console(file=stderr, highlight=False)
 # Off a terminal (cron logs, pipes) tables are not squeezed to 80 columns.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+out = Console(file=stdout, highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 class RichProgress:
@@ -53,9 +86,14 @@ class RichProgress:
                 bar.update(task, total=bar.tasks[0].completed or 1, completed=bar.tasks[0].completed or 1)
 
 
+def one_line(text: str) -> str:
+    """Control characters (a newline in a file name) escaped, so one message is always one line."""
+    return escape_controls(text)
+
+
 def print_error(message: str) -> None:
     # The message is plain text: square brackets in it (`[gate]`, a path) must not be read as markup.
-    err.print(Text.assemble(("Error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("Error:", "bold red"), " ", one_line(message)), highlight=False, soft_wrap=True)
 
 
 def notice(message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import os
 import re
@@ -14,7 +15,8 @@ from pathlib import Path
 import orjson
 
 from extractor.errors import BadInput
-from extractor.formats import decode_text, html_to_text, pdf_to_text
+from extractor.formats import decode_document, html_to_text, pdf_to_text
+from extractor.names import display_name, escape_controls, undecodable
 
 SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".jsonl")
 TITLE_MAX = 120
@@ -29,6 +31,7 @@ class Document:
     sha256: str
     text: str
     title: str
+    encoding: str | None = None  # what the file's bytes were read as (None: PDF, JSONL)
 
     @property
     def chars(self) -> int:
@@ -65,10 +68,10 @@ def _has_trailing_space(text: str) -> bool:
     return text[-1:].isspace() and text[-1:] != "\n"
 
 
-def make_document(path: str, text: str, title: str | None = None) -> Document:
+def make_document(path: str, text: str, title: str | None = None, encoding: str | None = None) -> Document:
     """A Document over already-normalised text; the id is the first 16 hex of its sha256."""
-    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return Document(sha[:16], path, sha, text, _clip(title) if title else first_line(text))
+    sha = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return Document(sha[:16], path, sha, text, _clip(title) if title else first_line(text), encoding)
 
 
 def first_line(text: str) -> str:
@@ -90,16 +93,21 @@ def _clip(title: str) -> str:
     return title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1] + "…"
 
 
-def iter_documents(root: Path, *, max_chars: int | None = None) -> Iterator[Document | Skipped]:
-    """Every document under root in sorted path order; bad files come out as Skipped, never as errors."""
+def iter_documents(root: Path, *, max_chars: int | None = None, encoding: str | None = None) -> Iterator[Document | Skipped]:
+    """Every document under root in sorted path order; bad files come out as Skipped, never as errors.
+
+    Paths are display names: a control character in a file name is escaped (`\\n`), so a path is always one
+    line in messages, logs and JSON; a name that is not valid UTF-8 is skipped (it cannot be shown or stored).
+    """
     root = Path(root)
     if not root.is_dir():
         raise BadInput(f"No such folder: {root} — pass a folder of .txt/.md/.html/.pdf/.jsonl documents")
     real_root = root.resolve()
-    yield from _walk(root, "", real_root, {real_root}, max_chars)
+    yield from _walk(root, "", real_root, {real_root}, max_chars, encoding)
 
 
-def _walk(folder: Path, prefix: str, real_root: Path, visited: set[Path], max_chars: int | None) -> Iterator[Document | Skipped]:
+def _walk(folder: Path, prefix: str, real_root: Path, visited: set[Path], max_chars: int | None,
+          encoding: str | None = None) -> Iterator[Document | Skipped]:
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -109,10 +117,18 @@ def _walk(folder: Path, prefix: str, real_root: Path, visited: set[Path], max_ch
     for entry in entries:
         if entry.name.startswith("."):
             continue  # hidden files and folders (.git, .DS_Store) are never documents
-        rel = prefix + entry.name
+        name = display_name(entry.name)
+        rel = prefix + name
+        if name != entry.name and undecodable(entry.name):
+            yield Skipped(rel, f"{rel}: file name is not valid UTF-8 — rename it (e.g. with convmv) to read it")
+            continue
         try:
             if entry.is_symlink():
-                target = Path(entry.path).resolve()
+                try:
+                    target = Path(entry.path).resolve()
+                except RuntimeError:  # Python 3.11-3.12 report a symlink loop this way
+                    yield Skipped(rel, f"{rel}: symlink loop — remove the link or point it at a file")
+                    continue
                 if not target.exists():
                     yield Skipped(rel, f"{rel}: broken symlink — fix it or remove it")
                     continue
@@ -124,36 +140,42 @@ def _walk(folder: Path, prefix: str, real_root: Path, visited: set[Path], max_ch
                         yield Skipped(rel, f"{rel}: symlink to a folder already read — not followed (it would loop or repeat)")
                         continue
                     visited.add(target)
-                    yield from _walk(Path(entry.path), rel + "/", real_root, visited, max_chars)
+                    yield from _walk(Path(entry.path), rel + "/", real_root, visited, max_chars, encoding)
                     continue
             elif entry.is_dir():
                 visited.add(Path(entry.path).resolve())
-                yield from _walk(Path(entry.path), rel + "/", real_root, visited, max_chars)
+                yield from _walk(Path(entry.path), rel + "/", real_root, visited, max_chars, encoding)
                 continue
             if not entry.is_file():
                 yield Skipped(rel, f"{rel}: not a regular file — remove it from the folder")
                 continue
         except OSError as exc:
-            yield Skipped(rel, f"{rel}: cannot read ({exc.strerror}) — check its permissions")
+            if exc.errno == errno.ELOOP:
+                yield Skipped(rel, f"{rel}: symlink loop — remove the link or point it at a file")
+            else:
+                yield Skipped(rel, f"{rel}: cannot read ({exc.strerror}) — check its permissions")
             continue
-        dot = entry.name.rfind(".")
-        suffix = entry.name[dot:].lower() if dot > 0 else ""
+        dot = name.rfind(".")
+        suffix = name[dot:].lower() if dot > 0 else ""
         if suffix == ".jsonl":
             yield from _read_jsonl(entry.path, rel, max_chars)
         else:
-            yield _read_single(entry.path, rel, suffix, max_chars)
+            yield _read_single(entry.path, rel, suffix, max_chars, encoding)
 
 
-def read_file(path: str | Path, rel: str, *, max_chars: int | None = None) -> Iterator[Document | Skipped]:
+
+def read_file(path: str | Path, rel: str, *, max_chars: int | None = None,
+              encoding: str | None = None) -> Iterator[Document | Skipped]:
     """The document(s) in one file: one for .txt/.md/.html/.pdf, one per line for .jsonl."""
     suffix = os.path.splitext(rel)[1].lower()
     if suffix == ".jsonl":
         yield from _read_jsonl(path, rel, max_chars)
     else:
-        yield _read_single(path, rel, suffix, max_chars)
+        yield _read_single(path, rel, suffix, max_chars, encoding)
 
 
-def _read_single(path: str | Path, rel: str, suffix: str, max_chars: int | None) -> Document | Skipped:
+def _read_single(path: str | Path, rel: str, suffix: str, max_chars: int | None,
+                 encoding: str | None = None) -> Document | Skipped:
     """The one document in a .txt/.md/.html/.pdf file (a plain function: the walk calls it per file)."""
     if suffix not in SUPPORTED:
         kind = f"unsupported file type {suffix}" if suffix else "file without an extension"
@@ -165,15 +187,16 @@ def _read_single(path: str | Path, rel: str, suffix: str, max_chars: int | None)
     if not data:
         return Skipped(rel, f"{rel}: empty file — remove it or add text")
     title = None
+    used: str | None = None
     if suffix == ".pdf":
         text, problem = pdf_to_text(data)
     else:
-        text, problem = decode_text(data)
+        text, problem, used = decode_document(data, encoding)
         if text is not None and suffix in (".html", ".htm"):
             text, title = html_to_text(text)
     if text is None:
         return Skipped(rel, f"{rel}: {problem}")
-    return _checked(rel, normalise_text(text), title, max_chars)
+    return _checked(rel, normalise_text(text), title, max_chars, used)
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -192,14 +215,15 @@ def read_bytes(path: str | Path) -> bytes:
         os.close(fd)
 
 
-def _checked(rel: str, text: str, title: str | None, max_chars: int | None) -> Document | Skipped:
+def _checked(rel: str, text: str, title: str | None, max_chars: int | None,
+             encoding: str | None = None) -> Document | Skipped:
     if not text or text.isspace():
         return Skipped(rel, f"{rel}: no text (only whitespace or markup) — remove it or add text")
     if max_chars is not None and len(text) > max_chars:
         return Skipped(
             rel, f"{rel}: {len(text)} chars exceeds the model context (max {max_chars}) — pass --split-long or split the file"
         )
-    return make_document(rel, text, title)
+    return make_document(rel, text, title, encoding)
 
 
 def _read_jsonl(path: str | Path, rel: str, max_chars: int | None) -> Iterator[Document | Skipped]:
@@ -227,9 +251,10 @@ def _read_jsonl(path: str | Path, rel: str, max_chars: int | None) -> Iterator[D
                 yield Skipped(where, f"{where}: duplicate id {doc_id!r} (first on line {seen[doc_id]}) — give every line its own id")
                 continue
             seen[doc_id] = number
-            result = _checked(f"{rel}#{doc_id}", normalise_text(text), title, max_chars)
+            shown_id = escape_controls(doc_id)
+            result = _checked(f"{rel}#{shown_id}", normalise_text(text), title, max_chars)
             if isinstance(result, Skipped):
-                result = Skipped(where, result.reason.replace(f"{rel}#{doc_id}:", f"{where} (id {doc_id!r}):", 1))
+                result = Skipped(where, result.reason.replace(f"{rel}#{shown_id}:", f"{where} (id {doc_id!r}):", 1))
             yield result
     if not any_line:
         yield Skipped(rel, f"{rel}: empty file — remove it or add one JSON object per line")
@@ -289,7 +314,8 @@ def split_long(doc: Document, max_chars: int) -> list[Document]:
     for number, piece in enumerate(pieces, start=1):
         sha = hashlib.sha256(piece.encode("utf-8")).hexdigest()
         parts.append(
-            Document(f"{doc.doc_id}-p{number}", f"{doc.path}#part{number}", sha, piece, _clip(f"{doc.title} (part {number}/{total})"))
+            Document(f"{doc.doc_id}-p{number}", f"{doc.path}#part{number}", sha, piece, _clip(f"{doc.title} (part {number}/{total})"),
+                     doc.encoding)
         )
     return parts
 

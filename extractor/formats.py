@@ -12,27 +12,87 @@ import pypdf
 
 # Bytes that never occur in text: C0 controls other than \t \n \f \r and ESC, plus DEL.
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27)) + b"\x7f"
+_DETECT_BYTES = 256 * 1024  # charset detection reads this much: enough to decide, bounded for huge files
 _SNIFF = 1024  # binary formats show themselves in their first kilobyte (headers, tables, padding)
 
 
-def decode_text(data: bytes) -> tuple[str | None, str]:
-    """(text, "") for UTF-8 / UTF-8-BOM / UTF-16-BOM bytes, else (None, the problem and its fix)."""
+def decode_text(data: bytes, encoding: str | None = None) -> tuple[str | None, str]:
+    """(text, "") for text bytes in any encoding decode_document finds, else (None, the problem and its fix)."""
+    text, problem, _ = decode_document(data, encoding)
+    return text, problem
+
+
+def decode_document(data: bytes, encoding: str | None = None) -> tuple[str | None, str, str | None]:
+    """(text, "", encoding) or (None, problem, None).
+
+    UTF-8 and BOM-marked UTF-8/16 are read as such; anything else (Latin-1, cp1252, KOI8-R, Shift-JIS,
+    UTF-16 without a BOM …) is detected by charset-normalizer. `encoding` forces one (the --encoding option).
+    """
+    if encoding:
+        try:
+            text = data.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            return None, f"not {encoding} text ({exc.__class__.__name__}) — pass the file's real --encoding", None
+        return _checked_text(text, encoding)
     if data.startswith(codecs.BOM_UTF8):
-        encoding = "utf-8-sig"
-    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8"
-        if b"\x00" in data or _mostly_control(data):
-            return None, "binary file (not text) — remove it or convert it to .txt"
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError:
-        return None, "not UTF-8 text — re-save it as UTF-8"
-    # NUL was ruled out on the bytes for plain UTF-8; after a BOM it is checked here (e.g. UTF-32 read as UTF-16).
-    if encoding != "utf-8" and "\x00" in text:
-        return None, "binary file (not text) — remove it or convert it to .txt"
-    return text, ""
+        return _checked_text(data.decode("utf-8-sig", "replace"), "utf-8-sig")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return _checked_text(data.decode("utf-16"), "utf-16")
+        except UnicodeDecodeError:
+            return None, "not UTF-16 text despite its byte-order mark — re-save it as UTF-8", None
+    binary = b"\x00" in data or _mostly_control(data)
+    if not binary:
+        try:
+            return data.decode("utf-8"), "", "utf-8"
+        except UnicodeDecodeError:
+            pass
+    detected = detect_encoding(data)
+    # NULs and control bytes mean binary, unless the bytes are UTF-16/32 without a BOM (ASCII text in
+    # UTF-16 is half NULs); any single-byte code page would "read" a binary file, so none is trusted here.
+    if binary and (detected is None or not detected.startswith(("utf_16", "utf_32"))
+                   or not _plausible_wide_text(data.decode(detected, "replace"))):
+        return None, "binary file (not text) — remove it or convert it to .txt", None
+    if detected is None:
+        return None, "text in an unknown encoding — re-save it as UTF-8 or pass --encoding", None
+    text = data.decode(detected, "replace")
+    if _mostly_control(text.encode("utf-8", "replace")):
+        return None, "binary file (not text) — remove it or convert it to .txt", None
+    return _checked_text(text, detected)
+
+
+def _plausible_wide_text(text: str) -> bool:
+    """UTF-16/32 read from bytes with NULs: real text has no C0 controls and is mostly Latin (that is where
+    its NUL bytes come from); binary junk read this way is a scatter of unrelated scripts."""
+    if not text or any(c < " " and c not in "\t\n\r\f" for c in text):
+        return False
+    return sum(c < "\u0100" for c in text) * 2 >= len(text)
+
+
+def _checked_text(text: str, encoding: str) -> tuple[str | None, str, str | None]:
+    # NUL never occurs in text: a file that decodes to it is binary read as text (e.g. UTF-32 read as UTF-16).
+    if "\x00" in text:
+        return None, "binary file (not text) — remove it or convert it to .txt", None
+    return text, "", encoding
+
+
+def detect_encoding(data: bytes) -> str | None:
+    """charset-normalizer's pick for bytes that are not UTF-8, or None when nothing reads them as text.
+
+    Short Western texts often fit several code pages equally well; like WHATWG (which reads Latin-1 as
+    windows-1252) we take cp1252 when it reads the bytes at least as coherently as the best pick.
+    """
+    import charset_normalizer
+
+    matches = charset_normalizer.from_bytes(data[:_DETECT_BYTES])
+    best = matches.best()
+    if best is None:
+        return None
+    for match in matches:
+        if ("cp1252" in match.could_be_from_charset and match.percent_coherence >= best.percent_coherence
+                and match.percent_chaos <= best.percent_chaos + 10):
+            return "cp1252"
+    return best.encoding
 
 
 def _mostly_control(data: bytes) -> bool:

@@ -20,7 +20,13 @@ def ingest_files(job: Job, output_file: Path | None, error_file: Path | None) ->
         directory.mkdir(parents=True, exist_ok=True)
         n = len(list(directory.glob("ingested-*.jsonl")))
         tmp = directory / f".ingested-{n:03d}.jsonl.tmp"
-        shutil.copyfile(src, tmp)
+        try:
+            shutil.copyfile(src, tmp)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.filename is None:  # a full disk fails the copy without naming the file
+                raise type(exc)(exc.errno, exc.strerror, str(tmp)) from exc
+            raise
         tmp.replace(directory / f"ingested-{n:03d}.jsonl")
         job.log("ingest", file=str(src), into=str(directory.name))
     if job.state is State.PREPARED:

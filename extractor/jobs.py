@@ -147,6 +147,39 @@ class Job:
         return self.manifest.get("documents", [])
 
 
+class DamagedJob(BadInput):
+    """A job.json that cannot be read: not JSON, not a job, or a format this version does not know."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path, self.problem = path, problem
+        self.fix = (f"restore {path.name} from a backup, or move the folder {path.parent} out of the jobs dir; "
+                    "other jobs are not affected")
+        super().__init__(f"{path}: damaged job ({problem}) — {self.fix}")
+
+
+_REQUIRED = {"job_id": str, "state": str, "backend": str, "model": str, "documents": list}
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A job.json, checked enough that commands can rely on its shape; DamagedJob names the file otherwise."""
+    try:
+        manifest = read_json(path)
+    except orjson.JSONDecodeError as exc:
+        raise DamagedJob(path, f"not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise DamagedJob(path, f"cannot be read: {exc.strerror}") from None
+    if not isinstance(manifest, dict):
+        raise DamagedJob(path, "not a JSON object")
+    if manifest.get("format") != JOB_FORMAT:
+        raise DamagedJob(path, f"unknown job format {manifest.get('format')!r} (expected {JOB_FORMAT})")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            raise DamagedJob(path, f"{key!r} is missing or not a {kind.__name__}")
+    if manifest["state"] not in State._value2member_map_:
+        raise DamagedJob(path, f"unknown state {manifest['state']!r}")
+    return manifest
+
+
 class JobStore:
     """The jobs directory: create, find and list job folders."""
 
@@ -168,6 +201,7 @@ class JobStore:
         return job
 
     def staging_dir(self) -> Path:
+        self.check_root()
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / f".staging-{secrets.token_hex(6)}"
         path.mkdir()
@@ -177,22 +211,43 @@ class JobStore:
         shutil.rmtree(path, ignore_errors=True)
 
     def load(self, job_id: str) -> Job:
+        self.check_root()
         path = self.root / job_id
         manifest_path = path / MANIFEST
         if not job_id or "/" in job_id or job_id.startswith(".") or not manifest_path.is_file():
             raise BadInput(f"No job {job_id!r} in {self.root} — run `extractor status` to list jobs")
-        manifest = read_json(manifest_path)
-        if manifest.get("format") != JOB_FORMAT:
-            raise BadInput(f"{manifest_path}: unknown job format {manifest.get('format')!r} (expected {JOB_FORMAT})")
-        return Job(path, manifest)
+        return Job(path, read_manifest(manifest_path))
 
     def __iter__(self) -> Iterator[Job]:
-        if not self.root.is_dir():
-            return
-        for path in sorted(self.root.iterdir()):
-            if path.name.startswith(".") or not (path / MANIFEST).is_file():
+        """Every readable job; a damaged one is passed over (see `damaged`), so it never stops another."""
+        for path in self._job_folders():
+            try:
+                yield self.load(path.name)
+            except DamagedJob:
                 continue
-            yield self.load(path.name)
+
+    def damaged(self) -> list[dict[str, str]]:
+        """The job folders whose job.json cannot be read: the file, what is wrong and the fix."""
+        found = []
+        for path in self._job_folders():
+            try:
+                read_manifest(path / MANIFEST)
+            except DamagedJob as exc:
+                found.append({"job_id": path.name, "file": str(path / MANIFEST), "problem": exc.problem,
+                              "fix": exc.fix})
+        return found
+
+    def _job_folders(self) -> list[Path]:
+        self.check_root()
+        if not self.root.is_dir():
+            return []
+        return [p for p in sorted(self.root.iterdir()) if not p.name.startswith(".") and (p / MANIFEST).is_file()]
+
+    def check_root(self) -> None:
+        """A jobs dir that is a file is a usage error naming it, not an OSError somewhere later."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BadInput(f"{self.root}: the jobs dir is a file, not a folder — pass --jobs-dir a folder "
+                           "(or set EXTRACTOR_JOBS_DIR to one)")
 
     def find_resumable(self, key: str) -> Job | None:
         """The newest unfinished job built from the same input and options, for `run` after a crash."""
@@ -211,6 +266,7 @@ class JobsLock:
         self._fh: Any = None
 
     def acquire(self) -> None:
+        JobStore(self.path.parent).check_root()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = self.path.open("a+b")
         try:

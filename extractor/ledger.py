@@ -16,6 +16,7 @@ from typing import Any
 from .entries import fingerprint, read_entries
 from .errors import BadInput
 from .jobs import Job, JobStore, utcnow
+from .redaction import redact
 
 LEDGER_ENV = "EXTRACTOR_LEDGER"
 BUSY_TIMEOUT_S = 30.0
@@ -155,11 +156,11 @@ class Ledger:
         return True
 
     def sync_store(self, store: JobStore) -> int:
-        """Sync every job folder of a jobs dir; returns how many changed."""
+        """Sync every job folder of a jobs dir; returns how many changed (a damaged folder is passed over)."""
         return sum(self.sync_job(job) for job in store)
 
     def _insert(self, table: str, rows: Iterable[dict[str, Any]], *, replace: bool = False) -> None:
-        rows = list(rows)
+        rows = [redact(row) for row in rows]  # an error text that echoes a key stays out of the ledger
         if not rows:
             return
         columns = [c for c in rows[0] if c in self._columns(table)]

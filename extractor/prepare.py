@@ -55,6 +55,7 @@ class PrepareOptions:
     max_lines_per_file: int = MAX_LINES_PER_FILE
     max_bytes_per_file: int = MAX_BYTES_PER_FILE
     count_tokens: bool = True
+    encoding: str | None = None  # read every text file as this encoding instead of detecting it (--encoding)
     extra: dict[str, Any] = field(default_factory=dict)
     prompt: Prompt | None = None  # a prompt already filled in (the gate's, with its question); default: extraction
     admit: Callable[[Document | Skipped], bool] | None = None  # which documents the job takes (a gate's decision); default: all
@@ -219,7 +220,8 @@ def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, tem
     base_tokens = tokens.count_request_tokens(template.body_with("")) if options.count_tokens else 0
     model = template.line["body"]["model"]
     try:
-        for item in iter_documents(docs_dir, max_chars=None if options.split_long else max_chars):
+        for item in iter_documents(docs_dir, max_chars=None if options.split_long else max_chars,
+                                   encoding=options.encoding):
             if on_document:
                 on_document()
             if options.admit is not None and not options.admit(item):
@@ -254,6 +256,7 @@ def _manifest_entry(doc: Document, custom_id: str, shard: str) -> dict[str, Any]
         "title": doc.title,
         "sha256": doc.sha256,
         "chars": doc.chars,
+        "encoding": doc.encoding,
         "custom_id": custom_id,
         "shard": shard,
     }

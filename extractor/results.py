@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +24,17 @@ OUTCOMES = ("ok", "http_error", "schema_invalid", "truncated", "refusal", "expir
 FAILED_OUTCOMES = frozenset(OUTCOMES) - {"ok"}
 # Error codes the Batch API (or the lane, for requests a batch never ran) puts on a line that got no answer.
 UNANSWERED_OUTCOME = {"batch_expired": "expired", "batch_cancelled": "missing"}
+# Error codes collect itself puts on a line it would not read (see MAX_ANSWER_BYTES).
+LINE_OUTCOME = {**UNANSWERED_OUTCOME, "answer_too_large": "schema_invalid"}
 # A line cut short or garbled by the provider still names its request, usually.
 _CUSTOM_ID = re.compile(rb'"custom_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+# An answer line longer than this is not parsed: it is recorded as schema_invalid with the size as the reason.
+# A 32k-token answer is ~130 KB of JSON; 1 MiB leaves room for any real answer and bounds verify's work.
+MAX_ANSWER_BYTES = 1 << 20
+# A provider's file is checked line by line; what it says about one line is clipped to this many characters.
+MAX_REASON_CHARS = 300
 
 
 @dataclass
@@ -34,36 +43,104 @@ class CollectSummary:
     documents: int
     outcomes: dict[str, int]
     failed: list[str]
+    unknown_lines: int = 0
+    duplicate_lines: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "documents": self.documents, "outcomes": self.outcomes, "failed": self.failed}
+        return {"job_id": self.job_id, "documents": self.documents, "outcomes": self.outcomes, "failed": self.failed,
+                "unknown_lines": self.unknown_lines, "duplicate_lines": self.duplicate_lines, "warnings": self.warnings}
 
 
-def classify_line(line: dict[str, Any], spec: Spec) -> dict[str, Any]:
-    """One output or error line → outcome, parsed answer (when ok), finish reason, usage."""
+class _Malformed(Exception):
+    """A line that is JSON but not the shape of a Batch API output or error line."""
+
+
+def _field(container: dict[str, Any], key: str, kinds: tuple[type, ...], where: str, *, optional: bool = True) -> Any:
+    value = container.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        wanted = " or ".join(_KIND_NAMES[k] for k in kinds) + (" or null" if optional else "")
+        raise _Malformed(f"{where}{key} is {_kind_of(value)}, expected {wanted}")
+    return value
+
+
+_KIND_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number",
+               bool: "true/false"}
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    for kind, name in _KIND_NAMES.items():
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return name
+    return type(value).__name__
+
+
+def _usage(body: dict[str, Any]) -> dict[str, int] | None:
+    usage = _field(body, "usage", (dict,), "response.body.")
+    if usage is None:
+        return None
+    clean = {}
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = usage.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _Malformed(f"response.body.usage.{key} is {_kind_of(value)}, expected a non-negative integer")
+        clean[key] = value
+    return clean
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+
+
+def classify_line(line: dict[str, Any], spec: Spec, where: str = "") -> dict[str, Any]:
+    """One output or error line of any JSON shape → outcome, parsed answer (when ok), finish reason, usage.
+
+    A line whose shape is not the Batch API's is an http_error whose reason names `where` (file:line).
+    """
     row: dict[str, Any] = {"outcome": "ok", "answer": None, "errors": [], "finish_reason": None, "usage": None, "model": None}
-    response = line.get("response") or {}
-    error = line.get("error")
-    status = response.get("status_code")
-    if error or status != 200:
-        code = (error or {}).get("code") or ""
-        row["outcome"] = UNANSWERED_OUTCOME.get(code, "http_error")
-        row["errors"] = [f"{status or '-'} {code}: {(error or {}).get('message') or _body_error(response)}".strip()]
+    try:
+        return _classify(line, spec, row)
+    except _Malformed as exc:
+        row.update(outcome="http_error", answer=None, finish_reason=None, usage=None, model=None,
+                   errors=[_clip(f"malformed_line: {where + ': ' if where else ''}{exc}")])
         return row
-    body = response.get("body") or {}
-    row["usage"] = body.get("usage")
-    row["model"] = body.get("model")
-    choices = body.get("choices") or []
+
+
+def _classify(line: dict[str, Any], spec: Spec, row: dict[str, Any]) -> dict[str, Any]:
+    response = _field(line, "response", (dict,), "") or {}
+    error = _field(line, "error", (dict,), "")
+    status = _field(response, "status_code", (int,), "response.")
+    if error or status != 200:
+        error = error or {}
+        code = _field(error, "code", (str, int), "error.") or ""
+        message = _field(error, "message", (str,), "error.") or _body_error(response)
+        row["outcome"] = LINE_OUTCOME.get(code, "http_error") if isinstance(code, str) else "http_error"
+        row["errors"] = [_clip(f"{status or '-'} {code}: {message}".strip())]
+        return row
+    body = _field(response, "body", (dict,), "response.") or {}
+    row["usage"] = _usage(body)
+    row["model"] = _field(body, "model", (str,), "response.body.")
+    choices = _field(body, "choices", (list,), "response.body.") or []
     if not choices:
         row["outcome"] = "http_error"
         row["errors"] = ["answer has no choices"]
         return row
+    if not isinstance(choices[0], dict):
+        raise _Malformed(f"response.body.choices[0] is {_kind_of(choices[0])}, expected an object")
     choice = choices[0]
-    message = choice.get("message") or {}
-    row["finish_reason"] = choice.get("finish_reason")
-    if message.get("refusal"):
+    message = _field(choice, "message", (dict,), "response.body.choices[0].") or {}
+    row["finish_reason"] = _field(choice, "finish_reason", (str,), "response.body.choices[0].")
+    refusal = _field(message, "refusal", (str,), "response.body.choices[0].message.")
+    content = _field(message, "content", (str,), "response.body.choices[0].message.")
+    if refusal:
         row["outcome"] = "refusal"
-        row["errors"] = [str(message["refusal"])[:500]]
+        row["errors"] = [refusal[:500]]
         return row
     if row["finish_reason"] == "length":
         row["outcome"] = "truncated"
@@ -74,15 +151,15 @@ def classify_line(line: dict[str, Any], spec: Spec) -> dict[str, Any]:
         row["errors"] = ["answer withheld by the provider's content filter"]
         return row
     try:
-        answer = orjson.loads(message.get("content") or "")
+        answer = orjson.loads(content or "")
     except orjson.JSONDecodeError as exc:
         row["outcome"] = "schema_invalid"
-        row["errors"] = [f"answer is not JSON: {exc}"]
+        row["errors"] = [_clip(f"answer is not JSON: {exc}")]
         return row
     problems = spec.validate_answer(answer)
     if problems:
         row["outcome"] = "schema_invalid"
-        row["errors"] = problems[:20]
+        row["errors"] = [_clip(p) for p in problems[:20]]
         return row
     row["answer"], repeats = drop_repeats(answer, spec)  # a looping model lists the same fact again and again
     if repeats:
@@ -93,45 +170,98 @@ def classify_line(line: dict[str, Any], spec: Spec) -> dict[str, Any]:
 def _body_error(response: dict[str, Any]) -> str:
     body = response.get("body") or {}
     err = body.get("error") if isinstance(body, dict) else None
-    return (err or {}).get("message", "") if isinstance(err, dict) else ""
+    message = err.get("message", "") if isinstance(err, dict) else ""
+    return message if isinstance(message, str) else ""
 
 
-def read_answer_lines(job: Job) -> dict[str, dict[str, Any]]:
-    """Every output/error line by custom_id; a success wins over an error for the same id (e.g. after a retry)."""
-    by_id: dict[str, dict[str, Any]] = {}
-    for directory, is_output in ((job.errors_dir, False), (job.output_dir, True)):
+@dataclass
+class AnswerLines:
+    """The one line kept per custom_id (with its classification and file:line), and what was set aside."""
+
+    rows: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    unknown: Counter[str] = field(default_factory=Counter)  # file → lines naming no document of the job
+    duplicates: list[str] = field(default_factory=list)
+
+
+def read_answer_lines(job: Job, spec: Spec) -> AnswerLines:
+    """Every output/error line classified by custom_id.
+
+    For an id with several lines the first ok answer wins: a later line, valid or not, never replaces it;
+    a later line replaces an earlier failed one (an error line, then its answer after a retry). Each extra
+    line is reported. Lines for ids that are no document of the job are counted per file.
+    """
+    known = {doc["custom_id"] for doc in job.documents()}
+    found = AnswerLines()
+    for directory in (job.errors_dir, job.output_dir):
         for path in sorted(directory.glob("*.jsonl")) if directory.is_dir() else []:
-            for line in iter_answer_lines(path):
+            rel = f"{directory.name}/{path.name}"
+            for number, line in iter_numbered_lines(path):
                 cid = line.get("custom_id")
-                if not cid:
+                if not isinstance(cid, str) or cid not in known:
+                    found.unknown[rel] += 1
                     continue
-                current = by_id.get(cid)
-                if current is None or is_output or not _is_success(current):
-                    by_id[cid] = line
-    return by_id
+                where = f"{rel}:{number}"
+                row = classify_line(line, spec, where)
+                current = found.rows.get(cid)
+                if current is not None:
+                    kept = current if current[0]["outcome"] == "ok" else (row, where)
+                    found.duplicates.append(
+                        f"custom_id {cid} has more than one line ({current[1]}, {where}); kept {kept[1]}"
+                        + (" (the valid answer)" if kept[0]["outcome"] == "ok" else " (the latest)"))
+                    if current[0]["outcome"] == "ok":
+                        continue
+                found.rows[cid] = (row, where)
+    return found
 
 
-def _is_success(line: dict[str, Any]) -> bool:
-    return not line.get("error") and (line.get("response") or {}).get("status_code") == 200
+def iter_numbered_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, line) for every line of a provider's file that names a request.
+
+    A malformed line, or one over MAX_ANSWER_BYTES, becomes an error line for the request it names;
+    a line that names none is passed over (its request stays missing).
+    """
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            raw = raw.strip()
+            if not raw:
+                continue
+            if len(raw) > MAX_ANSWER_BYTES:
+                obj: Any = oversized_line(raw, path, number)
+            else:
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    obj = malformed_line(raw, path)
+            yield (number, obj if isinstance(obj, dict) else {})
 
 
 def iter_answer_lines(path: Path) -> Iterator[dict[str, Any]]:
     """Every line of a provider's file; a malformed one becomes an error line for the request it names, if any."""
-    with path.open("rb") as fh:
-        for raw in fh:
-            raw = raw.strip()
-            if not raw:
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                obj = malformed_line(raw, path)
-            if isinstance(obj, dict):
-                yield obj
+    for _, line in iter_numbered_lines(path):
+        if line:
+            yield line
 
 
 def malformed_line(raw: bytes, path: Path) -> dict[str, Any] | None:
     """An error line standing in for an unparseable one (None when it names no request: that one stays missing)."""
+    custom_id = _named_id(raw)
+    if custom_id is None:
+        return None
+    message = f"the provider's line in {path.name} is not valid JSON ({len(raw)} bytes)"
+    return {"id": None, "custom_id": custom_id, "response": None, "error": {"code": "malformed_line", "message": message}}
+
+
+def oversized_line(raw: bytes, path: Path, number: int) -> dict[str, Any] | None:
+    """A stand-in for a line over MAX_ANSWER_BYTES: its answer is judged schema_invalid without being parsed."""
+    custom_id = _named_id(raw[:4096])
+    if custom_id is None:
+        return None
+    reason = (f"answer too large: line {number} of {path.name} is {len(raw):,} bytes, over the limit of "
+              f"{MAX_ANSWER_BYTES:,} bytes per answer")
+    return {"id": None, "custom_id": custom_id, "response": None, "error": {"code": "answer_too_large", "message": reason}}
+
+
+def _named_id(raw: bytes) -> str | None:
     found = _CUSTOM_ID.search(raw)
     if found is None:
         return None
@@ -139,13 +269,14 @@ def malformed_line(raw: bytes, path: Path) -> dict[str, Any] | None:
         custom_id = orjson.loads(b'"' + found.group(1) + b'"')
     except orjson.JSONDecodeError:
         return None
-    message = f"the provider's line in {path.name} is not valid JSON ({len(raw)} bytes)"
-    return {"id": None, "custom_id": custom_id, "response": None, "error": {"code": "malformed_line", "message": message}}
+    return custom_id if isinstance(custom_id, str) else None
 
 
 def answered_ids(path: Path) -> set[str]:
     """The custom_ids a provider's output or error file has a line for (none when the file does not exist)."""
-    return {line["custom_id"] for line in iter_answer_lines(path) if line.get("custom_id")} if path.is_file() else set()
+    if not path.is_file():
+        return set()
+    return {cid for line in iter_answer_lines(path) if isinstance(cid := line.get("custom_id"), str) and cid}
 
 
 def collect_job(job: Job, *, fetch: bool = True, wait: WaitOptions | None = None,
@@ -161,7 +292,7 @@ def collect_job(job: Job, *, fetch: bool = True, wait: WaitOptions | None = None
 
         fetch_batches(job, wait, progress)
     spec = load_spec(Path(job.manifest["spec"]["path"]))
-    lines = read_answer_lines(job)
+    lines = read_answer_lines(job, spec)
     model, backend = job.manifest["model"], job.manifest["backend"]
     cost = JobCost(batch=backend == "openai")
     expired = bool(job.manifest.get("remote", {}).get("expired"))
@@ -171,12 +302,12 @@ def collect_job(job: Job, *, fetch: bool = True, wait: WaitOptions | None = None
     def rows():
         for doc in job.documents():
             cid = doc["custom_id"]
-            line = lines.get(cid)
-            if line is None:
+            kept = lines.rows.get(cid)
+            if kept is None:
                 row = {"outcome": "expired" if expired else "missing", "answer": None,
                        "errors": ["no answer line for this custom_id"], "finish_reason": None, "usage": None, "model": None}
             else:
-                row = classify_line(line, spec)
+                row = dict(kept[0])
             row["cost_usd"] = cost.add(row.get("model") or model, row.get("usage"), backend)
             counts[row["outcome"]] += 1
             if row["outcome"] != "ok":
@@ -186,11 +317,29 @@ def collect_job(job: Job, *, fetch: bool = True, wait: WaitOptions | None = None
     atomic_write_jsonl(job.results_path, rows())
     for path in sorted((job.path / "superseded").rglob("*.jsonl")):
         for line in iter_answer_lines(path):  # answers a retry replaced were paid for all the same
-            body = (line.get("response") or {}).get("body") or {}
-            cost.add(body.get("model") or model, body.get("usage"), backend, superseded=True)
-    summary = CollectSummary(job.id, len(job.documents()), dict(counts), failed)
+            answer_model, usage = _billing(line)
+            cost.add(answer_model or model, usage, backend, superseded=True)
+    warnings = list(lines.duplicates)
+    for rel, count in sorted(lines.unknown.items()):
+        warnings.append(f"{rel}: {count} line(s) name no document of job {job.id} (another job's file?) — not used")
+    summary = CollectSummary(job.id, len(job.documents()), dict(counts), failed,
+                             unknown_lines=sum(lines.unknown.values()), duplicate_lines=len(lines.duplicates),
+                             warnings=warnings)
     job.transition(State.COLLECTED, outcomes=summary.outcomes, cost=cost.as_dict())
+    if warnings:
+        job.log("collect_warnings", unknown_lines=summary.unknown_lines, duplicate_lines=summary.duplicate_lines,
+                warnings=warnings[:100])
     return summary
+
+
+def _billing(line: dict[str, Any]) -> tuple[str | None, dict[str, int] | None]:
+    """The model and usage a line reports, (None, None) when its shape is not the Batch API's."""
+    try:
+        response = _field(line, "response", (dict,), "") or {}
+        body = _field(response, "body", (dict,), "response.") or {}
+        return _field(body, "model", (str,), "response.body."), _usage(body)
+    except _Malformed:
+        return None, None
 
 
 @dataclass

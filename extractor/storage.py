@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -11,14 +12,19 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from .redaction import redact_bytes
+
 JSON_OPTS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 # mkstemp creates 0600 files; job files and reports are as readable as anything else the user writes.
 FILE_MODE = 0o644
+TAIL_BLOCK = 64 * 1024  # how much of a torn log is read at a time when looking for its last whole line
 
 
 @contextmanager
 def atomic_file(path: Path) -> Iterator[BinaryIO]:
     """A binary file that appears at `path` only once the block finished: temp file, fsync, os.replace."""
+    if path.is_dir():  # os.replace would fail only after the whole file was written, naming the temp file
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -28,11 +34,13 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write (disk full) names no file: name it
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -42,7 +50,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, orjson.dumps(obj, option=JSON_OPTS) + b"\n")
+    atomic_write_bytes(path, redact_bytes(orjson.dumps(obj, option=JSON_OPTS)) + b"\n")
 
 
 def atomic_write_jsonl(path: Path, rows: Iterable[Any]) -> int:
@@ -50,7 +58,7 @@ def atomic_write_jsonl(path: Path, rows: Iterable[Any]) -> int:
     count = 0
     with atomic_file(path) as fh:
         for row in rows:
-            fh.write(orjson.dumps(row))
+            fh.write(redact_bytes(orjson.dumps(row)))
             fh.write(b"\n")
             count += 1
     return count
@@ -72,7 +80,11 @@ def iter_jsonl(path: Path) -> Iterable[Any]:
 
 
 class JsonlAppender:
-    """Append one JSON object per line, flushed and fsynced per write (crash loses at most the line in flight)."""
+    """Append one JSON object per line, flushed and fsynced per write (crash loses at most the line in flight).
+
+    Opening one costs the same at any file size: only the file's tail is read, never the whole file.
+    Every line goes through redaction first (secrets never reach a job file).
+    """
 
     def __init__(self, path: Path, fsync: bool = True):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,21 +94,40 @@ class JsonlAppender:
 
     @staticmethod
     def _repair_tail(path: Path) -> None:
-        # A line torn by kill -9 would glue itself to the next append; cut it off first.
-        if not path.exists() or path.stat().st_size == 0:
+        # A line torn by kill -9 would glue itself to the next append; cut it off first. Only the last
+        # byte is read when the file is whole; a torn line is found by reading backwards block by block.
+        try:
+            fh = path.open("rb+")
+        except FileNotFoundError:
             return
-        with path.open("rb+") as fh:
-            data = fh.read()
-            if data.endswith(b"\n"):
+        with fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size == 0:
                 return
-            cut = data.rfind(b"\n") + 1
-            fh.truncate(cut)
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return
+            end = size
+            while end > 0:
+                start = max(0, end - TAIL_BLOCK)
+                fh.seek(start)
+                at = fh.read(end - start).rfind(b"\n")
+                if at >= 0:
+                    fh.truncate(start + at + 1)
+                    return
+                end = start
+            fh.truncate(0)
 
     def write(self, obj: Any) -> None:
-        self._fh.write(orjson.dumps(obj) + b"\n")
-        self._fh.flush()
-        if self._fsync:
-            os.fsync(self._fh.fileno())
+        try:
+            self._fh.write(redact_bytes(orjson.dumps(obj)) + b"\n")
+            self._fh.flush()
+            if self._fsync:
+                os.fsync(self._fh.fileno())
+        except OSError as exc:
+            if exc.filename is None:  # a failed write (disk full) names no file: name it
+                raise type(exc)(exc.errno, exc.strerror, self._fh.name) from exc
+            raise
 
     def close(self) -> None:
         self._fh.close()

@@ -89,7 +89,6 @@ def test_every_bad_input_kind_is_skipped_listed_and_exits_6(tmp_path: Path) -> N
         "binary.txt: binary file (not text) — remove it or convert it to .txt",
         'corpus.jsonl:2: missing "text" (a string) — add the document text',
         "empty.txt: empty file — remove it or add text",
-        "latin1.txt: not UTF-8 text — re-save it as UTF-8",
         "long.txt: 3000 chars exceeds the model context (max 2100) — pass --split-long or split the file",
         "notes.docx: unsupported file type .docx — convert it to .txt, .md, .html or .pdf, or remove it",
         "scanned.pdf: scanned PDF with no text layer — OCR it first (e.g. ocrmypdf) and add the result",
@@ -98,7 +97,9 @@ def test_every_bad_input_kind_is_skipped_listed_and_exits_6(tmp_path: Path) -> N
     data = orjson.loads(invoke("status", "--json").stdout)["jobs"]
     job = store().load(data[0]["job_id"])
     assert [s["reason"] for s in job.manifest["skipped"]] == expected
-    assert [d["path"] for d in job.documents()] == ["corpus.jsonl#1", "good.txt"]
+    # a legacy encoding is read, not skipped, and the manifest says how
+    assert [(d["path"], d["encoding"]) for d in job.documents()] == [
+        ("corpus.jsonl#1", None), ("good.txt", "utf-8"), ("latin1.txt", "cp1252")]
 
 
 def test_skipped_documents_are_in_the_json_summary(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ from collections import Counter
 from functools import lru_cache
 
 from extractor.verify import evidence
-from extractor.verify.alignment import NOT_FOUND, Alignment, Verdict
+from extractor.verify.alignment import MAX_NAME_CHARS, NOT_FOUND, Alignment, Verdict, is_alignable  # noqa: F401
 from extractor.verify.normalize import (
     TOKEN,
     OffsetMap,
@@ -125,6 +125,8 @@ class DocumentMatcher:
         `kind` is the entity's type as the answer gave it: the person rules apply to a person's type,
         to an untyped name, and to any name written with an honorific.
         """
+        if not is_alignable(name):
+            return NOT_FOUND  # bounded work, and a NUL must not vanish in normalising (alignment.MAX_NAME_CHARS)
         form = name.lower()
         if (name.isascii() and form[:1].isalnum() and form[-1:].isalnum() and form.isprintable()
                 and "  " not in form and "-" not in form and "'" not in form and "`" not in form):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 import ahocorasick_rs
 
+from extractor.verify.alignment import is_alignable
 from extractor.verify.leaks import MAX_SHARE, MIN_SHARED, NAME, LeakRule
 from extractor.verify.names import PersonName, joins_name, match_person
 from extractor.verify.normalize import TOKEN, NormalizedText, name_variants, normalize, normalize_name, on_token_boundary
@@ -41,6 +42,8 @@ class NameScanner:
         checks_of: dict[str, list[tuple[str, Check]]] = {}  # pattern → names it stands for after a check
         self._limited: set[str] = set()  # names not counted as leaks when too many documents hold them
         for name, rule in rules.items():
+            if not is_alignable(name):
+                continue  # judged ungrounded unaligned; an automaton over it would cost its length squared
             key = normalize_name(name)
             if not key or key in self.sources:
                 continue
