@@ -30,6 +30,7 @@ class SubmitOptions:
     server_wait_s: float = 60.0
     concurrency: int | None = None  # requests in flight; None: the server's slot count, else 4
     notice: Callable[[str], None] | None = None  # told when the local server goes away or comes back
+    max_enqueued_tokens: int | None = None  # OpenAI: None is the model's default (extractor/models.py)
 
 
 def check_cost_cap(job: Job, max_cost: float | None) -> None:
