@@ -27,7 +27,9 @@ def retry_job(job: Job, options: SubmitOptions, *, max_attempts: int = DEFAULT_M
     if not job.results_path.is_file():
         raise BadInput(f"Job {job.id} has no results to retry — run `extractor collect {job.id}` first")
     attempts: dict[str, int] = dict(job.manifest.get("attempts", {}))
-    outcome = {r["custom_id"]: r["outcome"] for r in iter_results(job) if r["outcome"] in RETRY_OUTCOMES}
+    # A deterministic error (400 unsupported_value, invalid schema, unknown model …) fails again: not resent.
+    outcome = {r["custom_id"]: r["outcome"] for r in iter_results(job)
+               if r["outcome"] in RETRY_OUTCOMES and (r.get("error") or {}).get("kind") != "deterministic"}
     retryable = {cid for cid in outcome if attempts.get(cid, 1) < max_attempts}
     if not retryable:
         return {"job_id": job.id, "retried": 0, "failed": len(outcome), "capped": len(outcome)}

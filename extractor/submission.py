@@ -78,7 +78,7 @@ def submit_job(job: Job, options: SubmitOptions, *, progress: Callable[[Any], No
     if backend == "openai":
         from .backends.openai_batch import submit_openai
 
-        return submit_openai(job, progress=progress)
+        return submit_openai(job, progress=progress, max_enqueued_tokens=options.max_enqueued_tokens)
     raise BadInput(f"Job {job.id} names an unknown backend {backend!r} — prepare it again with --backend local or openai")
 
 
