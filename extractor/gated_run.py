@@ -96,6 +96,9 @@ def run_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, options: RunO
         gate.job.log("gate_nothing_passed")
     else:
         run_options = replace(options, prepare=replace(extract_options, admit=admission))
+        if options.submit.max_cost is not None:  # one cap for the run: what the gate spent counts against it
+            gate_usd = float((gate.job.manifest.get("cost") or {}).get("usd") or 0.0)
+            run_options = replace(run_options, submit=replace(options.submit, spent_before_usd=gate_usd))
         report.extract = run_pipeline(store, docs_dir, run_options, progress)
         report.gate["extraction_job_id"] = report.extract.job_id
         gate.job.log("gate_extraction", job_id=report.extract.job_id)

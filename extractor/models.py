@@ -105,8 +105,10 @@ PROFILES: dict[str, ModelProfile] = {p.family: p for p in (
     ModelProfile("gpt-5.5-pro", efforts=("high", "xhigh"), default_effort="high", temperature=DEFAULT_ONLY,
                  endpoints=(RESPONSES,)),  # [responses]
     _gpt5x("gpt-5.4"), _gpt5x("gpt-5.4-mini"), _gpt5x("gpt-5.4-nano"),
+    # gpt-5.4-pro model page: "available in the Responses API only", "supports reasoning.effort: medium,
+    # high, xhigh", batch queue limit 90,000 at tier 1.
     ModelProfile("gpt-5.4-pro", efforts=("medium", "high", "xhigh"), default_effort="high",
-                 temperature=DEFAULT_ONLY, endpoints=(RESPONSES,)),  # [responses]
+                 temperature=DEFAULT_ONLY, endpoints=(RESPONSES,), enqueued_tokens=90_000),
     _gpt5x("gpt-5.2"),
     _gpt5x("gpt-5.1", efforts=_GPT51),
     # GPT-5 (August 2025): minimal..high, default medium, temperature only 1 [effort-doc] [temp-400]

@@ -29,6 +29,9 @@ PRICES: dict[str, Price] = {
     # GPT-5.5: $5/$30 (OpenAI pricing page as quoted June 2026); pro $30/$180, no cached rate published.
     "gpt-5.5": Price(5.00, 30.00, 0.50),
     "gpt-5.5-pro": Price(30.00, 180.00, None),
+    # gpt-5.4-pro: as third-party price tables quote it (not confirmed on OpenAI's page here); gpt-5-pro: launch price.
+    "gpt-5.4-pro": Price(30.00, 180.00, None),
+    "gpt-5-pro": Price(15.00, 120.00, None),
     "gpt-5.4": Price(2.50, 15.00, 0.25),
     "gpt-5.4-mini": Price(0.75, 4.50, 0.075),
     # gpt-5.4-nano: input and output as published; cached input assumed at the family's 10 %.

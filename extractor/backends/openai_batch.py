@@ -155,7 +155,10 @@ def send_pending(job: Job, api: BatchApi, progress: Progress | None = None) -> d
         if entry.get("batch_id") or entry.get("skipped"):
             continue
         # An interrupted create is finished first, whatever the budget: it may already exist remotely.
-        if "creating_since" not in entry and held + _tokens(entry) > limit and held > 0:
+        over = held + _tokens(entry) > limit
+        # Refused for the limit before: "try again once some in_progress batches have been completed".
+        refused_before = bool(entry.get("token_limit_failures")) and held > 0
+        if "creating_since" not in entry and held > 0 and (over or refused_before):
             counts["waiting"] += 1
             continue
         if not counts["created"] and not counts["adopted"]:
