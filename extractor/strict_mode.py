@@ -180,7 +180,7 @@ class _StrictChecker:
             self.add(where, f"unsupported format {value!r} — strict mode supports {', '.join(sorted(STRING_FORMATS))}")
         elif key == "pattern":
             try:
-                re.compile(value)
+                re.compile(_as_python_regex(value))
             except (re.error, TypeError):
                 self.add(where, "is not a valid regular expression")
             else:
@@ -253,6 +253,13 @@ class _StrictChecker:
         low, high = schema.get("minItems"), schema.get("maxItems")
         if isinstance(low, int) and isinstance(high, int) and low > high:
             self.add(f"{path}/minItems", "is larger than maxItems")
+
+
+def _as_python_regex(pattern: object) -> object:
+    """A JSON Schema (ECMA-262) pattern in Python's spelling, for the validity check: named groups (?<n>…)."""
+    if not isinstance(pattern, str):
+        return pattern
+    return re.sub(r"\\k<([A-Za-z_]\w*)>", r"(?P=\1)", re.sub(r"\(\?<([A-Za-z_]\w*)>", r"(?P<\1>", pattern))
 
 
 def unsupported_regex(pattern: str) -> str | None:
