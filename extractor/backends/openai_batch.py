@@ -437,6 +437,6 @@ def write_retry_inputs(job: Job, ids: set[str], attempt: int, larger_budget: set
 
 
 def _raise_budget(body: dict[str, Any], attempt: int) -> None:
-    for key in ("max_completion_tokens", "max_tokens"):
+    for key in ("max_completion_tokens", "max_output_tokens", "max_tokens"):
         if isinstance(body.get(key), int):
             body[key] = min(RETRY_MAX_TOKENS_CAP, body[key] * 2 ** (attempt - 1))
