@@ -4,7 +4,7 @@
 
 The emulator (tests/openai_emulator.py) enforces the real API's per-model rules and a per-model enqueued-token
 limit (2 M by default, the tier-1 figure of openai-python#2084). The corpus is Re-DocRED documents glued ten
-to a file (~3,300 input tokens a request line): 1,500 files in six request files of 250 lines is ~5 M input
+to a file (~2,700 input tokens a request line): 1,500 files in six request files of 250 lines is ~4.1 M input
 tokens, two request files a wave, so three waves under the limit. Each night:
 prepare (exact token count) → submit → collect --wait, in-process, with defaults otherwise (max_tokens 4096,
 the lowest reasoning effort the model allows). Printed per night: batches created (and how many the emulator

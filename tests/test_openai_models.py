@@ -386,3 +386,65 @@ def test_a_pro_model_runs_on_responses(emu: BatchEmulator, tmp_path: Path, corpu
     assert submitted.exit_code == 0, submitted.stderr
     collected = collect(as_json(submitted)["job_id"])
     assert collected.exit_code == 0 and as_json(collected)["outcomes"]["ok"] == 2
+
+
+# ---------------------------------------------------------------- pipeline files and hostile input
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from extractor.strict_mode import unsupported_regex  # noqa: E402
+
+
+def test_a_pipeline_file_carries_the_openai_settings_to_its_stages(tmp_path: Path) -> None:
+    from extractor.gate import gate_prepare_options
+    from extractor.gated_run import extract_prepare_options
+    from extractor.pipelines import load_pipeline
+
+    path = tmp_path / "p.toml"
+    path.write_text('[gate]\nquestion = "Q?"\nbackend = "openai"\nreasoning_effort = "low"\n'
+                    '[extract]\nbackend = "openai"\nendpoint = "responses"\nverbosity = "low"\n', encoding="utf-8")
+    pipeline = load_pipeline(path)
+    gate, extract = gate_prepare_options(pipeline.gate), extract_prepare_options(pipeline.extract)
+    assert (gate.model, gate.reasoning_effort, gate.endpoint) == ("gpt-5.4-nano", "low", "chat")
+    assert (extract.resolved_model(), extract.endpoint, extract.verbosity) == ("gpt-5.4-mini", "responses", "low")
+
+    path.write_text('[gate]\nquestion = "Q?"\nendpoint = "batch"\n', encoding="utf-8")
+    with pytest.raises(BadInput, match="gate.endpoint: must be chat or responses, not 'batch'"):
+        load_pipeline(path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_the_regex_scan_never_crashes_and_flags_only_what_it_names(pattern: str) -> None:
+    found = unsupported_regex(pattern)
+    if "(?" not in pattern and "\\" not in pattern:
+        assert found is None
+    if found is not None:
+        assert any(token in pattern for token in ("(?=", "(?!", "(?<=", "(?<!", "(?P=", "\\"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(model=st.text(max_size=30), effort=st.none() | st.text(max_size=8), verbosity=st.none() | st.text(max_size=8),
+       endpoint=st.sampled_from(["chat", "responses", "batch"]))
+def test_any_model_name_and_setting_resolve_or_fail_with_one_clear_line(model: str, effort: str | None,
+                                                                        verbosity: str | None, endpoint: str) -> None:
+    try:
+        resolved = models.resolve(model, endpoint, models.RequestSettings(max_tokens=64, reasoning_effort=effort,
+                                                                          verbosity=verbosity))
+    except BadInput as exc:
+        assert "\n" not in exc.message and exc.message
+        return
+    body = models.body_params(resolved, endpoint)
+    assert body.get("max_completion_tokens", body.get("max_output_tokens")) == 64
+
+
+def test_the_gate_spend_counts_against_the_extraction_cap(tmp_path: Path, corpus: list[dict]) -> None:
+    from extractor.submission import check_cost_cap
+
+    job = prepare_job(store(), docs(tmp_path, corpus, 2), PrepareOptions(backend="openai")).job
+    estimate = job.manifest["estimate"]["estimated_cost_usd"]
+    check_cost_cap(job, estimate + 0.01)  # fits alone
+    with pytest.raises(BadInput, match=rf"estimated cost \${estimate:.4f} on top of \$0.0200 spent by the gate"):
+        check_cost_cap(job, estimate + 0.01, spent_before_usd=0.02)
+    assert store().load(job.id).manifest["cost_cap_spent_before_usd"] == 0.02  # retry counts it too
