@@ -35,6 +35,10 @@ EncodingOpt = Annotated[Optional[str], typer.Option("--encoding", help="Read eve
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
 GraphOpt = Annotated[Optional[str], typer.Option("--graph", help="embedded | falkordb://HOST:PORT/GRAPH | bolt://… | neo4j://… (env EXTRACTOR_GRAPH_URI)")]
 DatabaseOpt = Annotated[Optional[str], typer.Option("--database", help="Neo4j database name (Enterprise) for staging.")]
+EffortOpt = Annotated[Optional[str], typer.Option("--reasoning-effort", help="OpenAI: none | minimal | low | medium | high | xhigh, as the model allows (default: the lowest it allows).")]
+VerbosityOpt = Annotated[Optional[str], typer.Option("--verbosity", help="OpenAI gpt-5 and later: low | medium | high (default: the model's).")]
+EndpointOpt = Annotated[str, typer.Option("--endpoint", help="OpenAI: chat (/v1/chat/completions) | responses (/v1/responses; -pro models answer only there).")]
+EnqueuedOpt = Annotated[Optional[int], typer.Option("--max-enqueued-tokens", help="OpenAI: input tokens in unfinished batches at once; shards go out in waves under it (default per model, env EXTRACTOR_MAX_ENQUEUED_TOKENS).")]
 
 
 class CliContext:
@@ -124,7 +128,9 @@ def emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> Non
 def prepare_options(backend: str, model: Optional[str], schema: Optional[Path], split_long: bool,
                     max_tokens: Optional[int], ctx_tokens: Optional[int], *,
                     max_lines_per_file: Optional[int] = None, max_bytes_per_file: Optional[int] = None,
-                    encoding: Optional[str] = None) -> PrepareOptions:
+                    encoding: Optional[str] = None,
+                    reasoning_effort: Optional[str] = None, verbosity: Optional[str] = None,
+                    endpoint: str = "chat") -> PrepareOptions:
     import codecs
 
     from .errors import BadInput
@@ -146,7 +152,8 @@ def prepare_options(backend: str, model: Optional[str], schema: Optional[Path], 
                            "cp1252, latin-1, utf-16 or shift_jis") from None
     return PrepareOptions(encoding=encoding, backend="local" if backend == "auto" else backend, model=model, spec_path=schema,
                           split_long=split_long, max_tokens=max_tokens, context_tokens=ctx_tokens,
-                          max_lines_per_file=lines, max_bytes_per_file=size)
+                          max_lines_per_file=lines, max_bytes_per_file=size, reasoning_effort=reasoning_effort,
+                          verbosity=verbosity, endpoint=endpoint)
 
 
 # ---------------------------------------------------------------- prepare / submit
@@ -167,6 +174,9 @@ def prepare(
     max_bytes_per_file: Annotated[Optional[int], typer.Option("--max-bytes-per-file", help="Bytes per request file (default and maximum 200 MiB, OpenAI's limit).")] = None,
     pipeline: Annotated[Optional[Path], typer.Option("--pipeline", help="A pipelines/*.toml file: prepare its gate job and price both stages.")] = None,
     encoding: EncodingOpt = None,
+    reasoning_effort: EffortOpt = None,
+    verbosity: VerbosityOpt = None,
+    endpoint: EndpointOpt = "chat",
     as_json: JsonOpt = False,
 ) -> None:
     """Build a job: one isolated request line per document, audited and priced."""
@@ -179,7 +189,8 @@ def prepare(
         return
     options = prepare_options(backend, model, schema, split_long, max_tokens, ctx_tokens,
                               max_lines_per_file=max_lines_per_file, max_bytes_per_file=max_bytes_per_file,
-                              encoding=encoding)
+                              encoding=encoding, reasoning_effort=reasoning_effort, verbosity=verbosity,
+                              endpoint=endpoint)
     summary = prepare_job(store_of(ctx), docs_dir, options)
     data = summary.as_dict()
     emit(data, as_json, lambda: _render_prepare(data))
@@ -221,9 +232,10 @@ def _render_prepare(data: dict[str, Any]) -> None:
         console.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _submit_options(local_url, model_path, slots, max_cost, threads=None, concurrency=None) -> SubmitOptions:
+def _submit_options(local_url, model_path, slots, max_cost, threads=None, concurrency=None,
+                    max_enqueued_tokens=None) -> SubmitOptions:
     return SubmitOptions(local_url=local_url, model_path=model_path, slots=slots, max_cost=max_cost, threads=threads,
-                         concurrency=concurrency, notice=console.notice)
+                         concurrency=concurrency, notice=console.notice, max_enqueued_tokens=max_enqueued_tokens)
 
 
 LocalUrlOpt = Annotated[Optional[str], typer.Option("--local-url", help="An external llama.cpp / OpenAI-compatible server instead of the embedded one.")]
@@ -231,7 +243,7 @@ ModelPathOpt = Annotated[Optional[Path], typer.Option("--model-path", help="GGUF
 SlotsOpt = Annotated[int, typer.Option("--slots", callback=positive, help="Parallel slots of the embedded server.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", callback=positive, help="CPU threads of the embedded server (default: all cores).")]
 ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Requests in flight to the local server (default: its slot count from /props or /slots, else 4).")]
-MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", callback=positive, help="Refuse to send a job estimated above this many USD.")]
+MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", callback=positive, help="Refuse to send a job estimated above this many USD (retries and doubled budgets included).")]
 
 
 @app.command()
@@ -251,6 +263,10 @@ def submit(
     max_cost: MaxCostOpt = None,
     health_timeout: Annotated[float, typer.Option("--health-timeout", callback=positive, help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
     encoding: EncodingOpt = None,
+    reasoning_effort: EffortOpt = None,
+    verbosity: VerbosityOpt = None,
+    endpoint: EndpointOpt = "chat",
+    max_enqueued_tokens: EnqueuedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send a job's lines to its backend (prepares DOCS_DIR first if given)."""
@@ -267,8 +283,9 @@ def submit(
     else:
         # auto decides before prepare: the prompt and the output-token field differ between the lanes.
         choice = choose_backend(_submit_options(local_url, model_path, slots, max_cost), health_timeout) if backend == "auto" else None
-        summary = prepare_job(store, docs_dir, prepare_options(choice.backend if choice else backend, model, schema, False, None, None,
-                                                              encoding=encoding))
+        summary = prepare_job(store, docs_dir, prepare_options(
+            choice.backend if choice else backend, model, schema, False, None, None, encoding=encoding,
+            reasoning_effort=reasoning_effort, verbosity=verbosity, endpoint=endpoint))
         job, prepared = summary.job, summary.as_dict()
         if choice:
             job.manifest["backend_choice"] = choice.as_dict()
@@ -276,8 +293,8 @@ def submit(
             job.log("backend_choice", **choice.as_dict())
             prepared["backend_choice"] = choice.as_dict()
     with console.RichProgress().stage("submit", sum(s["lines"] for s in job.manifest["shards"])) as tick:
-        result = submit_job(job, _submit_options(local_url, model_path, slots, max_cost, threads, concurrency),
-                            progress=tick)
+        result = submit_job(job, _submit_options(local_url, model_path, slots, max_cost, threads, concurrency,
+                                                 max_enqueued_tokens), progress=tick)
     data = {**prepared, **result, "job_id": job.id, "state": job.state.value}
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"submitted job {job.id}", data)))
 
@@ -369,13 +386,15 @@ def collect(
 def retry(ctx: typer.Context, job_id: str, local_url: LocalUrlOpt = None, model_path: ModelPathOpt = None,
           slots: SlotsOpt = 4, threads: ThreadsOpt = None, concurrency: ConcurrencyOpt = None,
           max_attempts: Annotated[int, typer.Option("--max-attempts", callback=positive, help="Tries per document, the first included.")] = 2,
+          max_cost: MaxCostOpt = None, max_enqueued_tokens: EnqueuedOpt = None,
           as_json: JsonOpt = False) -> None:
     """Resend failed, expired, truncated or missing lines only."""
     from .retrying import retry_job
 
     job = store_of(ctx).load(job_id)
     with console.RichProgress().stage("retry", None) as tick:
-        data = retry_job(job, _submit_options(local_url, model_path, slots, None, threads, concurrency),
+        data = retry_job(job, _submit_options(local_url, model_path, slots, max_cost, threads, concurrency,
+                                              max_enqueued_tokens),
                          max_attempts=max_attempts, progress=tick)
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"retried job {job_id}", data)))
 
@@ -503,6 +522,10 @@ def run(
     health_timeout: Annotated[float, typer.Option("--health-timeout", callback=positive, help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
     pipeline: Annotated[Optional[Path], typer.Option("--pipeline", help="A pipeline file (pipelines/*.toml): a cheap yes/no gate job first, then extraction of the documents that pass.")] = None,
     encoding: EncodingOpt = None,
+    reasoning_effort: EffortOpt = None,
+    verbosity: VerbosityOpt = None,
+    endpoint: EndpointOpt = "chat",
+    max_enqueued_tokens: EnqueuedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """prepare → submit → wait → collect → retry → verify → commit, resumable, for cron (exit 5 if another run holds the lock)."""
@@ -513,8 +536,9 @@ def run(
     from .pipeline import RunOptions, run_pipeline
 
     options = RunOptions(
-        prepare=prepare_options(backend, model, schema, False, max_tokens, None, encoding=encoding),
-        submit=_submit_options(local_url, model_path, slots, max_cost, threads, concurrency),
+        prepare=prepare_options(backend, model, schema, False, max_tokens, None, encoding=encoding,
+                                reasoning_effort=reasoning_effort, verbosity=verbosity, endpoint=endpoint),
+        submit=_submit_options(local_url, model_path, slots, max_cost, threads, concurrency, max_enqueued_tokens),
         graph_uri=graph_uri(graph), database=database, data_dir=data_dir(),
         commit=not no_commit, strict=strict, auto=backend == "auto", health_timeout_s=health_timeout,
         wait_timeout_s=wait_timeout, poll_interval_s=poll_interval, retry=retry, max_attempts=max_attempts,

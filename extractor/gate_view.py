@@ -20,7 +20,8 @@ from .prepare import PrepareOptions
 from .submission import SubmitOptions
 
 # `run` flags that a pipeline file decides per stage: given together with --pipeline they would be ignored.
-_STAGE_FLAGS = {"schema": "--schema", "model": "--model", "max_tokens": "--max-tokens"}
+_STAGE_FLAGS = {"schema": "--schema", "model": "--model", "max_tokens": "--max-tokens",
+                "reasoning_effort": "--reasoning-effort", "verbosity": "--verbosity"}
 
 
 def run_gated_cli(store: JobStore, args: dict[str, Any]) -> None:
@@ -29,6 +30,8 @@ def run_gated_cli(store: JobStore, args: dict[str, Any]) -> None:
     given = [flag for name, flag in _STAGE_FLAGS.items() if args.get(name) is not None]
     if args.get("backend", "local") != "local":
         given.append("--backend")
+    if args.get("endpoint", "chat") != "chat":
+        given.append("--endpoint")
     if given:
         raise BadInput(f"{', '.join(given)} cannot be combined with --pipeline — set them in the gate and extract"
                        f" tables of {pipeline.source}")
@@ -36,7 +39,8 @@ def run_gated_cli(store: JobStore, args: dict[str, Any]) -> None:
         prepare=PrepareOptions(),
         submit=SubmitOptions(local_url=args.get("local_url"), model_path=args.get("model_path"),
                              slots=args.get("slots", 4), max_cost=args.get("max_cost"), threads=args.get("threads"),
-                             concurrency=args.get("concurrency"), notice=console.notice),
+                             concurrency=args.get("concurrency"), notice=console.notice,
+                             max_enqueued_tokens=args.get("max_enqueued_tokens")),
         graph_uri=graph_uri(args.get("graph")), database=args.get("database"), data_dir=data_dir(),
         commit=not args.get("no_commit", False), strict=args.get("strict", False),
         wait_timeout_s=args.get("wait_timeout"), poll_interval_s=args.get("poll_interval", 10.0),

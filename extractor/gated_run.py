@@ -23,7 +23,7 @@ from .gate import GATE_FILE, Admission, decide, gate_prepare_options, run_gate
 from .jobs import Job, JobsLock, JobStore
 from .pipeline import CRASH_AFTER_ENV, Progress, RunOptions, RunReport, SilentProgress, run_pipeline
 from .pipelines import ExtractStage, Pipeline
-from .prepare import DEFAULT_EXTRA_BODY, DEFAULT_MAX_TOKENS, PrepareOptions, prepare_job
+from .prepare import DEFAULT_MAX_TOKENS, PrepareOptions, prepare_job, request_settings
 from .requests import load_prompt, request_template
 from .schema import DEFAULT_SPEC_PATH, load_spec
 
@@ -59,8 +59,13 @@ class GatedReport:
 
 def extract_prepare_options(stage: ExtractStage, base: PrepareOptions | None = None) -> PrepareOptions:
     """How the extraction job is prepared: the stage's spec, lane, model and budget (every document until admitted)."""
-    return replace(base or PrepareOptions(), backend=stage.backend, model=stage.model, spec_path=stage.spec,
-                   max_tokens=stage.max_tokens, prompt=None, admit=None)
+    options = replace(base or PrepareOptions(), backend=stage.backend, model=stage.model, spec_path=stage.spec,
+                      max_tokens=stage.max_tokens, prompt=None, admit=None)
+    if stage.backend != "openai":
+        return replace(options, reasoning_effort=None, verbosity=None, endpoint="chat")
+    return replace(options, **{k: v for k, v in (("reasoning_effort", stage.reasoning_effort),
+                                                 ("verbosity", stage.verbosity), ("endpoint", stage.endpoint))
+                               if v is not None})
 
 
 def run_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, options: RunOptions | None = None,
@@ -91,6 +96,9 @@ def run_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, options: RunO
         gate.job.log("gate_nothing_passed")
     else:
         run_options = replace(options, prepare=replace(extract_options, admit=admission))
+        if options.submit.max_cost is not None:  # one cap for the run: what the gate spent counts against it
+            gate_usd = float((gate.job.manifest.get("cost") or {}).get("usd") or 0.0)
+            run_options = replace(run_options, submit=replace(options.submit, spent_before_usd=gate_usd))
         report.extract = run_pipeline(store, docs_dir, run_options, progress)
         report.gate["extraction_job_id"] = report.extract.job_id
         gate.job.log("gate_extraction", job_id=report.extract.job_id)
@@ -124,8 +132,7 @@ def extraction_estimates(docs_dir: Path, options: PrepareOptions) -> dict[str, f
     spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
     model = options.resolved_model()
     max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[lane]
-    settings = {"temperature": options.temperature, "seed": options.seed, "max_tokens": max_tokens,
-                "extra_body": {**DEFAULT_EXTRA_BODY[lane], **options.extra}}
+    settings, _ = request_settings(options, model, max_tokens)
     template = request_template(prompt=load_prompt(options.backend), model=model,
                                 response_format=spec.response_format(), settings=settings)
     base = tokens.count_request_tokens(template.body_with(""))

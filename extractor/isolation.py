@@ -19,7 +19,7 @@ import orjson
 
 from .errors import BadInput
 from .jobs import Job
-from .requests import DOCUMENT_SLOT, RequestTemplate
+from .requests import DOCUMENT_SLOT, RequestTemplate, message_field
 
 # A document B is found inside a text A through 64 bytes (UTF-8) of B that start at a newline near
 # B's middle (the middle, because shared boilerplate sits at the start and the end): A holds B whole
@@ -273,7 +273,8 @@ def _diagnose(raw: bytes, template: RequestTemplate) -> tuple[str | None, str | 
         return None, _all_text(line), False, "no custom_id"
     body = line.get("body")
     want_body = template.line["body"]
-    messages = body.get("messages") if isinstance(body, dict) else None
+    msg_key = message_field(want_body)
+    messages = body.get(msg_key) if isinstance(body, dict) else None
     roles = [m.get("role") if isinstance(m, dict) else None for m in messages] if isinstance(messages, list) else None
     if roles != ["system", "user"]:
         return custom_id, _all_text(line), False, f"expected one system and one user message, found {roles}"
@@ -282,15 +283,15 @@ def _diagnose(raw: bytes, template: RequestTemplate) -> tuple[str | None, str | 
     text = user.get("content")
     if not isinstance(text, str):
         return custom_id, _all_text(line), False, "the user message is not text"
-    if system.get("content") != want_body["messages"][0]["content"]:
+    if system.get("content") != want_body[msg_key][0]["content"]:
         return custom_id, text, True, "the system message differs from the job's prompt template"
     differs = [key for key in sorted(set(line) | set(template.line))
                if key not in ("custom_id", "body") and line.get(key) != template.line.get(key)]
     differs += [f"body.{key}" for key in sorted(set(body) | set(want_body))
-                if key != "messages" and body.get(key) != want_body.get(key)]
-    want_user = {**want_body["messages"][1], "content": text}
-    if system != want_body["messages"][0] or user != want_user:
-        differs.append("body.messages")
+                if key != msg_key and body.get(key) != want_body.get(key)]
+    want_user = {**want_body[msg_key][1], "content": text}
+    if system != want_body[msg_key][0] or user != want_user:
+        differs.append(f"body.{msg_key}")
     if differs:
         verb = "differs" if len(differs) == 1 else "differ"
         return custom_id, text, True, f"{', '.join(differs)} {verb} from the job's request template"
@@ -324,10 +325,11 @@ def audit_job(job: Job) -> AuditReport:
     """The audit of a job folder as it is on disk now: two streaming passes over its request files."""
     template = job_template(job)
     report = audit_lines(job.path, job.request_files(), job.documents(), template)
-    system = template.line["body"]["messages"][0]["content"]
+    msg_key = message_field(template.line["body"])
+    system = template.line["body"][msg_key][0]["content"]
     if hashlib.sha256(system.encode()).hexdigest() != job.manifest.get("prompt", {}).get("sha256"):
         report.problems.insert(0, "job.json: the request template's system message is not the job's prompt (sha256 differs)")
-    if DOCUMENT_SLOT not in [m.get("content") for m in template.line["body"]["messages"]]:
+    if DOCUMENT_SLOT not in [m.get("content") for m in template.line["body"][msg_key]]:
         report.problems.insert(0, f"job.json: the request template has no {DOCUMENT_SLOT} user message")
     return report
 

@@ -27,6 +27,9 @@ class GateStage:
     # A document whose gate answer failed (HTTP error, invalid, truncated, refused) or that the gate could
     # not read: "extract" sends it on, so nothing is dropped silently; "reject" keeps it out.
     on_failure: str = "extract"
+    reasoning_effort: str | None = None  # OpenAI only; None: the lowest the model allows
+    verbosity: str | None = None
+    endpoint: str | None = None  # chat (default) | responses
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class ExtractStage:
     backend: str = "local"
     model: str | None = None
     max_tokens: int | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    endpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,12 +60,18 @@ _GATE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "pass_answer": ((bool,), "true or false"),
     "max_tokens": ((int,), "a positive integer"),
     "on_failure": ((str,), "extract or reject"),
+    "reasoning_effort": ((str,), "a reasoning effort the model takes (none, minimal, low, medium, high, xhigh)"),
+    "verbosity": ((str,), "low, medium or high"),
+    "endpoint": ((str,), "chat or responses"),
 }
 _EXTRACT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "spec": ((str,), "a spec file path, relative to the pipeline file"),
     "backend": ((str,), "local or openai"),
     "model": ((str,), "a model name"),
     "max_tokens": ((int,), "a positive integer"),
+    "reasoning_effort": ((str,), "a reasoning effort the model takes (none, minimal, low, medium, high, xhigh)"),
+    "verbosity": ((str,), "low, medium or high"),
+    "endpoint": ((str,), "chat or responses"),
 }
 
 
@@ -105,6 +117,10 @@ def _table(path: Path, section: str, value: object, keys: dict[str, tuple[tuple[
         raise BadInput(f"{path}: {section}.backend: must be local or openai, not {value['backend']!r}")
     if "max_tokens" in value and value["max_tokens"] < 1:
         raise BadInput(f"{path}: {section}.max_tokens: must be a positive integer, not {value['max_tokens']!r}")
+    if "endpoint" in value and value["endpoint"] not in ("chat", "responses"):
+        raise BadInput(f"{path}: {section}.endpoint: must be chat or responses, not {value['endpoint']!r}")
+    if "verbosity" in value and value["verbosity"] not in ("low", "medium", "high"):
+        raise BadInput(f"{path}: {section}.verbosity: must be low, medium or high, not {value['verbosity']!r}")
     if "model" in value and not value["model"].strip():
         raise BadInput(f"{path}: {section}.model: must be a model name — remove the key for the backend's default")
     return value
@@ -119,7 +135,7 @@ def _gate(path: Path, table: dict[str, Any]) -> GateStage:
         raise BadInput(f"{path}: gate.on_failure: must be extract or reject, not {on_failure!r}")
     return GateStage(question=question, backend=table.get("backend", "local"), model=table.get("model"),
                      pass_answer=table.get("pass_answer", True), max_tokens=table.get("max_tokens"),
-                     on_failure=on_failure)
+                     on_failure=on_failure, **_openai_keys(table))
 
 
 def _extract(path: Path, table: dict[str, Any]) -> ExtractStage:
@@ -130,4 +146,8 @@ def _extract(path: Path, table: dict[str, Any]) -> ExtractStage:
         if not spec.is_file():
             raise BadInput(f"{path}: extract.spec: no such file {spec} — the path is relative to the pipeline file")
     return ExtractStage(spec=spec, backend=table.get("backend", "local"), model=table.get("model"),
-                        max_tokens=table.get("max_tokens"))
+                        max_tokens=table.get("max_tokens"), **_openai_keys(table))
+
+
+def _openai_keys(table: dict[str, Any]) -> dict[str, Any]:
+    return {key: table.get(key) for key in ("reasoning_effort", "verbosity", "endpoint")}

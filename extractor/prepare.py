@@ -27,7 +27,8 @@ from .requests import (
 from .schema import DEFAULT_SPEC_PATH, Spec, load_spec
 
 DEFAULT_LOCAL_MODEL = "gemma-3-270m-q4_k_m"
-DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
+# Our user's own choice for extraction (gpt-5.4-nano for the gate: extractor/gate.py).
+DEFAULT_OPENAI_MODEL = "gpt-5.4-mini"
 # Context the request must fit in, in tokens, when the model's own is unknown.
 DEFAULT_CONTEXT_TOKENS = {"local": 4096, "openai": 128_000}
 # Characters per token assumed when turning a context window into a document-size limit: low on purpose,
@@ -50,8 +51,11 @@ class PrepareOptions:
     split_long: bool = False
     context_tokens: int | None = None
     max_tokens: int | None = None
-    temperature: float = 0.0
-    seed: int = 0
+    temperature: float | None = None  # None: 0 where the model takes it (local: always), else not sent
+    seed: int | None = None  # None: 0 where the model takes it
+    reasoning_effort: str | None = None  # None: the lowest the model allows (extractor/models.py)
+    verbosity: str | None = None  # None: not sent (the model's default)
+    endpoint: str = "chat"  # chat | responses: the OpenAI endpoint the lines are written for
     max_lines_per_file: int = MAX_LINES_PER_FILE
     max_bytes_per_file: int = MAX_BYTES_PER_FILE
     count_tokens: bool = True
@@ -143,8 +147,7 @@ def prepare_job(
     max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[lane]
     context = options.context_tokens or DEFAULT_CONTEXT_TOKENS[lane]
     max_chars = max(1000, (context - max_tokens - PROMPT_RESERVE_TOKENS) * CHARS_PER_TOKEN_FLOOR)
-    settings = {"temperature": options.temperature, "seed": options.seed, "max_tokens": max_tokens,
-                "extra_body": {**DEFAULT_EXTRA_BODY[lane], **options.extra}}
+    settings, notes = request_settings(options, model, max_tokens)
     # local models loop on lists: the arrays are bounded by what max_tokens can hold (answer_bounds)
     response_format = bounded_response_format(spec, max_tokens) if lane == "local" else spec.response_format()
     template = request_template(prompt=prompt, model=model, response_format=response_format, settings=settings)
@@ -192,6 +195,7 @@ def prepare_job(
             "skipped": intake.skipped,
             "duplicates": intake.duplicates,
             "audit": None,
+            "warnings": notes,
             "estimate": {"input_tokens": tokens_in, "counted": options.count_tokens, "output_tokens_max": len(documents) * max_tokens,
                          "batch": options.backend == "openai", **estimate},
         }
@@ -203,6 +207,30 @@ def prepare_job(
     summary = _summary_from(job, resumed=False)
     summary.seconds = {k: round(v, 3) for k, v in seconds.items()}
     return summary
+
+
+def request_settings(options: PrepareOptions, model: str, max_tokens: int) -> tuple[dict[str, Any], list[str]]:
+    """The settings every line of the job carries, and warnings; BadInput for a setting the model refuses.
+
+    The local lane sends what it always did. An OpenAI line takes its fields from the model's profile
+    (extractor/models.py): a retired model, or a setting the model refuses, is refused here, before
+    anything is written or sent.
+    """
+    lane = "local" if options.backend == "local" else "openai"
+    extra = {**DEFAULT_EXTRA_BODY[lane], **options.extra}
+    if lane == "local":
+        if options.reasoning_effort or options.verbosity or options.endpoint != "chat":
+            raise BadInput("--reasoning-effort, --verbosity and --endpoint are OpenAI settings — drop them for"
+                           " --backend local")
+        return {"temperature": 0.0 if options.temperature is None else options.temperature,
+                "seed": 0 if options.seed is None else options.seed, "max_tokens": max_tokens, "extra_body": extra}, []
+    from . import models
+
+    warning = models.check_available(model)
+    resolved = models.resolve(model, options.endpoint, models.RequestSettings(
+        max_tokens=max_tokens, reasoning_effort=options.reasoning_effort, verbosity=options.verbosity,
+        temperature=options.temperature, seed=options.seed))
+    return {**resolved, "extra_body": extra}, [warning] if warning else []
 
 
 def _since(started: float) -> float:
@@ -219,6 +247,7 @@ def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, tem
     # The template's own tokens (prompt, schema, chat overhead) are the same on every line: count them once.
     base_tokens = tokens.count_request_tokens(template.body_with("")) if options.count_tokens else 0
     model = template.line["body"]["model"]
+    shard_tokens: dict[str, int] = {}  # what the Batch API's enqueued-token limit counts, per request file
     try:
         for item in iter_documents(docs_dir, max_chars=None if options.split_long else max_chars,
                                    encoding=options.encoding):
@@ -239,12 +268,17 @@ def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, tem
                 custom_id = custom_id_of(doc.sha256)
                 shard = writer.write(template.render(custom_id, doc.text))
                 if options.count_tokens:
-                    intake.input_tokens += base_tokens + tokens.count_tokens(doc.text, model)
+                    counted = base_tokens + tokens.count_tokens(doc.text, model)
+                    intake.input_tokens += counted
+                    shard_tokens[shard] = shard_tokens.get(shard, 0) + counted
                 entry = _manifest_entry(doc, custom_id, shard)
                 by_sha[doc.sha256] = entry
                 documents.append(entry)
     finally:
         intake.shards = writer.close()
+        for shard in intake.shards:
+            if shard["file"] in shard_tokens:
+                shard["input_tokens"] = shard_tokens[shard["file"]]
     return intake
 
 
@@ -294,6 +328,6 @@ def _summary_from(job: Job, *, resumed: bool) -> PrepareSummary:
         input_cost_usd=estimate.get("input_cost_usd"),
         output_cost_usd_max=estimate.get("output_cost_usd_max"),
         estimated_cost_usd=estimate.get("estimated_cost_usd"),
-        warnings=(m.get("audit") or {}).get("warnings", []),
+        warnings=[*m.get("warnings", []), *(m.get("audit") or {}).get("warnings", [])],
         resumed=resumed,
     )

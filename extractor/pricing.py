@@ -17,8 +17,21 @@ BATCH_DISCOUNT = 0.5  # the Batch API bills input and output at half the standar
 LOCAL = Price(0.0, 0.0, 0.0)
 
 # USD per million tokens, standard (non-batch) tier, from OpenAI's pricing page as quoted in
-# public price tables in 2026. Re-check before relying on a figure for billing.
+# public price tables in 2026. Re-check before relying on a figure for billing. Reasoning tokens are
+# billed as output. Models already shut down (extractor/models.py) keep their price, for old jobs' reports.
 PRICES: dict[str, Price] = {
+    # GPT-5.6 (June 26, 2026 preview: Sol $5/$30, Terra $2.50/$15, Luna $1/$6, cached input 90 % off);
+    # Terra cut 20 % and Luna 80 % on 2026-07-30 (price-cut notice relayed by resellers, e.g. docs.laozhang.ai
+    # "GPT-5.6 Luna and Terra API Price Cut"). Sol unchanged.
+    "gpt-5.6-sol": Price(5.00, 30.00, 0.50),
+    "gpt-5.6-terra": Price(2.00, 12.00, 0.20),
+    "gpt-5.6-luna": Price(0.20, 1.20, 0.02),
+    # GPT-5.5: $5/$30 (OpenAI pricing page as quoted June 2026); pro $30/$180, no cached rate published.
+    "gpt-5.5": Price(5.00, 30.00, 0.50),
+    "gpt-5.5-pro": Price(30.00, 180.00, None),
+    # gpt-5.4-pro: as third-party price tables quote it (not confirmed on OpenAI's page here); gpt-5-pro: launch price.
+    "gpt-5.4-pro": Price(30.00, 180.00, None),
+    "gpt-5-pro": Price(15.00, 120.00, None),
     "gpt-5.4": Price(2.50, 15.00, 0.25),
     "gpt-5.4-mini": Price(0.75, 4.50, 0.075),
     # gpt-5.4-nano: input and output as published; cached input assumed at the family's 10 %.

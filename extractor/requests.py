@@ -15,6 +15,7 @@ from .errors import BadInput
 from .storage import iter_jsonl
 
 CHAT_URL = "/v1/chat/completions"
+RESPONSES_URL = "/v1/responses"
 # OpenAI's documented per-file limits for a batch input file.
 MAX_LINES_PER_FILE = 50_000
 MAX_BYTES_PER_FILE = 200 * 1024 * 1024
@@ -65,22 +66,40 @@ def custom_id_for(doc_sha256: str, spec_sha256: str, prompt_sha256: str, model: 
 def build_request_line(
     *, custom_id: str, text: str, prompt: Prompt, model: str, response_format: dict, settings: dict[str, Any]
 ) -> dict[str, Any]:
-    """The instructions in the system message, the one document in the user message, nothing else."""
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [
-            {"role": "system", "content": prompt.text},
-            {"role": "user", "content": text},
-        ],
-        "response_format": response_format,
-        "temperature": settings.get("temperature", 0),
-        "seed": settings.get("seed", 0),
-    }
-    # OpenAI's newer models take max_completion_tokens; llama.cpp and most compatible servers take max_tokens.
-    token_field = "max_tokens" if prompt.backend == "local" else "max_completion_tokens"
-    body[token_field] = settings["max_tokens"]
+    """The instructions in the system message, the one document in the user message, nothing else.
+
+    OpenAI lines take their optional fields from the model's profile (extractor/models.py): only what the
+    model accepts is sent. `settings["endpoint"]` "responses" writes a /v1/responses body instead.
+    """
+    messages = [{"role": "system", "content": prompt.text}, {"role": "user", "content": text}]
+    if prompt.backend == "local":
+        # llama.cpp and most compatible servers take max_tokens and any sampling field.
+        body: dict[str, Any] = {"model": model, "messages": messages, "response_format": response_format,
+                                "temperature": settings.get("temperature", 0), "seed": settings.get("seed", 0),
+                                "max_tokens": settings["max_tokens"]}
+        body.update(settings.get("extra_body", {}))
+        return {"custom_id": custom_id, "method": "POST", "url": CHAT_URL, "body": body}
+    from .models import RESPONSES, body_params
+
+    endpoint = settings.get("endpoint", "chat")
+    if endpoint == RESPONSES:
+        schema = response_format["json_schema"]
+        text_field: dict[str, Any] = {"format": {"type": "json_schema", "name": schema["name"],
+                                                  "schema": schema["schema"], "strict": schema.get("strict", True)}}
+        if settings.get("verbosity"):
+            text_field["verbosity"] = settings["verbosity"]
+        body = {"model": model, "input": messages, "text": text_field, **body_params(settings, RESPONSES)}
+        url = RESPONSES_URL
+    else:
+        body = {"model": model, "messages": messages, "response_format": response_format, **body_params(settings, "chat")}
+        url = CHAT_URL
     body.update(settings.get("extra_body", {}))
-    return {"custom_id": custom_id, "method": "POST", "url": CHAT_URL, "body": body}
+    return {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
+
+
+def message_field(body: dict[str, Any]) -> str:
+    """Where a body keeps its messages: "input" on /v1/responses, "messages" on /v1/chat/completions."""
+    return "input" if "input" in body and "messages" not in body else "messages"
 
 
 @dataclass(frozen=True)
@@ -150,7 +169,8 @@ class RequestTemplate:
     def body_with(self, text: str) -> dict[str, Any]:
         """The request body with text in the user message (for token counting)."""
         body = dict(self.line["body"])
-        body["messages"] = [m if m["content"] != DOCUMENT_SLOT else {**m, "content": text} for m in body["messages"]]
+        key = message_field(body)
+        body[key] = [m if m["content"] != DOCUMENT_SLOT else {**m, "content": text} for m in body[key]]
         return body
 
 
@@ -217,4 +237,5 @@ def iter_request_lines(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
 
 def request_text(line: dict[str, Any]) -> str:
     """The one document a request line carries (its user message)."""
-    return "".join(m["content"] for m in line["body"]["messages"] if m["role"] == "user")
+    body = line["body"]
+    return "".join(m["content"] for m in body[message_field(body)] if m["role"] == "user")

@@ -52,6 +52,21 @@ class CollectSummary:
                 "unknown_lines": self.unknown_lines, "duplicate_lines": self.duplicate_lines, "warnings": self.warnings}
 
 
+# A failed line is worth resending only when the failure was the provider's, not the request's: 408, 409, 429
+# and 5xx, and the lane's own codes for lines a batch never ran. A 400/404/422 (invalid_request_error,
+# unsupported_value, unsupported_parameter, invalid_json_schema, model_not_found) fails again the same way.
+TRANSIENT_STATUS = frozenset({408, 409, 429})
+TRANSIENT_CODES = frozenset({"batch_expired", "batch_cancelled", "batch_failed", "output_unavailable", "malformed_line",
+                             "server_error", "rate_limit_exceeded", "timeout", "token_limit_exceeded"})
+
+
+def error_kind(status: int | None, code: str | None) -> str:
+    """"transient" (retried) or "deterministic" (the same request fails again: not retried)."""
+    if status is None or status == 200:
+        return "transient" if not code or code in TRANSIENT_CODES else "deterministic"
+    return "transient" if status in TRANSIENT_STATUS or status >= 500 else "deterministic"
+
+
 class _Malformed(Exception):
     """A line that is JSON but not the shape of a Batch API output or error line."""
 
@@ -122,8 +137,16 @@ def _classify(line: dict[str, Any], spec: Spec, row: dict[str, Any]) -> dict[str
         message = _field(error, "message", (str,), "error.") or _body_error(response)
         row["outcome"] = LINE_OUTCOME.get(code, "http_error") if isinstance(code, str) else "http_error"
         row["errors"] = [_clip(f"{status or '-'} {code}: {message}".strip())]
+        body_error = _body_error_object(response)
+        code = str(code or body_error.get("code") or "")
+        param = error.get("param") or body_error.get("param")
+        row["error"] = {"kind": error_kind(status, code or None), "status": status, "code": code or None,
+                        "param": param if isinstance(param, str) else None,
+                        "type": body_error.get("type") if isinstance(body_error.get("type"), str) else None}
         return row
     body = _field(response, "body", (dict,), "response.") or {}
+    if body.get("object") == "response":  # a /v1/responses answer: read as the chat shape it maps onto
+        body = responses_as_chat(body)
     row["usage"] = _usage(body)
     row["model"] = _field(body, "model", (str,), "response.body.")
     choices = _field(body, "choices", (list,), "response.body.") or []
@@ -165,6 +188,41 @@ def _classify(line: dict[str, Any], spec: Spec, row: dict[str, Any]) -> dict[str
     if repeats:
         row["repeats_dropped"] = repeats
     return row
+
+
+def responses_as_chat(body: dict[str, Any]) -> dict[str, Any]:
+    """A Responses API response object in the chat-completion shape classify_line reads.
+
+    The answer is the output_text of the message items (reasoning items carry none); a refusal part is the
+    refusal; status "incomplete" for max_output_tokens is finish_reason "length", for content_filter likewise.
+    """
+    texts: list[str] = []
+    refusal = None
+    for item in body.get("output") or []:
+        if not isinstance(item, dict) or item.get("type") != "message":
+            continue
+        for part in item.get("content") or []:
+            if isinstance(part, dict) and part.get("type") == "output_text":
+                texts.append(str(part.get("text") or ""))
+            elif isinstance(part, dict) and part.get("type") == "refusal":
+                refusal = part.get("refusal")
+    finish = "stop"
+    if body.get("status") == "incomplete":
+        reason = (body.get("incomplete_details") or {}).get("reason")
+        finish = "content_filter" if reason == "content_filter" else "length"
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
+    if usage is not None:
+        usage = {"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens"),
+                 "total_tokens": usage.get("total_tokens"),
+                 "completion_tokens_details": usage.get("output_tokens_details")}
+    message = {"role": "assistant", "content": "".join(texts) if texts or refusal is None else None, "refusal": refusal}
+    return {"model": body.get("model"), "usage": usage, "choices": [{"message": message, "finish_reason": finish}]}
+
+
+def _body_error_object(response: dict[str, Any]) -> dict[str, Any]:
+    body = response.get("body") or {}
+    err = body.get("error") if isinstance(body, dict) else None
+    return err if isinstance(err, dict) else {}
 
 
 def _body_error(response: dict[str, Any]) -> str:
@@ -297,6 +355,7 @@ def collect_job(job: Job, *, fetch: bool = True, wait: WaitOptions | None = None
     cost = JobCost(batch=backend == "openai")
     expired = bool(job.manifest.get("remote", {}).get("expired"))
     counts: Counter[str] = Counter({k: 0 for k in OUTCOMES})
+    kinds: Counter[tuple[Any, ...]] = Counter()
     failed: list[str] = []
 
     def rows():
@@ -312,6 +371,9 @@ def collect_job(job: Job, *, fetch: bool = True, wait: WaitOptions | None = None
             counts[row["outcome"]] += 1
             if row["outcome"] != "ok":
                 failed.append(cid)
+            if row.get("error"):
+                e = row["error"]
+                kinds[(e["kind"], e.get("status"), e.get("code"), e.get("param"))] += 1
             yield {"custom_id": cid, "doc_id": doc["doc_id"], "path": doc["path"], **row}
 
     atomic_write_jsonl(job.results_path, rows())
@@ -325,7 +387,9 @@ def collect_job(job: Job, *, fetch: bool = True, wait: WaitOptions | None = None
     summary = CollectSummary(job.id, len(job.documents()), dict(counts), failed,
                              unknown_lines=sum(lines.unknown.values()), duplicate_lines=len(lines.duplicates),
                              warnings=warnings)
-    job.transition(State.COLLECTED, outcomes=summary.outcomes, cost=cost.as_dict())
+    errors = [{"kind": k, "status": st, "code": code, "param": param, "lines": n}
+              for (k, st, code, param), n in kinds.most_common()]
+    job.transition(State.COLLECTED, outcomes=summary.outcomes, cost=cost.as_dict(), errors=errors)
     if warnings:
         job.log("collect_warnings", unknown_lines=summary.unknown_lines, duplicate_lines=summary.duplicate_lines,
                 warnings=warnings[:100])
@@ -337,6 +401,8 @@ def _billing(line: dict[str, Any]) -> tuple[str | None, dict[str, int] | None]:
     try:
         response = _field(line, "response", (dict,), "") or {}
         body = _field(response, "body", (dict,), "response.") or {}
+        if body.get("object") == "response":
+            body = responses_as_chat(body)
         return _field(body, "model", (str,), "response.body."), _usage(body)
     except _Malformed:
         return None, None
@@ -357,7 +423,9 @@ class JobCost:
         """Count one answer's usage; returns its cost (None when the model's price is unknown)."""
         if not isinstance(usage, dict):
             return None
-        prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        # chat completions: prompt/completion_tokens; responses: input/output_tokens (reasoning included in both)
+        prompt = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
         self.prompt_tokens += prompt
         self.completion_tokens += completion
         usd = estimate_cost(model, prompt, completion, batch=self.batch, backend=backend)

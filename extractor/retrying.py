@@ -11,6 +11,7 @@ import orjson
 from .errors import BadInput
 from .jobs import Job, State, utcnow
 from .results import iter_results, malformed_line
+from .requests import iter_request_lines
 from .storage import atomic_write_bytes
 from .submission import SubmitOptions, submit_job
 
@@ -27,7 +28,9 @@ def retry_job(job: Job, options: SubmitOptions, *, max_attempts: int = DEFAULT_M
     if not job.results_path.is_file():
         raise BadInput(f"Job {job.id} has no results to retry — run `extractor collect {job.id}` first")
     attempts: dict[str, int] = dict(job.manifest.get("attempts", {}))
-    outcome = {r["custom_id"]: r["outcome"] for r in iter_results(job) if r["outcome"] in RETRY_OUTCOMES}
+    # A deterministic error (400 unsupported_value, invalid schema, unknown model …) fails again: not resent.
+    outcome = {r["custom_id"]: r["outcome"] for r in iter_results(job)
+               if r["outcome"] in RETRY_OUTCOMES and (r.get("error") or {}).get("kind") != "deterministic"}
     retryable = {cid for cid in outcome if attempts.get(cid, 1) < max_attempts}
     if not retryable:
         return {"job_id": job.id, "retried": 0, "failed": len(outcome), "capped": len(outcome)}
@@ -40,6 +43,8 @@ def retry_job(job: Job, options: SubmitOptions, *, max_attempts: int = DEFAULT_M
         if remote.get("kind") != "openai":  # answers taken in from files: the retries are the first batches
             job.manifest["remote"] = {"kind": "openai", "endpoint": api.endpoint, "batches": [], "ingested": remote}
     attempt = max(attempts.get(cid, 1) for cid in retryable) + 1
+    check_retry_cost(job, retryable, {cid for cid in retryable if outcome[cid] == "truncated"}, attempt,
+                     options.max_cost if options.max_cost is not None else job.manifest.get("cost_cap_usd"))
     # A crash from here on is repaired by running `retry` again: results.jsonl still names the same
     # documents until the next collect, and setting aside is idempotent.
     set_aside(job, retryable, attempt)
@@ -64,6 +69,43 @@ def retry_job(job: Job, options: SubmitOptions, *, max_attempts: int = DEFAULT_M
         result = submit_job(job, options, progress=progress)
     return {"job_id": job.id, "attempt": attempt, "retried": len(retryable),
             "capped": len(set(outcome) - retryable), **result}
+
+
+def check_retry_cost(job: Job, ids: set[str], truncated: set[str], attempt: int, cap: float | None) -> None:
+    """Refuse (exit 2, before anything is set aside or sent) a retry that would take the job past its cap.
+
+    The cap covers the job's whole life: what collect recorded as spent (superseded answers included), plus
+    this retry at its worst — the retried lines' exact input tokens and every answer at its budget, doubled
+    for truncated ones as the retry sends them.
+    """
+    if cap is None or job.manifest["backend"] == "local":
+        return
+    from . import pricing, tokens
+    from .backends.openai_batch import RETRY_MAX_TOKENS_CAP
+
+    model = job.manifest["model"]
+    input_tokens = output_tokens = 0
+    for line in iter_request_lines(job.request_files()):
+        if line["custom_id"] not in ids:
+            continue
+        body = line["body"]
+        input_tokens += tokens.count_request_tokens(body)
+        budget = next((body[k] for k in ("max_completion_tokens", "max_output_tokens", "max_tokens")
+                       if isinstance(body.get(k), int)), 0)
+        if line["custom_id"] in truncated:
+            budget = min(RETRY_MAX_TOKENS_CAP, budget * 2 ** (attempt - 1))
+        output_tokens += budget
+    estimate = pricing.estimate_cost(model, input_tokens, output_tokens, batch=True)
+    if estimate is None:
+        raise BadInput(f"Job {job.id}: no price is known for model {model}, so the cost cap ${cap:.4f} cannot be"
+                       " checked — retry without --max-cost")
+    spent = float((job.manifest.get("cost") or {}).get("usd") or 0.0)
+    spent += float(job.manifest.get("cost_cap_spent_before_usd") or 0.0)
+    if spent + estimate > cap:
+        raise BadInput(f"Job {job.id}: retrying {len(ids)} documents could cost up to ${estimate:.4f} ({input_tokens}"
+                       f" input tokens, up to {output_tokens} output tokens), and ${spent:.4f} is spent already:"
+                       f" ${spent + estimate:.4f} in all, over the cap of ${cap:.4f} — raise --max-cost, or lower"
+                       " --max-attempts")
 
 
 def set_aside(job: Job, ids: set[str], attempt: int) -> int:

@@ -36,7 +36,7 @@ def job_status(job: Job) -> dict[str, Any]:
         "documents": len(m["documents"]), "skipped": len(m.get("skipped", [])),
         "created_at": m.get("created_at"), "updated_at": m.get("updated_at"),
     }
-    for key in ("backend_choice", "outcomes", "cost", "verify", "commit", "rollback"):
+    for key in ("backend_choice", "outcomes", "errors", "cost", "verify", "commit", "rollback"):
         if key in m:
             data[key] = m[key]
     latencies = request_latencies(job)

@@ -131,6 +131,11 @@ class _StrictChecker:
             self.add(f"{path}/anyOf", "must be a list of schemas")
         if "$ref" in schema:
             self.ref(schema["$ref"], f"{path}/$ref")
+            siblings = sorted(set(schema) - {"$ref"})
+            if siblings:
+                # The API refuses it: "$ref cannot have keywords {'description'}" (Structured Outputs, strict).
+                self.add(f"{path}/$ref", f"a $ref cannot have sibling keywords ({', '.join(siblings)}) in strict mode"
+                         " — move them into the definition it points at")
         if types is not None and "object" in types:
             self.object(schema, path, depth + 1)
         if types is not None and "array" in types:
@@ -175,9 +180,14 @@ class _StrictChecker:
             self.add(where, f"unsupported format {value!r} — strict mode supports {', '.join(sorted(STRING_FORMATS))}")
         elif key == "pattern":
             try:
-                re.compile(value)
+                re.compile(_as_python_regex(value))
             except (re.error, TypeError):
                 self.add(where, "is not a valid regular expression")
+            else:
+                unsupported = unsupported_regex(value)
+                if unsupported:
+                    self.add(where, f"uses {unsupported}, which strict mode does not support — rewrite the pattern"
+                             " without it, or say the rule in the description")
         elif kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
             self.add(where, "must be a number")
         elif key in ("minItems", "maxItems") and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -243,6 +253,46 @@ class _StrictChecker:
         low, high = schema.get("minItems"), schema.get("maxItems")
         if isinstance(low, int) and isinstance(high, int) and low > high:
             self.add(f"{path}/minItems", "is larger than maxItems")
+
+
+def _as_python_regex(pattern: object) -> object:
+    """A JSON Schema (ECMA-262) pattern in Python's spelling, for the validity check: named groups (?<n>…)."""
+    if not isinstance(pattern, str):
+        return pattern
+    return re.sub(r"\\k<([A-Za-z_]\w*)>", r"(?P=\1)", re.sub(r"\(\?<([A-Za-z_]\w*)>", r"(?P<\1>", pattern))
+
+
+def unsupported_regex(pattern: str) -> str | None:
+    """The first regex feature strict mode refuses in a pattern: lookaround or a backreference; None if none.
+
+    The API answers "regex lookaround is not supported" for (?=, (?!, (?<=, (?<! (Structured Outputs
+    "Supported schemas": patterns are matched by a restricted engine); backreferences (\\1, \\k<name>,
+    (?P=name)) likewise have no place in it. Escaped characters and character classes are skipped, so a
+    literal "\\(?=" or "[(?=]" is no lookaround.
+    """
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            nxt = pattern[i + 1:i + 2]
+            if not in_class and (nxt in "123456789" and nxt or nxt == "k" and pattern[i + 2:i + 3] in "<{'"):
+                return f"a backreference (\\{nxt}…)"
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if pattern[i + 1:i + 2] == "]":  # "[]...]": a leading ] is a literal
+                i += 1
+        elif char == "(" and pattern.startswith("(?", i):
+            for token, what in (("(?=", "lookahead (?=…)"), ("(?!", "negative lookahead (?!…)"),
+                                ("(?<=", "lookbehind (?<=…)"), ("(?<!", "negative lookbehind (?<!…)"),
+                                ("(?P=", "a backreference (?P=…)")):
+                if pattern.startswith(token, i):
+                    return what
+        i += 1
+    return None
 
 
 def _json_type(value: object) -> str:

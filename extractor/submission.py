@@ -30,14 +30,20 @@ class SubmitOptions:
     server_wait_s: float = 60.0
     concurrency: int | None = None  # requests in flight; None: the server's slot count, else 4
     notice: Callable[[str], None] | None = None  # told when the local server goes away or comes back
+    max_enqueued_tokens: int | None = None  # OpenAI: None is the model's default (extractor/models.py)
+    spent_before_usd: float = 0.0  # what earlier stages of the same run cost (a pipeline's gate): under the same cap
 
 
-def check_cost_cap(job: Job, max_cost: float | None) -> None:
+def check_cost_cap(job: Job, max_cost: float | None, spent_before_usd: float = 0.0) -> None:
     """Refuse (exit 2) a job whose estimate — exact input plus output at max_tokens per answer — exceeds max_cost."""
     if max_cost is None:
         return
     if max_cost < 0:
         raise BadInput(f"--max-cost must be 0 or more, not {max_cost}")
+    if (job.manifest.get("cost_cap_usd"), job.manifest.get("cost_cap_spent_before_usd", 0.0)) != (max_cost, spent_before_usd):
+        job.manifest["cost_cap_usd"] = max_cost  # `retry` holds the job's whole life to the same cap
+        job.manifest["cost_cap_spent_before_usd"] = spent_before_usd
+        job.save()
     estimate = job.manifest.get("estimate", {})
     total = estimate.get("estimated_cost_usd")
     if total is None:
@@ -45,8 +51,10 @@ def check_cost_cap(job: Job, max_cost: float | None) -> None:
                estimate.get("output_cost_usd_max") is not None else f"no price is known for model {job.manifest['model']}")
         raise BadInput(f"Job {job.id}: {why}, so --max-cost cannot be checked — drop --max-cost or pick a model"
                        " in the price table")
-    if total > max_cost:
-        raise BadInput(f"Job {job.id}: estimated cost ${total:.4f} (input ${estimate.get('input_cost_usd') or 0:.4f}"
+    spent_elsewhere = float(job.manifest.get("cost_cap_spent_before_usd") or 0.0)  # a pipeline's gate
+    if total + spent_elsewhere > max_cost:
+        before = f" on top of ${spent_elsewhere:.4f} spent by the gate" if spent_elsewhere else ""
+        raise BadInput(f"Job {job.id}: estimated cost ${total:.4f}{before} (input ${estimate.get('input_cost_usd') or 0:.4f}"
                        f" + output up to ${estimate.get('output_cost_usd_max') or 0:.4f}) exceeds --max-cost"
                        f" ${max_cost:.4f} — raise the cap, lower --max-tokens or prepare fewer documents")
 
@@ -70,14 +78,14 @@ def submit_job(job: Job, options: SubmitOptions, *, progress: Callable[[Any], No
     if job.manifest.get("audit") is None:
         job.manifest["audit"] = audit.as_dict()
         job.save()
-    check_cost_cap(job, options.max_cost)
+    check_cost_cap(job, options.max_cost, options.spent_before_usd)
     backend = job.manifest["backend"]
     if backend == "local":
         return _submit_local(job, options, progress)
     if backend == "openai":
         from .backends.openai_batch import submit_openai
 
-        return submit_openai(job, progress=progress)
+        return submit_openai(job, progress=progress, max_enqueued_tokens=options.max_enqueued_tokens)
     raise BadInput(f"Job {job.id} names an unknown backend {backend!r} — prepare it again with --backend local or openai")
 
 

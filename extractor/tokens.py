@@ -45,14 +45,14 @@ def count_tokens(text: str, model: str) -> int:
 
 
 def count_request_tokens(body: dict) -> int:
-    """Input tokens of one chat-completions body: messages with their overhead, plus the response schema.
+    """Input tokens of one chat-completions (or responses) body: messages with their overhead, plus the response schema.
 
     Messages are counted exactly as OpenAI documents; how a json_schema response_format is billed
     is not documented, so it is estimated as the tokens of its compact JSON.
     """
     encoding = encoding_name(str(body.get("model", "")))
     total = TOKENS_PER_REPLY
-    for message in body.get("messages", []):
+    for message in body.get("messages") or body.get("input") or []:
         total += TOKENS_PER_MESSAGE
         for key, value in message.items():
             if key == "content":
@@ -64,6 +64,9 @@ def count_request_tokens(body: dict) -> int:
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
         total += _cached_count(orjson.dumps(response_format["json_schema"]).decode(), encoding)
+    text = body.get("text")  # /v1/responses keeps the schema in text.format
+    if isinstance(text, dict) and isinstance(text.get("format"), dict):
+        total += _cached_count(orjson.dumps(text["format"]).decode(), encoding)
     return total
 
 

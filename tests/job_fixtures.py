@@ -81,9 +81,11 @@ def job_from_answers(docs: Path, answers: dict[str, Any], tmp_path: Path, *, bac
                      **usage: int) -> Job:
     """Prepare a job over `docs`, ingest an output file with the given answer per file name
     (a dict → its JSON; a str → sent as is), collect, verify; optionally back-date it."""
-    # A distinct seed gives each job its own content key: job ids of one key made in the same second could collide.
-    seed = len(list(store()))
-    job = prepare_job(store(), docs, PrepareOptions(backend=backend, model=model, seed=seed, count_tokens=False)).job
+    # A distinct setting gives each job its own content key: job ids of one key made in the same second could
+    # collide. (Not seed: current OpenAI models do not take one, and prepare refuses it.)
+    nth = len(list(store()))
+    distinct = {"seed": nth} if backend == "local" else {"extra": {"prompt_cache_key": f"fixture-{nth}"}}
+    job = prepare_job(store(), docs, PrepareOptions(backend=backend, model=model, count_tokens=False, **distinct)).job
     by_path = {d["path"]: d["custom_id"] for d in job.documents()}
     lines = []
     for name, answer in answers.items():

@@ -1,7 +1,11 @@
 """A real-HTTP emulator of the OpenAI Files + Batches API on 127.0.0.1, with misbehaviours tests can plant.
 
 Drive it with the real SDK: ``OpenAI(base_url=emu.base_url, api_key=emu.api_key)``.
-Formats follow the documented batch object, file object and batch output/error lines.
+Formats follow the documented batch object, file object and batch output/error lines, for
+/v1/chat/completions and /v1/responses batches. Every request line is checked against what the real API
+refuses for its model (tests/openai_rules.py, each rule with its source): a refused line comes back as the
+real API's per-line error. Batches of one model share an enqueued-token limit, as the real Batch API's
+"batch queue limit": a batch over it fails whole with token_limit_exceeded (openai-python#2084).
 """
 
 from __future__ import annotations
@@ -36,9 +40,13 @@ from tests.redocred import (  # noqa: F401
     request_text,
 )
 
+from tests.openai_rules import REASONING_TOKENS, Refused, check_request, effort_of, input_tokens
+
 Answerer = Callable[[dict], dict]
 
 CHAT_ENDPOINT = "/v1/chat/completions"
+RESPONSES_ENDPOINT = "/v1/responses"
+BATCH_ENDPOINTS = (CHAT_ENDPOINT, RESPONSES_ENDPOINT)  # of the documented batch endpoints, the two we serve
 DAY_S = 24 * 3600
 
 # ---------------------------------------------------------------- behaviour
@@ -70,6 +78,11 @@ class Behaviour:
     hooks: dict[str, Callable[[dict], None]] = field(default_factory=dict)
     echo_key_in_errors: bool = False  # a 401 quotes the presented key in full (worse than the real API's masked echo)
     max_requests_per_batch: int = 50_000
+    # Enqueued input tokens per model across its unfinished batches; None: no limit. A batch that would go
+    # over fails in validation: "Enqueued token limit reached for {model} ... Limit: N enqueued tokens.
+    # Please try again once some in_progress batches have been completed." (openai-python#2084)
+    enqueued_token_limit: int | None = None
+    enforce_rules: bool = True  # per-model parameter and strict-schema rules (tests/openai_rules.py)
 
 
 # ---------------------------------------------------------------- state
@@ -109,6 +122,7 @@ class _Batch:
     lines: list[dict] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)
     done: list[tuple[bool, str]] = field(default_factory=list)  # (is_error, serialized line) in answer order
+    enqueued: int = 0  # input tokens this batch holds against its model's enqueued-token limit while unfinished
 
 
 def _new_id(prefix: str) -> str:
@@ -225,8 +239,8 @@ class BatchEmulator:
             raise ApiError(400, "Missing required parameter: 'input_file_id'.", param="input_file_id")
         if self._get_file(input_file_id).purpose != "batch":
             raise ApiError(400, f"File {input_file_id} was not uploaded with purpose 'batch'.", param="input_file_id")
-        if params.get("endpoint") != CHAT_ENDPOINT:
-            message = f"Unsupported endpoint {params.get('endpoint')!r}: use {CHAT_ENDPOINT}."
+        if params.get("endpoint") not in BATCH_ENDPOINTS:
+            message = f"Unsupported endpoint {params.get('endpoint')!r}: use {' or '.join(BATCH_ENDPOINTS)}."
             raise ApiError(400, message, param="endpoint")
         if params.get("completion_window") != "24h":
             raise ApiError(400, "completion_window must be '24h'.", param="completion_window")
@@ -239,7 +253,7 @@ class BatchEmulator:
             raise ApiError(400, message, param="metadata")
         created = _now()
         obj = {
-            "id": _new_id("batch_"), "object": "batch", "endpoint": CHAT_ENDPOINT, "model": None, "errors": None,
+            "id": _new_id("batch_"), "object": "batch", "endpoint": params["endpoint"], "model": None, "errors": None,
             "input_file_id": input_file_id, "completion_window": "24h", "status": "validating",
             "output_file_id": None, "error_file_id": None, "created_at": created,
             "in_progress_at": None, "expires_at": created + DAY_S, "finalizing_at": None, "completed_at": None,
@@ -340,10 +354,22 @@ class BatchEmulator:
         if errors:
             batch.lines.clear()
             return errors
+        model = next(iter(models))
+        tokens = sum(input_tokens(batch.obj["endpoint"], line["body"]) for line in batch.lines)
+        limit = self.behaviour.enqueued_token_limit
+        if limit is not None:
+            held = sum(b.enqueued for b in self.batches.values()
+                       if b is not batch and b.obj.get("model") == model and b.obj["status"] not in TERMINAL)
+            if held + tokens > limit:
+                batch.lines.clear()
+                return [{"code": "token_limit_exceeded", "param": None, "line": None, "message":
+                         f"Enqueued token limit reached for {model} in organization org-emulator. Limit: {limit:,}"
+                         " enqueued tokens. Please try again once some in_progress batches have been completed."}]
+        batch.enqueued = tokens
         ids = [line["custom_id"] for line in batch.lines]
         share = round(len(ids) * self.behaviour.fail_fraction)
         batch.failing = set(self.behaviour.fail_ids) | set(random.Random(self.behaviour.seed).sample(ids, share))
-        batch.obj["model"] = models.pop()
+        batch.obj["model"] = model
         batch.obj["request_counts"]["total"] = len(ids)
         return []
 
@@ -390,6 +416,13 @@ class BatchEmulator:
         custom_id, body = line["custom_id"], line["body"]
         if custom_id in batch.failing:
             return True, json.dumps(self._failure(custom_id))
+        url = batch.obj["endpoint"]
+        if self.behaviour.enforce_rules:
+            try:
+                check_request(url, body)
+            except Refused as refused:  # the real API's per-line error: response with the status, error null
+                response = {"status_code": refused.status, "request_id": _new_id("req_"), "body": {"error": refused.error}}
+                return True, json.dumps(_output_line(custom_id, response, None))
         try:
             answer = self.answerer(body)
         except Exception as exc:  # a broken answerer is the provider's 500, not the test's crash
@@ -397,7 +430,7 @@ class BatchEmulator:
         chosen = self.behaviour.concatenate_ids
         if self.behaviour.concatenate and (chosen is None or custom_id in chosen):
             answer = self._with_neighbours(batch, index, answer)
-        completion = self._completion(custom_id, body, answer)
+        completion = self._completion(custom_id, body, answer, url)
         response = {"status_code": 200, "request_id": _new_id("req_"), "body": completion}
         text = json.dumps(_output_line(custom_id, response, None))
         if custom_id in self.behaviour.malformed_ids:
@@ -421,7 +454,7 @@ class BatchEmulator:
         # Still within the schema's maxItems: a strict-mode provider cannot send more, so the answer stays valid.
         return {**answer, "entities": entities[:MAX_ITEMS]}
 
-    def _completion(self, custom_id: str, body: dict, answer: dict) -> dict:
+    def _completion(self, custom_id: str, body: dict, answer: dict, url: str = CHAT_ENDPOINT) -> dict:
         content: str | None = json.dumps(answer, ensure_ascii=False)
         finish_reason, refusal = "stop", None
         if custom_id in self.behaviour.schema_violation_ids:
@@ -434,10 +467,22 @@ class BatchEmulator:
             content, finish_reason = content[: len(content) // 2], "length"
         if custom_id in self.behaviour.refusal_ids:
             content, refusal = None, "I'm sorry, but I can't help with that request."
-        prompt_tokens = sum(len(str(m.get("content", ""))) // 4 + 4 for m in body.get("messages", []))
-        completion_tokens = len(content or refusal or "") // 4 + 1
+        prompt_tokens = input_tokens(url, body)
+        answer_tokens = len(content or refusal or "") // 4 + 1
+        # Reasoning tokens are spent first, from the same budget, and billed as output (reasoning guide).
+        effort = effort_of(body, url)
+        reasoning = REASONING_TOKENS.get(effort or "none", 0)
+        budget = body.get("max_output_tokens") or body.get("max_completion_tokens") or body.get("max_tokens")
+        # (Only where reasoning takes part: the gold answers are written by hand, not sized to a budget.)
+        if reasoning and budget is not None and reasoning + answer_tokens > budget and finish_reason == "stop" and content:
+            keep = max(0, (budget - reasoning) * 4)
+            content, finish_reason = content[:keep], "length"
+            reasoning = min(reasoning, budget)
+        completion_tokens = reasoning + answer_tokens
         if finish_reason == "length":
-            completion_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or completion_tokens
+            completion_tokens = budget or completion_tokens
+        if url == RESPONSES_ENDPOINT:
+            return self._response_object(body, content, refusal, finish_reason, prompt_tokens, completion_tokens, reasoning)
         message = {"role": "assistant", "content": content, "refusal": refusal, "annotations": []}
         return {
             "id": _new_id("chatcmpl-"), "object": "chat.completion", "created": _now(), "model": body.get("model"),
@@ -445,9 +490,30 @@ class BatchEmulator:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens,
                       "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                      "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                      "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
                                                     "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
             "service_tier": "default", "system_fingerprint": "fp_emulator",
+        }
+
+    @staticmethod
+    def _response_object(body: dict, content: str | None, refusal: str | None, finish_reason: str,
+                         prompt_tokens: int, completion_tokens: int, reasoning: int) -> dict:
+        """A Responses API response object (openai-python types/responses/response.py)."""
+        part = ({"type": "refusal", "refusal": refusal} if refusal is not None else
+                {"type": "output_text", "text": content or "", "annotations": [], "logprobs": []})
+        output = [{"id": _new_id("msg_"), "type": "message", "role": "assistant", "status": "completed"
+                   if finish_reason == "stop" else "incomplete", "content": [part]}]
+        if reasoning:
+            output.insert(0, {"id": _new_id("rs_"), "type": "reasoning", "summary": []})
+        incomplete = finish_reason == "length"
+        return {
+            "id": _new_id("resp_"), "object": "response", "created_at": _now(), "model": body.get("model"),
+            "status": "incomplete" if incomplete else "completed",
+            "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+            "error": None, "output": output, "text": body.get("text"), "reasoning": body.get("reasoning"),
+            "usage": {"input_tokens": prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens": completion_tokens, "output_tokens_details": {"reasoning_tokens": reasoning},
+                      "total_tokens": prompt_tokens + completion_tokens},
         }
 
     # -- lookups

@@ -68,7 +68,7 @@ def gold_answer(doc: dict) -> dict:
 def request_text(body: dict) -> str:
     """The text of a chat request's user messages (string or content-part form)."""
     texts: list[str] = []
-    for message in body.get("messages", []):
+    for message in body.get("messages") or body.get("input") or []:  # chat completions or responses
         if message.get("role") != "user":
             continue
         content = message.get("content")

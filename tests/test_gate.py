@@ -78,7 +78,7 @@ def pipeline_file(tmp_path: Path, *, on_failure: str = "extract", gate_backend: 
 [gate]
 question = "{QUESTION}"
 backend = "{gate_backend}"
-model = "gpt-4.1-nano"
+model = "gpt-5.4-nano"
 on_failure = "{on_failure}"
 max_tokens = 64
 {extra}
@@ -123,7 +123,7 @@ def test_a_gate_that_rejects_half_leaves_exactly_the_other_half_to_extraction(em
     gate = data["gate"]
     assert (gate["job_id"], gate["documents"], gate["passed"], gate["rejected"], gate["failed"], gate["extracted"]) == (
         gate_job.id, 4, 2, 2, 0, 2)
-    assert (gate["backend"], gate["model"], gate["question"]) == ("openai", "gpt-4.1-nano", QUESTION)
+    assert (gate["backend"], gate["model"], gate["question"]) == ("openai", "gpt-5.4-nano", QUESTION)
     assert data["extract"]["job_id"] == extraction.id and data["extract"]["collect"]["ok"] == 2
     assert data["extract"]["verify"]["clean"] == 2 and data["exit_code"] == 0
     # each stage has its own cost; the run's is their sum
@@ -157,7 +157,7 @@ def test_the_gate_request_holds_the_question_in_the_system_message_and_one_docum
         assert system["role"] == "system" and f"Question: {QUESTION}" in system["content"]
         assert user["content"] in set(texts.values())
         assert line["body"]["response_format"]["json_schema"]["name"] == "gate"
-        assert line["body"]["max_completion_tokens"] == 64 and line["body"]["model"] == "gpt-4.1-nano"
+        assert line["body"]["max_completion_tokens"] == 64 and line["body"]["model"] == "gpt-5.4-nano"
     assert gate_job.manifest["audit"]["problems"] == []
 
 

@@ -44,7 +44,7 @@ def test_auto_falls_back_to_openai_when_the_local_server_is_down(emu: BatchEmula
 
     assert result.exit_code == 0, result.stderr
     manifest = only_job()
-    assert manifest["backend"] == "openai" and manifest["model"] == "gpt-4.1-mini"
+    assert manifest["backend"] == "openai" and manifest["model"] == "gpt-5.4-mini"
     choice = manifest["backend_choice"]
     assert (choice["requested"], choice["chosen"]) == ("auto", "openai")
     assert choice["reason"].startswith(f"local lane unavailable: {dead_url}: no chat server answering at {dead_url}")

@@ -318,3 +318,96 @@ def test_forced_expiry_keeps_the_lines_done(emu: BatchEmulator, client: OpenAI, 
     batch = client.batches.retrieve(batch_id)
     assert batch.request_counts.model_dump() == {"total": 3, "completed": 1, "failed": 0}
     assert sorted(answers(download(client, batch.output_file_id))) == ["d0"]
+
+
+# ---------------------------------------------------------------- the real API's per-model rules (issue 16)
+
+from tests.openai_rules import Refused, check_request  # noqa: E402
+
+_SCHEMA = {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": SPEC["schema"]}}
+
+
+def _chat(model: str, **extra: object) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": "x"}], "response_format": _SCHEMA,
+            "max_completion_tokens": 100, **extra}
+
+
+@pytest.mark.parametrize(("body", "status", "code", "param"), [
+    # QwenLM/qwen-code#921, tmc/langchaingo#1355: gpt-5 family, temperature 0
+    (_chat("gpt-5-mini", temperature=0), 400, "unsupported_value", "temperature"),
+    (_chat("gpt-5-2025-08-07", temperature=0), 400, "unsupported_value", "temperature"),
+    # OpenHands#4131: o-series
+    (_chat("o3", temperature=0.2), 400, "unsupported_value", "temperature"),
+    # johny-b/llmcomp#69: gpt-5.4 with reasoning on
+    (_chat("gpt-5.4-mini", temperature=0, reasoning_effort="low"), 400, "unsupported_value", "temperature"),
+    # ReasoningEffort docstring: models before gpt-5.1 do not support none; gpt-5.1 has no xhigh
+    (_chat("gpt-5-mini", reasoning_effort="none"), 400, "unsupported_value", "reasoning_effort"),
+    (_chat("gpt-5.1", reasoning_effort="xhigh"), 400, "unsupported_value", "reasoning_effort"),
+    (_chat("gpt-4.1-mini", reasoning_effort="low"), 400, "unsupported_parameter", "reasoning_effort"),
+    (_chat("gpt-4.1-mini", verbosity="low"), 400, "unsupported_parameter", "verbosity"),
+    ({**_chat("o3"), "max_tokens": 100}, 400, "unsupported_parameter", "max_tokens"),
+    # deprecations page: shut down 2026-10-23
+    (_chat("gpt-4.1-nano"), 404, "model_not_found", "model"),
+    (_chat("gpt-4o-2024-05-13"), 404, "model_not_found", "model"),
+    # -pro models: Responses API only
+    (_chat("gpt-5.5-pro"), 404, None, "model"),
+])
+def test_the_emulator_refuses_what_the_api_refuses(body: dict, status: int, code: str | None, param: str) -> None:
+    with pytest.raises(Refused) as refused:
+        check_request("/v1/chat/completions", body)
+    assert (refused.value.status, refused.value.error["code"], refused.value.error["param"]) == (status, code, param)
+
+
+@pytest.mark.parametrize("body", [
+    _chat("gpt-4.1-mini", temperature=0, seed=0),
+    _chat("gpt-5-mini", reasoning_effort="minimal"),
+    _chat("gpt-5.4-mini", temperature=0, reasoning_effort="none"),
+    _chat("gpt-5.4-mini", temperature=0),  # default effort none
+    _chat("gpt-5.6-luna", reasoning_effort="xhigh", verbosity="low"),
+    _chat("gpt-4o-2024-08-06", temperature=0),
+])
+def test_the_emulator_accepts_what_the_api_accepts(body: dict) -> None:
+    check_request("/v1/chat/completions", body)
+
+
+def test_a_refused_line_comes_back_as_the_real_apis_per_line_error(client: OpenAI, docs: list[dict]) -> None:
+    line = {"custom_id": "d0", "method": "POST", "url": "/v1/chat/completions",
+            "body": _chat("gpt-5-mini", temperature=0, seed=0)}
+    batch, _ = poll(client, submit(client, (json.dumps(line) + "\n").encode()))
+
+    assert batch.status == "completed" and batch.request_counts.failed == 1
+    [error_line] = [json.loads(raw) for raw in download(client, batch.error_file_id)]
+    assert error_line["error"] is None and error_line["response"]["status_code"] == 400
+    assert error_line["response"]["body"]["error"] == {
+        "message": "Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) value"
+                   " is supported.", "type": "invalid_request_error", "param": "temperature", "code": "unsupported_value"}
+
+
+def test_responses_batches_answer_in_the_responses_shape(client: OpenAI, docs: list[dict]) -> None:
+    body = {"model": "gpt-5.4-mini", "input": [{"role": "system", "content": "Extract."},
+                                                {"role": "user", "content": redocred_text(docs[5])}],
+            "text": {"format": {"type": "json_schema", "name": "x", "strict": True, "schema": SPEC["schema"]}},
+            "max_output_tokens": 4096, "reasoning": {"effort": "low"}}
+    line = {"custom_id": "d5", "method": "POST", "url": "/v1/responses", "body": body}
+    upload = client.files.create(file=("r.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
+    created = client.batches.create(input_file_id=upload.id, endpoint="/v1/responses", completion_window="24h")
+    batch, _ = poll(client, created.id)
+
+    [out] = [json.loads(raw) for raw in download(client, batch.output_file_id)]
+    response = out["response"]["body"]
+    assert response["object"] == "response" and response["status"] == "completed"
+    [reasoning, message] = response["output"]
+    assert reasoning["type"] == "reasoning" and message["content"][0]["type"] == "output_text"
+    assert json.loads(message["content"][0]["text"]) == gold_answer(docs[5])
+    assert response["usage"]["output_tokens_details"]["reasoning_tokens"] > 0
+
+
+def test_a_batch_over_the_enqueued_token_limit_fails_whole(emu: BatchEmulator, client: OpenAI,
+                                                           docs: list[dict]) -> None:
+    emu.behaviour.enqueued_token_limit = 100
+    batch, _ = poll(client, submit(client, request_lines(docs)))
+
+    assert batch.status == "failed"
+    [error] = batch.errors.data
+    assert error.code == "token_limit_exceeded" and error.message.startswith(
+        "Enqueued token limit reached for gpt-4o-mini in organization org-emulator. Limit: 100 enqueued tokens.")

@@ -121,7 +121,7 @@ def test_backend_auto_decides_before_prepare_and_records_why(emu: BatchEmulator,
                        "--no-commit", *FAST_POLL)
 
     [job] = jobs()
-    assert job.manifest["backend"] == "openai" and job.manifest["model"] == "gpt-4.1-mini"
+    assert job.manifest["backend"] == "openai" and job.manifest["model"] == "gpt-5.4-mini"
     assert job.manifest["prompt"]["backend"] == "openai"  # prepared for the lane chosen, not the local default
     assert data["backend_choice"] == job.manifest["backend_choice"]
     assert data["backend_choice"]["reason"].startswith(f"local lane unavailable: {dead}")

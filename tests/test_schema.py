@@ -416,3 +416,56 @@ def test_load_spec_names_a_missing_or_broken_file(tmp_path):
     (tmp_path / "broken.json").write_text("{ not json")
     with pytest.raises(BadInput, match=r"broken\.json: not valid JSON \(.*\) — fix the syntax$"):
         load_spec(tmp_path / "broken.json")
+
+
+# --- parity with what the API refuses (issue 16) -------------------------------------------------
+# Each case is one the API refuses with the error quoted, or one it accepts; tests/openai_rules.py has the
+# emulator's own statement of the same rules, and the last test runs both over the same schemas.
+
+
+def test_ref_with_sibling_keywords_is_refused_as_the_api_does():
+    """API: "$ref cannot have keywords {'description'}"."""
+    schema = obj({"x": {"$ref": "#/$defs/d", "description": "the thing"}}, **{"$defs": {"d": obj({})}})
+    assert messages(schema) == ("/properties/x/$ref: a $ref cannot have sibling keywords (description) in strict mode"
+                                " — move them into the definition it points at")
+    assert messages(obj({"x": {"$ref": "#/$defs/d"}}, **{"$defs": {"d": obj({})}})) == ""
+
+
+@pytest.mark.parametrize(("pattern", "what"), [
+    ("^a(?=b)", "lookahead (?=…)"),              # API: "regex lookaround is not supported"
+    ("^(?!x)", "negative lookahead (?!…)"),
+    ("(?<=@)[a-z]+$", "lookbehind (?<=…)"),
+    ("(?<!-)\\d+", "negative lookbehind (?<!…)"),
+    ("^(a)\\1$", "a backreference (\\1…)"),
+    ("^(?<w>a)\\k<w>$", "a backreference (\\k…)"),
+    ("^(?P<w>a)(?P=w)$", "a backreference (?P=…)"),
+])
+def test_regex_lookaround_and_backreferences_are_refused(pattern, what):
+    assert messages(obj({"p": {"type": "string", "pattern": pattern}})) == (
+        f"/properties/p/pattern: uses {what}, which strict mode does not support — rewrite the pattern without it,"
+        " or say the rule in the description")
+
+
+@pytest.mark.parametrize("pattern", ["^\\(?=x$", "^[(?=]+$", "^\\\\1$", "^[A-Z]{2}\\d{4}$", "^(?:a|b)+$", "^(?<year>\\d{4})$"])
+def test_escaped_lookalikes_and_plain_groups_are_accepted(pattern):
+    assert messages(obj({"p": {"type": "string", "pattern": pattern}})) == ""
+
+
+def test_the_checker_and_the_emulator_agree_on_what_is_refused():
+    from tests.openai_rules import Refused, _check_strict
+
+    cases = [
+        obj({"x": {"$ref": "#/$defs/d", "title": "t"}}, **{"$defs": {"d": obj({})}}),
+        obj({"p": {"type": "string", "pattern": "(?=a)"}}),
+        obj({"p": {"type": "string", "pattern": "(a)\\1"}}),
+        obj({"p": {"type": "string", "pattern": "^[a-z]+$"}}),
+        obj({"x": {"$ref": "#/$defs/d"}}, **{"$defs": {"d": obj({})}}),
+        {"type": "object", "properties": {"a": {"type": "string"}}, "required": [], "additionalProperties": False},
+    ]
+    for schema in cases:
+        try:
+            _check_strict(schema, "s", "response_format", True)
+            emulator_refuses = False
+        except Refused:
+            emulator_refuses = True
+        assert bool(check_strict_schema(schema)) == emulator_refuses, schema

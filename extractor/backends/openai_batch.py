@@ -10,6 +10,14 @@ for it twice.
 When a batch ends early (expired, cancelled, failed) the requests it never ran get error lines of
 their own in `errors/<name>.unanswered.jsonl`, in the documented batch format (`batch_expired`,
 `batch_cancelled`, `batch_failed`), so results.py classifies every document from files alone.
+
+Batches go out in waves. Each model has an enqueued-token limit (the Batch API's "batch queue limit": input
+tokens of its unfinished batches); a batch over it fails whole with `token_limit_exceeded` ("Enqueued token
+limit reached ... Please try again once some in_progress batches have been completed", openai-python#2084).
+So a shard is sent only while the tokens of this job's unfinished batches plus its own stay under
+`remote.max_enqueued_tokens`; the rest wait, and each poll sends what then fits. A batch that fails with
+`token_limit_exceeded` anyway (other jobs share the limit) is put back in the queue and created again
+later, under a new `extractor_try` metadata value so that a crashed re-create never adopts the failed one.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ import orjson
 
 from ..errors import BadInput, ExitCode, ExtractorError
 from ..jobs import Job, State, utcnow
-from ..requests import CHAT_URL, ShardWriter, iter_request_lines
+from ..models import ENDPOINT_URLS, enqueued_limit
+from ..requests import ShardWriter, iter_request_lines
 from ..results import answered_ids
 from ..storage import atomic_write_jsonl, iter_jsonl
 from .openai_client import BatchApi, NotFound
@@ -44,6 +53,10 @@ LOOKUP_SLACK_S = 3600.0
 POLL_GROWTH = 1.5
 # A truncated answer is retried with twice the output budget per attempt, up to this many tokens.
 RETRY_MAX_TOKENS_CAP = 32_768
+TOKEN_LIMIT = "token_limit_exceeded"
+# Input tokens of a request file whose tokens were not counted at prepare: at most one per 3 bytes of
+# JSON (English runs ~4 characters a token), so the wave stays under the limit.
+BYTES_PER_TOKEN_FLOOR = 3
 
 Progress = Callable[[Any], None]
 
@@ -75,8 +88,8 @@ def entries(job: Job) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- submit
 
 
-def submit_openai(job: Job, *, progress: Progress | None = None) -> dict[str, Any]:
-    """Upload and create a batch for every shard that has none yet; a re-run sends only what is missing."""
+def submit_openai(job: Job, *, progress: Progress | None = None, max_enqueued_tokens: int | None = None) -> dict[str, Any]:
+    """Upload and create a batch for every shard that fits the enqueued-token budget; a re-run sends only what is missing."""
     remote = job.manifest.get("remote")
     if remote and remote.get("kind") == "file":
         raise BadInput(f"Job {job.id} took in result files (collect --output-file), so it is not sent again — "
@@ -84,10 +97,14 @@ def submit_openai(job: Job, *, progress: Progress | None = None) -> dict[str, An
     api = BatchApi.from_env(log=job.log)
     if not remote or remote.get("kind") != "openai":
         remote = job.manifest["remote"] = {"kind": "openai", "batches": [
-            {"name": Path(s["file"]).stem, "attempt": 1, "input": s["file"], "lines": s["lines"], "bytes": s["bytes"]}
+            {"name": Path(s["file"]).stem, "attempt": 1, "input": s["file"], "lines": s["lines"], "bytes": s["bytes"],
+             "tokens": shard_tokens(s)}
             for s in job.manifest["shards"]
         ]}
     remote["endpoint"] = api.endpoint
+    if max_enqueued_tokens is not None or "max_enqueued_tokens" not in remote:
+        remote["max_enqueued_tokens"] = enqueued_limit(job.manifest["model"], max_enqueued_tokens)
+    check_fits(job)
     for entry in remote["batches"]:
         entry.pop("skipped", None)  # an explicit submit sends what a cancel held back
     job.save()
@@ -95,18 +112,65 @@ def submit_openai(job: Job, *, progress: Progress | None = None) -> dict[str, An
     if job.state is not State.SUBMITTED:
         job.transition(State.SUBMITTED)
     return {"job_id": job.id, "backend": "openai", "endpoint": api.endpoint, "batches": len(remote["batches"]),
-            "requests": sum(e["lines"] for e in remote["batches"]), **sent}
+            "requests": sum(e["lines"] for e in remote["batches"]),
+            "max_enqueued_tokens": remote["max_enqueued_tokens"], **sent}
+
+
+def shard_tokens(shard: dict[str, Any]) -> int:
+    """The input tokens a request file puts in the queue: counted at prepare, else bounded from its size."""
+    counted = shard.get("input_tokens")
+    return int(counted) if isinstance(counted, int) else -(-int(shard["bytes"]) // BYTES_PER_TOKEN_FLOOR)
+
+
+def _limit(job: Job) -> int:
+    remote = job.manifest["remote"]
+    return remote.get("max_enqueued_tokens") or enqueued_limit(job.manifest["model"])
+
+
+def check_fits(job: Job) -> None:
+    """Refuse (exit 2, before anything is sent) a request file that alone holds more tokens than the budget."""
+    limit = _limit(job)
+    for entry in entries(job):
+        if not entry.get("batch_id") and not entry.get("skipped") and _tokens(entry) > limit:
+            raise BadInput(f"Job {job.id}: {entry['input']} holds about {_tokens(entry):,} input tokens, over the "
+                           f"enqueued-token limit of {limit:,} for {job.manifest['model']} — prepare again with a "
+                           "smaller --max-lines-per-file, or raise --max-enqueued-tokens (env "
+                           "EXTRACTOR_MAX_ENQUEUED_TOKENS) to your organisation's batch queue limit")
+
+
+def _tokens(entry: dict[str, Any]) -> int:
+    return int(entry["tokens"]) if isinstance(entry.get("tokens"), int) else shard_tokens(entry)
+
+
+def enqueued_tokens(job: Job) -> int:
+    """Input tokens of this job's batches that are created and not finished: what the queue holds for it."""
+    return sum(_tokens(e) for e in entries(job) if e.get("batch_id") and e.get("status") not in TERMINAL)
 
 
 def send_pending(job: Job, api: BatchApi, progress: Progress | None = None) -> dict[str, int]:
+    """Send, in order, the unsent batches that fit under the enqueued-token budget; the rest wait for the next call."""
     counts: Counter[str] = Counter()
+    limit, held = _limit(job), enqueued_tokens(job)
     for entry in entries(job):
         if entry.get("batch_id") or entry.get("skipped"):
             continue
+        # An interrupted create is finished first, whatever the budget: it may already exist remotely.
+        over = held + _tokens(entry) > limit
+        # Refused for the limit before: "try again once some in_progress batches have been completed".
+        refused_before = bool(entry.get("token_limit_failures")) and held > 0
+        if "creating_since" not in entry and held > 0 and (over or refused_before):
+            counts["waiting"] += 1
+            continue
+        if not counts["created"] and not counts["adopted"]:
+            job.manifest["remote"]["waves"] = job.manifest["remote"].get("waves", 0) + 1
+        entry["wave"] = job.manifest["remote"]["waves"]
         counts[_send(job, api, entry)] += 1
+        held += _tokens(entry)
         for _ in range(entry["lines"] if progress else 0):
             progress(None)
-    return {"created": counts["created"], "adopted": counts["adopted"]}
+    if counts["waiting"]:
+        job.log("batches_waiting", batches=counts["waiting"], enqueued_tokens=held, limit=limit)
+    return {"created": counts["created"], "adopted": counts["adopted"], "waiting": counts["waiting"]}
 
 
 def _send(job: Job, api: BatchApi, entry: dict[str, Any]) -> str:
@@ -135,7 +199,8 @@ def _send(job: Job, api: BatchApi, entry: dict[str, Any]) -> str:
         entry["creating_since"] = time.time()
         job.save()
         since = entry["creating_since"] - LOOKUP_SLACK_S
-        batch, outcome = api.create_batch(entry["input_file_id"], CHAT_URL, metadata, since), "created"
+        url = ENDPOINT_URLS[job.manifest.get("settings", {}).get("endpoint", "chat")]
+        batch, outcome = api.create_batch(entry["input_file_id"], url, metadata, since), "created"
     entry.pop("creating_since")
     record(entry, batch)
     job.save()
@@ -144,7 +209,9 @@ def _send(job: Job, api: BatchApi, entry: dict[str, Any]) -> str:
 
 
 def _metadata(job: Job, entry: dict[str, Any]) -> dict[str, str]:
-    return {"extractor_job": job.id, "extractor_shard": entry["name"], "extractor_attempt": str(entry["attempt"])}
+    tried = len(entry.get("token_limit_failures", []))
+    return {"extractor_job": job.id, "extractor_shard": entry["name"], "extractor_attempt": str(entry["attempt"]),
+            **({"extractor_try": str(tried + 1)} if tried else {})}
 
 
 def record(entry: dict[str, Any], batch: dict[str, Any]) -> bool:
@@ -163,6 +230,17 @@ def record(entry: dict[str, Any], batch: dict[str, Any]) -> bool:
     return before != (entry["status"], entry["request_counts"])
 
 
+def requeue(job: Job, entry: dict[str, Any]) -> None:
+    """A batch refused for the enqueued-token limit: forget it and send the same file again when there is room."""
+    failed = entry["batch_id"]
+    entry.setdefault("token_limit_failures", []).append(failed)
+    for key in ("batch_id", "status", "request_counts", "output_file_id", "error_file_id", "errors"):
+        entry.pop(key, None)
+    job.save()
+    job.log("batch_requeued", batch=entry["name"], failed_batch_id=failed, reason=TOKEN_LIMIT,
+            enqueued_tokens=enqueued_tokens(job), limit=_limit(job))
+
+
 # ---------------------------------------------------------------- poll and download
 
 
@@ -178,7 +256,7 @@ def fetch_batches(job: Job, wait: WaitOptions | None = None, progress: Progress 
         return batch_progress(job)  # everything is on disk: collect again needs no key and no network
     api = BatchApi.from_env(log=job.log)
     if any(not e.get("batch_id") and not e.get("skipped") for e in entries(job)):
-        job.log("submit_resumed", reason="batches recorded but not sent (an interrupted submit or retry)")
+        job.log("submit_resumed", reason="batches recorded but not sent (waiting for room, or an interrupted submit)")
         send_pending(job, api)
     watched = {e["name"] for e in entries(job) if not e.get("collected")}
     deadline = None if wait.timeout_s is None else time.monotonic() + wait.timeout_s
@@ -186,6 +264,8 @@ def fetch_batches(job: Job, wait: WaitOptions | None = None, progress: Progress 
     while True:
         refresh(job, api)
         download_finished(job, api)
+        if any(not e.get("batch_id") and not e.get("skipped") for e in entries(job)):
+            send_pending(job, api)  # the next wave: what fits now that earlier batches finished
         done = sum(_done(e) for e in entries(job) if e["name"] in watched)
         for _ in range(done - shown if progress else 0):
             progress(None)
@@ -209,6 +289,9 @@ def refresh(job: Job, api: BatchApi) -> None:
             continue
         before = entry.get("status")
         changed |= record(entry, api.retrieve(entry["batch_id"]))
+        if entry["status"] == "failed" and any(e.startswith(TOKEN_LIMIT) for e in entry.get("errors", [])):
+            requeue(job, entry)
+            continue
         if entry["status"] != before:
             job.log("batch_status", batch=entry["name"], batch_id=entry["batch_id"], status=entry["status"],
                     request_counts=entry["request_counts"])
@@ -276,7 +359,7 @@ def batch_progress(job: Job) -> dict[str, Any]:
     rows, completed, failed = [], 0, 0
     for e in entries(job):
         counts = e.get("request_counts") or {}
-        status = e.get("status") or ("not sent" if e.get("skipped") else "sending")
+        status = e.get("status") or ("not sent" if e.get("skipped") else "waiting")
         rows.append({"name": e["name"], "attempt": e["attempt"], "batch_id": e.get("batch_id"), "status": status,
                      "completed": counts.get("completed", 0), "failed": counts.get("failed", 0), "total": e["lines"]})
         completed += counts.get("completed", 0)
@@ -294,7 +377,7 @@ def refresh_status(job: Job) -> dict[str, Any]:
 
 def _pending_message(job: Job, pending: list[dict[str, Any]], *, waited: bool) -> str:
     progress = batch_progress(job)["requests"]
-    statuses = Counter(e.get("status") or "sending" for e in pending)
+    statuses = Counter(e.get("status") or "waiting" for e in pending)
     what = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     return (f"Job {job.id}: {len(pending)} of {len(entries(job))} batches not finished ({what}; "
             f"{progress['completed'] + progress['failed']}/{progress['total']} requests done)"
@@ -350,10 +433,10 @@ def write_retry_inputs(job: Job, ids: set[str], attempt: int, larger_budget: set
     parents = sorted({e["batch_id"] for e in entries(job) if e.get("batch_id") and ids & set(input_ids(job, e))})
     return [{"name": f"r{round_no}-{Path(s['file']).stem}", "attempt": attempt, "retry_round": round_no,
              "input": f"retries/{round_no}/{Path(s['file']).name}", "lines": s["lines"], "bytes": s["bytes"],
-             "retry_of": parents} for s in shards]
+             "tokens": shard_tokens(s), "retry_of": parents} for s in shards]
 
 
 def _raise_budget(body: dict[str, Any], attempt: int) -> None:
-    for key in ("max_completion_tokens", "max_tokens"):
+    for key in ("max_completion_tokens", "max_output_tokens", "max_tokens"):
         if isinstance(body.get(key), int):
             body[key] = min(RETRY_MAX_TOKENS_CAP, body[key] * 2 ** (attempt - 1))
