@@ -94,11 +94,11 @@ def _kind_of(value: Any) -> str:
     return type(value).__name__
 
 
-def _usage(body: dict[str, Any]) -> dict[str, int] | None:
+def _usage(body: dict[str, Any]) -> dict[str, Any] | None:
     usage = _field(body, "usage", (dict,), "response.body.")
     if usage is None:
         return None
-    clean = {}
+    clean: dict[str, Any] = {}
     for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
         value = usage.get(key)
         if value is None:
@@ -106,6 +106,10 @@ def _usage(body: dict[str, Any]) -> dict[str, int] | None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise _Malformed(f"response.body.usage.{key} is {_kind_of(value)}, expected a non-negative integer")
         clean[key] = value
+    details = usage.get("completion_tokens_details")  # reasoning tokens: billed as output, counted in the budget
+    if isinstance(details, dict):
+        clean["completion_tokens_details"] = {k: v for k, v in details.items()
+                                              if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)}
     return clean
 
 
@@ -396,7 +400,7 @@ def collect_job(job: Job, *, fetch: bool = True, wait: WaitOptions | None = None
     return summary
 
 
-def _billing(line: dict[str, Any]) -> tuple[str | None, dict[str, int] | None]:
+def _billing(line: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
     """The model and usage a line reports, (None, None) when its shape is not the Batch API's."""
     try:
         response = _field(line, "response", (dict,), "") or {}
