@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ LOCAL_OUTPUT = "local.jsonl"
 
 @dataclass
 class SubmitOptions:
-    local_url: str | None = None
+    local_url: str | Sequence[str] | None = None  # one server or a fleet; none: EXTRACTOR_LOCAL_URLS, else embedded
     model_path: Path | None = None
     slots: int = 4
     ctx: int | None = None
@@ -28,7 +28,8 @@ class SubmitOptions:
     max_cost: float | None = None
     request_timeout_s: float = 300.0
     server_wait_s: float = 60.0
-    concurrency: int | None = None  # requests in flight; None: the server's slot count, else 4
+    concurrency: int | Sequence[str] | None = None  # N (every server) and/or URL=N; else slot count, else 4
+    hedge_after: str | float | None = None  # e.g. "p95": resend a request waiting longer than that; off when None
     notice: Callable[[str], None] | None = None  # told when the local server goes away or comes back
 
 
@@ -52,15 +53,18 @@ def check_cost_cap(job: Job, max_cost: float | None) -> None:
 
 
 @contextmanager
-def local_endpoint(options: SubmitOptions) -> Iterator[str]:
-    """An external server's URL as given, or the embedded llama.cpp server for the duration of the block."""
-    if options.local_url:
-        yield options.local_url
+def local_endpoints(options: SubmitOptions) -> Iterator[list[str]]:
+    """The external servers' URLs as given, or the embedded llama.cpp server for the duration of the block."""
+    from .backends.fleet import resolve_urls
+
+    urls = resolve_urls(options.local_url)
+    if urls:
+        yield urls
         return
     from .backends.embedded_llm import EmbeddedLlamaServer
 
     with EmbeddedLlamaServer(options.model_path, slots=options.slots, ctx=options.ctx, threads=options.threads) as base_url:
-        yield base_url
+        yield [base_url]
 
 
 def submit_job(job: Job, options: SubmitOptions, *, progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
@@ -98,12 +102,16 @@ class BackendChoice:
 def choose_backend(options: SubmitOptions, timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S) -> BackendChoice:
     """The local lane if it passes its health check and a warm-up request within timeout_s, else the OpenAI lane."""
     from .backends.chat_server import check_health
+    from .backends.fleet import display_url, resolve_urls
 
     started = time.monotonic()
-    where = _redact(options.local_url) if options.local_url else "the embedded llama.cpp server"
+    given = resolve_urls(options.local_url)
+    where = ", ".join(display_url(u) for u in given) if given else "the embedded llama.cpp server"
     try:
-        with local_endpoint(options) as base_url:
-            check_health(base_url, timeout_s)
+        with local_endpoints(options) as urls:
+            passed = _first_healthy(urls, timeout_s)
+        if len(urls) > 1:
+            where = f"{display_url(passed)} (of {len(urls)} servers)"
     except (ExtractorError, OSError, ImportError, RuntimeError) as exc:  # any reason the lane cannot serve
         reason = f"local lane unavailable: {where}: {getattr(exc, 'message', None) or exc}"
         if not os.environ.get("OPENAI_API_KEY", "").strip():
@@ -114,18 +122,46 @@ def choose_backend(options: SubmitOptions, timeout_s: float = DEFAULT_HEALTH_TIM
     return BackendChoice("local", f"{where} passed its health check and a warm-up request in {seconds:.1f}s")
 
 
+def _first_healthy(urls: list[str], timeout_s: float) -> str:
+    """The first of the servers to pass its health check and a warm-up request; raises the first's error if none does."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from .backends.chat_server import check_health
+
+    api_key = os.environ.get("EXTRACTOR_LOCAL_API_KEY")
+    errors: list[BaseException] = []
+    pool = ThreadPoolExecutor(max_workers=min(8, len(urls)))
+    try:
+        checks = {pool.submit(check_health, url, timeout_s, api_key=api_key): url for url in urls}
+        for done in as_completed(checks):
+            error = done.exception()
+            if error is None:
+                return checks[done]
+            errors.append(error)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # the others' checks end on their own deadline
+    raise errors[0]
+
+
 def _submit_local(job: Job, options: SubmitOptions, progress: Callable[[Any], None] | None) -> dict[str, Any]:
+    from .backends.fleet import parse_concurrency, parse_hedge_after, resolve_urls
     from .backends.local import run_local_lane
 
-    with local_endpoint(options) as base_url:
-        job.log("submit", backend="local", url=_redact(base_url), embedded=options.local_url is None)
+    every, per_url = parse_concurrency(options.concurrency)
+    hedge_after = parse_hedge_after(options.hedge_after)
+    embedded = not resolve_urls(options.local_url)
+    with local_endpoints(options) as urls:
+        job.log("submit", backend="local", url=", ".join(_redact(u) for u in urls), embedded=embedded,
+                **({"hedge_after": hedge_after} if hedge_after else {}))
         stats = run_local_lane(
             iter_request_lines(job.request_files()),
             output_path=job.output_dir / LOCAL_OUTPUT,
             error_path=job.errors_dir / LOCAL_OUTPUT,
-            base_url=base_url,
+            base_url=urls,
             api_key=os.environ.get("EXTRACTOR_LOCAL_API_KEY"),
-            concurrency=options.concurrency,
+            concurrency=every,
+            concurrency_by_url=per_url,
+            hedge_after=hedge_after,
             timeout_s=options.request_timeout_s,
             server_wait_s=options.server_wait_s,
             progress=progress,
@@ -134,8 +170,8 @@ def _submit_local(job: Job, options: SubmitOptions, progress: Callable[[Any], No
         )
     remote = {
         "kind": "local",
-        "url": _redact(base_url),
-        "embedded": options.local_url is None,
+        "url": ", ".join(_redact(u) for u in urls),
+        "embedded": embedded,
         "complete": True,
         "stats": stats.as_dict(),
     }
