@@ -286,7 +286,7 @@ def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()
         job = store.load(job_id)
         remote = _remote_progress(job)
         data = {**job_status(job), **remote}
-        emit(data, as_json, lambda: console.out.print(console.key_value_table(f"job {job_id}", data)))
+        emit(data, as_json, lambda: _render_status(job_id, data))
         return
     from .status import lock_holder
 
@@ -301,6 +301,15 @@ def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()
             console.out.print(f"a run is in progress: pid {running['pid']}, started {running['started_at']}", markup=False)
 
     emit({"jobs": rows, "running": running}, as_json, render)
+
+
+def _render_status(job_id: str, data: dict[str, Any]) -> None:
+    from .status import SERVER_COLUMNS, server_rows
+
+    console.out.print(console.key_value_table(f"job {job_id}", {k: v for k, v in data.items() if k != "servers"}))
+    if data.get("servers"):
+        console.out.print(console.rows_table("local servers (latest run)", list(SERVER_COLUMNS),
+                                             server_rows(data["servers"])))
 
 
 def _remote_progress(job: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -90,7 +91,8 @@ def steady(delay: float, gauge: Gauge | None = None, stub_ref: list | None = Non
 def test_two_llama_servers_share_one_job_and_answer_each_document_once(tmp_path: Path, model_cache: Path) -> None:
     model = model_path(model_cache / "models")
     ports = [free_port(), free_port()]
-    servers = [spawn_llama(model, port, slots=1) for port in ports]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both load their model at once
+        servers = list(pool.map(lambda port: spawn_llama(model, port, slots=1), ports))
     try:
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         lines = request_lines(6, max_tokens=8, chars=120)
