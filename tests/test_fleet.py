@@ -409,3 +409,55 @@ def test_output_lines_and_logs_name_the_server_without_its_password(tmp_path: Pa
     assert {r["server"] for r in rows(tmp_path / "o.jsonl")} == {stub.url}
     assert b"s3cret" not in (tmp_path / "o.jsonl").read_bytes()
     assert "s3cret" not in orjson.dumps(events).decode() + "".join(notices)
+
+
+# --- the CLI: flags, environment, status and ledger -----------------------------------------------------
+
+
+def test_cli_fleet_with_per_server_concurrency_status_and_ledger(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from extractor.ledger import Ledger
+    from tests.job_fixtures import invoke, invoke_json, store
+
+    from .llm_fixtures import redocred_texts
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(redocred_texts(8)):
+        (docs / f"doc-{i}.txt").write_text(text[:200] + "\n", encoding="utf-8")
+    gauges = [Gauge(), Gauge()]
+    a, b = StubChatServer(steady(0.05, gauges[0]), slots=4), StubChatServer(steady(0.05, gauges[1]))
+    with a, b:
+        monkeypatch.setenv("EXTRACTOR_LOCAL_URLS", f"{a.url},{b.url}")  # cron's way; --concurrency names one
+        data = invoke_json("run", str(docs), "--no-commit", "--concurrency", f"{b.url}=1", "--concurrency", "3",
+                           codes=(0, 3, 6))
+    job_id = data["job_id"]
+    assert store().load(job_id).manifest["remote"]["stats"]["answered"] == 8
+    assert (gauges[0].peak, gauges[1].peak) == (3, 1)  # N for every server, URL=N for one: both over /props' 4
+    status = invoke_json("status", job_id)
+    servers = {s["url"]: s for s in status["servers"]}
+    assert set(servers) == {a.url, b.url}
+    assert sum(s["documents"] for s in servers.values()) == 8
+    assert servers[b.url]["concurrency"]["max"] == 1 and servers[a.url]["concurrency"]["source"] == "given"
+    assert all(s["p50_ms"] >= 50 and s["p99_ms"] >= s["p50_ms"] for s in servers.values() if s["documents"])
+    shown = invoke("status", job_id)
+    assert shown.exit_code == 0 and "local servers (latest run)" in shown.stdout
+    assert invoke("report").exit_code == 0  # syncs the ledger
+    with Ledger.for_jobs(store()) as ledger:
+        rows = ledger.servers(job_id)
+        answers = ledger.requests(job_id)
+        [job] = [j for j in ledger.jobs() if j["job_id"] == job_id]
+    assert {(r["run"], r["url"]) for r in rows} == {("local-1", a.url), ("local-1", b.url)}
+    assert sum(r["answered"] for r in rows) == 8 and all(r["p95_ms"] is not None for r in rows if r["answered"])
+    assert Counter(r["server"] for r in answers) == Counter({u: s["documents"] for u, s in servers.items()
+                                                            if s["documents"]})
+    assert (job["hedged"], job["hedge_duplicates"]) == (0, 0)
+
+
+def test_cli_rejects_bad_fleet_flags(tmp_path: Path) -> None:
+    from tests.job_fixtures import invoke
+
+    result = invoke("submit", str(tmp_path), "--concurrency", "http://h:1=0")
+    assert result.exit_code == 2 and "--concurrency" in result.stderr
+    result = invoke("submit", str(tmp_path), "--hedge-after", "p10")
+    assert result.exit_code == 2 and "--hedge-after" in result.stderr and "p95" in result.stderr
