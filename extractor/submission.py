@@ -124,22 +124,32 @@ def choose_backend(options: SubmitOptions, timeout_s: float = DEFAULT_HEALTH_TIM
 
 def _first_healthy(urls: list[str], timeout_s: float) -> str:
     """The first of the servers to pass its health check and a warm-up request; raises the first's error if none does."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    import queue
+    import threading
 
     from .backends.chat_server import check_health
 
     api_key = os.environ.get("EXTRACTOR_LOCAL_API_KEY")
+    done: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
+
+    def check(url: str) -> None:
+        try:
+            check_health(url, timeout_s, api_key=api_key)
+        except BaseException as exc:  # handed to the caller, which raises the first if no server passes
+            done.put((url, exc))
+        else:
+            done.put((url, None))
+
+    # Daemon threads: once one server passes, the others' checks run out on their own deadline without
+    # holding up the run or the process's exit.
+    for url in urls:
+        threading.Thread(target=check, args=(url,), daemon=True, name="health-check").start()
     errors: list[BaseException] = []
-    pool = ThreadPoolExecutor(max_workers=min(8, len(urls)))
-    try:
-        checks = {pool.submit(check_health, url, timeout_s, api_key=api_key): url for url in urls}
-        for done in as_completed(checks):
-            error = done.exception()
-            if error is None:
-                return checks[done]
-            errors.append(error)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # the others' checks end on their own deadline
+    for _ in urls:
+        url, error = done.get()
+        if error is None:
+            return url
+        errors.append(error)
     raise errors[0]
 
 

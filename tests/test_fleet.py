@@ -461,3 +461,17 @@ def test_cli_rejects_bad_fleet_flags(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--concurrency" in result.stderr
     result = invoke("submit", str(tmp_path), "--hedge-after", "p10")
     assert result.exit_code == 2 and "--hedge-after" in result.stderr and "p95" in result.stderr
+
+
+def test_backend_auto_takes_the_local_lane_when_any_server_of_the_fleet_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from extractor.submission import SubmitOptions, choose_backend
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    dead = f"http://127.0.0.1:{free_port()}"
+    with StubChatServer() as alive:
+        started = time.monotonic()
+        choice = choose_backend(SubmitOptions(local_url=[dead, alive.url]), timeout_s=20)
+        assert time.monotonic() - started < 10  # did not wait out the dead server's timeout
+    assert choice.backend == "local" and f"{alive.url} (of 2 servers) passed" in choice.reason
+    with pytest.raises(BadInput, match="OPENAI_API_KEY is not set"):
+        choose_backend(SubmitOptions(local_url=[dead]), timeout_s=1)
