@@ -100,8 +100,8 @@ class BackendChoice:
 
 
 def choose_backend(options: SubmitOptions, timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S) -> BackendChoice:
-    """The local lane if it passes its health check and a warm-up request within timeout_s, else the OpenAI lane."""
-    from .backends.chat_server import check_health
+    """The local lane if one of its servers passes its health check and a warm-up request within timeout_s, else the
+    OpenAI lane."""
     from .backends.fleet import display_url, resolve_urls
 
     started = time.monotonic()

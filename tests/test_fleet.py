@@ -172,7 +172,7 @@ def test_a_stalled_server_gives_its_requests_back_after_the_timeout(tmp_path: Pa
 
     def lane() -> None:
         outcome["stats"] = run_local_lane(iter(lines), output_path=out, error_path=tmp_path / "errors.jsonl",
-                                          base_url=[a.url, b.url], timeout_s=1.0, notice=notices.append)
+                                          base_url=[a.url, b.url], timeout_s=2.0, notice=notices.append)
 
     thread = threading.Thread(target=lane)
     try:
@@ -193,8 +193,8 @@ def test_a_stalled_server_gives_its_requests_back_after_the_timeout(tmp_path: Pa
     assert any(n.startswith(f"{b.url} stopped answering (2 requests in a row got no answer") for n in notices)
     figures = {s["url"]: s for s in stats.servers}
     assert figures[b.url]["timeouts"] >= 2 and figures[b.url]["outages"] == 1
-    # Bounded by the timeout: the stalled requests came back after ~1 s, not after the stall ended.
-    assert took < 10
+    # Bounded by the timeout: the stalled requests came back after ~2-4 s, not after the stall ended.
+    assert took < 20
 
 
 def test_429_with_retry_after_lowers_concurrency_and_pauses_the_server(tmp_path: Path) -> None:
@@ -211,12 +211,12 @@ def test_429_with_retry_after_lowers_concurrency_and_pauses_the_server(tmp_path:
             if busy:
                 refusals.append(time.monotonic())
         if busy:  # OpenRouter-style: 429 with Retry-After in seconds
-            return 0.0, 429, {"error": {"code": 429, "message": "Rate limit exceeded"}}, {"Retry-After": "1"}
+            return 0.0, 429, {"error": {"code": 429, "message": "Rate limit exceeded"}}, {"Retry-After": "2"}
         with gauge:
             time.sleep(0.05)
         return 0.0, 200, chat_completion()
 
-    lines = lines_of(30)
+    lines = lines_of(20)
     out = tmp_path / "output.jsonl"
     with StubChatServer(script) as stub:
         stats = run_local_lane(iter(lines), output_path=out, error_path=tmp_path / "errors.jsonl",
@@ -225,11 +225,13 @@ def test_429_with_retry_after_lowers_concurrency_and_pauses_the_server(tmp_path:
     assert stats.failed == 0 and stats.rate_limited == len(refusals) >= 1
     [server] = stats.servers
     assert server["concurrency_max"] == 8 and server["rate_limited"] == len(refusals)
-    assert server["concurrency_final"] < 8  # cut on the 429s, and 30 answers are too few to grow back to 8
-    # Retry-After: 1 — nothing new reached the server in the second after a refusal (requests already on
-    # their way when the 429 left may land within a few milliseconds).
+    assert server["concurrency_final"] < 8  # cut on the 429s, and 20 answers are too few to grow back to 8
+    # Retry-After: 2 — nothing new reached the server in the 2 s after a refusal (requests already on their
+    # way before the lane read the 429 may land a little later on a loaded machine: hence the margin).
     for refused in refusals:
-        assert not [t for t in arrivals if refused + 0.15 < t < refused + 0.9], "sent during the Retry-After pause"
+        early = [t for t in arrivals if refused + 0.6 < t < refused + 1.9]
+        assert not early, ("sent during the Retry-After pause", [round(t - arrivals[0], 3) for t in arrivals],
+                           [round(t - arrivals[0], 3) for t in refusals])
 
 
 def test_a_late_duplicate_of_a_hedged_request_is_logged_not_written(tmp_path: Path) -> None:

@@ -181,6 +181,7 @@ class FleetServer:
         self._limit_since: float | None = None
         self._started: float | None = None
         self._expected_ms = 0.0
+        self._seen = 0  # answers seen, kept or not
 
     # -- taking work
 
@@ -200,14 +201,21 @@ class FleetServer:
 
     # -- AIMD
 
-    def answered(self, latency_ms: float, prompt_tokens: int, completion_tokens: int, now: float) -> None:
+    def answered(self, latency_ms: float, prompt_tokens: int, completion_tokens: int, now: float, *,
+                 kept: bool = True) -> None:
+        """A clean answer: grows the limit. `kept=False` for a duplicate, which counts as the server's work but
+        not as one of its documents."""
         self.consecutive_timeouts = 0
-        self.stats.answered += 1
-        self.stats.prompt_tokens += prompt_tokens
-        self.stats.completion_tokens += completion_tokens
-        self.stats.latencies_ms.append(latency_ms)
+        if kept:
+            self.stats.answered += 1
+            self.stats.prompt_tokens += prompt_tokens
+            self.stats.completion_tokens += completion_tokens
+            self.stats.latencies_ms.append(latency_ms)
+        else:
+            self.stats.duplicates += 1
         self.recent_ms.append(latency_ms)
-        if _refresh_due(self.stats.answered):
+        self._seen += 1
+        if _refresh_due(self._seen):
             self._expected_ms = percentile(self.recent_ms, 0.5) or 0.0
         if self.limit < self.max_concurrency:
             self._set_limit(min(float(self.max_concurrency), self.limit + 1 / self.limit), now)
@@ -272,9 +280,9 @@ class FleetServer:
         }
 
 
-def _refresh_due(answered: int) -> bool:
+def _refresh_due(seen: int) -> bool:
     """Refresh a server's median on its 3rd answer, then every 16th: sorting on every answer costs CPU for nothing."""
-    return answered == 3 or answered % 16 == 0
+    return seen == 3 or seen % 16 == 0
 
 
 def _round(value: float | None) -> float | None:
