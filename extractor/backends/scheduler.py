@@ -355,6 +355,7 @@ class Scheduler:
         if self.log:
             self.log({"event": "retry", "custom_id": work.custom_id, "server": server.name,
                       "attempt": work.attempts, "requeued": requeued, "code": failure.code,
+                      "status": failure.status_code,
                       "message": failure.message})
 
     async def _record_failure(self, work: Work, server: FleetServer, failure: Failure) -> None:
