@@ -11,9 +11,9 @@ Parts:
 - scale: k = 1, 2, 4, 8 servers, the same requests; goal: throughput ≥ 0.9 · k · the single-server figure;
 - kill: four servers, one SIGKILLed when half the answers are in: total time, lost and duplicated lines;
 - slow: four servers, one with 10× the service time, against the same fleet without it;
-- hosted: one endpoint that allows 8 requests in flight and answers 429 with `Retry-After: 1` above that
-  (no `/props`), the lane allowed 32 (`--concurrency URL=32`): the concurrency it settles at and the
-  share of 429s after the first 30 s (goal < 5 %), both measured at the stub.
+- hosted: one endpoint that allows 8 requests in flight and answers 429 above that, with `Retry-After: 1`
+  (`--retry-after ''` for none); no `/props`, the lane allowed 32 (`--concurrency URL=32`): the
+  concurrency it settles at and the share of 429s after the first 30 s (goal < 5 %), measured at the stub.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ COMPLETION = {"id": "chatcmpl-stub", "object": "chat.completion", "created": 0, 
               "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
 
 
-async def _serve(port: int, slots: int, service_s: float, allow: int | None) -> None:
+async def _serve(port: int, slots: int, service_s: float, allow: int | None, retry_after: str | None) -> None:
     """slots: llama.cpp-like, queue beyond them. allow: hosted-like, 429 above that many in flight."""
     gate = asyncio.Semaphore(slots)
     in_flight = 0
@@ -72,7 +72,7 @@ async def _serve(port: int, slots: int, service_s: float, allow: int | None) -> 
         if allow is not None and in_flight >= allow:
             log.append((time.monotonic() - started, 429, in_flight))
             return _answer(429, {"error": {"code": 429, "message": "Rate limit exceeded: too many requests in flight"}},
-                           "Retry-After: 1\r\n")
+                           f"Retry-After: {retry_after}\r\n" if retry_after else "")
         in_flight += 1
         log.append((time.monotonic() - started, 0, in_flight))
         try:
@@ -122,13 +122,14 @@ def _free_port() -> int:
 class Stub:
     """One stub server process."""
 
-    def __init__(self, *, slots: int, service_s: float, allow: int | None = None):
+    def __init__(self, *, slots: int, service_s: float, allow: int | None = None, retry_after: str | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "benchmarks.fleet", "--serve", str(self.port), "--slots", str(slots),
                 "--service-ms", str(service_s * 1000)]
         if allow is not None:
             args += ["--allow", str(allow)]
+        args += ["--retry-after", retry_after or ""]
         self.proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
         deadline = time.monotonic() + 30
         while True:
@@ -259,7 +260,7 @@ def part_slow(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def part_hosted(args: argparse.Namespace, workdir: Path) -> dict:
-    stub = Stub(slots=10_000, service_s=args.service_ms / 1000, allow=8)
+    stub = Stub(slots=10_000, service_s=args.service_ms / 1000, allow=8, retry_after=args.retry_after)
     try:
         result = run_lane([stub.url], args.hosted_requests, workdir, concurrency_by_url={server_key(stub.url): 32})
         log = stub.stats()
@@ -276,7 +277,7 @@ def part_hosted(args: argparse.Namespace, workdir: Path) -> dict:
         last_t, last_n = t, n if status != 429 else last_n
     span = (log[-1][0] - args.settle_s) if log and log[-1][0] > args.settle_s else 0
     [server] = result["servers"]
-    row = {"requests": args.hosted_requests, "seconds": round(result["seconds"], 2),
+    row = {"retry_after": args.retry_after, "requests": args.hosted_requests, "seconds": round(result["seconds"], 2),
            "docs_per_s": round(result["docs_per_s"], 1), "ideal_docs_per_s": round(8 / (args.service_ms / 1000), 1),
            "rate_limited_total": result["rate_limited"],
            "share_429_after_settle": round(refused / max(1, refused + answered), 4),
@@ -297,9 +298,11 @@ def main() -> None:
     parser.add_argument("--parts", default="scale,kill,slow,hosted")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--allow", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--retry-after", default="1",
+                        help="hosted: the Retry-After its 429s carry (seconds); '' sends none")
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(args.serve, args.slots, args.service_ms / 1000, args.allow))
+        asyncio.run(_serve(args.serve, args.slots, args.service_ms / 1000, args.allow, args.retry_after))
         return
     parts = {"scale": part_scale, "kill": part_kill, "slow": part_slow, "hosted": part_hosted}
     results = {}
