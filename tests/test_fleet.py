@@ -480,3 +480,43 @@ def test_backend_auto_takes_the_local_lane_when_any_server_of_the_fleet_passes(m
     assert choice.backend == "local" and f"{alive.url} (of 2 servers) passed" in choice.reason
     with pytest.raises(BadInput, match="OPENAI_API_KEY is not set"):
         choose_backend(SubmitOptions(local_url=[dead]), timeout_s=1)
+
+
+def test_cli_hedging_is_counted_in_status_and_the_ledger(tmp_path: Path) -> None:
+    from extractor.ledger import Ledger
+    from tests.job_fixtures import invoke, invoke_json, store
+
+    from .llm_fixtures import redocred_texts
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(redocred_texts(30)):
+        (docs / f"doc-{i:02d}.txt").write_text(text[:150] + "\n", encoding="utf-8")
+    count = 0
+    lock = threading.Lock()
+
+    def script(n: int, body: dict):
+        nonlocal count
+        with lock:
+            count += 1
+            mine = count
+        if mine == 26:  # one request of the tail hangs on its server; its hedge answers first elsewhere
+            return 2.0, 200, chat_completion(prompt_tokens=40, completion_tokens=7)
+        return 0.02, 200, chat_completion()
+
+    with StubChatServer(script, slots=1) as a, StubChatServer(script, slots=1) as b:
+        data = invoke_json("run", str(docs), "--no-commit", "--local-url", a.url, "--local-url", b.url,
+                           "--hedge-after", "p95", codes=(0, 3, 6))
+    job = store().load(data["job_id"])
+    events = list(iter_jsonl(job.log_path))
+    hedges = [e for e in events if e["event"] == "hedge"]
+    late = [e for e in events if e["event"] == "duplicate_answer"]
+    assert hedges and any(e["completion_tokens"] == 7 and e["latency_ms"] >= 1900 for e in late)
+    assert Counter(r["custom_id"] for r in rows(job.output_dir / "local.jsonl")).most_common(1)[0][1] == 1
+    status = invoke_json("status", job.id)
+    assert status["hedging"]["hedged"] == len(hedges) and status["hedging"]["duplicates"] == len(late)
+    assert invoke("report").exit_code == 0
+    with Ledger.for_jobs(store()) as ledger:
+        [row] = [j for j in ledger.jobs() if j["job_id"] == job.id]
+    assert (row["hedged"], row["hedge_duplicates"]) == (len(hedges), len(late))
+    assert row["hedge_completion_tokens"] == sum(e["completion_tokens"] for e in late)
