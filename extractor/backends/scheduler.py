@@ -315,6 +315,8 @@ class Scheduler:
                 if detail and server.up:
                     self._server_down(server, detail)
                 requeue = bool(detail) or not server.up
+                if work.custom_id in self.answered_ids:
+                    return  # its hedged copy answered while we looked
         elif failure.status_code == 429:
             server.stats.rate_limited += 1
             self.stats.rate_limited += 1
