@@ -172,9 +172,13 @@ def run_lane(urls: list[str], count: int, workdir: Path, *, during: Any = None, 
     cpu = time.process_time()
     marks: dict[str, float] = {}
 
+    answered_at: list[float] = []
+
     def log(event: dict) -> None:
         if event["event"] == "lane_start":
             marks["start"] = time.perf_counter()
+        elif event["event"] == "request" and event.get("status") == 200:
+            answered_at.append(time.perf_counter())
 
     stats = run_local_lane(iter(lines(count)), output_path=out, error_path=err, base_url=urls, server_wait_s=30,
                            notice=notices.append, log=log, **kwargs)
@@ -182,7 +186,11 @@ def run_lane(urls: list[str], count: int, workdir: Path, *, during: Any = None, 
     sending = time.perf_counter() - marks.get("start", started)  # without the health check and warm-up
     cpu = time.process_time() - cpu
     ids = Counter(row["custom_id"] for row in iter_jsonl(out)) if out.exists() else Counter()
-    return {"seconds": seconds, "docs_per_s": count / sending, "answered": stats.answered, "failed": stats.failed,
+    # Steady state: the answers from the 10th to the 90th percent, without the servers' start and the night's tail.
+    low, high = len(answered_at) // 10, len(answered_at) * 9 // 10
+    steady = (high - low) / (answered_at[high] - answered_at[low]) if high > low + 1 else None
+    return {"seconds": seconds, "docs_per_s": count / sending, "steady_docs_per_s": steady,
+            "answered": stats.answered, "failed": stats.failed,
             "lost": count - len(ids), "duplicated": sum(n - 1 for n in ids.values() if n > 1),
             "cpu_ms_per_request": 1000 * cpu / count, "servers": stats.servers, "notices": notices,
             "rate_limited": stats.rate_limited}
@@ -190,7 +198,7 @@ def run_lane(urls: list[str], count: int, workdir: Path, *, during: Any = None, 
 
 def part_scale(args: argparse.Namespace, workdir: Path) -> list[dict]:
     rows = []
-    single = None
+    single = steady_single = None
     for k in (1, 2, 4, 8):
         stubs = [Stub(slots=args.slots, service_s=args.service_ms / 1000) for _ in range(k)]
         try:
@@ -199,9 +207,12 @@ def part_scale(args: argparse.Namespace, workdir: Path) -> list[dict]:
             for stub in stubs:
                 stub.kill()
         single = single or result["docs_per_s"]
+        steady_single = steady_single or result["steady_docs_per_s"]
         row = {"k": k, "seconds": round(result["seconds"], 2), "docs_per_s": round(result["docs_per_s"], 1),
+               "steady_docs_per_s": round(result["steady_docs_per_s"], 1),
                "ideal_docs_per_s": round(k * args.slots / (args.service_ms / 1000), 1),
                "vs_k_x_single": round(result["docs_per_s"] / (k * single), 3),
+               "steady_vs_k_x_single": round(result["steady_docs_per_s"] / (k * steady_single), 3),
                "lost": result["lost"], "duplicated": result["duplicated"],
                "cpu_ms_per_request": round(result["cpu_ms_per_request"], 2),
                "answered_per_server": [s["answered"] for s in result["servers"]]}
