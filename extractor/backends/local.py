@@ -20,9 +20,10 @@ requests in flight go back to the queue, and it is probed with backoff (`/health
 chat request) until it answers again, with one `notice` line at each change. If every server is
 down for `server_wait_s`, ServiceUnavailable (exit 4), with the answers received so far kept.
 
-Hedging (`hedge_after=0.95`, off by default): a request in flight longer than that quantile of recent
-latencies is sent once more, to another server with room; the first answer is kept and the other,
-if it comes, is logged as a duplicate with its tokens (they are billed on a paid endpoint).
+Hedging (`hedge_after=0.95`, off by default): once every line has been sent, a request in flight longer
+than that quantile of recent latencies is sent once more, to another server with room; the first
+answer is kept and the other, if it comes, is logged as a duplicate with its tokens (they are billed on
+a paid endpoint). Only the tail is hedged: before it, a slow answer holds nothing up.
 
 What lands on disk, and when:
 - every answer is appended to `output_path` as an OpenAI batch *output* line the moment it

@@ -134,7 +134,7 @@ class Scheduler:
         times = [s.paused_until for s in self.servers if s.up and s.paused_until > now]
         if self._down_since is not None:
             times.append(self._down_since + self.server_wait_s)
-        if self._hedge_ms is not None:
+        if self._hedge_ms is not None and self._exhausted:
             threshold = self._hedge_ms / 1000
             times += [sent + threshold for w in self._flying.values() if not w.hedged
                       for _, sent in w.flying.values() if sent + threshold > now]
@@ -159,7 +159,7 @@ class Scheduler:
             f"{self.stats.answered} answers of this run are saved in {self.output_path}; run again to send the rest")
 
     def _dispatch(self) -> None:
-        """Fill every server's room: requeued work first, then overdue requests to hedge, then new lines."""
+        """Fill every server's room: requeued work first, then new lines, then (in the tail) overdue requests to hedge."""
         now = time.monotonic()
         for server in sorted(self.servers, key=FleetServer.expected_ms):
             while server.can_take(now):
@@ -171,6 +171,15 @@ class Scheduler:
     def _next_work(self, server: FleetServer, now: float) -> tuple[Work | None, bool]:
         if self._queue:
             return self._queue.popleft(), False
+        if not self._exhausted:
+            line = self._first if self._first is not None else next(self._pending, None)
+            self._first = None
+            if line is not None:
+                self.stats.sent += 1
+                return Work(line["custom_id"], line["body"], self.timeout_s), False
+            self._exhausted = True
+        # Hedge only once every line is out: mid-night a slow answer holds nobody up (the other servers carry
+        # on), and a second copy would take a slot from new work; in the tail it is what the night waits for.
         if self._hedge_ms is not None:
             for work in self._flying.values():
                 if work.hedged or len(work.flying) != 1:
@@ -178,15 +187,7 @@ class Scheduler:
                 [(other, sent)] = work.flying.values()
                 if other is not server and (now - sent) * 1000 >= self._hedge_ms:
                     return work, True
-        if self._exhausted:
-            return None, False
-        line = self._first if self._first is not None else next(self._pending, None)
-        self._first = None
-        if line is None:
-            self._exhausted = True
-            return None, False
-        self.stats.sent += 1
-        return Work(line["custom_id"], line["body"], self.timeout_s), False
+        return None, False
 
     def _send(self, work: Work, server: FleetServer, *, hedge: bool) -> None:
         self._attempt_ids += 1
