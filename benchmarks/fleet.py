@@ -33,11 +33,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from extractor.backends.fleet import server_key
-from extractor.backends.local import run_local_lane
-from extractor.storage import iter_jsonl
+# The stub processes import only the standard library (a loaded machine takes seconds to import the SDK);
+# the lane's modules are imported where the runs need them.
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -131,7 +128,9 @@ class Stub:
             args += ["--allow", str(allow)]
         args += ["--retry-after", retry_after or ""]
         self.proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        deadline = time.monotonic() + 30
+        import httpx
+
+        deadline = time.monotonic() + 120
         while True:
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
@@ -142,6 +141,8 @@ class Stub:
                 time.sleep(0.05)
 
     def stats(self) -> list[list[float]]:
+        import httpx
+
         return httpx.get(f"{self.url}/stats", timeout=10).json()["log"]
 
     def kill(self) -> None:
@@ -161,6 +162,9 @@ def lines(count: int) -> list[dict]:
 
 
 def run_lane(urls: list[str], count: int, workdir: Path, *, during: Any = None, **kwargs: Any) -> dict[str, Any]:
+    from extractor.backends.local import run_local_lane
+    from extractor.storage import iter_jsonl
+
     out, err = workdir / "output.jsonl", workdir / "errors.jsonl"
     for path in (out, err):
         path.unlink(missing_ok=True)
@@ -271,6 +275,8 @@ def part_slow(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def part_hosted(args: argparse.Namespace, workdir: Path) -> dict:
+    from extractor.backends.fleet import server_key
+
     stub = Stub(slots=10_000, service_s=args.service_ms / 1000, allow=8, retry_after=args.retry_after)
     try:
         result = run_lane([stub.url], args.hosted_requests, workdir, concurrency_by_url={server_key(stub.url): 32})
