@@ -233,16 +233,40 @@ def _render_prepare(data: dict[str, Any]) -> None:
 
 
 def _submit_options(local_url, model_path, slots, max_cost, threads=None, concurrency=None,
-                    max_enqueued_tokens=None) -> SubmitOptions:
+                    max_enqueued_tokens=None, hedge_after=None) -> SubmitOptions:
     return SubmitOptions(local_url=local_url, model_path=model_path, slots=slots, max_cost=max_cost, threads=threads,
-                         concurrency=concurrency, notice=console.notice, max_enqueued_tokens=max_enqueued_tokens)
+                         concurrency=concurrency, hedge_after=hedge_after, notice=console.notice,
+                         max_enqueued_tokens=max_enqueued_tokens)
 
 
-LocalUrlOpt = Annotated[Optional[str], typer.Option("--local-url", help="An external llama.cpp / OpenAI-compatible server instead of the embedded one.")]
+def _check_concurrency(values: Optional[list[str]]) -> Optional[list[str]]:
+    from .backends.fleet import parse_concurrency
+    from .errors import BadInput
+
+    try:
+        parse_concurrency(values)
+    except BadInput as exc:
+        raise typer.BadParameter(exc.message) from None
+    return values
+
+
+def _check_hedge_after(value: Optional[str]) -> Optional[str]:
+    from .backends.fleet import parse_hedge_after
+    from .errors import BadInput
+
+    try:
+        parse_hedge_after(value)
+    except BadInput as exc:
+        raise typer.BadParameter(exc.message) from None
+    return value
+
+
+LocalUrlOpt = Annotated[Optional[list[str]], typer.Option("--local-url", help="An external llama.cpp / OpenAI-compatible server instead of the embedded one; give it once per server of a fleet (default: $EXTRACTOR_LOCAL_URLS, comma-separated).")]
 ModelPathOpt = Annotated[Optional[Path], typer.Option("--model-path", help="GGUF file for the embedded server (default: Gemma 3 270M from PyPI).")]
 SlotsOpt = Annotated[int, typer.Option("--slots", callback=positive, help="Parallel slots of the embedded server.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", callback=positive, help="CPU threads of the embedded server (default: all cores).")]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Requests in flight to the local server (default: its slot count from /props or /slots, else 4).")]
+ConcurrencyOpt = Annotated[Optional[list[str]], typer.Option("--concurrency", callback=_check_concurrency, help="Most requests in flight: N for every local server, URL=N for one (repeatable; default: a server's slot count from /props or /slots, else 4).")]
+HedgeOpt = Annotated[Optional[str], typer.Option("--hedge-after", callback=_check_hedge_after, help="Resend a request waiting longer than this latency percentile (e.g. p95) to another local server; keeps the first answer. Off by default: on a paid endpoint it costs money.")]
 MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", callback=positive, help="Refuse to send a job estimated above this many USD (retries and doubled budgets included).")]
 
 
@@ -260,6 +284,7 @@ def submit(
     slots: SlotsOpt = 4,
     threads: ThreadsOpt = None,
     concurrency: ConcurrencyOpt = None,
+    hedge_after: HedgeOpt = None,
     max_cost: MaxCostOpt = None,
     health_timeout: Annotated[float, typer.Option("--health-timeout", callback=positive, help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
     encoding: EncodingOpt = None,
@@ -294,7 +319,7 @@ def submit(
             prepared["backend_choice"] = choice.as_dict()
     with console.RichProgress().stage("submit", sum(s["lines"] for s in job.manifest["shards"])) as tick:
         result = submit_job(job, _submit_options(local_url, model_path, slots, max_cost, threads, concurrency,
-                                                 max_enqueued_tokens), progress=tick)
+                                                 max_enqueued_tokens, hedge_after), progress=tick)
     data = {**prepared, **result, "job_id": job.id, "state": job.state.value}
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"submitted job {job.id}", data)))
 
@@ -313,7 +338,7 @@ def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()
         job = store.load(job_id)
         remote = _remote_progress(job)
         data = {**job_status(job), **remote}
-        emit(data, as_json, lambda: console.out.print(console.key_value_table(f"job {job_id}", data)))
+        emit(data, as_json, lambda: _render_status(job_id, data))
         return
     from .status import lock_holder
 
@@ -333,6 +358,15 @@ def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()
                               soft_wrap=True)
 
     emit({"jobs": rows, "running": running, "damaged": damaged}, as_json, render)
+
+
+def _render_status(job_id: str, data: dict[str, Any]) -> None:
+    from .status import SERVER_COLUMNS, server_rows
+
+    console.out.print(console.key_value_table(f"job {job_id}", {k: v for k, v in data.items() if k != "servers"}))
+    if data.get("servers"):
+        console.out.print(console.rows_table("local servers (latest run)", list(SERVER_COLUMNS),
+                                             server_rows(data["servers"])))
 
 
 def _remote_progress(job: Any) -> dict[str, Any]:
@@ -384,7 +418,7 @@ def collect(
 @app.command()
 @handles_errors
 def retry(ctx: typer.Context, job_id: str, local_url: LocalUrlOpt = None, model_path: ModelPathOpt = None,
-          slots: SlotsOpt = 4, threads: ThreadsOpt = None, concurrency: ConcurrencyOpt = None,
+          slots: SlotsOpt = 4, threads: ThreadsOpt = None, concurrency: ConcurrencyOpt = None, hedge_after: HedgeOpt = None,
           max_attempts: Annotated[int, typer.Option("--max-attempts", callback=positive, help="Tries per document, the first included.")] = 2,
           max_cost: MaxCostOpt = None, max_enqueued_tokens: EnqueuedOpt = None,
           as_json: JsonOpt = False) -> None:
@@ -394,7 +428,7 @@ def retry(ctx: typer.Context, job_id: str, local_url: LocalUrlOpt = None, model_
     job = store_of(ctx).load(job_id)
     with console.RichProgress().stage("retry", None) as tick:
         data = retry_job(job, _submit_options(local_url, model_path, slots, max_cost, threads, concurrency,
-                                              max_enqueued_tokens),
+                                              max_enqueued_tokens, hedge_after),
                          max_attempts=max_attempts, progress=tick)
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"retried job {job_id}", data)))
 
@@ -509,6 +543,7 @@ def run(
     slots: SlotsOpt = 4,
     threads: ThreadsOpt = None,
     concurrency: ConcurrencyOpt = None,
+    hedge_after: HedgeOpt = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", callback=positive, help="Output token budget per answer.")] = None,
     max_cost: MaxCostOpt = None,
     graph: GraphOpt = None,
@@ -538,7 +573,8 @@ def run(
     options = RunOptions(
         prepare=prepare_options(backend, model, schema, False, max_tokens, None, encoding=encoding,
                                 reasoning_effort=reasoning_effort, verbosity=verbosity, endpoint=endpoint),
-        submit=_submit_options(local_url, model_path, slots, max_cost, threads, concurrency, max_enqueued_tokens),
+        submit=_submit_options(local_url, model_path, slots, max_cost, threads, concurrency, max_enqueued_tokens,
+                               hedge_after),
         graph_uri=graph_uri(graph), database=database, data_dir=data_dir(),
         commit=not no_commit, strict=strict, auto=backend == "auto", health_timeout_s=health_timeout,
         wait_timeout_s=wait_timeout, poll_interval_s=poll_interval, retry=retry, max_attempts=max_attempts,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ class JobEntries:
     job: dict[str, Any]
     requests: list[dict[str, Any]]
     batches: list[dict[str, Any]]
+    servers: list[dict[str, Any]] = field(default_factory=list)
 
 
 def fingerprint(job: Job) -> str:
@@ -45,7 +46,10 @@ def fingerprint(job: Job) -> str:
 def read_entries(job: Job) -> JobEntries:
     latencies = _request_latencies(job)
     requests = _request_entries(job, latencies) if job.results_path.exists() else []
-    return JobEntries(job=_job_entry(job, requests), requests=requests, batches=_batch_entries(job))
+    lane_ends = _lane_ends(job)
+    row = _job_entry(job, requests)
+    row.update(_hedging(job, [end for _, end in lane_ends]))
+    return JobEntries(job=row, requests=requests, batches=_batch_entries(job), servers=_server_entries(job, lane_ends))
 
 
 def _job_entry(job: Job, requests: list[dict[str, Any]]) -> dict[str, Any]:
@@ -88,12 +92,13 @@ def _request_entries(job: Job, latencies: dict[str, list[float | None]]) -> list
     attempts: dict[str, int] = m.get("attempts", {})
     batch = m["backend"] == "openai"
     rows = []
+    servers = _answer_servers(job) if not batch else {}
     for result in iter_results(job):
         cid = result["custom_id"]
         attempt = attempts.get(cid, 1)
         seen = latencies.get(cid, [])
-        rows.append(_request_row(job, result, attempt=attempt, superseded=False,
-                                 latency=seen[-1] if seen else None, cost=result.get("cost_usd"), batch=batch))
+        rows.append({**_request_row(job, result, attempt=attempt, superseded=False, latency=seen[-1] if seen else None,
+                                    cost=result.get("cost_usd"), batch=batch), "server": servers.get(cid)})
     doc_ids = {d["custom_id"]: d["doc_id"] for d in job.documents()}
     spec = None
     for path in sorted((job.path / "superseded").glob("attempt-*/*/*.jsonl")):
@@ -128,7 +133,7 @@ def _request_row(job: Job, result: dict[str, Any], *, attempt: int, superseded: 
         "truncated": int(outcome == "truncated"), "refused": int(outcome == "refusal"),
         "prompt_tokens": int(usage.get("prompt_tokens") or 0), "completion_tokens": int(usage.get("completion_tokens") or 0),
         "cost_usd": None if cost is None else round(cost, 8), "batch": int(batch), "latency_ms": latency,
-        "finish_reason": result.get("finish_reason"), "error": "; ".join(errors)[:300] or None,
+        "finish_reason": result.get("finish_reason"), "error": "; ".join(errors)[:300] or None, "server": None,
     }
 
 
@@ -140,6 +145,56 @@ def _request_latencies(job: Job) -> dict[str, list[float | None]]:
             if isinstance(event, dict) and event.get("event") == "request" and event.get("custom_id"):
                 found[event["custom_id"]].append(event.get("latency_ms"))
     return found
+
+
+def _answer_servers(job: Job) -> dict[str, str]:
+    """Per custom_id, the local server whose answer was kept (the latest answered request event)."""
+    found: dict[str, str] = {}
+    if job.log_path.exists():
+        for event in iter_jsonl(job.log_path):
+            if (isinstance(event, dict) and event.get("event") == "request" and event.get("status") == 200
+                    and event.get("server") and event.get("custom_id")):
+                found[event["custom_id"]] = event["server"]
+    return found
+
+
+def _lane_ends(job: Job) -> list[tuple[str, dict[str, Any]]]:
+    """(run name as in `batches`, its lane_end event) for each local lane run that ended."""
+    ends: list[tuple[str, dict[str, Any]]] = []
+    if job.manifest["backend"] != "local" or not job.log_path.exists():
+        return ends
+    runs = 0
+    open_run = False
+    for event in iter_jsonl(job.log_path):
+        if not isinstance(event, dict):
+            continue
+        if event.get("event") == "lane_start":
+            runs += 1
+            open_run = True
+        elif event.get("event") == "lane_end" and open_run:
+            ends.append((f"local-{runs}", event))
+            open_run = False
+    return ends
+
+
+def _server_entries(job: Job, lane_ends: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for run, end in lane_ends:
+        for figures in end.get("servers") or []:
+            rows.append({"job_id": job.id, "run": run, **{k: v for k, v in figures.items() if k != "url"},
+                         "url": figures.get("url")})
+    return rows
+
+
+def _hedging(job: Job, ends: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `--hedge-after` sent twice and what the answers that were not kept cost (priced like any answer)."""
+    hedged = sum(int(e.get("hedged") or 0) for e in ends)
+    prompt = sum(int(e.get("duplicate_prompt_tokens") or 0) for e in ends)
+    completion = sum(int(e.get("duplicate_completion_tokens") or 0) for e in ends)
+    cost = estimate_cost(job.manifest["model"], prompt, completion, batch=False, backend=job.manifest["backend"])
+    return {"hedged": hedged, "hedge_duplicates": sum(int(e.get("duplicates") or 0) for e in ends),
+            "hedge_prompt_tokens": prompt, "hedge_completion_tokens": completion,
+            "hedge_cost_usd": None if cost is None else round(cost, 8)}
 
 
 def _batch_entries(job: Job) -> list[dict[str, Any]]:

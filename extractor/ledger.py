@@ -82,7 +82,23 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("UPDATE jobs SET fingerprint = NULL")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+def _v4(db: sqlite3.Connection) -> None:
+    """The local lane across a fleet: figures per server and run, the server of each answer, what hedging cost."""
+    db.execute("""CREATE TABLE servers (
+        job_id TEXT NOT NULL, run TEXT NOT NULL, url TEXT NOT NULL,
+        answered INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER,
+        documents_per_s REAL, completion_tokens_per_s REAL, p50_ms REAL, p95_ms REAL, p99_ms REAL,
+        concurrency_max INTEGER, concurrency_source TEXT, concurrency_mean REAL, concurrency_final REAL,
+        peak_in_flight INTEGER, rate_limited INTEGER, timeouts INTEGER, errors INTEGER, outages INTEGER,
+        hedges_sent INTEGER, duplicates INTEGER, PRIMARY KEY (job_id, run, url))""")
+    db.execute("ALTER TABLE requests ADD COLUMN server TEXT")
+    for column in ("hedged INTEGER", "hedge_duplicates INTEGER", "hedge_prompt_tokens INTEGER",
+                   "hedge_completion_tokens INTEGER", "hedge_cost_usd REAL"):
+        db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+    db.execute("UPDATE jobs SET fingerprint = NULL")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -144,11 +160,12 @@ class Ledger:
         entries = read_entries(job)  # read the folder before taking the write lock: keep the lock short
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("requests", "batches"):
+            for table in ("requests", "batches", "servers"):
                 self.db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job.id,))
             self._insert("jobs", [{**entries.job, "synced_at": utcnow()}], replace=True)
             self._insert("requests", entries.requests)
             self._insert("batches", entries.batches)
+            self._insert("servers", entries.servers)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -186,6 +203,10 @@ class Ledger:
         if job_id is None:
             return self._rows("SELECT * FROM batches ORDER BY job_id, created_at, name")
         return self._rows("SELECT * FROM batches WHERE job_id = ? ORDER BY created_at, name", (job_id,))
+
+    def servers(self, job_id: str) -> list[dict[str, Any]]:
+        """Per-server figures of each local lane run of a job."""
+        return self._rows("SELECT * FROM servers WHERE job_id = ? ORDER BY run, url", (job_id,))
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         return [dict(row) for row in self.db.execute(sql, params)]

@@ -45,8 +45,48 @@ def job_status(job: Job) -> dict[str, Any]:
         data["latency_ms"] = {f"p{q}": round(percentile(latencies, q) or 0.0, 1) for q in (50, 95, 99)}
         if stats.get("seconds"):
             data["throughput_docs_per_s"] = round(stats.get("answered", 0) / stats["seconds"], 3)
+    lane = last_lane_run(job)
+    if lane and lane.get("servers"):
+        data["servers"] = [server_summary(s) for s in lane["servers"]]
+        if lane.get("hedged"):
+            data["hedging"] = {k: lane.get(k, 0) for k in ("hedged", "hedge_wins", "duplicates",
+                                                           "duplicate_prompt_tokens", "duplicate_completion_tokens")}
     data["next"] = f"extractor {NEXT_COMMAND[job.state].format(id=job.id)}"
     return data
+
+
+def last_lane_run(job: Job) -> dict[str, Any] | None:
+    """The `lane_end` event of the local lane's latest finished run (kept even when it ended in exit 4)."""
+    last = None
+    if job.log_path.exists():
+        for event in iter_jsonl(job.log_path):
+            if isinstance(event, dict) and event.get("event") == "lane_end":
+                last = event
+    return last
+
+
+SERVER_COLUMNS = ("url", "documents", "tokens/s", "p50 ms", "p95 ms", "p99 ms", "concurrency", "429s", "timeouts",
+                  "outages", "hedges")
+
+
+def server_summary(figures: dict[str, Any]) -> dict[str, Any]:
+    """One server's line in `status`: documents, tokens/s, latency percentiles and the concurrency it reached."""
+    return {
+        "url": figures.get("url"), "documents": figures.get("answered", 0),
+        "completion_tokens_per_s": figures.get("completion_tokens_per_s"),
+        "p50_ms": figures.get("p50_ms"), "p95_ms": figures.get("p95_ms"), "p99_ms": figures.get("p99_ms"),
+        "concurrency": {"max": figures.get("concurrency_max"), "mean": figures.get("concurrency_mean"),
+                        "final": figures.get("concurrency_final"), "source": figures.get("concurrency_source")},
+        "rate_limited": figures.get("rate_limited", 0), "timeouts": figures.get("timeouts", 0),
+        "outages": figures.get("outages", 0), "hedges_sent": figures.get("hedges_sent", 0),
+    }
+
+
+def server_rows(servers: list[dict[str, Any]]) -> list[list[Any]]:
+    """`status` servers as table rows, SERVER_COLUMNS in order."""
+    return [[s["url"], s["documents"], s["completion_tokens_per_s"], s["p50_ms"], s["p95_ms"], s["p99_ms"],
+             f"{s['concurrency']['mean']} (max {s['concurrency']['max']}, now {s['concurrency']['final']})",
+             s["rate_limited"], s["timeouts"], s["outages"], s["hedges_sent"]] for s in servers]
 
 
 def jobs_table(store: JobStore) -> list[dict[str, Any]]:

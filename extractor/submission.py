@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ LOCAL_OUTPUT = "local.jsonl"
 
 @dataclass
 class SubmitOptions:
-    local_url: str | None = None
+    local_url: str | Sequence[str] | None = None  # one server or a fleet; none: EXTRACTOR_LOCAL_URLS, else embedded
     model_path: Path | None = None
     slots: int = 4
     ctx: int | None = None
@@ -28,7 +28,8 @@ class SubmitOptions:
     max_cost: float | None = None
     request_timeout_s: float = 300.0
     server_wait_s: float = 60.0
-    concurrency: int | None = None  # requests in flight; None: the server's slot count, else 4
+    concurrency: int | Sequence[str] | None = None  # N (every server) and/or URL=N; else slot count, else 4
+    hedge_after: str | float | None = None  # e.g. "p95": resend a request waiting longer than that; off when None
     notice: Callable[[str], None] | None = None  # told when the local server goes away or comes back
     max_enqueued_tokens: int | None = None  # OpenAI: None is the model's default (extractor/models.py)
     spent_before_usd: float = 0.0  # what earlier stages of the same run cost (a pipeline's gate): under the same cap
@@ -60,15 +61,18 @@ def check_cost_cap(job: Job, max_cost: float | None, spent_before_usd: float = 0
 
 
 @contextmanager
-def local_endpoint(options: SubmitOptions) -> Iterator[str]:
-    """An external server's URL as given, or the embedded llama.cpp server for the duration of the block."""
-    if options.local_url:
-        yield options.local_url
+def local_endpoints(options: SubmitOptions) -> Iterator[list[str]]:
+    """The external servers' URLs as given, or the embedded llama.cpp server for the duration of the block."""
+    from .backends.fleet import resolve_urls
+
+    urls = resolve_urls(options.local_url)
+    if urls:
+        yield urls
         return
     from .backends.embedded_llm import EmbeddedLlamaServer
 
     with EmbeddedLlamaServer(options.model_path, slots=options.slots, ctx=options.ctx, threads=options.threads) as base_url:
-        yield base_url
+        yield [base_url]
 
 
 def submit_job(job: Job, options: SubmitOptions, *, progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
@@ -104,14 +108,18 @@ class BackendChoice:
 
 
 def choose_backend(options: SubmitOptions, timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S) -> BackendChoice:
-    """The local lane if it passes its health check and a warm-up request within timeout_s, else the OpenAI lane."""
-    from .backends.chat_server import check_health
+    """The local lane if one of its servers passes its health check and a warm-up request within timeout_s, else the
+    OpenAI lane."""
+    from .backends.fleet import display_url, resolve_urls
 
     started = time.monotonic()
-    where = _redact(options.local_url) if options.local_url else "the embedded llama.cpp server"
+    given = resolve_urls(options.local_url)
+    where = ", ".join(display_url(u) for u in given) if given else "the embedded llama.cpp server"
     try:
-        with local_endpoint(options) as base_url:
-            check_health(base_url, timeout_s)
+        with local_endpoints(options) as urls:
+            passed = _first_healthy(urls, timeout_s)
+        if len(urls) > 1:
+            where = f"{display_url(passed)} (of {len(urls)} servers)"
     except (ExtractorError, OSError, ImportError, RuntimeError) as exc:  # any reason the lane cannot serve
         reason = f"local lane unavailable: {where}: {getattr(exc, 'message', None) or exc}"
         if not os.environ.get("OPENAI_API_KEY", "").strip():
@@ -122,18 +130,56 @@ def choose_backend(options: SubmitOptions, timeout_s: float = DEFAULT_HEALTH_TIM
     return BackendChoice("local", f"{where} passed its health check and a warm-up request in {seconds:.1f}s")
 
 
+def _first_healthy(urls: list[str], timeout_s: float) -> str:
+    """The first of the servers to pass its health check and a warm-up request; raises the first's error if none does."""
+    import queue
+    import threading
+
+    from .backends.chat_server import check_health
+
+    api_key = os.environ.get("EXTRACTOR_LOCAL_API_KEY")
+    done: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
+
+    def check(url: str) -> None:
+        try:
+            check_health(url, timeout_s, api_key=api_key)
+        except BaseException as exc:  # handed to the caller, which raises the first if no server passes
+            done.put((url, exc))
+        else:
+            done.put((url, None))
+
+    # Daemon threads: once one server passes, the others' checks run out on their own deadline without
+    # holding up the run or the process's exit.
+    for url in urls:
+        threading.Thread(target=check, args=(url,), daemon=True, name="health-check").start()
+    errors: list[BaseException] = []
+    for _ in urls:
+        url, error = done.get()
+        if error is None:
+            return url
+        errors.append(error)
+    raise errors[0]
+
+
 def _submit_local(job: Job, options: SubmitOptions, progress: Callable[[Any], None] | None) -> dict[str, Any]:
+    from .backends.fleet import parse_concurrency, parse_hedge_after, resolve_urls
     from .backends.local import run_local_lane
 
-    with local_endpoint(options) as base_url:
-        job.log("submit", backend="local", url=_redact(base_url), embedded=options.local_url is None)
+    every, per_url = parse_concurrency(options.concurrency)
+    hedge_after = parse_hedge_after(options.hedge_after)
+    embedded = not resolve_urls(options.local_url)
+    with local_endpoints(options) as urls:
+        job.log("submit", backend="local", url=", ".join(_redact(u) for u in urls), embedded=embedded,
+                **({"hedge_after": hedge_after} if hedge_after else {}))
         stats = run_local_lane(
             iter_request_lines(job.request_files()),
             output_path=job.output_dir / LOCAL_OUTPUT,
             error_path=job.errors_dir / LOCAL_OUTPUT,
-            base_url=base_url,
+            base_url=urls,
             api_key=os.environ.get("EXTRACTOR_LOCAL_API_KEY"),
-            concurrency=options.concurrency,
+            concurrency=every,
+            concurrency_by_url=per_url,
+            hedge_after=hedge_after,
             timeout_s=options.request_timeout_s,
             server_wait_s=options.server_wait_s,
             progress=progress,
@@ -142,8 +188,8 @@ def _submit_local(job: Job, options: SubmitOptions, progress: Callable[[Any], No
         )
     remote = {
         "kind": "local",
-        "url": _redact(base_url),
-        "embedded": options.local_url is None,
+        "url": ", ".join(_redact(u) for u in urls),
+        "embedded": embedded,
         "complete": True,
         "stats": stats.as_dict(),
     }

@@ -109,7 +109,7 @@ from extractor.backends.local import run_local_lane
 from extractor.storage import iter_jsonl
 folder = Path(sys.argv[2])
 run_local_lane(iter_jsonl(folder / "requests.jsonl"), output_path=folder / "output.jsonl",
-               error_path=folder / "errors.jsonl", base_url=sys.argv[1])
+               error_path=folder / "errors.jsonl", base_url=sys.argv[1].split(","))
 """
 
 
@@ -122,17 +122,20 @@ def chat_completion(content: str = '{"entities": [], "relations": []}', *, finis
                       "total_tokens": prompt_tokens + completion_tokens}}
 
 
-# (delay in seconds, HTTP status, JSON body) for the n-th chat request (0-based) with this body; None hangs up.
-Script = Callable[[int, dict], tuple[float, int, dict] | None]
+# (delay in seconds, HTTP status, JSON body[, headers]) for the n-th chat request (0-based) with this body;
+# None hangs up.
+Script = Callable[[int, dict], tuple[float, int, dict] | tuple[float, int, dict, dict[str, str]] | None]
 
 
 class StubChatServer:
     """A real HTTP server on 127.0.0.1 that answers chat requests from a script: for the client's retry paths only."""
 
-    def __init__(self, script: Script | None = None):
+    def __init__(self, script: Script | None = None, *, slots: int | None = None, port: int = 0):
         self.script = script or (lambda n, body: (0.0, 200, chat_completion()))
+        self.slots = slots  # published on /props as llama.cpp does; None: no /props, like vLLM
         self.bodies: list[dict] = []
         self.down = False  # once stopped, open keep-alive connections are dropped too, like a dead process
+        self.stalled = False  # every POST (the warm-up probe too) waits while set; /health still answers
         self._lock = threading.Lock()
         stub = self
 
@@ -147,6 +150,8 @@ class StubChatServer:
                     self.close_connection = True  # hang up without an answer, like a dead process
                 elif self.path == "/health":
                     self._send(200, {"status": "ok"})
+                elif self.path == "/props" and stub.slots:
+                    self._send(200, {"total_slots": stub.slots})
                 elif self.path == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
                 else:
@@ -157,6 +162,11 @@ class StubChatServer:
                     self.close_connection = True
                     return
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                while stub.stalled and not stub.down:
+                    time.sleep(0.02)
+                if stub.down:
+                    self.close_connection = True
+                    return
                 if body.get("max_tokens") == 1 and body["messages"][0]["content"] == WARMUP_PROMPT:
                     self._send(200, chat_completion("OK"))  # the lane's warm-up probe is not part of the script
                     return
@@ -167,14 +177,16 @@ class StubChatServer:
                 if step is None:  # hang up without an answer, like a process that died mid-request
                     self.close_connection = True
                     return
-                delay, status, answer = step
+                delay, status, answer, *headers = step
                 time.sleep(delay)
-                self._send(status, answer)
+                self._send(status, answer, headers[0] if headers else {})
 
-            def _send(self, status: int, payload: dict) -> None:
+            def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
@@ -182,7 +194,8 @@ class StubChatServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test): nothing to answer
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # HTTPServer sets SO_REUSEADDR: a stub can be started again on the port of one stopped a moment ago.
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -78,9 +78,11 @@ def test_a_version_1_ledger_is_migrated_keeping_its_rows(tmp_path: Path) -> None
     with Ledger(path) as ledger:
         version = ledger.db.execute("PRAGMA user_version").fetchone()[0]
         [row] = ledger.jobs()
-        assert version == SCHEMA_VERSION == 3
-        assert (row["job_id"], row["cost_usd"], row["rel_grounded"], row["gate_saved_usd"], row["fingerprint"]) == (
-            "20250101-020000-abc", 0.5, None, None, None)  # new columns empty, fingerprint cleared for a re-read
+        assert version == SCHEMA_VERSION == 4
+        assert (row["job_id"], row["cost_usd"], row["rel_grounded"], row["gate_saved_usd"], row["hedged"],
+                row["fingerprint"]) == (
+            "20250101-020000-abc", 0.5, None, None, None, None)  # new columns empty, fingerprint cleared for a re-read
+        assert ledger.servers("20250101-020000-abc") == []
         assert ledger.batches() == []
 
 

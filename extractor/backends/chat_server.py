@@ -130,3 +130,19 @@ def _error_message(answer: httpx.Response) -> str:
         return str(error or answer.text)[:300]
     except ValueError:
         return answer.text[:300]
+
+
+async def slots_of(http: httpx.AsyncClient, root: str, timeout_s: float = 5.0) -> int | None:
+    """server_slots for the lane's event loop: a llama.cpp server's parallel slots, None for servers without them."""
+    try:
+        props = await http.get(f"{root}/props", timeout=timeout_s)
+        if props.status_code == 200 and isinstance(props.json(), dict):
+            total = props.json().get("total_slots")
+            if isinstance(total, int) and total > 0:
+                return total
+        slots = await http.get(f"{root}/slots", timeout=timeout_s)
+        if slots.status_code == 200 and isinstance(slots.json(), list) and slots.json():
+            return len(slots.json())
+    except (httpx.HTTPError, ValueError):
+        pass
+    return None

@@ -1,27 +1,40 @@
-"""The local lane: every request line answered by one OpenAI-compatible chat server, as fast as it allows.
+"""The local lane: every request line answered by one or more OpenAI-compatible chat servers, as fast as they allow.
 
 Works with llama.cpp's server (embedded or `--local-url http://host:8080`), vLLM, Ollama or any
-endpoint that speaks `/v1/chat/completions`. Concurrency is the caller's number if given, else the
-server's slot count (llama.cpp's `/props` or `/slots`), else 4: one request per slot keeps every
-slot busy without queueing inside the server. A fixed set of workers pulls lines lazily from the
-input, so a million-line job holds as many requests in memory as there are workers.
+endpoint that speaks `/v1/chat/completions`, and with several of them at once (a fleet). The lines
+of a job form one queue; each server draws from it whenever it has room, so a fast server does more
+of the work and nothing is pinned to a slow one. A server's room is its AIMD limit (`fleet.py`):
+at most its slot count (llama.cpp's `/props` or `/slots`), or `--concurrency [URL=]N`, or 4, halved
+on a 429 or a timeout and regrown slowly on clean answers. Lines are pulled from the input only when
+a server has room, so a million-line job holds as many requests in memory as are in flight.
 
-Retries: connection errors, timeouts, 408, 429 and 5xx are retried up to `max_retries` times with
+Retries: 408, 5xx and answers that are not JSON are retried up to `max_retries` times with
 exponential backoff and full jitter; a timed-out attempt is retried with twice the timeout (up to
-8x), since the server cancels it and a busy CPU would time out the same way again.
+8x), since the server cancels it and a busy CPU would time out the same way again. A 429 or a
+request lost with a server that died is not the request's fault: it goes back to the queue for any
+server (up to MAX_REQUEUES times), and a `Retry-After` pauses the server that sent it.
+
+Servers that die or stall: a request whose connection fails sends its server's `/health` a look; a
+dead server (or one whose requests timed out STALL_TIMEOUTS times in a row) stops taking work, its
+requests in flight go back to the queue, and it is probed with backoff (`/health`, then a one-token
+chat request) until it answers again, with one `notice` line at each change. If every server is
+down for `server_wait_s`, ServiceUnavailable (exit 4), with the answers received so far kept.
+
+Hedging (`hedge_after=0.95`, off by default): once every line has been sent, a request in flight longer
+than that quantile of recent latencies is sent once more, to another server with room; the first
+answer is kept and the other, if it comes, is logged as a duplicate with its tokens (they are billed on
+a paid endpoint). Only the tail is hedged: before it, a slow answer holds nothing up.
 
 What lands on disk, and when:
 - every answer is appended to `output_path` as an OpenAI batch *output* line the moment it
-  arrives (flushed and fsynced per line), so `kill -9` loses at most the requests in flight;
+  arrives (flushed and fsynced per line, with the `server` that answered), so `kill -9` loses at
+  most the requests in flight; a custom_id is written at most once per run;
 - a rerun reads the custom_ids already in `output_path` and never sends them again;
 - terminal failures (4xx other than 408/429, or retries used up) go to `error_path` in the same
   format. A rerun sends them again (`resend_errors=False` skips them) and, when it ends, drops
   every error line whose custom_id has since been answered, keeping only the latest error per
   custom_id: after a finished run each custom_id appears at most once across both files, and a
-  reader should let an output line win over an error line in any case;
-- if the server stops answering mid-run, the lane polls its `/health` for up to
-  `server_wait_s`, then carries on; if it never comes back, ServiceUnavailable (exit 4), with
-  the answers received so far kept.
+  reader should let an output line win over an error line in any case.
 
 GPU knobs: the embedded server runs in this process and inherits its environment
 (`GGML_CUDA_DISABLE_GRAPHS`, `CUDA_VISIBLE_DEVICES`, ...); an external server takes them from
@@ -31,93 +44,21 @@ wherever it is started. Nothing here touches the environment.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from itertools import chain
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import httpx
-import openai
-import orjson
+from ..errors import BadInput
+from ..storage import atomic_write_jsonl, iter_jsonl
+from .chat_server import api_urls
+from .fleet import DEFAULT_CONCURRENCY, FleetServer, server_key
+from .lane_stats import LaneEvent, LaneStats
+from .scheduler import Scheduler
 
-from ..errors import BadInput, ExtractorError, ServiceUnavailable
-from ..storage import JsonlAppender, atomic_write_jsonl, iter_jsonl
-from .chat_server import (HEALTH_POLL_S, NO_KEY, api_urls, check_health, describe_error, health_verdict,
-                          server_slots)
+__all__ = ["LaneEvent", "LaneStats", "compact_errors", "done_ids", "run_local_lane"]
 
-DEFAULT_CONCURRENCY = 4
-BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 20.0
-MAX_TIMEOUT_GROWTH = 8  # a retried timeout waits up to this many times --timeout
 CHAT_URL = "/v1/chat/completions"
-
-
-@dataclass
-class LaneStats:
-    """What one run of the lane did; latencies are of the attempt that got the answer."""
-
-    sent: int = 0
-    answered: int = 0
-    failed: int = 0
-    skipped_already_done: int = 0
-    retries: int = 0
-    concurrency: int = 0
-    seconds: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-
-    def percentile_ms(self, q: float) -> float | None:
-        """Latency at quantile q (0..1), linearly interpolated; None when nothing was answered."""
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        pos = q * (len(ordered) - 1)
-        low = int(pos)
-        high = min(low + 1, len(ordered) - 1)
-        return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-    def p50(self) -> float | None:
-        return self.percentile_ms(0.50)
-
-    def p95(self) -> float | None:
-        return self.percentile_ms(0.95)
-
-    def p99(self) -> float | None:
-        return self.percentile_ms(0.99)
-
-    def documents_per_s(self) -> float:
-        return self.answered / self.seconds if self.seconds else 0.0
-
-    def completion_tokens_per_s(self) -> float:
-        return self.completion_tokens / self.seconds if self.seconds else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Totals, percentiles and rates for logs, the manifest and `status`; not the raw latency list."""
-        data = asdict(self)
-        del data["latencies_ms"]
-        data.update(p50_ms=self.p50(), p95_ms=self.p95(), p99_ms=self.p99(),
-                    documents_per_s=self.documents_per_s(), completion_tokens_per_s=self.completion_tokens_per_s())
-        return data
-
-
-@dataclass(frozen=True)
-class LaneEvent:
-    """One line finished (answered or failed): what a progress bar advances on."""
-
-    kind: Literal["answered", "failed"]
-    stats: LaneStats  # live running totals, for rates and ETA; read, don't keep
-    elapsed_s: float
-    custom_id: str | None = None
-    latency_ms: float | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    message: str = ""
 
 
 def done_ids(path: Path) -> set[str]:
@@ -149,21 +90,25 @@ def run_local_lane(
     *,
     output_path: Path,
     error_path: Path,
-    base_url: str,
+    base_url: str | Sequence[str],
     api_key: str | None = None,
     concurrency: int | None = None,
+    concurrency_by_url: Mapping[str, int] | None = None,
     timeout_s: float = 120,
     max_retries: int = 4,
     server_wait_s: float = 60,
     resend_errors: bool = True,
+    hedge_after: float | None = None,
     progress: Callable[[LaneEvent], None] | None = None,
     log: Callable[[dict], None] | None = None,
     notice: Callable[[str], None] | None = None,
 ) -> LaneStats:
     """Answer every line not yet answered in output_path; see the module docstring for the guarantees.
 
-    `progress` gets one LaneEvent per finished line; `log` gets one dict per request, retry and
-    server outage (for log.jsonl); `notice` gets a sentence when the server goes away or comes back.
+    `base_url` is one server or several. `concurrency` caps every server, `concurrency_by_url` one
+    (keyed by `fleet.server_key`); otherwise a server's slot count, else DEFAULT_CONCURRENCY.
+    `progress` gets one LaneEvent per finished line; `log` gets one dict per request, retry, duplicate
+    and server outage (for log.jsonl); `notice` gets a sentence when a server goes away or comes back.
     """
     stats = LaneStats()
     started = time.perf_counter()
@@ -175,22 +120,39 @@ def run_local_lane(
     if first is None:  # nothing left to send: don't require a server at all
         stats.seconds = time.perf_counter() - started
         return stats
-    check_health(base_url, server_wait_s, model=first["body"].get("model"), api_key=api_key)
-    stats.concurrency = concurrency or server_slots(base_url) or DEFAULT_CONCURRENCY
-    lane = _Lane(base_url=base_url, api_key=api_key, output_path=output_path, error_path=error_path,
-                 timeout_s=timeout_s, max_retries=max_retries, server_wait_s=server_wait_s,
-                 stats=stats, started=started, progress=progress, log=log, notice=notice)
-    if log:
-        log({"event": "lane_start", "base_url": base_url, "concurrency": stats.concurrency,
-             "skipped_already_done": stats.skipped_already_done})
+    servers = _fleet([base_url] if isinstance(base_url, str) else list(base_url), concurrency,
+                     concurrency_by_url or {})
+    lane = Scheduler(servers=servers, api_key=api_key, output_path=output_path, error_path=error_path,
+                     timeout_s=timeout_s, max_retries=max_retries, server_wait_s=server_wait_s,
+                     hedge_after=hedge_after, model=first["body"].get("model"), stats=stats, started=started,
+                     progress=progress, log=log, notice=notice)
     try:
-        asyncio.run(lane.run(chain([first], pending)))
+        asyncio.run(lane.run(first, pending))
     finally:
         stats.seconds = time.perf_counter() - started
+        now = time.monotonic()
+        stats.servers = [server.as_dict(stats.seconds, now) for server in servers]
+        stats.concurrency = sum(server.max_concurrency for server in servers)
         compact_errors(error_path, answered | lane.answered_ids)
-        if log:
+        if log and lane.began:
             log({"event": "lane_end", **stats.as_dict()})
     return stats
+
+
+def _fleet(urls: list[str], every: int | None, per_url: Mapping[str, int]) -> list[FleetServer]:
+    if not urls:
+        raise BadInput("no local server to send to — pass --local-url URL (once per server) or set EXTRACTOR_LOCAL_URLS")
+    servers = []
+    for url in urls:
+        root, v1 = api_urls(url)
+        given = per_url.get(server_key(url), every)
+        servers.append(FleetServer(url, root, v1, max_concurrency=given or DEFAULT_CONCURRENCY,
+                                   source="given" if given else "default"))
+    unknown = set(per_url) - {server_key(url) for url in urls}
+    if unknown:
+        raise BadInput(f"--concurrency names {', '.join(sorted(unknown))}, which is not one of the --local-url servers "
+                       f"({', '.join(s.name for s in servers)})")
+    return servers
 
 
 def _pending(lines: Iterable[dict], skip: set[str], stats: LaneStats) -> Iterator[dict]:
@@ -206,199 +168,3 @@ def _pending(lines: Iterable[dict], skip: set[str], stats: LaneStats) -> Iterato
             continue
         skip.add(custom_id)
         yield line
-
-
-class _Lane:
-    """The async part: `concurrency` workers sharing one lazy iterator, one writer thread, one server watch."""
-
-    def __init__(self, *, base_url: str, api_key: str | None, output_path: Path, error_path: Path, timeout_s: float,
-                 max_retries: int, server_wait_s: float, stats: LaneStats, started: float,
-                 progress: Callable[[LaneEvent], None] | None, log: Callable[[dict], None] | None,
-                 notice: Callable[[str], None] | None):
-        self.root, self.v1 = api_urls(base_url)
-        self.api_key = api_key or NO_KEY
-        self.output_path, self.error_path = output_path, error_path
-        self.timeout_s, self.max_retries, self.server_wait_s = timeout_s, max_retries, server_wait_s
-        self.stats, self.started = stats, started
-        self.progress, self.log, self.notice = progress, log, notice
-        self.answered_ids: set[str] = set()
-        self._err: JsonlAppender | None = None
-        self._outage: asyncio.Task[None] | None = None
-
-    async def run(self, pending: Iterator[dict]) -> None:
-        # fsync can take milliseconds on slow disks: one writer thread keeps it off the event loop.
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lane-writer")
-        client = openai.AsyncOpenAI(base_url=self.v1, api_key=self.api_key, max_retries=0, timeout=self.timeout_s)
-        try:
-            with JsonlAppender(self.output_path) as out:
-                self._writer, self._out, self._client = writer, out, client
-                async with httpx.AsyncClient() as health:
-                    self._health = health
-                    async with asyncio.TaskGroup() as group:
-                        for _ in range(self.stats.concurrency):
-                            group.create_task(self._work(pending))
-        except BaseExceptionGroup as group:
-            raise _first_domain_error(group) from None
-        finally:
-            await client.close()
-            writer.shutdown(wait=True)
-            if self._err is not None:
-                self._err.close()
-
-    async def _work(self, pending: Iterator[dict]) -> None:
-        # Sharing one iterator is safe: next() runs to completion between awaits.
-        for line in pending:
-            await self._answer(line["custom_id"], line["body"])
-
-    async def _answer(self, custom_id: str, body: dict) -> None:
-        self.stats.sent += 1
-        attempt = 0
-        timeout_s = self.timeout_s
-        while True:
-            attempt += 1
-            began = time.perf_counter()
-            try:
-                raw = await self._client.post("/chat/completions", body=body, cast_to=bytes,
-                                              options={"timeout": timeout_s})
-            except openai.APITimeoutError:
-                failure = _Failure("timeout", f"no answer within {timeout_s:g}s")
-                # A timed-out request is cancelled and starts again from nothing: on a server that is merely
-                # slow (a busy CPU), the same timeout would fail the same way, so give it longer.
-                timeout_s = min(timeout_s * 2, self.timeout_s * MAX_TIMEOUT_GROWTH)
-            except openai.APIConnectionError as exc:
-                failure = _Failure("connection_error", str(exc) or type(exc).__name__)
-                await self._wait_for_server()
-            except openai.APIStatusError as exc:
-                failure = _Failure.from_status(exc)
-            else:
-                latency_ms = (time.perf_counter() - began) * 1000
-                try:
-                    answer = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    failure = _Failure("invalid_json", f"HTTP 200 with a body that is not JSON: {raw[:200]!r}")
-                else:
-                    await self._record_answer(custom_id, answer, latency_ms, attempt)
-                    return
-            if not failure.retryable or attempt > self.max_retries:
-                await self._record_failure(custom_id, failure, attempt)
-                return
-            self.stats.retries += 1
-            if self.log:
-                self.log({"event": "retry", "custom_id": custom_id, "attempt": attempt, "code": failure.code,
-                          "message": failure.message})
-            if failure.code != "connection_error":  # after an outage the server is back: no need to wait more
-                await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))))
-
-    async def _record_answer(self, custom_id: str, answer: dict, latency_ms: float, attempts: int) -> None:
-        line = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id,
-                "response": {"status_code": 200, "request_id": answer.get("id"), "body": answer}, "error": None}
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._out.write, line)
-        usage = answer.get("usage") or {}
-        prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        stats = self.stats
-        stats.answered += 1
-        stats.prompt_tokens += prompt
-        stats.completion_tokens += completion
-        stats.latencies_ms.append(latency_ms)
-        self.answered_ids.add(custom_id)
-        if self.log:
-            self.log({"event": "request", "custom_id": custom_id, "latency_ms": round(latency_ms, 1),
-                      "prompt_tokens": prompt, "completion_tokens": completion, "attempts": attempts, "status": 200})
-        self._emit("answered", custom_id, latency_ms=latency_ms, prompt_tokens=prompt, completion_tokens=completion)
-
-    async def _record_failure(self, custom_id: str, failure: _Failure, attempts: int) -> None:
-        response = None
-        if failure.status_code is not None:
-            response = {"status_code": failure.status_code, "request_id": failure.request_id, "body": failure.body}
-        line = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id, "response": response,
-                "error": {"code": failure.code, "message": failure.message}}
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._write_error, line)
-        self.stats.failed += 1
-        if self.log:
-            self.log({"event": "request", "custom_id": custom_id, "latency_ms": None, "prompt_tokens": 0,
-                      "completion_tokens": 0, "attempts": attempts, "status": failure.status_code or failure.code,
-                      "error": failure.message})
-        self._emit("failed", custom_id, message=failure.message)
-
-    def _write_error(self, line: dict) -> None:
-        # Opened on the first failure only: a clean run leaves no empty errors file behind.
-        if self._err is None:
-            self._err = JsonlAppender(self.error_path)
-        self._err.write(line)
-
-    async def _wait_for_server(self) -> None:
-        """All workers that lose the connection share one bounded wait for the server to come back."""
-        if self._outage is None or self._outage.done():
-            self._outage = asyncio.ensure_future(self._poll_until_up())
-        await asyncio.shield(self._outage)
-
-    async def _poll_until_up(self) -> None:
-        deadline = time.monotonic() + self.server_wait_s
-        detail = await self._health_detail()
-        if not detail:
-            return  # a dropped connection, not a dead server
-        self._say(f"{self.root} stopped answering ({detail}); waiting up to {self.server_wait_s:g}s for it")
-        if self.log:
-            self.log({"event": "server_down", "base_url": self.root, "detail": detail})
-        while detail and time.monotonic() < deadline:
-            await asyncio.sleep(HEALTH_POLL_S)
-            detail = await self._health_detail()
-        if detail:
-            raise ServiceUnavailable(
-                f"the chat server at {self.root} stopped answering and was not back within {self.server_wait_s:g}s "
-                f"({detail}); {self.stats.answered} answers of this run are saved in {self.output_path}; "
-                "run again to send the rest"
-            )
-        self._say(f"{self.root} is back; carrying on")
-        if self.log:
-            self.log({"event": "server_back", "base_url": self.root})
-
-    async def _health_detail(self) -> str:
-        try:
-            answer = await self._health.get(f"{self.root}/health", timeout=5.0)
-        except httpx.HTTPError as exc:
-            return describe_error(exc)
-        return health_verdict(answer)
-
-    def _say(self, message: str) -> None:
-        if self.notice:
-            self.notice(message)
-
-    def _emit(self, kind: Literal["answered", "failed"], custom_id: str, **fields: Any) -> None:
-        if self.progress:
-            self.progress(LaneEvent(kind=kind, stats=self.stats, elapsed_s=time.perf_counter() - self.started,
-                                    custom_id=custom_id, **fields))
-
-
-@dataclass(frozen=True)
-class _Failure:
-    """Why one attempt failed, and whether another attempt may help."""
-
-    code: str
-    message: str
-    status_code: int | None = None
-    request_id: str | None = None
-    body: Any = None
-    retryable: bool = True
-
-    @classmethod
-    def from_status(cls, exc: openai.APIStatusError) -> _Failure:
-        status = exc.status_code
-        body = exc.body
-        error = body.get("error", body) if isinstance(body, dict) else None
-        code = str(error.get("type") or error.get("code") or "") if isinstance(error, dict) else ""
-        message = str(error.get("message") or "") if isinstance(error, dict) else str(body or "")
-        # 408/429 and 5xx are the server's momentary trouble; any other 4xx will fail the same way again.
-        retryable = status in (408, 429) or status >= 500
-        return cls(code=code or f"http_{status}", message=message or exc.message, status_code=status,
-                   request_id=exc.request_id, body=body, retryable=retryable)
-
-
-def _first_domain_error(group: BaseExceptionGroup) -> BaseException:
-    """The error to show from a failed worker group: an expected one if any, else the first."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            exc = _first_domain_error(exc)
-        if isinstance(exc, ExtractorError):
-            return exc
-    return group.exceptions[0]
