@@ -58,8 +58,13 @@ def review_summary(job: Job, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def iter_review_documents(job: Job, report: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """One record per document of verify.json, in its order, its text included."""
+def iter_review_documents(job: Job, report: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(index entry, body) per document of verify.json, in its order.
+
+    The index entry is what filters and search need (file name, title, status, entity types, the
+    lower-cased names); the body is what a reader sees once the document is open: its text, the
+    highlights, the leaked and ungrounded names and the relations.
+    """
     documents = report["documents"]
     meta = {d["doc_id"]: d for d in job.documents()}
     position = {doc["doc_id"]: i for i, doc in enumerate(documents)}
@@ -70,19 +75,24 @@ def iter_review_documents(job: Job, report: dict[str, Any]) -> Iterator[dict[str
         text = texts.take(doc["custom_id"]) or ""
         info = meta.get(doc["doc_id"], {})
         entities = doc["entities"]
-        record: dict[str, Any] = {
-            "id": doc["doc_id"], "path": doc["path"], "title": info.get("title") or "", "status": doc["status"],
-            "reasons": [_by_file_name(r, documents, position) for r in doc["reasons"]], "text": text,
+        title = info.get("title") or ""
+        ungrounded = [[e["name"], e.get("type") or ""] for e in entities if e["verdict"] == "ungrounded"]
+        names = {doc["path"], title, *(e["name"] for e in entities)}
+        names.update(end for r in doc["relations"] for end in (r["source"], r["target"]))
+        index = {"path": doc["path"], "title": title, "status": doc["status"], "ungrounded": len(ungrounded),
+                 "types": sorted({e["type"] for e in entities if e.get("type")}),
+                 "find": "\n".join(sorted(n for n in names if n)).lower()}
+        body = {
+            "text": text,
+            "reasons": [_by_file_name(r, documents, position) for r in doc["reasons"]],
             "marks": _marks(text, entities, landings.get(doc["doc_id"], {})),
-            "types": sorted({e["type"] for e in entities if e.get("type")}),
-            "names": sorted({e["name"] for e in entities}),
             "leaked": [[e["name"], e.get("type") or "", [_source(s, position, documents, external, e["name"])
                                                         for s in e.get("sources") or []]]
                        for e in entities if e["verdict"] == "leaked"],
-            "ungrounded": [[e["name"], e.get("type") or ""] for e in entities if e["verdict"] == "ungrounded"],
+            "ungrounded": ungrounded,
             "relations": [_relation(r, position, documents, external) for r in doc["relations"]],
         }
-        yield record
+        yield index, body
 
 
 def _by_file_name(reason: str, documents: list[dict[str, Any]], position: dict[str, int]) -> str:
@@ -167,13 +177,13 @@ def _source(doc_id: str, position: dict[str, int], documents: list[dict[str, Any
 
 
 def _relation(rel: dict[str, Any], position: dict[str, int], documents: list[dict[str, Any]],
-              external: dict[str, dict[str, str]]) -> dict[str, Any]:
+              external: dict[str, dict[str, str]]) -> list[Any]:
+    """[source, type, target, verdict, evidence, evidence span, leak sources]; a quote found in the text is
+    sent as its span only (the page reads it from the text), one found nowhere as its words."""
     span = rel.get("evidence_span")
-    return {
-        "source": rel["source"], "type": rel.get("type") or "", "target": rel["target"], "verdict": rel["verdict"],
-        "evidence": rel.get("evidence") or "", "span": list(span) if span else None,
-        "from": [_source(s, position, documents, external, rel["source"]) for s in rel.get("sources") or []],
-    }
+    return [rel["source"], rel.get("type") or "", rel["target"], rel["verdict"],
+            None if span else rel.get("evidence"), list(span) if span else None,
+            [_source(s, position, documents, external, rel["source"]) for s in rel.get("sources") or []]]
 
 
 def load_review(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
+import tempfile
 from collections.abc import Iterable
 from html import escape
 from importlib import resources
@@ -25,6 +27,9 @@ import orjson
 from ..jobs import Job
 from ..storage import atomic_file
 from .data import iter_review_documents, load_review
+
+CHUNK = 100  # document bodies per JSON block, parsed when one of them is opened
+PAGE = 50  # documents per page of the list
 
 # Verdicts in the order the legend lists them, with what each means to a reader.
 LEGEND = (
@@ -45,32 +50,60 @@ def write_review(job: Job, path: Path) -> dict[str, Any]:
     return summary
 
 
-def render_review(summary: dict[str, Any], documents: Iterable[dict[str, Any]], out: IO[bytes]) -> None:
-    """The whole page into a binary stream, one document at a time."""
+def render_review(summary: dict[str, Any], documents: Iterable[tuple[dict[str, Any], dict[str, Any]]],
+                  out: IO[bytes]) -> None:
+    """The whole page into a binary stream.
+
+    Order matters for the first screen: the browser runs the page's script as soon as it has read it,
+    so the file holds the summary, the index of every document (what filters and search need) and the
+    bodies of the first CHUNK documents, then the script, then the remaining bodies in blocks of
+    CHUNK, each parsed only when one of its documents is opened. Bodies past the first block wait in
+    a temporary file while the index is gathered, so memory holds the index, not the texts.
+    """
     script = _asset("review.js")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     csp = (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:; "
            "base-uri 'none'; form-action 'none'")
-    title = f"review {summary['job_id']}"
-    out.write(
-        ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-         f'<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">'
-         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-         f'<link rel="icon" href="data:,"><title>{escape(title)}</title>'
-         f"<style>{_asset('review.css')}</style></head><body>\n"
-         + _header(summary) + _controls() + _legend()
-         + '<main id="docs" aria-live="polite"></main>\n'
-         + '<noscript><p class="notice">This page builds its documents with JavaScript; '
-           "verify.json in the job folder holds the same verdicts.</p></noscript>\n"
-         ).encode("utf-8"))
-    out.write(b'<script type="application/json" id="review-data">{"summary":')
-    out.write(_json(summary))
-    out.write(b',"documents":[')
-    separator = b"\n"
-    for doc in documents:
-        out.write(separator + _json(doc))
-        separator = b",\n"
-    out.write(b"\n]}</script>\n<script>" + script.encode("utf-8") + b"</script>\n</body></html>\n")
+    index: list[dict[str, Any]] = []
+    first: list[bytes] = []
+    with tempfile.TemporaryFile(prefix="extractor-review-") as rest:
+        block: list[bytes] = []
+        for entry, body in documents:
+            index.append(entry)
+            if len(index) <= CHUNK:
+                first.append(_json(body))
+                continue
+            block.append(_json(body))
+            if len(block) == CHUNK:
+                _write_chunk(rest, len(index) - CHUNK, block)
+                block = []
+        if block:
+            _write_chunk(rest, len(index) - len(block), block)
+        title = f"review {summary['job_id']}"
+        out.write(
+            ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+             f'<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">'
+             '<meta name="viewport" content="width=device-width, initial-scale=1">'
+             f'<link rel="icon" href="data:,"><title>{escape(title)}</title>'
+             f"<style>{_asset('review.css')}</style></head><body>\n"
+             + _header(summary) + _controls() + _legend()
+             + '<main id="docs" aria-live="polite"></main><nav id="pager" aria-label="pages"></nav>\n'
+             + '<noscript><p class="notice">This page builds its documents with JavaScript; '
+               "verify.json in the job folder holds the same verdicts.</p></noscript>\n"
+             ).encode("utf-8"))
+        out.write(b'<script type="application/json" id="review-data">{"summary":' + _json(summary)
+                  + f',"chunk":{CHUNK},"page":{PAGE},"documents":['.encode() + b",\n".join(map(_json, index))
+                  + b"]}</script>\n")
+        _write_chunk(out, 0, first)
+        out.write(b"<script>" + script.encode("utf-8") + b"</script>\n")
+        rest.seek(0)
+        shutil.copyfileobj(rest, out, 1 << 20)
+    out.write(b"</body></html>\n")
+
+
+def _write_chunk(out: IO[bytes], start: int, bodies: list[bytes]) -> None:
+    out.write(f'<script type="application/json" id="chunk-{start // CHUNK}">['.encode()
+              + b",\n".join(bodies) + b"]</script>\n")
 
 
 def _json(value: Any) -> bytes:

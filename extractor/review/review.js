@@ -1,14 +1,20 @@
 "use strict";
-// The review page's documents: built from the JSON block with textContent only (never innerHTML),
-// each document's body when it scrolls near the screen, so 10,000 documents open as fast as 10.
+// The review page's documents, built from JSON blocks with textContent only (never innerHTML).
+// The list shows a page of documents at a time; a document's body (text, highlights, relations)
+// is built when it scrolls near the screen, from a block of bodies parsed the first time it is
+// needed. So 10,000 documents open as fast as 10.
 (function () {
   const data = JSON.parse(document.getElementById("review-data").textContent);
-  const docs = data.documents;
+  const docs = data.documents;  // the index: path, title, status, ungrounded, types, find
+  const CHUNK = data.chunk, PAGE = data.page;
   const list = document.getElementById("docs");
+  const pager = document.getElementById("pager");
   const shown = document.getElementById("shown");
-  const sections = new Array(docs.length);
-  const filled = new Uint8Array(docs.length);
-  const haystacks = new Array(docs.length);
+  const chunks = [];
+  const sections = new Map();  // document index → its section, for the page shown
+  const waiting = new Set();  // documents whose block the browser has not read yet
+  let matches = [];
+  let pageNo = 0;
   const NEAR = "1200px 0px";
 
   function el(tag, cls, text) {
@@ -31,9 +37,10 @@
   }
   function at(map, i) { return map === null ? i : map[Math.min(i, map.length - 1)]; }
 
-  // ------------------------------------------------------------ shells: file name and status, at once
+  // ------------------------------------------------------------ a page of shells: file name and status
 
-  function shell(doc, i) {
+  function shell(i) {
+    const doc = docs[i];
     const section = el("section", "doc");
     section.id = "doc-" + i;
     section.dataset.index = String(i);
@@ -42,20 +49,63 @@
     const h = el("h2");
     h.append(el("span", "path", doc.path), el("span", "badge " + token(doc.status), doc.status));
     if (doc.title && doc.title !== doc.path) h.append(el("span", "title", doc.title));
-    section.append(h);
-    const body = el("div", "body pending", "…");
-    body.style.minHeight = Math.min(40 + Math.ceil(doc.text.length / 95) * 22, 560) + 160 + "px";
-    section.append(body);
+    section.append(h, el("div", "body pending", "…"));
     return section;
+  }
+
+  function showPage(n) {
+    const pages = Math.max(1, Math.ceil(matches.length / PAGE));
+    pageNo = Math.min(Math.max(n, 0), pages - 1);
+    observer.disconnect();
+    sections.clear();
+    waiting.clear();
+    const frag = document.createDocumentFragment();
+    const first = pageNo * PAGE;
+    for (const i of matches.slice(first, first + PAGE)) {
+      const section = shell(i);
+      sections.set(i, section);
+      frag.append(section);
+    }
+    list.replaceChildren(frag);
+    let n0 = 0;
+    for (const [i, section] of sections) {
+      if (n0++ < 3) fill(i); else observer.observe(section);  // the first screen without waiting for the observer
+    }
+    const last = Math.min(first + PAGE, matches.length);
+    shown.textContent = matches.length
+      ? "showing " + (first + 1) + "–" + last + " of " + matches.length + " documents"
+        + (matches.length < docs.length ? " (" + docs.length + " in the job)" : "")
+      : "no document matches (" + docs.length + " in the job)";
+    pager.replaceChildren();
+    if (pages > 1) {
+      const prev = el("button", "page", "← previous");
+      prev.type = "button"; prev.disabled = pageNo === 0;
+      prev.addEventListener("click", () => { showPage(pageNo - 1); list.scrollIntoView(); });
+      const next = el("button", "page", "next →");
+      next.type = "button"; next.disabled = pageNo === pages - 1;
+      next.addEventListener("click", () => { showPage(pageNo + 1); list.scrollIntoView(); });
+      pager.append(prev, el("span", "meta", " page " + (pageNo + 1) + " of " + pages + " "), next);
+    }
   }
 
   // ------------------------------------------------------------ a document's body, when it is near
 
+  function bodyOf(i) {
+    const c = Math.floor(i / CHUNK);
+    if (chunks[c] === undefined) {
+      const block = document.getElementById("chunk-" + c);
+      if (!block) return null;  // still being read: filled on DOMContentLoaded
+      chunks[c] = JSON.parse(block.textContent);
+    }
+    return chunks[c][i - c * CHUNK];
+  }
+
   function fill(i) {
-    if (filled[i]) return sections[i];
-    filled[i] = 1;
-    const doc = docs[i];
-    const section = sections[i];
+    const section = sections.get(i);
+    if (!section || section.dataset.filled) return section;
+    const doc = bodyOf(i);
+    if (doc === null) { waiting.add(i); return section; }
+    section.dataset.filled = "1";
     observer.unobserve(section);
     const body = el("div", "body");
     if (doc.reasons.length) {
@@ -140,22 +190,26 @@
     const head = el("tr");
     for (const h of ["source", "relation", "target", "verdict", "evidence"]) head.append(el("th", null, h));
     table.append(head);
-    for (const rel of doc.relations) {
+    const map = unitIndex(doc.text);
+    for (const [source, type, target, verdict, quote, span, from] of doc.relations) {
       const tr = el("tr");
-      tr.append(el("td", null, rel.source), el("td", "kind", rel.type), el("td", null, rel.target));
-      const verdict = el("td", "verdict v-" + token(rel.verdict), rel.verdict);
-      if (rel.from.length) {
-        verdict.append(" from ");
-        rel.from.forEach((source, n) => { if (n) verdict.append(", "); verdict.append(sourceLink(source)); });
+      tr.append(el("td", null, source), el("td", "kind", type), el("td", null, target));
+      const cell = el("td", "verdict v-" + token(verdict), verdict);
+      if (from.length) {
+        cell.append(" from ");
+        from.forEach((where, n) => { if (n) cell.append(", "); cell.append(sourceLink(where)); });
       }
-      tr.append(verdict);
+      tr.append(cell);
       const evidence = el("td", "evidence");
-      evidence.append(quoted(rel.evidence, [rel.source, rel.target]));
-      if (rel.span) {
+      const words = span ? doc.text.slice(at(map, span[0]), at(map, span[1])) : (quote || "");
+      evidence.append(quoted(words, [source, target]));
+      if (span) {
         const button = el("button", "show", "show in text");
         button.type = "button";
-        button.addEventListener("click", () => showEvidence(i, rel.span));
+        button.addEventListener("click", () => showEvidence(i, span));
         evidence.append(button);
+      } else if (quote) {
+        evidence.append(el("span", "kind", " (not in the text)"));
       }
       tr.append(evidence);
       table.append(tr);
@@ -186,8 +240,14 @@
   // ------------------------------------------------------------ moving around
 
   function goTo(index, key) {
-    if (sections[index].hidden) { resetFilters(); }
+    if (!matches.includes(index)) resetFilters();
+    const page = Math.floor(matches.indexOf(index) / PAGE);
+    if (page !== pageNo || !sections.has(index)) showPage(page);
     const section = fill(index);
+    if (!section.dataset.filled) {  // its block is still being read
+      document.addEventListener("DOMContentLoaded", () => goTo(index, key), { once: true });
+      return;
+    }
     let target = null;
     for (const mark of section.querySelectorAll("mark")) {
       if (mark.landing && mark.landing.includes(key)) { target = mark; break; }
@@ -214,8 +274,8 @@
   }
 
   function showEvidence(i, span) {
-    const box = sections[i].querySelector(".text");
-    const range = rangeOf(box, docs[i].text, span);
+    const box = sections.get(i).querySelector(".text");
+    const range = rangeOf(box, bodyOf(i).text, span);
     if (!range) return;
     if (typeof Highlight === "function" && CSS.highlights) {
       CSS.highlights.set("evidence", new Highlight(range));
@@ -250,30 +310,18 @@
   const fType = document.getElementById("f-type");
   const fSearch = document.getElementById("f-search");
 
-  function haystack(i) {
-    if (haystacks[i] === undefined) {
-      const doc = docs[i];
-      const parts = [doc.path, doc.title, ...doc.names];
-      for (const rel of doc.relations) parts.push(rel.source, rel.target);
-      haystacks[i] = parts.join("\n").toLowerCase();
-    }
-    return haystacks[i];
-  }
-
   function applyFilters() {
     const status = fStatus.value, type = fType.value, ungrounded = fUngrounded.checked;
     const words = fSearch.value.toLowerCase().split(/\s+/).filter(Boolean);
-    let count = 0;
+    matches = [];
     for (let i = 0; i < docs.length; i++) {
       const doc = docs[i];
-      const keep = (!status || doc.status === status)
-        && (!ungrounded || doc.ungrounded.length > 0)
+      if ((!status || doc.status === status)
+        && (!ungrounded || doc.ungrounded > 0)
         && (!type || doc.types.includes(type))
-        && (!words.length || words.every((w) => haystack(i).includes(w)));
-      if (sections[i].hidden === keep) sections[i].hidden = !keep;
-      if (keep) count++;
+        && (!words.length || words.every((w) => doc.find.includes(w)))) matches.push(i);
     }
-    shown.textContent = "showing " + count + " of " + docs.length + " documents";
+    showPage(0);
     list.dataset.query = fSearch.value;  // what the shown documents were filtered by
   }
 
@@ -299,23 +347,19 @@
   }, { rootMargin: NEAR });
 
   const types = new Set();
-  const frag = document.createDocumentFragment();
-  for (let i = 0; i < docs.length; i++) {
-    sections[i] = shell(docs[i], i);
-    for (const t of docs[i].types) types.add(t);
-    frag.append(sections[i]);
-  }
+  for (const doc of docs) for (const t of doc.types) types.add(t);
   for (const t of [...types].sort()) {
     const option = el("option", null, t);
     option.value = t;
     fType.append(option);
   }
-  list.append(frag);
-  for (let i = 0; i < Math.min(4, docs.length); i++) fill(i);  // the first screen, without waiting for the observer
-  for (let i = 4; i < docs.length; i++) observer.observe(sections[i]);
   applyFilters();
-  const hash = /^#doc-(\d+)$/.exec(location.hash);
-  if (hash && Number(hash[1]) < docs.length) goTo(Number(hash[1]), "");
+  document.addEventListener("DOMContentLoaded", () => {
+    for (const i of [...waiting]) { waiting.delete(i); fill(i); }
+    const hash = /^#doc-(\d+)$/.exec(location.hash);
+    if (hash && Number(hash[1]) < docs.length) goTo(Number(hash[1]), "");
+    document.documentElement.dataset.loaded = "1";
+  });
   document.documentElement.dataset.ready = "1";
   performance.mark("review-ready");
 })();
