@@ -77,7 +77,7 @@ def iter_review_documents(job: Job, report: dict[str, Any]) -> Iterator[tuple[di
         entities = doc["entities"]
         title = info.get("title") or ""
         ungrounded = [[e["name"], e.get("type") or ""] for e in entities if e["verdict"] == "ungrounded"]
-        names = {doc["path"], title, *(e["name"] for e in entities)}
+        names = {e["name"] for e in entities}  # the path and title are searched as they are
         names.update(end for r in doc["relations"] for end in (r["source"], r["target"]))
         index = {"path": doc["path"], "title": title, "status": doc["status"], "ungrounded": len(ungrounded),
                  "types": sorted({e["type"] for e in entities if e.get("type")}),

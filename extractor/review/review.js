@@ -310,6 +310,12 @@
   const fType = document.getElementById("f-type");
   const fSearch = document.getElementById("f-search");
 
+  const labels = [];
+  function label(i) {  // file name and title, lower-cased once
+    if (labels[i] === undefined) labels[i] = (docs[i].path + "\n" + docs[i].title).toLowerCase();
+    return labels[i];
+  }
+
   function applyFilters() {
     const status = fStatus.value, type = fType.value, ungrounded = fUngrounded.checked;
     const words = fSearch.value.toLowerCase().split(/\s+/).filter(Boolean);
@@ -319,7 +325,7 @@
       if ((!status || doc.status === status)
         && (!ungrounded || doc.ungrounded > 0)
         && (!type || doc.types.includes(type))
-        && (!words.length || words.every((w) => doc.find.includes(w)))) matches.push(i);
+        && (!words.length || words.every((w) => doc.find.includes(w) || label(i).includes(w)))) matches.push(i);
     }
     showPage(0);
     list.dataset.query = fSearch.value;  // what the shown documents were filtered by
