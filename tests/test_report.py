@@ -120,10 +120,21 @@ def test_html_is_one_standalone_page_with_both_charts(corpus, tmp_path: Path) ->
     HTMLParser().feed(html)  # parses without error
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
-    charts = re.findall(r"<svg .*?</svg>", html, flags=re.S)
-    assert len(charts) == 2
-    assert 'aria-label="cost per document (USD)"' in charts[0] and 'aria-label="grounded rate"' in charts[1]
-    assert all(chart.count("<circle cx=") == 3 + 2 for chart in charts)  # a dot per job, plus the legend's two
+    charts = {re.search(r'aria-label="([^"]*)"', c)[1]: c for c in re.findall(r"<svg .*?</svg>", html, flags=re.S)}
+    night = [name for name, chart in charts.items() if 'class="night"' in chart]
+    assert night == ["cost per night (USD)", "documents per night", "grounded rate per night", "leaked rate per night",
+                     "ungrounded rate per night",
+                     f"latency per batch, openai/{made[0].manifest['model']}"]
+    assert all(charts[name].count("<circle cx=") == 3 for name in night[:5])  # a dot per night (one lane/model)
+    grounded = re.findall(r"<title>(2026-01-0\d) · openai/[^:]*: (\d+%)</title>", charts["grounded rate per night"])
+    assert grounded == [("2026-01-01", "100%"), ("2026-01-02", "100%"), ("2026-01-03", "0%")]
+    ungrounded = re.findall(r"<title>(2026-01-0\d) · openai/[^:]*: (\d+%)</title>", charts["ungrounded rate per night"])
+    assert ungrounded == [("2026-01-01", "0%"), ("2026-01-02", "0%"), ("2026-01-03", "100%")]
+    # the night report --check alerts on is shaded in every night chart and named above them
+    assert all(charts[name].count('class="alert-night"') == 1 and "2026-01-03: report --check alerts" in charts[name]
+               for name in night[:5])  # (the latency chart has no data: the Batch output files were not timed)
+    assert "Nights <code>report --check</code> alerts on: 2026-01-03" in html
+    assert charts["cost per document (USD)"].count("<circle cx=") == 3 + 2  # over jobs: a dot per job, the legend's two
     assert all(job.id in html for job in made)
     assert "Quality check failed" in html and "grounded rate 0.00 is 1.00 below" in html
 

@@ -107,7 +107,7 @@ def test_filters_and_search_hide_and_show_the_right_documents(reviewed, open_pag
     page = opened.page
     everything = ["a.txt", B, "c.txt", "d.txt"]
     assert _visible_paths(page) == everything
-    assert page.text_content("#shown") == "showing 1–4 of 4 documents"
+    assert page.text_content("#shown") == "4 documents"
 
     for status, expected in (("quarantined", ["a.txt"]), ("failed", ["d.txt"]), ("clean", [B, "c.txt"]), ("", everything)):
         page.select_option("#f-status", status)

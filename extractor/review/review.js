@@ -72,10 +72,10 @@
       if (n0++ < 3) fill(i); else observer.observe(section);  // the first screen without waiting for the observer
     }
     const last = Math.min(first + PAGE, matches.length);
-    shown.textContent = matches.length
-      ? "showing " + (first + 1) + "–" + last + " of " + matches.length + " documents"
-        + (matches.length < docs.length ? " (" + docs.length + " in the job)" : "")
-      : "no document matches (" + docs.length + " in the job)";
+    const of = matches.length < docs.length ? " (of " + docs.length + " in the job)" : "";
+    shown.textContent = !matches.length ? "no document matches" + of
+      : pages > 1 ? "showing " + (first + 1) + "–" + last + " of " + matches.length + " documents" + of
+      : matches.length + (matches.length === 1 ? " document" : " documents") + of;
     pager.replaceChildren();
     if (pages > 1) {
       const prev = el("button", "page", "← previous");
