@@ -122,7 +122,8 @@ def _night_charts(jobs: list[dict[str, Any]], alerting: set[str]) -> list[str]:
         parts.append('<p class="alert">Nights <code>report --check</code> alerts on: '
                      + ", ".join(escape(nights[i]) for i in flagged) + " (shaded red below)</p>")
     parts.append('<div class="charts">')
-    parts.append(_night_chart("cost per night (USD)", nights, series(total("cost_usd")), lambda v: f"${v:.4f}", flagged))
+    parts.append(_night_chart("cost per night (USD)", nights, series(total("cost_usd")),
+                               lambda v: f"${v:.2f}" if v >= 1 else f"${v:.6f}".rstrip("0").rstrip(".") if v else "$0", flagged))
     parts.append(_night_chart("documents per night", nights, series(total("documents")), lambda v: f"{v:.0f}", flagged))
     parts.append(_night_chart("grounded rate per night", nights, series(rate("grounded", "fuzzy")), pct, flagged, top=1.0))
     parts.append(_night_chart("leaked rate per night", nights, series(rate("leaked")), pct, flagged, top=1.0))

@@ -12,6 +12,7 @@ import pytest
 
 from extractor.pricing import estimate_cost
 from extractor.reporting import parse_since
+from tests.browser_fixtures import browser_context, open_page  # noqa: F401 - fixtures
 from tests.job_fixtures import invoke, invoke_json, job_from_answers  # noqa: F401
 from tests.redocred import gold_answer, load_redocred, write_documents
 
@@ -159,3 +160,30 @@ def test_an_empty_ledger_reports_nothing_and_passes_the_check() -> None:
     data = invoke_json("report", "--check")
 
     assert (data["jobs"], data["backends"], data["alerts"], data["check"]["failed"]) == ([], [], [], False)
+
+
+@pytest.mark.browser
+def test_report_page_in_chromium_draws_the_nights_and_shades_the_alert(tmp_path: Path, open_page) -> None:
+    written = write_documents(load_redocred()[:1], tmp_path / "docs")
+    docs = tmp_path / "docs"
+    for night in NIGHTS[:2]:
+        job_from_answers(docs, gold(written), tmp_path, created_at=night)
+    job_from_answers(docs, {n: MADE_UP for n in written}, tmp_path, created_at=NIGHTS[2])
+    page_path = tmp_path / "report.html"
+    assert invoke("report", "--html", str(page_path)).exit_code == 0
+
+    opened = open_page(page_path, ready=None)
+    page = opened.page
+    charts = page.locator("svg.night")
+    assert charts.count() == 6
+    for chart in charts.all():  # drawn at their size, not collapsed or broken
+        box = chart.bounding_box()
+        assert box is not None and box["width"] > 600 and box["height"] > 150
+    grounded = page.locator("svg[aria-label='grounded rate per night']")
+    top, second, dropped = (c.bounding_box()["y"] for c in grounded.locator("circle").all()[:3])
+    assert top == second < dropped - 100  # two nights at 100 %, the third at 0 %, far below
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    shade = grounded.locator("rect.alert-night")
+    assert shade.count() == 1 and shade.bounding_box()["width"] > 0
+    assert page.locator("p.alert").nth(1).inner_text().startswith("Nights report --check alerts on: 2026-01-03")
+    assert opened.errors == [] and opened.dialogs == []

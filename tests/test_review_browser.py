@@ -11,6 +11,8 @@ from extractor.verify.corpus import iter_job_texts
 from tests.browser_fixtures import browser_context, open_page  # noqa: F401 - fixtures
 from tests.verify_fixtures import answer, ingest, invoke, prepare, write_docs
 
+pytestmark = pytest.mark.browser
+
 B = "b<img src=x onerror=alert(1)>.txt"  # a hostile file name, shown as text
 TEXTS = {
     "a.txt": "Ann Lee joined Microsoft in 1998.\nShe moved to Zurich, then to AT&T <b>headquarters</b>. 😀 Emoji Town.\n",
