@@ -58,7 +58,7 @@ def screenshot(page_path: Path, out: Path) -> None:
 
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
         context = p.chromium.launch_persistent_context(profile, executable_path=chromium_path(), headless=True,
-                                                       args=FLAGS, viewport={"width": 1100, "height": 1400},
+                                                       args=FLAGS, viewport={"width": 1100, "height": 1300},
                                                        device_scale_factor=1, offline=True)
         page = context.new_page()
         page.goto(page_path.resolve().as_uri())
