@@ -498,6 +498,12 @@ def run(
     if pipeline is not None:  # each stage's backend, model and spec come from the file (extractor/gated_run.py)
         from .gate_view import run_gated_cli
 
+        if html is not None:
+            from .errors import BadInput
+
+            raise BadInput("--html cannot be combined with --pipeline — write the page of the extraction job "
+                           "with `extractor review JOB --html FILE`")
+
         return run_gated_cli(store_of(ctx), dict(locals()))
     from .pipeline import RunOptions, run_pipeline
 
