@@ -158,3 +158,40 @@ def test_run_html_then_review_after_commit_and_after_rollback(emu: BatchEmulator
     html = after.read_text(encoding="utf-8")
     assert "Rolled back: nothing of this job is in the graph" in html and "<b>rolled_back</b>" in html
     assert store().load(job_id).state is State.ROLLED_BACK
+
+
+# ---------------------------------------------------------------- hostile strings, generated
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+HOSTILE = st.text(alphabet=st.sampled_from(list("<>/&\"'!-= scriptSCRIPT\u2028\u2029\x00\U0001f600é\n")), max_size=40) | st.text(max_size=40)
+SUMMARY = {"job_id": "j<1>", "state": "verified", "model": "m</title>", "backend": "local", "cost_usd": None,
+           "created_at": None, "source": None, "undo": None, "committed": None, "rolled_back": False, "against": [],
+           "policy": {"leaked": "quarantine", "ungrounded": "drop"},
+           "summary": {"documents": 1, "clean": 1, "quarantined": 0, "failed": 0,
+                       "entities": dict.fromkeys(("grounded", "fuzzy", "leaked", "ungrounded"), 0),
+                       "relations": dict.fromkeys(("grounded", "fuzzy", "leaked", "ungrounded"), 0)}}
+
+
+@settings(max_examples=150, deadline=None)
+@given(path=HOSTILE, title=HOSTILE, text=HOSTILE, name=HOSTILE, count=st.integers(1, 3))
+def test_any_file_name_title_text_or_name_comes_back_as_the_same_string(path: str, title: str, text: str, name: str,
+                                                                        count: int) -> None:
+    import io
+
+    from extractor.review.page import render_review
+
+    entries = [({"path": path, "title": title, "status": "clean", "ungrounded": 1, "types": [name], "find": name.lower()},
+                {"text": text, "reasons": [name], "marks": _marks(text, [{"name": name, "verdict": "grounded",
+                                                                         "span": [0, len(text)], "type": name}], {}),
+                 "leaked": [], "ungrounded": [[name, name]], "relations": [[name, name, name, "ungrounded", name, None, []]]})
+               for _ in range(count)]
+    out = io.BytesIO()
+    render_review(SUMMARY, iter(entries), out)
+    html = out.getvalue().decode("utf-8")
+
+    StrictHTML.check(html)
+    index, bodies = _data(html)
+    assert index["documents"] == [e for e, _ in entries] and bodies == [b for _, b in entries]
+    assert html.count("<script") == 3  # no value opened or closed an element of its own
