@@ -134,7 +134,7 @@ def main() -> None:
     load = os.getloadavg()
     print(json.dumps({"written": written, "runs": runs, "median": median, "load_average": load}, indent=1))
     print(f"load average while measuring: {load[0]:.1f} (1 min) on {os.cpu_count()} cores")
-    print(f"\n| documents | page MiB | write s (CPU s) | first screen s wall (main thread busy s) | whole file read s "
+    print("\n| documents | page MiB | write s (CPU s) | first screen s wall (main thread busy s) | whole file read s "
           "wall (busy s) | ready ms | FCP ms | bodies built at first | status filter ms | search ms |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {written['documents']:,} | {written['page_mb']:.1f} | {written['write_s']:.2f} ({written['write_cpu_s']:.2f}) "
