@@ -357,7 +357,7 @@ def cancel(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
 def verify(
     ctx: typer.Context,
     job_id: str,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a standalone HTML report.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the review page (see `extractor review`); on a committed or rolled-back job, only the page.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Quarantine documents with ungrounded facts too.")] = False,
     leaked: Annotated[Optional[str], typer.Option("--leaked", help="What a leaked fact does: quarantine (default) | drop.")] = None,
     ungrounded: Annotated[Optional[str], typer.Option("--ungrounded", help="What an ungrounded fact does: drop (default) | quarantine.")] = None,
