@@ -12,7 +12,6 @@ import pytest
 
 from extractor.pricing import estimate_cost
 from extractor.reporting import parse_since
-from tests.browser_fixtures import browser_context, open_page  # noqa: F401 - fixtures
 from tests.job_fixtures import invoke, invoke_json, job_from_answers  # noqa: F401
 from tests.redocred import gold_answer, load_redocred, write_documents
 

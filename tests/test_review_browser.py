@@ -8,7 +8,6 @@ import orjson
 import pytest
 
 from extractor.verify.corpus import iter_job_texts
-from tests.browser_fixtures import browser_context, open_page  # noqa: F401 - fixtures
 from tests.verify_fixtures import answer, ingest, invoke, prepare, write_docs
 
 pytestmark = pytest.mark.browser
