@@ -7,6 +7,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the browser_context fixture says what to install (and fails under CI)
+    expect = None
+
 from extractor.verify.corpus import iter_job_texts
 from tests.verify_fixtures import answer, ingest, invoke, prepare, write_docs
 
@@ -92,9 +97,7 @@ def test_a_leaked_name_links_to_its_source_by_file_name_and_lands_on_the_span(re
     target = _doc(page, B).locator("mark.flash")
     target.wait_for()
     assert target.text_content() == "Acme Corp"
-    page.wait_for_timeout(200)  # documents around it fill in; the span must stay on screen
-    box = target.bounding_box()
-    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= page.viewport_size["height"]
+    expect(target).to_be_in_viewport(ratio=1.0)  # all of it on screen, while the documents around it fill in
     assert page.evaluate("location.hash") == "#doc-1"
     # the relation's evidence is shown in the text on demand
     a.locator("button.show").first.click()
@@ -184,9 +187,7 @@ def test_a_large_job_opens_a_page_at_a_time_and_a_link_jumps_far(tmp_path: Path,
     landed = page.locator("section.doc[data-path='zz-last.txt'] mark.flash")
     landed.wait_for()
     assert landed.text_content() == "Far Bridge"
-    page.wait_for_timeout(200)
-    box = landed.bounding_box()
-    assert box is not None and 0 <= box["y"] <= page.viewport_size["height"]
+    expect(landed).to_be_in_viewport(ratio=1.0)
     assert page.text_content("#pager .meta").strip() == "page 17 of 17"
     assert page.locator("section.doc .text").count() <= 50
     page.fill("#f-search", "person799 smith")
