@@ -451,7 +451,7 @@ def cancel(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
 def verify(
     ctx: typer.Context,
     job_id: str,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a standalone HTML report.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the review page (see `extractor review`); on a committed or rolled-back job, only the page.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Quarantine documents with ungrounded facts too.")] = False,
     leaked: Annotated[Optional[str], typer.Option("--leaked", help="What a leaked fact does: quarantine (default) | drop.")] = None,
     ungrounded: Annotated[Optional[str], typer.Option("--ungrounded", help="What an ungrounded fact does: drop (default) | quarantine.")] = None,
@@ -465,6 +465,8 @@ def verify(
 
     store = store_of(ctx)
     job = store.load(job_id)
+    if html and job.state.value in ("committed", "rolled_back"):
+        return _review_settled(job, html, as_json)  # verdicts are settled once committed: the page only
     if strict and ungrounded not in (None, "quarantine"):
         raise BadInput("--strict means --ungrounded quarantine — pass one or the other")
     try:
@@ -475,9 +477,9 @@ def verify(
     with console.RichProgress().stage("verify", None):
         report = verify_job(job, policy=policy, against=corpora)
     if html:
-        from .verify.report import write_html
+        from .review import write_review
 
-        write_html(job, html)
+        write_review(job, html)
     data = {"job_id": job.id, "summary": report["summary"], "policy": report["policy"], "verify_file": str(job.verify_path)}
     if html:
         data["html_file"] = str(html)
@@ -495,6 +497,41 @@ def verify(
     emit(data, as_json, render)
     if report["summary"]["quarantined"]:
         raise typer.Exit(int(ExitCode.QUARANTINED))
+
+
+def _review_settled(job: Any, html: Path, as_json: bool) -> None:
+    from .review import write_review
+
+    page = write_review(job, html)
+    console.err.print(f"job {job.id} is {job.state.value}: its verdicts stay as verified; wrote the page {html}",
+                      markup=False, highlight=False, soft_wrap=True)
+    emit({"job_id": job.id, "summary": page["summary"], "policy": page["policy"], "verify_file": str(job.verify_path),
+          "html_file": str(html)}, as_json, lambda: None)
+    if page["summary"]["quarantined"]:
+        raise typer.Exit(int(ExitCode.QUARANTINED))
+
+
+@app.command()
+@handles_errors
+def review(
+    ctx: typer.Context,
+    job_id: str,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Where to write the page (default ./review-JOB.html).")] = None,
+    open_page: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the review page of a job from verified on (committed and rolled back too); changes nothing in the job."""
+    from .review import write_review
+
+    job = store_of(ctx).load(job_id)
+    path = html or Path(f"review-{job.id}.html")
+    page = write_review(job, path)
+    data = {"job_id": job.id, "state": page["state"], "summary": page["summary"], "html_file": str(path)}
+    emit(data, as_json, lambda: console.out.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True))
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
 
 
 @app.command()
@@ -561,11 +598,18 @@ def run(
     verbosity: VerbosityOpt = None,
     endpoint: EndpointOpt = "chat",
     max_enqueued_tokens: EnqueuedOpt = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Write the review page of the job to this file once it is verified.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """prepare → submit → wait → collect → retry → verify → commit, resumable, for cron (exit 5 if another run holds the lock)."""
     if pipeline is not None:  # each stage's backend, model and spec come from the file (extractor/gated_run.py)
         from .gate_view import run_gated_cli
+
+        if html is not None:
+            from .errors import BadInput
+
+            raise BadInput("--html cannot be combined with --pipeline — write the page of the extraction job "
+                           "with `extractor review JOB --html FILE`")
 
         return run_gated_cli(store_of(ctx), dict(locals()))
     from .pipeline import RunOptions, run_pipeline
@@ -581,6 +625,8 @@ def run(
     )
     report = run_pipeline(store_of(ctx), docs_dir, options, console.RichProgress())
     data = report.as_dict()
+    if html:
+        data["html_file"] = _run_review_page(store_of(ctx), report.job_id, html)
 
     def render() -> None:
         console.out.print(console.run_summary_table(data))
@@ -599,6 +645,21 @@ def run(
         console.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if report.exit_code:
         raise typer.Exit(int(report.exit_code))
+
+
+def _run_review_page(store: JobStore, job_id: Optional[str], html: Path) -> Optional[str]:
+    """The review page of the run's job when it got as far as verify; a note on stderr when it did not."""
+    from .review import write_review
+    from .review.data import REVIEWABLE
+
+    job = store.load(job_id) if job_id else None
+    if job is None or job.state not in REVIEWABLE or not job.verify_path.exists():
+        console.err.print(f"no review page: the job was not verified{f' ({job_id})' if job_id else ''}",
+                          markup=False, highlight=False, soft_wrap=True)
+        return None
+    write_review(job, html)
+    console.err.print(f"review page: {html}", markup=False, highlight=False, soft_wrap=True)
+    return str(html)
 
 
 # ---------------------------------------------------------------- report / compare / audit / graph / schema

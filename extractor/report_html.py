@@ -1,7 +1,13 @@
-"""`report --html`: the report as one standalone page (no scripts, no fetches) with small inline SVG charts."""
+"""`report --html`: the report as one standalone page (no scripts, no fetches) with inline SVG charts.
+
+The charts go night by night (a night: the UTC date a job was created), one line per lane and
+model: cost, documents, grounded / leaked / ungrounded rates, and latency percentiles. A night
+that `report --check` alerts on is shaded red in every chart and listed above them.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -9,6 +15,8 @@ from typing import Any
 from .storage import atomic_write_bytes
 
 COLOURS = {"openai": "#1f77b4", "local": "#2ca02c"}
+PALETTE = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+NIGHT_W, NIGHT_H = 720, 200
 OTHER_COLOUR = "#7f7f7f"
 WIDTH, HEIGHT, PAD, LEFT = 640, 180, 36, 72  # LEFT leaves room for the y-axis labels
 
@@ -19,6 +27,7 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th:first-child, td:first-child, td.text { text-align: left; }
 .alert { color: #b00020; } .ok { color: #2e7d32; } .muted { color: #777; }
 svg { border: 1px solid #eee; margin-bottom: 1em; }
+.charts { display: flex; flex-wrap: wrap; gap: 0 1em; }
 """
 
 
@@ -39,6 +48,7 @@ def render_report_html(report: dict[str, Any]) -> str:
         + (f' · since {escape(report["since"])}' if report["since"] else "")
         + f' · flag threshold {report["threshold"]:.2f} below the trailing average of {report["window"]} jobs</p>',
         verdict,
+        *_night_charts(jobs, {f["job_id"] for f in check["flags"]}),
         "<h2>Over jobs</h2>",
         _chart("cost per document (USD)", jobs, "cost_per_document", lambda v: f"${v:.6f}"),
         _chart("grounded rate", jobs, "grounded_rate", lambda v: f"{v:.0%}", fixed_max=1.0),
@@ -78,6 +88,101 @@ def _chart(title: str, jobs: list[dict[str, Any]], metric: str, fmt: Any, fixed_
                      f'<text x="{WIDTH - 142 + 70 * n}" y="14" font-size="11">{name}</text>'
                      for n, (name, colour) in enumerate(COLOURS.items()))
     return f'{head}{label}{legend}{axis}<polyline points="{line}" fill="none" stroke="#bbb"/>{dots}</svg>'
+
+
+def _night_charts(jobs: list[dict[str, Any]], alerting: set[str]) -> list[str]:
+    """Per night and per lane/model: cost, documents, the three rates, latency percentiles; alerting nights shaded."""
+    nights = sorted({(job["created_at"] or "")[:10] for job in jobs})
+    if not nights:
+        return ["<h2>Night by night</h2>", '<p class="muted">no jobs yet</p>']
+    at = {night: i for i, night in enumerate(nights)}
+    by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for job in jobs:
+        by[(job["backend"], job["model"])][(job["created_at"] or "")[:10]].append(job)
+    flagged = sorted({at[(j["created_at"] or "")[:10]] for j in jobs if j["job_id"] in alerting})
+    colours = {key: PALETTE[n % len(PALETTE)] for n, key in enumerate(sorted(by))}
+
+    def series(value: Any) -> dict[str, tuple[str, list[float | None]]]:
+        return {f"{b}/{m}": (colours[(b, m)], [value(per_night.get(night, [])) for night in nights])
+                for (b, m), per_night in sorted(by.items())}
+
+    def total(key: str) -> Any:
+        return lambda js: sum(j[key] for j in js if j[key] is not None) if any(j[key] is not None for j in js) else None
+
+    def rate(*verdicts: str) -> Any:
+        def of(js: list[dict[str, Any]]) -> float | None:
+            found = sum((j["entities"].get(v) or 0) for j in js for v in verdicts)
+            all_ = sum((j["entities"].get(v) or 0) for j in js for v in ("grounded", "fuzzy", "leaked", "ungrounded"))
+            return found / all_ if all_ else None
+        return of
+
+    pct = lambda v: f"{v:.0%}"  # noqa: E731
+    parts = ["<h2>Night by night</h2>"]
+    if flagged:
+        parts.append('<p class="alert">Nights <code>report --check</code> alerts on: '
+                     + ", ".join(escape(nights[i]) for i in flagged) + " (shaded red below)</p>")
+    parts.append('<div class="charts">')
+    parts.append(_night_chart("cost per night (USD)", nights, series(total("cost_usd")),
+                               lambda v: f"${v:.2f}" if v >= 1 else f"${v:.6f}".rstrip("0").rstrip(".") if v else "$0", flagged))
+    parts.append(_night_chart("documents per night", nights, series(total("documents")), lambda v: f"{v:.0f}", flagged))
+    parts.append(_night_chart("grounded rate per night", nights, series(rate("grounded", "fuzzy")), pct, flagged, top=1.0))
+    parts.append(_night_chart("leaked rate per night", nights, series(rate("leaked")), pct, flagged, top=1.0))
+    parts.append(_night_chart("ungrounded rate per night", nights, series(rate("ungrounded")), pct, flagged, top=1.0))
+    for (backend, model), per_night in sorted(by.items()):
+        kind = next((j["latency_ms"]["kind"] for js in per_night.values() for j in js), "request")
+        lines = {q: (colour, [_last_latency(per_night.get(night, []), q) for night in nights])
+                 for q, colour in (("p50", "#2ca02c"), ("p95", "#ff7f0e"), ("p99", "#d62728"))}
+        parts.append(_night_chart(f"latency per {kind}, {backend}/{model}", nights, lines, _ms, flagged))
+    parts.append("</div>")
+    parts.append('<p class="muted">A night sums its jobs of each lane and model; latency is that of its last job.</p>')
+    return parts
+
+
+def _last_latency(jobs: list[dict[str, Any]], q: str) -> float | None:
+    values = [j["latency_ms"][q] for j in jobs if j["latency_ms"].get(q) is not None]
+    return values[-1] if values else None
+
+
+def _night_chart(title: str, nights: list[str], lines: dict[str, tuple[str, list[float | None]]], fmt: Any,
+                 flagged: list[int], top: float | None = None) -> str:
+    """One line per series across the nights; hover a dot for its night and value."""
+    w, h, left, pad, bottom = NIGHT_W, NIGHT_H, 72, 16, 40
+    values = [v for _, vs in lines.values() for v in vs if v is not None]
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" class="night" '
+            f'aria-label="{escape(title)}">')
+    label = f'<text x="{left}" y="14" font-size="12" font-weight="bold">{escape(title)}</text>'
+    if not values:
+        return f'{head}{label}<text x="{left}" y="{h // 2}" font-size="12" fill="#777">no data</text></svg>'
+    top = top if top is not None else (max(values) or 1.0)
+    step = (w - left - pad) / max(len(nights) - 1, 1)
+
+    def x(i: int) -> float:
+        return round(left + (step * i if len(nights) > 1 else (w - left - pad) / 2), 1)
+
+    def y(v: float) -> float:
+        return round(h - bottom - (h - bottom - 28) * (v / top if top else 0), 1)
+
+    shade = "".join(f'<rect class="alert-night" x="{x(i) - max(step / 2, 8):.1f}" y="20" width="{max(step, 16):.1f}" '
+                    f'height="{h - bottom - 20}" fill="#fdd"><title>{escape(nights[i])}: report --check alerts</title></rect>'
+                    for i in flagged)
+    axis = (f'<line x1="{left}" y1="{h - bottom}" x2="{w - pad}" y2="{h - bottom}" stroke="#999"/>'
+            f'<text x="{left - 6}" y="{y(top) + 4}" font-size="10" text-anchor="end">{escape(fmt(top))}</text>'
+            f'<text x="{left - 6}" y="{h - bottom + 4}" font-size="10" text-anchor="end">{escape(fmt(0.0))}</text>')
+    every = max(1, len(nights) // 8)
+    ticks = "".join(f'<text x="{x(i)}" y="{h - bottom + 16}" font-size="10" text-anchor="middle">{escape(night[5:])}</text>'
+                    for i, night in enumerate(nights) if i % every == 0 or i == len(nights) - 1)
+    drawn = []
+    for name, (colour, vs) in lines.items():
+        points = [(x(i), y(v), i, v) for i, v in enumerate(vs) if v is not None]
+        if len(points) > 1:
+            drawn.append(f'<polyline points="{" ".join(f"{px},{py}" for px, py, _, _ in points)}" fill="none" '
+                         f'stroke="{colour}" stroke-width="1.5"/>')
+        drawn.extend(f'<circle cx="{px}" cy="{py}" r="3.5" fill="{colour}"><title>{escape(nights[i])} · {escape(name)}: '
+                     f'{escape(fmt(v))}</title></circle>' for px, py, i, v in points)
+    legend = "".join(f'<rect x="{left + 150 * n}" y="{h - 14}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{left + 14 + 150 * n}" y="{h - 5}" font-size="10">{escape(name[:24])}</text>'
+                     for n, (name, (colour, _)) in enumerate(lines.items()))
+    return f'{head}{shade}{label}{axis}{ticks}{"".join(drawn)}{legend}</svg>'
 
 
 def _jobs_table(jobs: list[dict[str, Any]]) -> str:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The browser fixtures, registered once: a session-scoped Playwright imported into two test modules would start twice.
+pytest_plugins = ["tests.browser_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: Path) -> Path:

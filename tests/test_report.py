@@ -120,10 +120,21 @@ def test_html_is_one_standalone_page_with_both_charts(corpus, tmp_path: Path) ->
     HTMLParser().feed(html)  # parses without error
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
-    charts = re.findall(r"<svg .*?</svg>", html, flags=re.S)
-    assert len(charts) == 2
-    assert 'aria-label="cost per document (USD)"' in charts[0] and 'aria-label="grounded rate"' in charts[1]
-    assert all(chart.count("<circle cx=") == 3 + 2 for chart in charts)  # a dot per job, plus the legend's two
+    charts = {re.search(r'aria-label="([^"]*)"', c)[1]: c for c in re.findall(r"<svg .*?</svg>", html, flags=re.S)}
+    night = [name for name, chart in charts.items() if 'class="night"' in chart]
+    assert night == ["cost per night (USD)", "documents per night", "grounded rate per night", "leaked rate per night",
+                     "ungrounded rate per night",
+                     f"latency per batch, openai/{made[0].manifest['model']}"]
+    assert all(charts[name].count("<circle cx=") == 3 for name in night[:5])  # a dot per night (one lane/model)
+    grounded = re.findall(r"<title>(2026-01-0\d) · openai/[^:]*: (\d+%)</title>", charts["grounded rate per night"])
+    assert grounded == [("2026-01-01", "100%"), ("2026-01-02", "100%"), ("2026-01-03", "0%")]
+    ungrounded = re.findall(r"<title>(2026-01-0\d) · openai/[^:]*: (\d+%)</title>", charts["ungrounded rate per night"])
+    assert ungrounded == [("2026-01-01", "0%"), ("2026-01-02", "0%"), ("2026-01-03", "100%")]
+    # the night report --check alerts on is shaded in every night chart and named above them
+    assert all(charts[name].count('class="alert-night"') == 1 and "2026-01-03: report --check alerts" in charts[name]
+               for name in night[:5])  # (the latency chart has no data: the Batch output files were not timed)
+    assert "Nights <code>report --check</code> alerts on: 2026-01-03" in html
+    assert charts["cost per document (USD)"].count("<circle cx=") == 3 + 2  # over jobs: a dot per job, the legend's two
     assert all(job.id in html for job in made)
     assert "Quality check failed" in html and "grounded rate 0.00 is 1.00 below" in html
 
@@ -148,3 +159,30 @@ def test_an_empty_ledger_reports_nothing_and_passes_the_check() -> None:
     data = invoke_json("report", "--check")
 
     assert (data["jobs"], data["backends"], data["alerts"], data["check"]["failed"]) == ([], [], [], False)
+
+
+@pytest.mark.browser
+def test_report_page_in_chromium_draws_the_nights_and_shades_the_alert(tmp_path: Path, open_page) -> None:
+    written = write_documents(load_redocred()[:1], tmp_path / "docs")
+    docs = tmp_path / "docs"
+    for night in NIGHTS[:2]:
+        job_from_answers(docs, gold(written), tmp_path, created_at=night)
+    job_from_answers(docs, {n: MADE_UP for n in written}, tmp_path, created_at=NIGHTS[2])
+    page_path = tmp_path / "report.html"
+    assert invoke("report", "--html", str(page_path)).exit_code == 0
+
+    opened = open_page(page_path, ready=None)
+    page = opened.page
+    charts = page.locator("svg.night")
+    assert charts.count() == 6
+    for chart in charts.all():  # drawn at their size, not collapsed or broken
+        box = chart.bounding_box()
+        assert box is not None and box["width"] > 600 and box["height"] > 150
+    grounded = page.locator("svg[aria-label='grounded rate per night']")
+    top, second, dropped = (c.bounding_box()["y"] for c in grounded.locator("circle").all()[:3])
+    assert top == second < dropped - 100  # two nights at 100 %, the third at 0 %, far below
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    shade = grounded.locator("rect.alert-night")
+    assert shade.count() == 1 and shade.bounding_box()["width"] > 0
+    assert page.locator("p.alert").nth(1).inner_text().startswith("Nights report --check alerts on: 2026-01-03")
+    assert opened.errors == [] and opened.dialogs == []
