@@ -28,8 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.redocred import REDOCRED_PATH
+
 REPO = Path(__file__).resolve().parent.parent
-REDOCRED = REPO.parent / "shared" / "data" / "redocred-dev.json"
+REDOCRED = REDOCRED_PATH  # tests/data/redocred-dev.json (MIT), or $REDOCRED_PATH
 TYPES = {"PER": "PERSON", "ORG": "ORGANIZATION", "LOC": "LOCATION", "TIME": "DATE", "NUM": "NUMBER", "MISC": "OTHER"}
 
 

@@ -45,9 +45,10 @@ from extractor.backends.local import run_local_lane
 from extractor.jobs import JobStore
 from extractor.prepare import PrepareOptions, prepare_job
 from extractor.requests import iter_request_lines
+from tests.redocred import REDOCRED_PATH
 
 REPO = Path(__file__).resolve().parent.parent
-REDOCRED = REPO.parent / "shared" / "data" / "redocred-dev.json"
+REDOCRED = REDOCRED_PATH  # tests/data/redocred-dev.json (MIT), or $REDOCRED_PATH
 SDK_ARGS = set(inspect.signature(openai.resources.chat.completions.Completions.create).parameters) - {"self"}
 
 

@@ -26,8 +26,10 @@ from typing import Any
 
 import orjson
 
+from tests.redocred import REDOCRED_PATH
+
 REPO = Path(__file__).resolve().parent.parent
-REDOCRED = REPO.parent / "shared" / "data" / "redocred-dev.json"
+REDOCRED = REDOCRED_PATH  # tests/data/redocred-dev.json (MIT), or $REDOCRED_PATH
 DOCS_MD = REPO / "docs" / "benchmarks.md"
 TARGET_CHARS = 1500
 KINDS = ("floor", "prepare", "prepare+tokens")

@@ -1,4 +1,4 @@
-"""Write examples/docs/ from the shared Re-DocRED dev split (run once; the output is committed)."""
+"""Write examples/docs/ from the Re-DocRED dev split in tests/data/ (run once; the output is committed)."""
 
 from __future__ import annotations
 
@@ -47,5 +47,5 @@ def main(source: Path, target: Path, count: int) -> None:
 
 
 if __name__ == "__main__":
-    src = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("../shared/data/redocred-dev.json")
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "tests" / "data" / "redocred-dev.json"
     main(src, Path(__file__).parent / "docs", count=20)

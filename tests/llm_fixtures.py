@@ -17,15 +17,16 @@ from typing import Any
 import httpx
 
 from extractor.backends.chat_server import WARMUP_PROMPT
+from extractor.schema import DEFAULT_SPEC_PATH
+from tests.redocred import REDOCRED_PATH
 
 REPO = Path(__file__).resolve().parent.parent
-REDOCRED = REPO.parent / "shared" / "data" / "redocred-dev.json"
-SCHEMA = json.loads((REPO / "schemas" / "default.json").read_text())["schema"]
+SCHEMA = json.loads(DEFAULT_SPEC_PATH.read_text())["schema"]
 
 
 def redocred_texts(count: int, *, shortest: bool = True) -> list[str]:
     """Document texts (tokens joined by spaces); the shortest ones keep llama.cpp tests quick."""
-    docs = json.loads(REDOCRED.read_text())
+    docs = json.loads(REDOCRED_PATH.read_text())
     texts = [" ".join(" ".join(sent) for sent in doc["sents"]) for doc in docs]
     return sorted(texts, key=len)[:count] if shortest else texts[:count]
 
