@@ -164,7 +164,7 @@ def prepare_options(backend: str, model: Optional[str], schema: Optional[Path], 
 def prepare(
     ctx: typer.Context,
     docs_dir: Annotated[Path, typer.Argument(help="Folder of .txt/.md/.html/.pdf/.jsonl documents.")],
-    schema: Annotated[Optional[Path], typer.Option("--schema", help="Extraction spec (default schemas/default.json).")] = None,
+    schema: Annotated[Optional[Path], typer.Option("--schema", help="Extraction spec (default: the bundled extractor/spec/default.json).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="local | openai")] = "local",
     model: Annotated[Optional[str], typer.Option("--model")] = None,
     split_long: Annotated[bool, typer.Option("--split-long", help="Cut documents longer than the context on paragraph boundaries.")] = False,

@@ -1,6 +1,6 @@
 """The gate stage: one yes/no question per document as its own isolated job, and the decision it makes per document.
 
-The gate job is an ordinary job (prepare → submit → collect) whose spec is `schemas/gate.json` and whose
+The gate job is an ordinary job (prepare → submit → collect) whose spec is `extractor/spec/gate.json` and whose
 prompt carries the question; `gate.json` in its folder records, per document, the answer, the reason,
 the tokens and the decision (passed / rejected / failed), and whether the document goes on to extraction.
 """
@@ -19,12 +19,13 @@ from .pipelines import GateStage
 from .prepare import PrepareOptions, PrepareSummary, prepare_job
 from .requests import Prompt, load_prompt
 from .results import collect_job, iter_results
+from .spec import bundled_spec_path
 from .storage import atomic_write_json, read_json
 from .submission import SubmitOptions, submit_job
 
 GATE_FORMAT = "extractor.gate/1"
 GATE_FILE = "gate.json"
-GATE_SPEC_PATH = Path(__file__).resolve().parent.parent / "schemas" / "gate.json"
+GATE_SPEC_PATH = bundled_spec_path("gate")
 QUESTION_SLOT = "{question}"
 # A yes/no answer and one sentence: a short budget keeps a rambling small model cheap.
 DEFAULT_GATE_MAX_TOKENS = 96

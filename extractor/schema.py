@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict
 
 from extractor.errors import BadInput
 from extractor.json_pointer import escape_part, resolve_ref, split_pointer
+from extractor.spec import bundled_spec_path
 from extractor.strict_mode import Problem, check_strict_schema
 
 SPEC_FORMAT = "extractor.spec/1"
-DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "schemas" / "default.json"
+DEFAULT_SPEC_PATH = bundled_spec_path("default")
 
 _SPEC_KEYS = ("format", "name", "description", "schema", "grounding")
 # Optional: what verify does with leaked / ungrounded facts (see extractor/verify/policy.py).
@@ -134,7 +135,7 @@ def read_spec_json(path: Path) -> Any:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise BadInput(f"No such spec file: {path} ({exc.strerror}) — pass a spec like schemas/default.json") from None
+        raise BadInput(f"No such spec file: {path} ({exc.strerror}) — pass a spec file like extractor/spec/default.json") from None
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -173,7 +174,7 @@ def check_spec(obj: object) -> list[Problem]:
             problems.append(Problem(f"/{escape_part(key)}", f"unknown key — a spec has only {', '.join(_SPEC_KEYS + _OPTIONAL_SPEC_KEYS)}"))
     for key in _SPEC_KEYS:
         if key not in obj:
-            problems.append(Problem(f"/{key}", "missing — add it (see schemas/default.json)"))
+            problems.append(Problem(f"/{key}", "missing — add it (see extractor/spec/default.json)"))
     if "format" in obj and obj["format"] != SPEC_FORMAT:
         problems.append(Problem("/format", f'must be "{SPEC_FORMAT}"'))
     if "name" in obj and not (isinstance(obj["name"], str) and obj["name"].strip()):
@@ -182,7 +183,7 @@ def check_spec(obj: object) -> list[Problem]:
         problems.append(Problem("/description", "must be a string"))
     if "schema" in obj:
         problems += check_strict_schema(obj["schema"], "/schema")
-    if obj.get("grounding") is not None:  # an explicit null declares a spec with no entities (e.g. schemas/gate.json)
+    if obj.get("grounding") is not None:  # an explicit null declares a spec with no entities (e.g. extractor/spec/gate.json)
         problems += _check_grounding(obj["grounding"], obj.get("schema"))
     if "policy" in obj:
         problems += _check_policy(obj["policy"])

@@ -120,5 +120,5 @@ def test_schema_check_lists_problems_by_path(tmp_path: Path) -> None:
     result = invoke("schema", "check", str(bad))
     assert result.exit_code == 2
     assert "/schema" in result.stdout
-    ok = invoke("schema", "check", str(Path(__file__).resolve().parent.parent / "schemas" / "default.json"))
+    ok = invoke("schema", "check", str(Path(__file__).resolve().parent.parent / "extractor" / "spec" / "default.json"))
     assert ok.exit_code == 0, ok.stdout

@@ -83,7 +83,7 @@ on_failure = "{on_failure}"
 max_tokens = 64
 {extra}
 [extract]
-spec = "{REPO / 'schemas' / 'default.json'}"
+spec = "{REPO / 'extractor' / 'spec' / 'default.json'}"
 backend = "{extract_backend}"
 model = "gpt-4.1-mini"
 """, encoding="utf-8")
@@ -270,7 +270,7 @@ def test_prepare_gated_prices_both_stages_with_extraction_as_an_upper_bound(docs
 
 
 def test_a_spec_with_null_grounding_loads_and_names_no_entities() -> None:
-    spec = load_spec(REPO / "schemas" / "gate.json")
+    spec = load_spec(REPO / "extractor" / "spec" / "gate.json")
 
     assert spec.entities is None and spec.entity_types() == [] and spec.relation_types() == []
     assert spec.validate_answer({"answer": True, "reason": "yes"}) == []
@@ -289,7 +289,7 @@ def test_the_bundled_example_pipeline_loads() -> None:
     pipeline = load_pipeline(REPO / "pipelines" / "filings.toml")
 
     assert pipeline.gate.question == QUESTION and pipeline.gate.backend == "local" and pipeline.gate.on_failure == "extract"
-    assert pipeline.extract.spec == REPO / "schemas" / "default.json"
+    assert pipeline.extract.spec == REPO / "extractor" / "spec" / "default.json"
 
 
 @pytest.mark.parametrize(("text", "message"), [

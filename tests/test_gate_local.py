@@ -32,7 +32,7 @@ question = "Is this document about a person?"
 backend = "local"
 max_tokens = 32
 [extract]
-spec = "{REPO / 'schemas' / 'default.json'}"
+spec = "{REPO / 'extractor' / 'spec' / 'default.json'}"
 backend = "local"
 max_tokens = 16
 """, encoding="utf-8")

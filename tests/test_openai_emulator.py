@@ -19,7 +19,7 @@ from tests.openai_emulator import (
     redocred_text,
 )
 
-SPEC = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "default.json").read_text())
+SPEC = json.loads((Path(__file__).resolve().parents[1] / "extractor" / "spec" / "default.json").read_text())
 IDS = ["d0", "d1", "d2", "d3"]
 
 

@@ -416,7 +416,7 @@ def test_schema_check_of_a_missing_file(tmp_path: Path) -> None:
     result = invoke("schema", "check", str(tmp_path / "nope.json"))
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        f"Error: No such spec file: {tmp_path / 'nope.json'} (No such file or directory) — pass a spec like schemas/default.json"
+        f"Error: No such spec file: {tmp_path / 'nope.json'} (No such file or directory) — pass a spec file like extractor/spec/default.json"
     )
 
 

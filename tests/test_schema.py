@@ -295,8 +295,8 @@ def test_check_spec_reports_every_envelope_problem_at_once():
     found = check_spec({"format": "extractor.spec/2", "name": " ", "extra": 1, "schema": {"type": "array"}})
     by_path = {p.path: p.message for p in found}
     assert by_path["/extra"].startswith("unknown key")
-    assert by_path["/description"] == "missing — add it (see schemas/default.json)"
-    assert by_path["/grounding"] == "missing — add it (see schemas/default.json)"
+    assert by_path["/description"] == "missing — add it (see extractor/spec/default.json)"
+    assert by_path["/grounding"] == "missing — add it (see extractor/spec/default.json)"
     assert by_path["/format"] == 'must be "extractor.spec/1"'
     assert by_path["/name"] == "must be a non-empty string"
     assert "/schema/type" in by_path
