@@ -47,9 +47,13 @@ class Opened:
     dialogs: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One Chromium per test session, with a fresh profile folder of its own."""
+    """One Chromium per test module, with a fresh profile folder of its own.
+
+    Not per session: Playwright's sync API keeps an asyncio loop running on the main thread while it is
+    open, and every later in-process test that calls asyncio.run (the local lane) would fail.
+    """
     executable = chromium_path()
     if executable is None:
         _unavailable(f"Chromium is not installed — install it with `{INSTALL}` (as root) to run the browser tests")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-# The browser fixtures, registered once: a session-scoped Playwright imported into two test modules would start twice.
+# The browser fixtures, registered once for the two test modules that use them.
 pytest_plugins = ["tests.browser_fixtures"]
 
 

@@ -80,7 +80,7 @@ def test_report_over_jobs_of_both_lanes(emu: BatchEmulator, tmp_path: Path, llam
     assert by_backend["openai"]["schema_valid_rate"] == 1.0 and by_backend["openai"]["grounded_rate"] == 1.0
     [local_job] = [j for j in data["jobs"] if j["backend"] == "local"]
     lanes = local_job["lanes"]
-    assert lanes["priced_as"] == "gpt-4.1-mini" and lanes["openai_batch_usd"] > 0
+    assert lanes["priced_as"] == "gpt-5.4-mini" and lanes["openai_batch_usd"] > 0
     assert lanes["openai_live_usd"] == pytest.approx(2 * lanes["openai_batch_usd"], abs=2e-6)
     # The later OpenAI night is compared with the earlier one (same backend and model), not with the local job.
     trends = [j["trend"].get("grounded_rate") for j in data["jobs"] if j["backend"] == "openai"]

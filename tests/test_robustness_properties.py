@@ -131,7 +131,8 @@ contents = st.one_of(
     st.text(max_size=300).map(lambda t: t.encode("utf-8")),
     st.tuples(st.text(st.characters(max_codepoint=0xFF), min_size=1, max_size=300),
               st.sampled_from(["latin-1", "utf-16-le", "utf-16"])).map(lambda p: p[0].encode(p[1])),
-    st.lists(json_values, max_size=3).map(lambda rows: b"".join(orjson.dumps(r) + b"\n" for r in rows)),
+    # json, not orjson: the values include integers past 64 bits, which orjson refuses to write
+    st.lists(json_values, max_size=3).map(lambda rows: b"".join(json.dumps(r).encode() + b"\n" for r in rows)),
 )
 files = st.lists(st.tuples(st.one_of(name_text.map(os.fsencode), name_bytes), st.sampled_from(SUFFIXES), contents),
                  min_size=1, max_size=4)
