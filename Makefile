@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint-cypher bench clean
+.PHONY: install demo test lint lint-cypher bench bench-quick clean
 
 install: $(STAMP)
 
@@ -22,8 +22,29 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Every gate, each reported even when an earlier one fails. Not in .ci/run yet: the tree gets one formatting
+# commit first (see .git-blame-ignore-revs), then `make lint` joins `make test` there.
+lint: install
+	@status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	$(BIN)/mypy || status=1; \
+	$(BIN)/lint-imports || status=1; \
+	exit $$status
+
+# Neo4j's own Cypher linter over every statement the Neo4j store sends (the same check runs in `make test`
+# when node and npm are there; here their absence is an error, not a skip).
+lint-cypher: install
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  { echo "lint-cypher needs node and npm (apt-get install nodejs npm)" >&2; exit 2; }
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_graph_cypher_lint.py
+
+# Every benchmark at its documented size (long: see docs/benchmarks.md); bench-quick runs each at a small size.
 bench: install
 	$(BIN)/python -m benchmarks
+
+bench-quick: install
+	$(BIN)/python -m benchmarks --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

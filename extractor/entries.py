@@ -106,7 +106,7 @@ def _request_entries(job: Job, latencies: dict[str, list[float | None]]) -> list
         spec = spec or load_spec(Path(m["spec"]["path"]))
         for line in iter_answer_lines(path):
             cid = line.get("custom_id")
-            if cid not in doc_ids:
+            if not isinstance(cid, str) or cid not in doc_ids:
                 continue
             row = classify_line(line, spec)
             usage = row.get("usage") or {}

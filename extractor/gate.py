@@ -122,7 +122,7 @@ def decide(job: Job, stage: GateStage, estimates: dict[str, float | None]) -> di
     # Documents the gate could not read (too long for its model, unreadable): a failed gate answer, by path.
     skipped = [{"path": s["path"], "reason": s["reason"], "decision": "failed", "extract": extract_failed}
                for s in job.manifest.get("skipped", [])]
-    data = {
+    data: dict[str, Any] = {
         "format": GATE_FORMAT, "job_id": job.id, "question": stage.question, "pass_answer": stage.pass_answer,
         "on_failure": stage.on_failure, "summary": _summary(job, stage, documents, skipped),
         "documents": documents, "skipped": skipped,

@@ -52,7 +52,7 @@ class GatedReport:
         return {
             "pipeline": self.pipeline, "exit_code": int(self.exit_code), "gate": self.gate, "extract": extract,
             "nothing_passed": self.nothing_passed,
-            "cost_usd": None if any(c is None for c in costs) else round(sum(costs), 6),
+            "cost_usd": None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 6),
             "saved_usd": self.gate.get("saved_usd"), "seconds": round(self.seconds, 2),
         }
 

@@ -152,12 +152,12 @@ def audit_lines(root: Path, files: Sequence[Path], documents: Sequence[dict[str,
     if index is None:
         auditor.nesting.finish()
         for file_no, number, raw in _raw_lines(files):
-            parsed = parse(raw)
-            if parsed is None and raw.strip():
+            found: tuple[str | None, str] | None = parse(raw)
+            if found is None and raw.strip():
                 custom_id, text, _, _ = _diagnose(raw, template)
-                parsed = (custom_id, text) if text is not None else None
-            if parsed is not None:
-                auditor.check_nesting(file_no, number, parsed[0], parsed[1].encode())
+                found = (custom_id, text) if text is not None else None
+            if found is not None:
+                auditor.check_nesting(file_no, number, found[0], found[1].encode())
     report = auditor.report
     if auditor.nesting.unchecked:
         report.warning(f"{auditor.nesting.unchecked} documents share their fingerprint with {MAX_SHARED} or more others"
@@ -234,7 +234,7 @@ class _Auditor:
         clean = own is not None and self.exact[own] and self.first_file[own] == file_no and self.first_line[own] == number
         for other in inside:
             inner = self.documents[other]["path"]
-            if clean:
+            if clean and own is not None:  # clean implies own
                 # The input file itself holds another input file (an anthology and its chapter): both are
                 # sent, each alone on its line, so nothing crosses; the user should know all the same.
                 self.report.warning(f"document {self.documents[own]['path']} contains the whole of document {inner}")

@@ -82,7 +82,7 @@ class Job:
 
     @property
     def id(self) -> str:
-        return self.manifest["job_id"]
+        return str(self.manifest["job_id"])
 
     @property
     def state(self) -> State:
@@ -144,7 +144,8 @@ class Job:
             out.write({"at": utcnow(), "event": event, **fields})
 
     def documents(self) -> list[dict[str, Any]]:
-        return self.manifest.get("documents", [])
+        documents: list[dict[str, Any]] = self.manifest.get("documents", [])
+        return documents
 
 
 class DamagedJob(BadInput):

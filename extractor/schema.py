@@ -241,7 +241,7 @@ def _check_map(mapping: object, where: str, schema: object, required: tuple[str,
             field_schema = _resolve(schema, items.get("properties", {}).get(value))
             if field_schema is None:
                 problems.append(Problem(f"{where}/{field}", f"the items at {path} have no property {value!r}"))
-            elif not _allows_string(schema, field_schema):
+            elif not (isinstance(field_schema, dict) and _allows_string(schema, field_schema)):
                 problems.append(Problem(f"{where}/{field}", f"{path}/{value} must be a string field"))
     if problem:
         problems.append(Problem(f"{where}/path", problem))

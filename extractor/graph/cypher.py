@@ -263,8 +263,8 @@ def _example_parameters(statement: Statement) -> dict[str, Any]:
     """Parameters of the shape the store sends with `statement`."""
     kind = statement.name.split(":", 1)[0]
     if kind == "upsert_documents":
-        row = {"doc_id": _EXAMPLE_DOC, "sha256": "3f2a9c0d" * 8, "path": "docs/ada.txt", "title": "Ada Lovelace"}
-        return {"job": _EXAMPLE_JOB, "rows": [row]}
+        document = {"doc_id": _EXAMPLE_DOC, "sha256": "3f2a9c0d" * 8, "path": "docs/ada.txt", "title": "Ada Lovelace"}
+        return {"job": _EXAMPLE_JOB, "rows": [document]}
     if kind == "upsert_entities":
         mention = {"doc_id": _EXAMPLE_DOC, "name": "Ada Lovelace", "span": [0, 12]}
         return {"job": _EXAMPLE_JOB, "rows": [{"key": "PERSON:ada lovelace", "type": "PERSON", "mentions": [mention]}]}

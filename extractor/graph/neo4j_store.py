@@ -84,7 +84,8 @@ class Neo4jStore:
             return [dict(record) for record in tx.run(statement.query, dict(parameters or {}))]
 
         with self._session() as session:
-            return self._call(lambda: session.execute_read(work), [statement])
+            rows: list[dict[str, Any]] = self._call(lambda: session.execute_read(work), [statement])
+            return rows
 
     def write(self, batch: Sequence[tuple[Statement, Mapping[str, Any]]]) -> WriteCounts:
         return self.send(self.prepare(batch))
@@ -106,7 +107,8 @@ class Neo4jStore:
             return counts
 
         with self._session() as session:
-            return self._call(lambda: session.execute_write(work), running)
+            counts: WriteCounts = self._call(lambda: session.execute_write(work), running)
+            return counts
 
     def close(self) -> None:
         self._driver.close()

@@ -22,6 +22,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 # Unified before NFKC (so ´ does not become a space plus a combining accent) and after.
 _UNIFIED = {
@@ -330,7 +331,7 @@ class OffsetMap(Sequence[int]):
             at = bisect_right(norm, last, at) - 1
         return first, orig[at] + last - norm[at] + 1
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         if index < 0:

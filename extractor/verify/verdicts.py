@@ -63,8 +63,8 @@ class VerifySummary:
     clean: int = 0
     quarantined: int = 0
     failed: int = 0
-    entities: Counter = field(default_factory=Counter)
-    relations: Counter = field(default_factory=Counter)
+    entities: Counter[str] = field(default_factory=Counter)
+    relations: Counter[str] = field(default_factory=Counter)
 
     def count(self, entry: dict[str, Any]) -> None:
         self.documents += 1
@@ -140,7 +140,8 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
 
 def read_report(job: Job) -> dict[str, Any]:
     """verify.json, documents included."""
-    return orjson.loads(job.verify_path.read_bytes())
+    report: dict[str, Any] = orjson.loads(job.verify_path.read_bytes())
+    return report
 
 
 # ---------------------------------------------------------------- step 1: each answer against its own text
@@ -180,7 +181,8 @@ def _align_documents(job: Job, reader: AnswerReader,
             yield _align_answer(entry, matcher, entities, relations, schema_words), normalized
 
 
-def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: list, relations: list,
+def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: list[tuple[str, str | None]],
+                  relations: list[tuple[str, str | None, str, str | None]],
                   schema_words: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The document entry with a verdict for every fact found in the text; `_lookups` names the rest."""
     lookups: list[tuple[str | None, LeakRule | None]] = []
@@ -212,7 +214,9 @@ def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: lis
             by_key = by_key if by_key is not None else _by_key(ents)
             head = head or _end(source, by_key, matcher, lookups, schema_words)
             tail = tail or _end(target, by_key, matcher, lookups, schema_words)
-        quote, quote_span = "grounded", None
+        # a relation with no evidence quote has nothing to align: its quote counts as found
+        quote: str | None = "grounded"
+        quote_span = None
         if evidence is not None:
             aligned = quotes.get(evidence)  # relations drawn from one sentence share their quote
             if aligned is None:
@@ -299,7 +303,7 @@ def _decide(entry: dict[str, Any], sources: dict[str, set[str]], policy: Policy,
     for ent in entry["entities"] if pending else ():  # a document that waited for no lookup has every verdict
         if ent["verdict"] is None:
             key = ent.pop("_key")
-            found = sorted(sources.get(key, ()) - {own}) if key in sources else []
+            found = sorted(sources.get(key, set()) - {own}) if key in sources else []
             ent["verdict"] = "leaked" if found else "ungrounded"
             ent["sources"] = found
             problems = True
