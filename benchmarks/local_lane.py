@@ -39,8 +39,8 @@ from typing import Any
 import openai
 import orjson
 
-from extractor.backends.embedded_llm import EmbeddedLlamaServer
 from extractor.backends.chat_server import api_urls, check_health, server_slots
+from extractor.backends.embedded_llm import EmbeddedLlamaServer
 from extractor.backends.local import run_local_lane
 from extractor.jobs import JobStore
 from extractor.prepare import PrepareOptions, prepare_job

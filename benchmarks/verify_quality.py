@@ -157,9 +157,9 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
     from tests.redocred import MAX_ITEMS, gold_answer, redocred_text
 
     names = [f"{i:03d}.txt" for i in range(len(docs))]
-    texts = {n: redocred_text(doc) for n, doc in zip(names, docs)}
+    texts = {n: redocred_text(doc) for n, doc in zip(names, docs, strict=True)}
     text_words = {n: words(t) for n, t in texts.items()}
-    golds = {n: gold_answer(doc) for n, doc in zip(names, docs)}
+    golds = {n: gold_answer(doc) for n, doc in zip(names, docs, strict=True)}
     for gold in golds.values():  # room for the planted facts within the spec's maxItems (60)
         gold["entities"] = gold["entities"][:MAX_ITEMS - 4]
         gold["relations"] = gold["relations"][:MAX_ITEMS - 4]
@@ -483,7 +483,7 @@ def evaluate(split: str, docs: list[dict[str, Any]], seed: int) -> dict[str, Any
     for n, doc in default.items():
         verdicts = [(e["name"], e) for e in doc["entities"]]
         gold_count = len(truth["gold"][n]["entities"])
-        for (written, kind), (_, ent) in zip(truth["gold"][n]["entities"], verdicts[:gold_count]):
+        for (written, kind), (_, ent) in zip(truth["gold"][n]["entities"], verdicts[:gold_count], strict=False):
             m["gold"] += 1
             gold_by_variant[kind] += 1
             if ent["verdict"] not in ("grounded", "fuzzy"):
@@ -519,7 +519,7 @@ def evaluate(split: str, docs: list[dict[str, Any]], seed: int) -> dict[str, Any
             if rel["verdict"] not in ("grounded", "fuzzy"):
                 m["gold relations flagged"] += 1
                 misses.append(f"gold relation flagged {rel['verdict']}: {rel['source']} -> {rel['target']} in {n}")
-        for rel, expected in zip(doc["relations"][gold_relations:], truth["planted_relations"][n]):
+        for rel, expected in zip(doc["relations"][gold_relations:], truth["planted_relations"][n], strict=False):
             m["planted relations"] += 1
             m["planted relations right"] += rel["verdict"] == expected
         leaked_doc = bool(truth["leaks"].get(n))
