@@ -70,7 +70,7 @@ def neighbours(i: int, count: int) -> list[int]:
 
 
 def run_lane(lines: list[dict[str, Any]], out: Path, base_url: str) -> float:
-    from extractor.backends.local import run_local_lane
+    from extractor.lanes.local import run_local_lane
 
     started = time.monotonic()
     run_local_lane(iter(lines), output_path=out, error_path=out.with_name(out.stem + "-errors.jsonl"),
@@ -80,10 +80,10 @@ def run_lane(lines: list[dict[str, Any]], out: Path, base_url: str) -> float:
 
 def verified(workdir: Path, folder: Path, output: Path, max_tokens: int) -> dict[str, dict[str, Any]]:
     """A fresh job of the folder, the lane's answers ingested and collected, verified: verify.json documents by file."""
-    from extractor.ingest import ingest_files
+    from extractor.collect.ingest import ingest_files
     from extractor.jobs import JobStore
-    from extractor.prepare import PrepareOptions, prepare_job
-    from extractor.results import collect_job
+    from extractor.prepare.stage import PrepareOptions, prepare_job
+    from extractor.collect.results import collect_job
     from extractor.verify.verdicts import read_report, verify_job
 
     store = JobStore(workdir)
@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
 
-    from extractor.backends.embedded_llm import EmbeddedLlamaServer, model_path
+    from extractor.lanes.embedded_llm import EmbeddedLlamaServer, model_path
     from extractor.jobs import JobStore
-    from extractor.prepare import PrepareOptions, prepare_job
-    from extractor.requests import iter_request_lines
+    from extractor.prepare.stage import PrepareOptions, prepare_job
+    from extractor.prepare.requests import iter_request_lines
 
     texts = pick_documents(args.docs, args.chars)
     names = [f"{i:02d}.txt" for i in range(len(texts))]

@@ -162,7 +162,7 @@ def lines(count: int) -> list[dict]:
 
 
 def run_lane(urls: list[str], count: int, workdir: Path, *, during: Any = None, **kwargs: Any) -> dict[str, Any]:
-    from extractor.backends.local import run_local_lane
+    from extractor.lanes.local import run_local_lane
     from extractor.storage import iter_jsonl
 
     out, err = workdir / "output.jsonl", workdir / "errors.jsonl"
@@ -275,7 +275,7 @@ def part_slow(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def part_hosted(args: argparse.Namespace, workdir: Path) -> dict:
-    from extractor.backends.fleet import server_key
+    from extractor.lanes.fleet import server_key
 
     stub = Stub(slots=10_000, service_s=args.service_ms / 1000, allow=8, retry_after=args.retry_after)
     try:

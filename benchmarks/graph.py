@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from extractor.graph import GraphVocabulary
     from extractor.graph.batches import iter_chunks, sorted_documents
-    from extractor.schema import DEFAULT_SPEC_PATH, load_spec
+    from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
 
     spec = load_spec(DEFAULT_SPEC_PATH)
     vocabulary = GraphVocabulary.from_types(spec.entity_types(), spec.relation_types())

@@ -39,12 +39,12 @@ from typing import Any
 import openai
 import orjson
 
-from extractor.backends.chat_server import api_urls, check_health, server_slots
-from extractor.backends.embedded_llm import EmbeddedLlamaServer
-from extractor.backends.local import run_local_lane
+from extractor.lanes.chat_server import api_urls, check_health, server_slots
+from extractor.lanes.embedded_llm import EmbeddedLlamaServer
+from extractor.lanes.local import run_local_lane
 from extractor.jobs import JobStore
-from extractor.prepare import PrepareOptions, prepare_job
-from extractor.requests import iter_request_lines
+from extractor.prepare.stage import PrepareOptions, prepare_job
+from extractor.prepare.requests import iter_request_lines
 from tests.redocred import REDOCRED_PATH
 
 REPO = Path(__file__).resolve().parent.parent

@@ -118,7 +118,7 @@ class HashAnswerer:
     def learn(self, jobs_dir: Path, job_id: str) -> None:
         """Map each request line's user message to its document number (read from the job, before submit)."""
         from extractor.jobs import JobStore
-        from extractor.requests import request_text
+        from extractor.prepare.requests import request_text
         from extractor.storage import iter_jsonl
 
         job = JobStore(jobs_dir).load(job_id)

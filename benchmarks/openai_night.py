@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from extractor.backends.openai_batch import WaitOptions
+from extractor.lanes.openai_batch import WaitOptions
 from extractor.jobs import JobStore
-from extractor.prepare import PrepareOptions, prepare_job
-from extractor.results import collect_job
-from extractor.submission import SubmitOptions, submit_job
+from extractor.prepare.stage import PrepareOptions, prepare_job
+from extractor.collect.results import collect_job
+from extractor.lanes.submit import SubmitOptions, submit_job
 from tests.openai_emulator import BatchEmulator, Behaviour, GoldAnswerer
 from tests.redocred import gold_answer, load_redocred, redocred_text
 

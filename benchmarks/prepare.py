@@ -64,9 +64,9 @@ def build_corpus(root: Path, count: int) -> int:
 
 def run_floor(corpus: Path, out: Path) -> dict[str, Any]:
     """Read every file and write its request line with orjson, and nothing else."""
-    from extractor.prepare import DEFAULT_EXTRA_BODY, DEFAULT_LOCAL_MODEL, DEFAULT_MAX_TOKENS
-    from extractor.requests import build_request_line, load_prompt
-    from extractor.schema import DEFAULT_SPEC_PATH, load_spec
+    from extractor.prepare.stage import DEFAULT_EXTRA_BODY, DEFAULT_LOCAL_MODEL, DEFAULT_MAX_TOKENS
+    from extractor.prepare.requests import build_request_line, load_prompt
+    from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
 
     prompt = load_prompt("local")
     response_format = load_spec(DEFAULT_SPEC_PATH).response_format()
@@ -86,7 +86,7 @@ def run_floor(corpus: Path, out: Path) -> dict[str, Any]:
 
 def run_prepare(corpus: Path, out: Path, count_tokens: bool) -> dict[str, Any]:
     from extractor.jobs import JobStore
-    from extractor.prepare import PrepareOptions, prepare_job
+    from extractor.prepare.stage import PrepareOptions, prepare_job
 
     summary = prepare_job(JobStore(out), corpus, PrepareOptions(backend="local", count_tokens=count_tokens))
     return {"lines": summary.requests, "input_tokens": summary.input_tokens, "phases": summary.seconds}
@@ -94,7 +94,7 @@ def run_prepare(corpus: Path, out: Path, count_tokens: bool) -> dict[str, Any]:
 
 def measure(kind: str, corpus: Path, out: Path) -> dict[str, Any]:
     """One measurement in this process: seconds, and peak RSS above the RSS after imports."""
-    import extractor.prepare  # noqa: F401 - imports are not what is measured
+    import extractor.prepare.stage  # noqa: F401 - imports are not what is measured
 
     baseline = _maxrss_mb()
     start = time.perf_counter()

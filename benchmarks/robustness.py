@@ -71,10 +71,10 @@ def bench_log(events: int, workdir: Path) -> dict:
 
 
 def bench_verify(sizes: list[int], workdir: Path) -> list[dict]:
-    from extractor.ingest import ingest_files
+    from extractor.collect.ingest import ingest_files
     from extractor.jobs import JobStore
-    from extractor.prepare import PrepareOptions, prepare_job
-    from extractor.results import collect_job
+    from extractor.prepare.stage import PrepareOptions, prepare_job
+    from extractor.collect.results import collect_job
     from extractor.verify.verdicts import verify_job
     from tests.job_fixtures import completion_line
 

@@ -437,10 +437,10 @@ def evaluate_rewrites(split: str, docs: list[dict[str, Any]], seed: int) -> dict
 
 def run_job(workdir: Path, texts: dict[str, str], answers: dict[str, dict[str, Any]]) -> tuple[Any, dict[str, str]]:
     """prepare the folder, ingest the answers as a batch output file, collect; returns the job and doc_id by file."""
-    from extractor.ingest import ingest_files
+    from extractor.collect.ingest import ingest_files
     from extractor.jobs import JobStore
-    from extractor.prepare import PrepareOptions, prepare_job
-    from extractor.results import collect_job
+    from extractor.prepare.stage import PrepareOptions, prepare_job
+    from extractor.collect.results import collect_job
     from tests.verify_fixtures import output_line
 
     folder = workdir / "docs"

@@ -105,10 +105,10 @@ def build_corpus(folder: Path, output: Path, count: int) -> int:
 
 def build_job(workdir: Path, count: int) -> tuple[str, dict[str, Any]]:
     """Prepare and collect a job of `count` documents in workdir/jobs; returns its id and what it took."""
-    from extractor.ingest import ingest_files
+    from extractor.collect.ingest import ingest_files
     from extractor.jobs import JobStore
-    from extractor.prepare import PrepareOptions, prepare_job
-    from extractor.results import collect_job
+    from extractor.prepare.stage import PrepareOptions, prepare_job
+    from extractor.collect.results import collect_job
     from tests.verify_fixtures import output_line
 
     corpus, answers = workdir / f"docs-{count}", workdir / f"answers-{count}.jsonl"

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from .errors import BadInput, LockHeld
-from .storage import JsonlAppender, atomic_write_json, read_json
+from extractor.errors import BadInput, LockHeld
+from extractor.storage import JsonlAppender, atomic_write_json, read_json
 
 JOB_FORMAT = "extractor.job/1"
 MANIFEST = "job.json"

@@ -18,7 +18,7 @@ LOCAL = Price(0.0, 0.0, 0.0)
 
 # USD per million tokens, standard (non-batch) tier, from OpenAI's pricing page as quoted in
 # public price tables in 2026. Re-check before relying on a figure for billing. Reasoning tokens are
-# billed as output. Models already shut down (extractor/models.py) keep their price, for old jobs' reports.
+# billed as output. Models already shut down (extractor/prepare/models.py) keep their price, for old jobs' reports.
 PRICES: dict[str, Price] = {
     # GPT-5.6 (June 26, 2026 preview: Sol $5/$30, Terra $2.50/$15, Luna $1/$6, cached input 90 % off);
     # Terra cut 20 % and Luna 80 % on 2026-07-30 (price-cut notice relayed by resellers, e.g. docs.laozhang.ai

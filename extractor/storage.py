@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from .redaction import redact_bytes
+from extractor.redaction import redact_bytes
 
 JSON_OPTS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 # mkstemp creates 0600 files; job files and reports are as readable as anything else the user writes.

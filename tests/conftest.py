@@ -44,7 +44,7 @@ def docs_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def llama_url(model_cache: Path):
     """A real llama.cpp server (xllamacpp + the bundled Gemma 270M) for the whole session."""
-    from extractor.backends.embedded_llm import EmbeddedLlamaServer, model_path
+    from extractor.lanes.embedded_llm import EmbeddedLlamaServer, model_path
 
     with EmbeddedLlamaServer(model_path(model_cache / "models"), slots=4) as base_url:
         yield base_url

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from extractor.cli import app
 from extractor.jobs import Job, JobStore
-from extractor.ledger import Ledger
-from extractor.prepare import PrepareOptions, prepare_job
-from extractor.results import iter_answer_lines, iter_results
+from extractor.reports.ledger import Ledger
+from extractor.prepare.stage import PrepareOptions, prepare_job
+from extractor.collect.results import iter_answer_lines, iter_results
 from tests.openai_emulator import BatchEmulator, GoldAnswerer
 from tests.redocred import load_redocred
 

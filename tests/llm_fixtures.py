@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from extractor.backends.chat_server import WARMUP_PROMPT
-from extractor.schema import DEFAULT_SPEC_PATH
+from extractor.lanes.chat_server import WARMUP_PROMPT
+from extractor.spec.schema import DEFAULT_SPEC_PATH
 from tests.redocred import REDOCRED_PATH
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def wait_healthy(root: str, timeout_s: float = 60) -> None:
 _SERVE = """
 import sys, time
 from pathlib import Path
-from extractor.backends.embedded_llm import EmbeddedLlamaServer
+from extractor.lanes.embedded_llm import EmbeddedLlamaServer
 # one thread: on a 2-core box shared with other test runs, two llama.cpp threads wait on each other (5x slower)
 server = EmbeddedLlamaServer(Path(sys.argv[1]), slots=int(sys.argv[3]), threads=1, port=int(sys.argv[2]))
 print(server.start(), flush=True)
@@ -106,7 +106,7 @@ def spawn_llama(model: Path, port: int, *, slots: int = 2) -> subprocess.Popen:
 LANE_SCRIPT = """
 import sys
 from pathlib import Path
-from extractor.backends.local import run_local_lane
+from extractor.lanes.local import run_local_lane
 from extractor.storage import iter_jsonl
 folder = Path(sys.argv[2])
 run_local_lane(iter_jsonl(folder / "requests.jsonl"), output_path=folder / "output.jsonl",

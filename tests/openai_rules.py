@@ -1,6 +1,6 @@
 """What the real OpenAI API refuses in a request body, per model, written out for the emulator.
 
-Deliberately independent of extractor/models.py and extractor/strict_mode.py: a counterpart that imported
+Deliberately independent of extractor/prepare/models.py and extractor/spec/strict_mode.py: a counterpart that imported
 the code under test would agree with every mistake in it. Each rule cites its source; the error shapes
 (status, type, code, param, message) are the ones users report from the real API.
 """

@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extractor.answer_bounds import ITEM_TOKENS, bounded_response_format, drop_repeats
-from extractor.backends.local import run_local_lane
-from extractor.schema import DEFAULT_SPEC_PATH, load_spec
+from extractor.prepare.answer_bounds import ITEM_TOKENS, bounded_response_format, drop_repeats
+from extractor.lanes.local import run_local_lane
+from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
 from extractor.storage import iter_jsonl
 from tests.llm_fixtures import request_line
 from tests.verify_fixtures import answer, ingest, prepare, write_docs

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
-from extractor.documents import Document, iter_documents, make_document, normalise_text, split_long
+from extractor.prepare.documents import Document, iter_documents, make_document, normalise_text, split_long
 from extractor.errors import BadInput
 
 

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extractor.backends.embedded_llm import model_path
-from extractor.backends.fleet import (
+from extractor.lanes.embedded_llm import model_path
+from extractor.lanes.fleet import (
     FleetServer,
     display_url,
     parse_concurrency,
@@ -31,7 +31,7 @@ from extractor.backends.fleet import (
     resolve_urls,
     retry_after_s,
 )
-from extractor.backends.local import run_local_lane
+from extractor.lanes.local import run_local_lane
 from extractor.errors import BadInput
 from extractor.storage import atomic_write_jsonl, iter_jsonl
 
@@ -422,7 +422,7 @@ def test_output_lines_and_logs_name_the_server_without_its_password(tmp_path: Pa
 
 def test_cli_fleet_with_per_server_concurrency_status_and_ledger(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from extractor.ledger import Ledger
+    from extractor.reports.ledger import Ledger
     from tests.job_fixtures import invoke, invoke_json, store
 
     from .llm_fixtures import redocred_texts
@@ -470,7 +470,7 @@ def test_cli_rejects_bad_fleet_flags(tmp_path: Path) -> None:
 
 
 def test_backend_auto_takes_the_local_lane_when_any_server_of_the_fleet_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from extractor.submission import SubmitOptions, choose_backend
+    from extractor.lanes.submit import SubmitOptions, choose_backend
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     dead = f"http://127.0.0.1:{free_port()}"
@@ -484,7 +484,7 @@ def test_backend_auto_takes_the_local_lane_when_any_server_of_the_fleet_passes(m
 
 
 def test_cli_hedging_is_counted_in_status_and_the_ledger(tmp_path: Path) -> None:
-    from extractor.ledger import Ledger
+    from extractor.reports.ledger import Ledger
     from tests.job_fixtures import invoke, invoke_json, store
 
     from .llm_fixtures import redocred_texts

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from extractor.gate import GATE_FILE, gate_prompt
-from extractor.gated_run import extraction_estimates, extract_prepare_options, prepare_gated
+from extractor.run.gate import GATE_FILE, gate_prompt
+from extractor.run.gated import extraction_estimates, extract_prepare_options, prepare_gated
 from extractor.jobs import Job
-from extractor.pipelines import load_pipeline
-from extractor.schema import load_spec
+from extractor.run.pipeline_file import load_pipeline
+from extractor.spec.schema import load_spec
 from extractor.storage import iter_jsonl, read_json
 from tests.job_fixtures import cli_process, invoke, invoke_json, jobs, store  # noqa: F401
 from tests.openai_emulator import BatchEmulator, GoldAnswerer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from extractor.gate import DECISIONS, GATE_FILE
+from extractor.run.gate import DECISIONS, GATE_FILE
 from extractor.storage import read_json
 from tests.job_fixtures import invoke_json, jobs  # noqa: F401
 

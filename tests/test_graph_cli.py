@@ -13,7 +13,7 @@ import pytest
 
 from extractor.graph import commit_job, dump_graph, open_store
 from extractor.jobs import Job
-from extractor.publishing import commit_documents, vocabulary_for
+from extractor.graph.publishing import commit_documents, vocabulary_for
 from extractor.storage import read_json
 from tests.graph_fixtures import (  # noqa: F401  (fixtures)
     GraphTarget,

@@ -35,9 +35,9 @@ def corpus() -> Corpus:
 
 def verified_job(corpus: Corpus, workdir: Path, numbers: range, name: str) -> str:
     """A job over documents `numbers`, prepared, collected from an output file and verified (all clean), in-process."""
-    from extractor.ingest import ingest_files
-    from extractor.prepare import PrepareOptions, prepare_job
-    from extractor.results import collect_job
+    from extractor.collect.ingest import ingest_files
+    from extractor.prepare.stage import PrepareOptions, prepare_job
+    from extractor.collect.results import collect_job
     from extractor.verify.verdicts import verify_job
 
     store = JobStore(workdir / "jobs")

@@ -10,7 +10,7 @@ import pytest
 
 from extractor.errors import BadInput
 from extractor.jobs import Job
-from extractor.ledger import SCHEMA_VERSION, Ledger, ledger_path, migrate
+from extractor.reports.ledger import SCHEMA_VERSION, Ledger, ledger_path, migrate
 from tests.job_fixtures import (  # noqa: F401  (fixtures)
     assert_ledger_matches, emu, invoke, invoke_json, job_from_answers, jobs, store,
 )

@@ -16,9 +16,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extractor.backends.embedded_llm import EmbeddedLlamaServer, model_path
-from extractor.backends.chat_server import api_urls, server_slots
-from extractor.backends.local import run_local_lane
+from extractor.lanes.embedded_llm import EmbeddedLlamaServer, model_path
+from extractor.lanes.chat_server import api_urls, server_slots
+from extractor.lanes.local import run_local_lane
 from extractor.errors import BadInput, ExitCode, ServiceUnavailable
 from extractor.storage import atomic_write_jsonl, iter_jsonl
 

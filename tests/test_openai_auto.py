@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from extractor.cli import app
 from extractor.jobs import JobStore
-from extractor.submission import SubmitOptions, choose_backend
+from extractor.lanes.submit import SubmitOptions, choose_backend
 from tests.openai_emulator import BatchEmulator
 from tests.job_fixtures import emu  # noqa: F401 - the shared emulator fixture
 from tests.redocred import load_redocred, write_documents

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from extractor.cli import app
 from extractor.jobs import JobStore, State
-from extractor.prepare import PrepareOptions, prepare_job
+from extractor.prepare.stage import PrepareOptions, prepare_job
 from tests.openai_emulator import BatchEmulator, DropConnection
 from tests.job_fixtures import emu  # noqa: F401 - the shared emulator fixture
 from tests.redocred import load_redocred, write_documents

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from typer.testing import CliRunner, Result
 
-from extractor.backends import openai_client
+from extractor.lanes import openai_client
 from extractor.cli import app
 from extractor.jobs import Job, JobStore, State
-from extractor.prepare import PrepareOptions, prepare_job
+from extractor.prepare.stage import PrepareOptions, prepare_job
 from extractor.pricing import estimate_cost
 from extractor.storage import iter_jsonl, read_json
 from tests.openai_emulator import BatchEmulator, DropConnection, GoldAnswerer

@@ -21,13 +21,13 @@ import orjson
 import pytest
 from typer.testing import CliRunner, Result
 
-from extractor import models
-from extractor.backends import openai_client
+from extractor.prepare import models
+from extractor.lanes import openai_client
 from extractor.cli import app
 from extractor.errors import BadInput
 from extractor.jobs import Job, JobStore
 from extractor.pricing import price_for
-from extractor.prepare import DEFAULT_OPENAI_MODEL, PrepareOptions, prepare_job
+from extractor.prepare.stage import DEFAULT_OPENAI_MODEL, PrepareOptions, prepare_job
 from extractor.storage import iter_jsonl
 from tests.openai_emulator import BatchEmulator, DropConnection, GoldAnswerer
 from tests.openai_rules import Refused, check_request, input_tokens
@@ -165,7 +165,7 @@ def test_a_small_budget_is_not_spent_on_reasoning(emu: BatchEmulator, tmp_path: 
 
 
 def test_defaults_are_the_users_choices_and_current_models_are_priced() -> None:
-    from extractor.gate import DEFAULT_GATE_OPENAI_MODEL
+    from extractor.run.gate import DEFAULT_GATE_OPENAI_MODEL
 
     assert (DEFAULT_OPENAI_MODEL, DEFAULT_GATE_OPENAI_MODEL) == ("gpt-5.4-mini", "gpt-5.4-nano")
     current = [family for family, p in models.PROFILES.items()
@@ -393,13 +393,13 @@ def test_a_pro_model_runs_on_responses(emu: BatchEmulator, tmp_path: Path, corpu
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from extractor.strict_mode import unsupported_regex  # noqa: E402
+from extractor.spec.strict_mode import unsupported_regex  # noqa: E402
 
 
 def test_a_pipeline_file_carries_the_openai_settings_to_its_stages(tmp_path: Path) -> None:
-    from extractor.gate import gate_prepare_options
-    from extractor.gated_run import extract_prepare_options
-    from extractor.pipelines import load_pipeline
+    from extractor.run.gate import gate_prepare_options
+    from extractor.run.gated import extract_prepare_options
+    from extractor.run.pipeline_file import load_pipeline
 
     path = tmp_path / "p.toml"
     path.write_text('[gate]\nquestion = "Q?"\nbackend = "openai"\nreasoning_effort = "low"\n'
@@ -440,7 +440,7 @@ def test_any_model_name_and_setting_resolve_or_fail_with_one_clear_line(model: s
 
 
 def test_the_gate_spend_counts_against_the_extraction_cap(tmp_path: Path, corpus: list[dict]) -> None:
-    from extractor.submission import check_cost_cap
+    from extractor.lanes.submit import check_cost_cap
 
     job = prepare_job(store(), docs(tmp_path, corpus, 2), PrepareOptions(backend="openai")).job
     estimate = job.manifest["estimate"]["estimated_cost_usd"]

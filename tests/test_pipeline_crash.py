@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from extractor.jobs import State
-from extractor.ledger import Ledger
+from extractor.reports.ledger import Ledger
 from extractor.storage import iter_jsonl
 from tests.job_fixtures import cli_process, emu, invoke_json, jobs, store  # noqa: F401
 from tests.openai_emulator import BatchEmulator

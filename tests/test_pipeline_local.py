@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extractor.ledger import Ledger
+from extractor.reports.ledger import Ledger
 from extractor.storage import iter_jsonl
 from tests.job_fixtures import (  # noqa: F401  (fixtures)
     assert_ledger_matches, cli_process, emu, invoke, invoke_json, jobs, store,

@@ -12,13 +12,13 @@ import pypdf
 import pytest
 from typer.testing import CliRunner
 
-from extractor import tokens
+from extractor.prepare import tokens
 from extractor.cli import app
 from extractor.errors import BadInput
-from extractor.isolation import MAX_SHARED, NestingIndex, audit_job, require_isolated
+from extractor.prepare.isolation import MAX_SHARED, NestingIndex, audit_job, require_isolated
 from extractor.jobs import Job, JobStore
-from extractor.requests import Prompt, RequestTemplate, build_request_line, request_template
-from extractor.schema import DEFAULT_SPEC_PATH, load_spec
+from extractor.prepare.requests import Prompt, RequestTemplate, build_request_line, request_template
+from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from extractor.pricing import estimate_cost
-from extractor.reporting import parse_since
+from extractor.reports.reporting import parse_since
 from tests.job_fixtures import invoke, invoke_json, job_from_answers  # noqa: F401
 from tests.redocred import gold_answer, load_redocred, write_documents
 

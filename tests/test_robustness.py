@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from extractor.cli import app
 from extractor.jobs import JobStore
-from extractor.results import MAX_ANSWER_BYTES
+from extractor.collect.results import MAX_ANSWER_BYTES
 from extractor.verify.grounding import MAX_NAME_CHARS
 from tests.chat_stub import ChatStub
 from tests.job_fixtures import completion_line

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from extractor.cli import app
 from extractor.jobs import JobStore
 from extractor.names import display_name
-from extractor.results import OUTCOMES
+from extractor.collect.results import OUTCOMES
 from tests.job_fixtures import completion_line
 
 runner = CliRunner()

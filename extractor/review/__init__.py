@@ -1,5 +1,5 @@
 """`extractor review`: the page a person reads the morning after, for a job in any state from verified on."""
 
-from .page import write_review
+from extractor.review.page import write_review
 
 __all__ = ["write_review"]

@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput
-from ..jobs import Job, State
-from ..verify.corpus import TextCursor, iter_job_texts
-from ..verify.grounding import DocumentMatcher
-from ..verify.normalize import normalize_name
-from ..verify.verdicts import read_report
+from extractor.errors import BadInput
+from extractor.jobs import Job, State
+from extractor.verify.corpus import TextCursor, iter_job_texts
+from extractor.verify.grounding import DocumentMatcher
+from extractor.verify.normalize import normalize_name
+from extractor.verify.verdicts import read_report
 
 _DOC_ID = re.compile(r"\b[0-9a-f]{16}\b")  # documents.make_document: the first 16 hex digits of the sha256
 # The states whose verify.json is the job's last word on its verdicts.

@@ -24,9 +24,9 @@ from typing import IO, Any
 
 import orjson
 
-from ..jobs import Job
-from ..storage import atomic_file
-from .data import iter_review_documents, load_review
+from extractor.jobs import Job
+from extractor.storage import atomic_file
+from extractor.review.data import iter_review_documents, load_review
 
 CHUNK = 100  # document bodies per JSON block, parsed when one of them is opened
 PAGE = 50  # documents per page of the list

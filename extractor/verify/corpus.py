@@ -14,10 +14,10 @@ from pathlib import Path
 
 import orjson
 
-from ..documents import Document, iter_documents
-from ..errors import BadInput
-from ..jobs import Job, JobStore
-from ..requests import RequestTemplate, request_text
+from extractor.prepare.documents import Document, iter_documents
+from extractor.errors import BadInput
+from extractor.jobs import Job, JobStore
+from extractor.prepare.requests import RequestTemplate, request_text
 
 
 def iter_job_texts(job: Job) -> Iterator[tuple[str, str]]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..json_pointer import split_pointer
-from ..schema import Spec
+from extractor.spec.json_pointer import split_pointer
+from extractor.spec.schema import Spec
 
 
 EntityFact = tuple[str, "str | None"]  # name, type

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .names import PersonName, is_person_type
-from .normalize import TOKEN, normalize_name
-from .values import Value, parse_value
+from extractor.verify.names import PersonName, is_person_type
+from extractor.verify.normalize import TOKEN, normalize_name
+from extractor.verify.values import Value, parse_value
 
 # Generic nouns small models write as entities ("place", "Person"): never a leak, in any document.
 TYPE_WORDS = frozenset({

@@ -31,17 +31,17 @@ from typing import IO, Any
 
 import orjson
 
-from ..jobs import Job, State
-from ..schema import load_spec
-from ..storage import atomic_file
-from .alignment import Alignment
-from .corpus import TextCursor, WiderCorpus, iter_job_texts
-from .facts import AnswerReader
-from .grounding import DocumentMatcher
-from .index import NameScanner
-from .leaks import NAME, LeakRule, leak_rule
-from .normalize import NormalizedText, name_variants, normalize, normalize_name
-from .policy import Policy
+from extractor.jobs import Job, State
+from extractor.spec.schema import load_spec
+from extractor.storage import atomic_file
+from extractor.verify.alignment import Alignment
+from extractor.verify.corpus import TextCursor, WiderCorpus, iter_job_texts
+from extractor.verify.facts import AnswerReader
+from extractor.verify.grounding import DocumentMatcher
+from extractor.verify.index import NameScanner
+from extractor.verify.leaks import NAME, LeakRule, leak_rule
+from extractor.verify.normalize import NormalizedText, name_variants, normalize, normalize_name
+from extractor.verify.policy import Policy
 
 __all__ = ["VERIFY_FORMAT", "Policy", "VerifySummary", "iter_job_texts", "read_report", "verify_job"]
 

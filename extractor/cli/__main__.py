@@ -1,0 +1,3 @@
+from extractor.cli.app import main
+
+main()
