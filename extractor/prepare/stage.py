@@ -14,7 +14,7 @@ from extractor import pricing
 from extractor.prepare import tokens
 from extractor.prepare.answer_bounds import bounded_response_format
 from extractor.prepare.documents import Document, Skipped, iter_documents, split_long
-from extractor.errors import BadInput
+from extractor.errors import BadInput, ExitCode
 from extractor.jobs import Job, JobStore, State, new_job_id
 from extractor.prepare.requests import (
     MAX_BYTES_PER_FILE,
@@ -87,6 +87,11 @@ class PrepareSummary:
     warnings: list[str]
     resumed: bool = False
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: read_and_write, audit, publish
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """PARTIAL when some files were skipped (the job holds the rest), else OK."""
+        return ExitCode.PARTIAL if self.skipped else ExitCode.OK
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -333,3 +338,37 @@ def _summary_from(job: Job, *, resumed: bool) -> PrepareSummary:
         warnings=[*m.get("warnings", []), *(m.get("audit") or {}).get("warnings", [])],
         resumed=resumed,
     )
+
+
+def prepare_options(backend: str, model: str | None, schema: Path | None, split_long: bool,
+                    max_tokens: int | None, ctx_tokens: int | None, *,
+                    max_lines_per_file: int | None = None, max_bytes_per_file: int | None = None,
+                    encoding: str | None = None,
+                    reasoning_effort: str | None = None, verbosity: str | None = None,
+                    endpoint: str = "chat") -> PrepareOptions:
+    """PrepareOptions from the flags of `prepare`, `submit DOCS_DIR` and `run`, each checked (BadInput names the flag).
+
+    `auto` is resolved before this (the lanes' prompts differ); here it stands for local, as `run` then replaces it.
+    """
+    import codecs
+
+    from extractor.prepare.requests import MAX_BYTES_PER_FILE, MAX_LINES_PER_FILE
+
+    if backend not in ("local", "openai", "auto"):
+        raise BadInput(f"unknown backend {backend!r} — use local, openai or auto")
+    lines = MAX_LINES_PER_FILE if max_lines_per_file is None else max_lines_per_file
+    size = MAX_BYTES_PER_FILE if max_bytes_per_file is None else max_bytes_per_file
+    if not 1 <= lines <= MAX_LINES_PER_FILE:
+        raise BadInput(f"--max-lines-per-file must be between 1 and {MAX_LINES_PER_FILE} (OpenAI's limit)")
+    if not 1 <= size <= MAX_BYTES_PER_FILE:
+        raise BadInput(f"--max-bytes-per-file must be between 1 and {MAX_BYTES_PER_FILE} (OpenAI's limit)")
+    if encoding is not None:
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise BadInput(f"--encoding {encoding!r}: unknown encoding — use a Python codec name such as "
+                           "cp1252, latin-1, utf-16 or shift_jis") from None
+    return PrepareOptions(encoding=encoding, backend="local" if backend == "auto" else backend, model=model, spec_path=schema,
+                          split_long=split_long, max_tokens=max_tokens, context_tokens=ctx_tokens,
+                          max_lines_per_file=lines, max_bytes_per_file=size, reasoning_effort=reasoning_effort,
+                          verbosity=verbosity, endpoint=endpoint)
