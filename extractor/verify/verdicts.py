@@ -33,7 +33,7 @@ import orjson
 
 from extractor.jobs import Job, State
 from extractor.spec.schema import load_spec
-from extractor.storage import atomic_file
+from extractor.storage import atomic_file, read_versioned
 from extractor.verify.alignment import Alignment
 from extractor.verify.corpus import TextCursor, WiderCorpus, iter_job_texts
 from extractor.verify.facts import AnswerReader
@@ -140,7 +140,7 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
 
 def read_report(job: Job) -> dict[str, Any]:
     """verify.json, documents included."""
-    report: dict[str, Any] = orjson.loads(job.verify_path.read_bytes())
+    report: dict[str, Any] = read_versioned(job.verify_path, "verify")
     return report
 
 
