@@ -136,6 +136,7 @@ class Manifest(TypedDict, total=False):
     cost: dict[str, Any]
     verify: dict[str, Any]
     commit: dict[str, Any]
+    rollback: dict[str, Any]
     retries: list[dict[str, Any]]
     attempts: dict[str, int]
     cost_cap_usd: float

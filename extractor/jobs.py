@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from extractor.errors import BadInput, LockHeld
-from extractor.job_files import Manifest, format_tag
+from extractor.job_files import DocumentEntry, Manifest, format_tag
 from extractor.storage import DamagedFile, JsonlAppender, atomic_write_json, read_versioned
 
 JOB_FORMAT = format_tag("job")
@@ -136,7 +136,7 @@ class Job:
     def transition(self, new: State, **fields: Any) -> None:
         if new not in TRANSITIONS[self.state]:
             raise BadInput(f"Job {self.id} cannot go from {self.state.value} to {new.value}")
-        self.manifest.update(fields)
+        self.manifest.update(fields)  # type: ignore[typeddict-item]  # each stage's own keys of Manifest
         self.manifest["state"] = new.value
         self.manifest.setdefault("history", []).append({"state": new.value, "at": utcnow()})
         self.save()
@@ -146,9 +146,8 @@ class Job:
         with JsonlAppender(self.log_path, fsync=False) as out:
             out.write({"at": utcnow(), "event": event, **fields})
 
-    def documents(self) -> list[dict[str, Any]]:
-        documents: list[dict[str, Any]] = self.manifest.get("documents", [])
-        return documents
+    def documents(self) -> list[DocumentEntry]:
+        return self.manifest.get("documents", [])
 
 
 class DamagedJob(DamagedFile):
@@ -191,10 +190,10 @@ def read_manifest(path: Path) -> Manifest:
     elif not isinstance(formats, dict):
         raise DamagedJob(path, "'formats' is not an object")
     else:
-        for kind in LINE_FILES:
-            if formats.get(f"{kind}.jsonl", format_tag(kind)) != format_tag(kind):
-                raise DamagedJob(path, f"{kind}.jsonl is format {formats.get(f'{kind}.jsonl')!r}, this extractor "
-                                       f"reads {format_tag(kind)}", fix="upgrade extractor to read this job")
+        for name in LINE_FILES:
+            if formats.get(f"{name}.jsonl", format_tag(name)) != format_tag(name):
+                raise DamagedJob(path, f"{name}.jsonl is format {formats.get(f'{name}.jsonl')!r}, this extractor "
+                                       f"reads {format_tag(name)}", fix="upgrade extractor to read this job")
     return manifest  # type: ignore[return-value]  # checked above as far as commands rely on it
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from enum import Enum
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, cast
 
 import orjson
 import typer
@@ -18,6 +18,7 @@ from extractor.cli import console
 
 from extractor import redaction
 from extractor.errors import ExitCode, ExtractorError, environment_problem
+from extractor.job_files import BackendChoice as BackendChoiceRecord
 from extractor.jobs import Job, JobStore
 from extractor.locations import data_dir, graph_uri, jobs_dir
 from extractor.prepare.stage import prepare_job, prepare_options
@@ -32,7 +33,7 @@ class ErrorBoundary(TyperGroup):
     adds the traceback, written through the redacting stream. Usage errors and explicit exits are click's own.
     """
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # click's Context (typer vendors click privately)
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
@@ -199,7 +200,7 @@ def _choose_backend(backend: Backend, local_url: Optional[list[str]], model_path
 
 
 def _record_choice(job: Job, choice: BackendChoice) -> dict[str, str]:
-    job.manifest["backend_choice"] = choice.as_dict()
+    job.manifest["backend_choice"] = cast(BackendChoiceRecord, choice.as_dict())
     job.save()
     job.log("backend_choice", **choice.as_dict())
     return choice.as_dict()
@@ -329,6 +330,7 @@ def submit(
         job = store.load(job_id)
         prepared: dict[str, Any] = {}
     else:
+        assert docs_dir is not None  # one of the two, checked above
         choice = _choose_backend(backend, local_url, model_path, health_timeout, slots)
         summary = prepare_job(store, docs_dir, prepare_options(
             choice.backend if choice else backend.value, model, schema, False, None, None, encoding=encoding,

@@ -51,7 +51,7 @@ def commit_documents(job: Job) -> Iterator[CommitDocument]:
         )
         info = meta[doc["doc_id"]]
         yield CommitDocument(doc_id=doc["doc_id"], sha256=info["sha256"], path=info["path"],
-                             title=info.get("title", ""), entities=entities, relations=relations)
+                             title=info.get("title") or "", entities=entities, relations=relations)
 
 
 def commit_stage(job: Job, *, uri: str, database: str | None, data_dir: Path,

@@ -120,8 +120,8 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
             for doc_id, text in texts:
                 scanner.scan(doc_id, text)
             for corpus in against or []:
-                for doc_id, path, text in corpus.iter_texts():
-                    if scanner.scan(doc_id, normalize(text)):
+                for doc_id, path, raw in corpus.iter_texts():
+                    if scanner.scan(doc_id, normalize(raw)):
                         external[doc_id] = {"path": path, **corpus.describe()}
             scanner.drop_common(len(texts))
         del texts
