@@ -16,18 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from extractor import pricing
-
-from extractor.prepare import tokens
-from extractor.prepare.documents import Document, iter_documents
 from extractor.errors import BadInput, ExitCode
 from extractor.run.gate import GATE_FILE, Admission, decide, gate_prepare_options, run_gate
 from extractor.jobs import Job, JobsLock, JobStore
 from extractor.run.engine import CRASH_AFTER_ENV, Progress, RunOptions, RunReport, SilentProgress, run_pipeline
 from extractor.run.pipeline_file import ExtractStage, Pipeline
-from extractor.prepare.stage import DEFAULT_MAX_TOKENS, PrepareOptions, prepare_job, request_settings
-from extractor.prepare.requests import load_prompt, request_template
-from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
+from extractor.prepare.stage import PrepareOptions, document_estimates, prepare_job
 
 
 @dataclass
@@ -124,26 +118,7 @@ def prepare_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, base: Pre
 
 def extraction_estimates(docs_dir: Path, options: PrepareOptions) -> dict[str, float | None]:
     """Each document's extraction cost by sha256, as prepare prices it: exact input, output at max_tokens."""
-    lane = "local" if options.backend == "local" else "openai"
-    estimates: dict[str, float | None] = {}
-    if options.backend == "local":  # nobody bills the local lane: skip the token count
-        for item in iter_documents(docs_dir):
-            if isinstance(item, Document):
-                estimates[item.sha256] = 0.0
-        return estimates
-    spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
-    model = options.resolved_model()
-    max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[lane]
-    settings, _ = request_settings(options, model, max_tokens)
-    template = request_template(prompt=load_prompt(options.backend), model=model,
-                                response_format=spec.response_format(), settings=settings)
-    base = tokens.count_request_tokens(template.body_with(""))
-    for item in iter_documents(docs_dir):
-        if isinstance(item, Document) and item.sha256 not in estimates:
-            cost = pricing.estimate_cost(model, base + tokens.count_tokens(item.text, model), max_tokens,
-                                         batch=options.backend == "openai", backend=options.backend)
-            estimates[item.sha256] = None if cost is None else round(cost, 8)
-    return estimates
+    return document_estimates(docs_dir, options)
 
 
 def _sum(values: Any) -> float | None:
