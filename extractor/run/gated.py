@@ -8,9 +8,6 @@ free), and the extraction job — whose key is that of exactly the passing docum
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +16,15 @@ from typing import Any
 from extractor.errors import BadInput, ExitCode
 from extractor.run.gate import GATE_FILE, Admission, decide, gate_prepare_options, run_gate
 from extractor.jobs import Job, JobsLock, JobStore
-from extractor.run.engine import CRASH_AFTER_ENV, Progress, RunOptions, RunReport, SilentProgress, run_pipeline
+from extractor.run.engine import (
+    Progress,
+    RunOptions,
+    RunReport,
+    SilentProgress,
+    crash_point,
+    record_in_ledger,
+    run_pipeline,
+)
 from extractor.run.pipeline_file import ExtractStage, Pipeline
 from extractor.prepare.stage import PrepareOptions, document_estimates, prepare_job
 
@@ -75,17 +80,17 @@ def run_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, options: RunO
     report = GatedReport(pipeline=pipeline.name)
     extract_options = extract_prepare_options(pipeline.extract, options.prepare)
     with JobsLock(store.root):  # two cron runs must not both send the gate batch
-        gate = run_gate(store, docs_dir, pipeline.gate, options.prepare, options.submit, progress=progress,
-                        wait=_wait_options(options))
+        gate = run_gate(store, docs_dir, pipeline.gate, options, progress=progress)
         if gate.pending:
             report.gate = _gate_report(gate.job, None, resumed=gate.resumed, pending=gate.pending)
             report.seconds = time.monotonic() - started
             return report
         decisions = decide(gate.job, pipeline.gate, extraction_estimates(docs_dir, extract_options))
         report.gate = _gate_report(gate.job, decisions, resumed=gate.resumed, pending=None)
-        if options.ledger:
-            _record(store, gate.job, report)
-    _crash_point("gate")
+        # the gate job's calls and cost go to the ledger like any job's; a failure only warns (`report` re-syncs)
+        if options.ledger and (error := record_in_ledger(store, gate.job).error) is not None:
+            report.gate.setdefault("warnings", []).append(f"ledger not updated for the gate job ({error})")
+    crash_point("gate")  # after gate.json is written
     admission = Admission.from_decisions(decisions)
     if not admission:
         report.nothing_passed = True
@@ -135,27 +140,3 @@ def _gate_report(job: Job, decisions: dict[str, Any] | None, *, resumed: bool, p
         **{k: v for k, v in summary.items() if k not in ("gate_cost_usd", "gate_tokens")},
         "cost_usd": (m.get("cost") or {}).get("usd"), "tokens": summary.get("gate_tokens", {}),
     }
-
-
-def _wait_options(options: RunOptions) -> Any:
-    from extractor.lanes.openai_batch import WaitOptions
-
-    return WaitOptions(wait=True, poll_interval_s=options.poll_interval_s,
-                       max_interval_s=max(options.poll_interval_s, 300.0), timeout_s=options.wait_timeout_s)
-
-
-def _record(store: JobStore, job: Job, report: GatedReport) -> None:
-    """The gate job's calls and cost go to the ledger like any job's; a failure only warns (`report` re-syncs)."""
-    from extractor.reports.ledger import Ledger
-
-    try:
-        with Ledger.for_jobs(store) as ledger:
-            ledger.sync_job(job)
-    except (sqlite3.Error, OSError, BadInput) as exc:
-        report.gate.setdefault("warnings", []).append(f"ledger not updated for the gate job ({exc})")
-
-
-def _crash_point(stage: str) -> None:
-    """Fault injection for the resume tests (see pipeline.CRASH_AFTER_ENV): "gate" = after gate.json is written."""
-    if os.environ.get(CRASH_AFTER_ENV) == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
