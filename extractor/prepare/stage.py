@@ -245,7 +245,8 @@ class RequestPlan:
         if self.options.backend == "local":
             return {"input_cost_usd": 0.0, "output_cost_usd_max": 0.0, "estimated_cost_usd": 0.0}
         output_cost = pricing.estimate_cost(self.model, 0, documents * self.max_tokens, batch=self.batch)
-        input_cost = None if input_tokens is None else pricing.estimate_cost(self.model, input_tokens, 0, batch=self.batch)
+        input_cost = (None if input_tokens is None
+                      else pricing.estimate_cost(self.model, input_tokens, 0, batch=self.batch))
         if input_cost is None or output_cost is None:
             return {"input_cost_usd": None if input_cost is None else round(input_cost, 6),
                     "output_cost_usd_max": None if output_cost is None else round(output_cost, 6),
@@ -264,7 +265,7 @@ class RequestPlan:
 
 
 def plan_requests(options: PrepareOptions) -> RequestPlan:
-    """The spec, prompt, model, budget, settings and line template that `options` make; BadInput for a refused setting."""
+    """The spec, prompt, model, budget, settings and line template `options` make; BadInput for a refused setting."""
     spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
     prompt = options.prompt or load_prompt(options.backend)
     model = options.resolved_model()
