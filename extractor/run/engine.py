@@ -4,6 +4,10 @@ Re-running the same command after any crash continues the same job: `prepare` fi
 with the same content key (documents, spec, prompt, model, settings), and each later stage starts from
 the state that job's manifest records. A job of the same key that was already committed makes the run
 a no-op ("up to date"), so a cron line over an unchanged folder never pays twice.
+
+`advance` is the one stage engine: it takes any prepared job (a run's, a gate's, a pipeline's extraction)
+from the state its manifest records up to a target state. `crash_point` and `record_in_ledger` are the one
+fault-injection hook and the one ledger write every run uses.
 """
 
 from __future__ import annotations
