@@ -83,6 +83,11 @@ def _is_local(name: str) -> bool:
     return tail.endswith(".gguf") or name.startswith("local") or tail.startswith(_LOCAL_FAMILIES)
 
 
+def usd(value: float | None, *, places: int = 4, unknown: str = "n/a (no price for this model)") -> str:
+    """A cost for people to read, "$0.0123"; `unknown` where no price is known (None)."""
+    return unknown if value is None else f"${value:.{places}f}"
+
+
 def estimate_cost(model: str, input_tokens: int, output_tokens: int, *, batch: bool, backend: str | None = None) -> float | None:
     """USD for the given token counts (no cache hits assumed); None when the model's price is unknown."""
     price = price_for(model, backend=backend)

@@ -20,6 +20,7 @@ from extractor import redaction
 from extractor.errors import ExitCode, ExtractorError, environment_problem
 from extractor.job_files import BackendChoice as BackendChoiceRecord
 from extractor.jobs import Job, JobStore
+from extractor.pricing import usd
 from extractor.locations import data_dir, graph_uri, jobs_dir
 from extractor.prepare.stage import prepare_job, prepare_options
 from extractor.lanes.submit import BackendChoice, SubmitOptions
@@ -255,10 +256,6 @@ def prepare(
 def _render_prepare_gated(data: dict[str, Any]) -> None:
     gate, extract = data["gate"], data["extract"]
     _render_prepare(gate)
-
-    def usd(value: Optional[float]) -> str:
-        return "n/a (no price for this model)" if value is None else f"${value:.4f}"
-
     console.out.print(console.key_value_table(f"pipeline {data['pipeline']}: estimate of both stages", {
         "gate job": gate["job_id"],
         "extraction": f"{extract['model']} ({extract['backend']}), {extract['documents']} documents at most",
@@ -268,9 +265,6 @@ def _render_prepare_gated(data: dict[str, Any]) -> None:
 
 
 def _render_prepare(data: dict[str, Any]) -> None:
-    def usd(value: Optional[float]) -> str:
-        return "n/a (no price for this model)" if value is None else f"${value:.4f}"
-
     console.out.print(console.key_value_table(f"prepared job {data['job_id']}", {
         "model": f"{data['model']} ({data['backend']})",
         "documents": data["documents"], "request lines": data["requests"], "request files": data["shards"],

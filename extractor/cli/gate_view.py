@@ -13,6 +13,7 @@ from extractor.errors import BadInput
 from extractor.run.gated import GatedReport, run_gated
 from extractor.jobs import JobStore
 from extractor.locations import data_dir, graph_uri
+from extractor.pricing import usd
 from extractor.run.engine import RunOptions
 from extractor.run.pipeline_file import load_pipeline
 from extractor.prepare.stage import PrepareOptions
@@ -67,9 +68,9 @@ def render_gated(report: GatedReport, data: dict[str, Any]) -> None:
         "rejected": gate.get("rejected", 0),
         "failed": f"{gate.get('failed', 0)} (policy: {gate.get('on_failure', 'extract')})",
         "sent to extraction": gate.get("extracted", 0),
-        "gate cost": _usd(gate.get("cost_usd")),
-        "extraction estimate, all documents": _usd(gate.get("extraction_estimate_usd")) + " (upper bound)",
-        "saved by the gate": _usd(gate.get("saved_usd")),
+        "gate cost": usd(gate.get("cost_usd")),
+        "extraction estimate, all documents": usd(gate.get("extraction_estimate_usd")) + " (upper bound)",
+        "saved by the gate": usd(gate.get("saved_usd")),
     }))
     extract = data["extract"]
     if extract is not None:
@@ -78,7 +79,7 @@ def render_gated(report: GatedReport, data: dict[str, Any]) -> None:
             console.out.print(f"Up to date: job {extract['job_id']} already committed these documents", markup=False)
         elif extract["commit"]:
             console.out.print(f"To undo this run: extractor rollback {extract['job_id']}", markup=False)
-    console.out.print(f"total cost {_usd(data['cost_usd'])} · {data['seconds']:.1f}s", markup=False)
+    console.out.print(f"total cost {usd(data['cost_usd'])} · {data['seconds']:.1f}s", markup=False)
 
 
 def _talk(report: GatedReport, data: dict[str, Any]) -> None:
@@ -99,7 +100,3 @@ def _talk(report: GatedReport, data: dict[str, Any]) -> None:
             say(f"warning: {warning}")
     for warning in gate.get("warnings", []):
         say(f"warning: {warning}")
-
-
-def _usd(value: float | None) -> str:
-    return "n/a (no price for this model)" if value is None else f"${value:.4f}"

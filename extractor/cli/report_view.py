@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 
 from extractor.cli import console
+from extractor.pricing import usd
 
 
 def render_report(data: dict[str, Any]) -> None:
@@ -66,7 +67,7 @@ def _table_printer() -> Console:
 
 
 def _usd(value: Any) -> str:
-    return "n/a" if value is None else f"${value:.6f}"
+    return usd(value, places=6, unknown="n/a")
 
 
 def _pct(value: Any) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from extractor.errors import BadInput
+from extractor.stats import percentile
 
 DEFAULT_CONCURRENCY = 4  # for servers that publish no slot count (vLLM, Ollama, hosted endpoints)
 URLS_ENV = "EXTRACTOR_LOCAL_URLS"
@@ -130,17 +131,6 @@ def retry_after_s(headers: Mapping[str, str] | None, now: float | None = None) -
     if delay is None or not math.isfinite(delay):
         return None
     return min(max(delay, 0.0), MAX_RETRY_AFTER_S)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Quantile q (0..1), linearly interpolated between closest ranks; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from extractor.lanes.fleet import percentile
+from extractor.stats import percentile
 
 
 @dataclass

@@ -25,8 +25,9 @@ import orjson
 from extractor.errors import BadInput, ServiceUnavailable
 from extractor.storage import JsonlAppender
 from extractor.lanes.chat_server import HEALTH_POLL_S, NO_KEY, WARMUP_PROMPT, describe_error, health_verdict, slots_of
-from extractor.lanes.fleet import LATENCY_WINDOW, FleetServer, percentile, retry_after_s
+from extractor.lanes.fleet import LATENCY_WINDOW, FleetServer, retry_after_s
 from extractor.lanes.lane_stats import LaneEvent, LaneStats
+from extractor.stats import percentile
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0

@@ -148,17 +148,11 @@ def prepare_job(
     Streams: a document's text is dropped once its line is written; what grows with the corpus is
     the manifest (one entry per document).
     """
-    spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
-    prompt = options.prompt or load_prompt(options.backend)
-    model = options.resolved_model()
-    lane = "local" if options.backend == "local" else "openai"
-    max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[lane]
-    context = options.context_tokens or DEFAULT_CONTEXT_TOKENS[lane]
+    plan = plan_requests(options)
+    spec, prompt, model, max_tokens = plan.spec, plan.prompt, plan.model, plan.max_tokens
+    context = options.context_tokens or DEFAULT_CONTEXT_TOKENS[plan.lane]
     max_chars = max(1000, (context - max_tokens - PROMPT_RESERVE_TOKENS) * CHARS_PER_TOKEN_FLOOR)
-    settings, notes = request_settings(options, model, max_tokens)
-    # local models loop on lists: the arrays are bounded by what max_tokens can hold (answer_bounds)
-    response_format = bounded_response_format(spec, max_tokens) if lane == "local" else spec.response_format()
-    template = request_template(prompt=prompt, model=model, response_format=response_format, settings=settings)
+    settings, notes, template = plan.settings, plan.notes, plan.template
 
     def custom_id(doc_sha256: str) -> str:
         return custom_id_for(doc_sha256, spec.sha256, prompt.sha256, model)
@@ -168,7 +162,7 @@ def prepare_job(
     staging = store.staging_dir()
     try:
         writer = ShardWriter(staging / "requests", options.max_lines_per_file, options.max_bytes_per_file)
-        intake = _write_requests(docs_dir, options, max_chars, template, custom_id, writer, on_document)
+        intake = _write_requests(docs_dir, options, max_chars, plan, custom_id, writer, on_document)
         documents = intake.documents
         seconds["read_and_write"] = _since(started)
         if not documents:
@@ -186,7 +180,7 @@ def prepare_job(
             return _summary_from(existing, resumed=True)
 
         tokens_in = intake.input_tokens if options.count_tokens else None
-        estimate = _estimate_cost(model, options.backend, tokens_in, len(documents), max_tokens)
+        estimate = plan.job_estimate(tokens_in, len(documents))
         manifest: Manifest = {
             "job_id": new_job_id(key),
             "key": key,
@@ -217,6 +211,89 @@ def prepare_job(
     return summary
 
 
+@dataclass(frozen=True)
+class RequestPlan:
+    """What every request line of a job is built from, and what it costs: one place for prepare and its estimates.
+
+    `prepare_job` writes its lines from it, and the gate prices extraction with it (`document_estimates`),
+    so the estimate a gate reports cannot drift from what `prepare` would write and price.
+    """
+
+    options: PrepareOptions
+    spec: Spec
+    prompt: Prompt
+    model: str
+    lane: str  # local | openai
+    max_tokens: int
+    settings: Settings
+    notes: list[str]
+    template: RequestTemplate
+
+    @property
+    def batch(self) -> bool:
+        return self.options.backend == "openai"
+
+    def base_tokens(self) -> int:
+        """The template's own tokens (prompt, schema, chat overhead): the same on every line, counted once."""
+        return tokens.count_request_tokens(self.template.body_with(""))
+
+    def input_tokens(self, base_tokens: int, text: str) -> int:
+        return base_tokens + tokens.count_tokens(text, self.model)
+
+    def job_estimate(self, input_tokens: int | None, documents: int) -> Estimate:
+        """Input cost is exact from counted tokens; output is bounded by max_tokens, so it is an upper bound."""
+        if self.options.backend == "local":
+            return {"input_cost_usd": 0.0, "output_cost_usd_max": 0.0, "estimated_cost_usd": 0.0}
+        output_cost = pricing.estimate_cost(self.model, 0, documents * self.max_tokens, batch=self.batch)
+        input_cost = (None if input_tokens is None
+                      else pricing.estimate_cost(self.model, input_tokens, 0, batch=self.batch))
+        if input_cost is None or output_cost is None:
+            return {"input_cost_usd": None if input_cost is None else round(input_cost, 6),
+                    "output_cost_usd_max": None if output_cost is None else round(output_cost, 6),
+                    "estimated_cost_usd": None}
+        return {
+            "input_cost_usd": round(input_cost, 6),
+            "output_cost_usd_max": round(output_cost, 6),
+            "estimated_cost_usd": round(input_cost + output_cost, 6),
+        }
+
+    def document_estimate(self, input_tokens: int) -> float | None:
+        """One line's cost, exact input and output at max_tokens (an upper bound); None when the price is unknown."""
+        cost = pricing.estimate_cost(self.model, input_tokens, self.max_tokens, batch=self.batch,
+                                     backend=self.options.backend)
+        return None if cost is None else round(cost, 8)
+
+
+def plan_requests(options: PrepareOptions) -> RequestPlan:
+    """The spec, prompt, model, budget, settings and line template `options` make; BadInput for a refused setting."""
+    spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
+    prompt = options.prompt or load_prompt(options.backend)
+    model = options.resolved_model()
+    lane = "local" if options.backend == "local" else "openai"
+    max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[lane]
+    settings, notes = request_settings(options, model, max_tokens)
+    # local models loop on lists: the arrays are bounded by what max_tokens can hold (answer_bounds)
+    response_format = bounded_response_format(spec, max_tokens) if lane == "local" else spec.response_format()
+    template = request_template(prompt=prompt, model=model, response_format=response_format, settings=settings)
+    return RequestPlan(options, spec, prompt, model, lane, max_tokens, settings, notes, template)
+
+
+def document_estimates(docs_dir: Path, options: PrepareOptions) -> dict[str, float | None]:
+    """Each document's cost by sha256, as prepare prices it: exact input, output at max_tokens (an upper bound)."""
+    estimates: dict[str, float | None] = {}
+    if options.backend == "local":  # nobody bills the local lane: skip the token count
+        for item in iter_documents(docs_dir, encoding=options.encoding):
+            if isinstance(item, Document):
+                estimates[item.sha256] = 0.0
+        return estimates
+    plan = plan_requests(options)
+    base = plan.base_tokens()
+    for item in iter_documents(docs_dir, encoding=options.encoding):
+        if isinstance(item, Document) and item.sha256 not in estimates:
+            estimates[item.sha256] = plan.document_estimate(plan.input_tokens(base, item.text))
+    return estimates
+
+
 def request_settings(options: PrepareOptions, model: str, max_tokens: int) -> tuple[Settings, list[str]]:
     """The settings every line of the job carries, and warnings; BadInput for a setting the model refuses.
 
@@ -245,16 +322,15 @@ def _since(started: float) -> float:
     return time.perf_counter() - started
 
 
-def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, template: RequestTemplate,
+def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, plan: RequestPlan,
                     custom_id_of: Callable[[str], str], writer: ShardWriter,
                     on_document: Callable[[], None] | None) -> _Intake:
     """One line per distinct document (or part), streamed into shards; duplicates only add their path."""
     intake = _Intake()
     documents = intake.documents
     by_sha: dict[str, DocumentEntry] = {}
-    # The template's own tokens (prompt, schema, chat overhead) are the same on every line: count them once.
-    base_tokens = tokens.count_request_tokens(template.body_with("")) if options.count_tokens else 0
-    model = template.line["body"]["model"]
+    template = plan.template
+    base_tokens = plan.base_tokens() if options.count_tokens else 0
     shard_tokens: dict[str, int] = {}  # what the Batch API's enqueued-token limit counts, per request file
     try:
         for item in iter_documents(docs_dir, max_chars=None if options.split_long else max_chars,
@@ -276,7 +352,7 @@ def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, tem
                 custom_id = custom_id_of(doc.sha256)
                 shard = writer.write(template.render(custom_id, doc.text))
                 if options.count_tokens:
-                    counted = base_tokens + tokens.count_tokens(doc.text, model)
+                    counted = plan.input_tokens(base_tokens, doc.text)
                     intake.input_tokens += counted
                     shard_tokens[shard] = shard_tokens.get(shard, 0) + counted
                 entry = _manifest_entry(doc, custom_id, shard)
@@ -301,24 +377,6 @@ def _manifest_entry(doc: Document, custom_id: str, shard: str) -> DocumentEntry:
         "encoding": doc.encoding,
         "custom_id": custom_id,
         "shard": shard,
-    }
-
-
-def _estimate_cost(model: str, backend: str, input_tokens: int | None, documents: int, max_tokens: int) -> Estimate:
-    """Input cost is exact from counted tokens; output is bounded by max_tokens, so it is an upper bound."""
-    if backend == "local":
-        return {"input_cost_usd": 0.0, "output_cost_usd_max": 0.0, "estimated_cost_usd": 0.0}
-    batch = backend == "openai"
-    output_cost = pricing.estimate_cost(model, 0, documents * max_tokens, batch=batch)
-    input_cost = None if input_tokens is None else pricing.estimate_cost(model, input_tokens, 0, batch=batch)
-    if input_cost is None or output_cost is None:
-        return {"input_cost_usd": None if input_cost is None else round(input_cost, 6),
-                "output_cost_usd_max": None if output_cost is None else round(output_cost, 6),
-                "estimated_cost_usd": None}
-    return {
-        "input_cost_usd": round(input_cost, 6),
-        "output_cost_usd_max": round(output_cost, 6),
-        "estimated_cost_usd": round(input_cost + output_cost, 6),
     }
 
 

@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from extractor.pricing import usd
 from extractor.storage import atomic_write_bytes
 
 COLOURS = {"openai": "#1f77b4", "local": "#2ca02c"}
@@ -239,7 +240,7 @@ def _text(value: str) -> str:
 
 
 def _usd(value: float | None) -> str:
-    return "n/a" if value is None else f"${value:.6f}"
+    return usd(value, places=6, unknown="n/a")
 
 
 def _pct(value: float | None) -> str:

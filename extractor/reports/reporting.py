@@ -22,7 +22,7 @@ from extractor.jobs import utcnow
 from extractor.reports.ledger import Ledger
 from extractor.prepare.stage import DEFAULT_OPENAI_MODEL
 from extractor.pricing import estimate_cost
-from extractor.reports.status import percentile
+from extractor.stats import percentile
 
 REPORT_FORMAT = "extractor.report/1"
 WATCHED = ("grounded_rate", "schema_valid_rate")
@@ -103,7 +103,7 @@ def _latency(backend: str, requests: list[dict[str, Any]], batches: list[dict[st
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
-    return {f"p{q}": None if not values else round(percentile(values, q) or 0.0, 1) for q in (50, 95, 99)}
+    return {f"p{q}": None if not values else round(percentile(values, q / 100) or 0.0, 1) for q in (50, 95, 99)}
 
 
 def _lanes(job: dict[str, Any], cost: float | None, options: ReportOptions) -> dict[str, Any]:

@@ -9,18 +9,8 @@ from typing import Any
 import orjson
 
 from extractor.jobs import NEXT_COMMAND, Job, JobStore
+from extractor.stats import percentile
 from extractor.storage import iter_jsonl
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-th percentile (0..100), linearly interpolated between the closest ranks; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = q / 100 * (len(ordered) - 1)
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def request_latencies(job: Job) -> list[float]:
@@ -42,7 +32,7 @@ def job_status(job: Job) -> dict[str, Any]:
     latencies = request_latencies(job)
     if latencies:
         stats = m.get("remote", {}).get("stats", {})
-        data["latency_ms"] = {f"p{q}": round(percentile(latencies, q) or 0.0, 1) for q in (50, 95, 99)}
+        data["latency_ms"] = {f"p{q}": round(percentile(latencies, q / 100) or 0.0, 1) for q in (50, 95, 99)}
         if stats.get("seconds"):
             data["throughput_docs_per_s"] = round(stats.get("answered", 0) / stats["seconds"], 3)
     lane = last_lane_run(job)

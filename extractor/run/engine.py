@@ -4,6 +4,10 @@ Re-running the same command after any crash continues the same job: `prepare` fi
 with the same content key (documents, spec, prompt, model, settings), and each later stage starts from
 the state that job's manifest records. A job of the same key that was already committed makes the run
 a no-op ("up to date"), so a cron line over an unchanged folder never pays twice.
+
+`advance` is the one stage engine: it takes any prepared job (a run's, a gate's, a pipeline's extraction)
+from the state its manifest records up to a target state. `crash_point` and `record_in_ledger` are the one
+fault-injection hook and the one ledger write every run uses.
 """
 
 from __future__ import annotations
@@ -112,11 +116,23 @@ def run_pipeline(store: JobStore, docs_dir: Path, options: RunOptions, progress:
         job = _prepare(store, docs_dir, options, report, progress)
         try:
             if not report.up_to_date:
-                _advance(job, options, report, progress, deadline=_deadline(options.wait_timeout_s))
+                until = State.COMMITTED if options.commit else State.VERIFIED
+                advanced = advance(job, options, until=until, progress=progress,
+                                   deadline=_deadline(options.wait_timeout_s), record=report)
+                if advanced.pending:
+                    job.log("run_pending", message=advanced.pending)
         finally:
             _summarise(job, report)
             if options.ledger:
-                _record(store, job, report)
+                synced = record_in_ledger(store, job)
+                report.ledger = synced.path
+                if synced.error is None:
+                    crash_point("ledger")
+                elif isinstance(synced.error, BadInput):  # e.g. a ledger of a newer extractor: the results stand
+                    report.warnings.append(synced.error.message)
+                else:
+                    report.warnings.append(
+                        f"ledger not updated ({synced.error}); `extractor report` brings it up to date")
     report.seconds = time.monotonic() - started
     if not report.up_to_date:
         job.log("run_end", exit_code=int(report.exit_code), state=report.state, seconds=round(report.seconds, 2))
@@ -141,7 +157,7 @@ def _prepare(store: JobStore, docs_dir: Path, options: RunOptions, report: RunRe
     report.backend_choice = job.manifest.get("backend_choice")
     if not report.up_to_date:  # which runs touched a job, and as which process, for whoever reads log.jsonl
         job.log("run_start", pid=os.getpid(), resumed=prepared.resumed, state=job.state.value)
-    _crash_point("prepare")
+    crash_point("prepare")
     return job
 
 
@@ -174,61 +190,114 @@ def _discard(job: Job) -> None:
     shutil.rmtree(hidden, ignore_errors=True)
 
 
-def _advance(job: Job, options: RunOptions, report: RunReport, progress: Progress, *, deadline: float | None) -> None:
+class StageRecord(Protocol):
+    """Where `advance` writes what it did: seconds per stage, each retry round, and why it stopped short."""
+
+    stages: dict[str, float]
+    retries: list[dict[str, Any]]
+    pending: str | None
+
+
+@dataclass
+class Advanced:
+    """What one `advance` did to a job (a RunReport takes the same fields, so `run` passes its own)."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    retries: list[dict[str, Any]] = field(default_factory=list)
+    pending: str | None = None  # the wait for batches ran out: the next call resumes waiting
+
+
+# The stages `advance` can take a job up to, in order; a job already past `until` is left as it is.
+_ORDER = (State.PREPARED, State.SUBMITTED, State.COLLECTED, State.VERIFIED, State.COMMITTED)
+
+
+def advance(job: Job, options: RunOptions, *, until: State = State.COMMITTED, progress: Progress | None = None,
+            deadline: float | None = None, record: StageRecord | None = None, label: str = "") -> StageRecord:
+    """Take a job from the state its manifest records up to `until`: submit → collect → retry → verify → commit.
+
+    Each stage runs only when the job's state calls for it, so a second call after a crash continues where the
+    first stopped. Batches still running when `deadline` (time.monotonic) passes end the call with `pending` set
+    instead of an error. `label` names the stages of a job that is part of a bigger run ("gate": progress
+    "gate submit", seconds "gate_submit", crash point "gate_submit"); the run's own job has none.
+    """
     from extractor.lanes.openai_batch import BatchesPending
 
+    if until not in _ORDER[1:]:
+        raise ValueError(f"advance: cannot take a job up to {until.value!r}")
+    progress = progress or SilentProgress()
+    record = record if record is not None else Advanced()
+    steps = _Steps(job, options, record, progress, label)
+    up_to = _ORDER.index(until)
     try:
         if job.state in (State.PREPARED, State.FAILED):
-            with _timed(report, "submit"), progress.stage("submit", _requests(job)) as tick:
+            with steps.stage("submit", _requests(job)) as tick:
                 submit_job(job, options.submit, progress=tick)
-            _crash_point("submit")
-        if job.state is State.SUBMITTED:
-            _collect(job, options, report, progress, deadline)
-        while options.retry and job.state is State.COLLECTED and _retry(job, options, report, progress):
-            _collect(job, options, report, progress, deadline)
+            steps.crash_point("submit")
+        if job.state is State.SUBMITTED and up_to >= _ORDER.index(State.COLLECTED):
+            steps.collect(deadline)
+        while options.retry and job.state is State.COLLECTED and steps.retry():
+            steps.collect(deadline)
     except BatchesPending as exc:
-        report.pending = exc.message
-        job.log("run_pending", message=exc.message)
-        return
-    if job.state is State.COLLECTED:
-        with _timed(report, "verify"), progress.stage("verify", None):
+        record.pending = exc.message
+        return record
+    if job.state is State.COLLECTED and up_to >= _ORDER.index(State.VERIFIED):
+        with steps.stage("verify", None):
             verify_job(job, policy=Policy.strict() if options.strict else Policy())
-        _crash_point("verify")
-    if options.commit and job.state is State.VERIFIED:
+        steps.crash_point("verify")
+    if job.state is State.VERIFIED and up_to >= _ORDER.index(State.COMMITTED):
         from extractor.graph.publishing import commit_stage  # the graph drivers load only when a run commits
 
-        with _timed(report, "commit"), progress.stage("commit", job.manifest["verify"]["clean"]) as tick:
+        with steps.stage("commit", job.manifest["verify"]["clean"]) as tick:
             commit_stage(job, uri=options.graph_uri, database=options.database, data_dir=options.data_dir, progress=tick)
-        _crash_point("commit")
+        steps.crash_point("commit")
+    return record
 
 
-def _collect(job: Job, options: RunOptions, report: RunReport, progress: Progress, deadline: float | None) -> None:
-    wait = None
-    if job.manifest.get("remote", {}).get("kind") == "openai":
-        from extractor.lanes.openai_batch import WaitOptions, pending_requests
+@dataclass
+class _Steps:
+    """The stages of one `advance`: each timed into the record, shown by `progress`, followed by its crash point."""
 
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        wait = WaitOptions(wait=True, poll_interval_s=options.poll_interval_s,
-                           max_interval_s=max(options.poll_interval_s, 300.0), timeout_s=remaining)
-        total = pending_requests(job) or None
-    else:
+    job: Job
+    options: RunOptions
+    record: StageRecord
+    progress: Progress
+    label: str
+
+    @contextmanager
+    def stage(self, name: str, total: int | None) -> Iterator[Callable[..., None]]:
+        key, shown = (f"{self.label}_{name}", f"{self.label} {name}") if self.label else (name, name)
+        with _timed(self.record, key), self.progress.stage(shown, total) as tick:
+            yield tick
+
+    def crash_point(self, name: str) -> None:
+        crash_point(f"{self.label}_{name}" if self.label else name)
+
+    def collect(self, deadline: float | None) -> None:
+        job, options = self.job, self.options
+        wait = None
         total = None
-    with _timed(report, "collect"), progress.stage("collect", total) as tick:
-        collect_job(job, wait=wait, progress=tick)
-    _crash_point("collect")
+        if job.manifest.get("remote", {}).get("kind") == "openai":
+            from extractor.lanes.openai_batch import WaitOptions, pending_requests
 
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = WaitOptions(wait=True, poll_interval_s=options.poll_interval_s,
+                               max_interval_s=max(options.poll_interval_s, 300.0), timeout_s=remaining)
+            total = pending_requests(job) or None
+        with self.stage("collect", total) as tick:
+            collect_job(job, wait=wait, progress=tick)
+        self.crash_point("collect")
 
-def _retry(job: Job, options: RunOptions, report: RunReport, progress: Progress) -> bool:
-    """Resend failed, expired, truncated or missing lines once more; False when none are left under the cap."""
-    from extractor.lanes.retry import retry_job
+    def retry(self) -> bool:
+        """Resend failed, expired, truncated or missing lines once more; False when none are left under the cap."""
+        from extractor.lanes.retry import retry_job
 
-    with _timed(report, "retry"), progress.stage("retry", None) as tick:
-        result = retry_job(job, options.submit, max_attempts=options.max_attempts, progress=tick)
-    if not result.get("retried"):
-        return False
-    report.retries.append(result)
-    _crash_point("retry")
-    return True
+        with self.stage("retry", None) as tick:
+            result = retry_job(self.job, self.options.submit, max_attempts=self.options.max_attempts, progress=tick)
+        if not result.get("retried"):
+            return False
+        self.record.retries.append(result)
+        self.crash_point("retry")
+        return True
 
 
 def _summarise(job: Job, report: RunReport) -> None:
@@ -241,21 +310,25 @@ def _summarise(job: Job, report: RunReport) -> None:
     report.cost_usd = (m.get("cost") or {}).get("usd")
 
 
-def _record(store: JobStore, job: Job, report: RunReport) -> None:
-    """The ledger is rebuilt from job folders (`report` syncs too), so a failure here costs no data: warn, go on."""
+@dataclass
+class LedgerSync:
+    path: str | None = None  # the ledger the job went into
+    error: Exception | None = None  # why it did not (sqlite, disk, a ledger of a newer extractor)
+
+
+def record_in_ledger(store: JobStore, job: Job) -> LedgerSync:
+    """Sync one job into the ledger. The ledger is rebuilt from job folders (`report` syncs too), so a failure
+    here costs no data: it is returned for the caller to warn about, never raised."""
     from extractor.reports.ledger import Ledger
 
+    synced = LedgerSync()
     try:
         with Ledger.for_jobs(store) as ledger:
             ledger.sync_job(job)
-            report.ledger = str(ledger.path)
-    except (sqlite3.Error, OSError) as exc:
-        report.warnings.append(f"ledger not updated ({exc}); `extractor report` brings it up to date")
-        return
-    except BadInput as exc:  # e.g. a ledger written by a newer extractor: the run's own results stand
-        report.warnings.append(exc.message)
-        return
-    _crash_point("ledger")
+            synced.path = str(ledger.path)
+    except (sqlite3.Error, OSError, BadInput) as exc:
+        synced.error = exc
+    return synced
 
 
 def _prepare_summary(prepared: PrepareSummary, job: Job) -> dict[str, Any]:
@@ -273,7 +346,9 @@ def _deadline(timeout_s: float | None) -> float | None:
     return None if timeout_s is None else time.monotonic() + timeout_s
 
 
-def _crash_point(stage: str) -> None:
+def crash_point(stage: str) -> None:
+    """SIGKILL this process when CRASH_AFTER_ENV names `stage` (prepare, submit, collect, retry, verify, commit,
+    ledger; gate after gate.json; gate_submit, gate_collect for the gate job's own stages)."""
     if os.environ.get(CRASH_AFTER_ENV) == stage:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -289,7 +364,7 @@ def job_tokens(job: Job) -> dict[str, int]:
 
 
 @contextmanager
-def _timed(report: RunReport, stage: str) -> Iterator[None]:
+def _timed(report: RunReport | StageRecord, stage: str) -> Iterator[None]:
     start = time.monotonic()
     try:
         yield

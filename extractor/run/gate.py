@@ -18,10 +18,10 @@ from extractor.jobs import Job, JobStore, State
 from extractor.run.pipeline_file import GateStage
 from extractor.prepare.stage import PrepareOptions, PrepareSummary, prepare_job
 from extractor.prepare.requests import Prompt, load_prompt
-from extractor.collect.results import collect_job, iter_results
+from extractor.collect.results import iter_results
+from extractor.run.engine import Progress, RunOptions, advance
 from extractor.spec import bundled_spec_path
 from extractor.storage import atomic_write_json, read_json
-from extractor.lanes.submit import SubmitOptions, submit_job
 
 GATE_FORMAT = "extractor.run.gate/1"
 GATE_FILE = "gate.json"
@@ -57,40 +57,32 @@ def gate_prepare_options(stage: GateStage, base: PrepareOptions | None = None) -
 
 @dataclass
 class GateRun:
-    """Where a gate job stands after `run_gate`: decided (gate.json written) or still waiting for its batches."""
+    """Where a gate job stands after `run_gate`: collected (ready for `decide`) or still waiting for its batches."""
 
     job: Job
     resumed: bool
     pending: str | None = None
     stages: dict[str, float] = field(default_factory=dict)
+    retries: list[dict[str, Any]] = field(default_factory=list)  # always empty: the gate never retries
 
 
-def run_gate(store: JobStore, docs_dir: Path, stage: GateStage, prepare: PrepareOptions, submit: SubmitOptions, *,
-             progress: Any, wait: Any = None) -> GateRun:
-    """Prepare (or find, by content key), submit and collect the gate job; the caller holds the jobs lock."""
-    from extractor.lanes.openai_batch import BatchesPending
+def run_gate(store: JobStore, docs_dir: Path, stage: GateStage, options: RunOptions, *, progress: Progress) -> GateRun:
+    """Prepare (or find, by content key) the gate job and advance it to collected; the caller holds the jobs lock.
 
+    A failed gate answer is a decision (the stage's `on_failure`), not a line to resend, so the gate never retries.
+    """
     started = time.monotonic()
     with progress.stage("gate prepare", None) as tick:
-        prepared: PrepareSummary = prepare_job(store, docs_dir, gate_prepare_options(stage, prepare),
+        prepared: PrepareSummary = prepare_job(store, docs_dir, gate_prepare_options(stage, options.prepare),
                                                on_document=tick, resume=True)
     job = prepared.job
     run = GateRun(job=job, resumed=prepared.resumed, stages={"gate_prepare": round(time.monotonic() - started, 2)})
     job.log("gate_start", resumed=prepared.resumed, state=job.state.value, question=stage.question)
-    try:
-        if job.state in (State.PREPARED, State.FAILED):
-            started = time.monotonic()
-            with progress.stage("gate submit", len(job.documents())) as tick:
-                submit_job(job, submit, progress=tick)
-            run.stages["gate_submit"] = round(time.monotonic() - started, 2)
-        if job.state is State.SUBMITTED:
-            started = time.monotonic()
-            with progress.stage("gate collect", None) as tick:
-                collect_job(job, wait=wait, progress=tick)
-            run.stages["gate_collect"] = round(time.monotonic() - started, 2)
-    except BatchesPending as exc:
-        run.pending = exc.message
-        job.log("gate_pending", message=exc.message)
+    deadline = None if options.wait_timeout_s is None else time.monotonic() + options.wait_timeout_s
+    advance(job, replace(options, retry=False), until=State.COLLECTED, progress=progress, deadline=deadline,
+            record=run, label="gate")
+    if run.pending:
+        job.log("gate_pending", message=run.pending)
     return run
 
 

@@ -8,26 +8,25 @@ free), and the extraction job — whose key is that of exactly the passing docum
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from extractor import pricing
-
-from extractor.prepare import tokens
-from extractor.prepare.documents import Document, iter_documents
 from extractor.errors import BadInput, ExitCode
 from extractor.run.gate import GATE_FILE, Admission, decide, gate_prepare_options, run_gate
 from extractor.jobs import Job, JobsLock, JobStore
-from extractor.run.engine import CRASH_AFTER_ENV, Progress, RunOptions, RunReport, SilentProgress, run_pipeline
+from extractor.run.engine import (
+    Progress,
+    RunOptions,
+    RunReport,
+    SilentProgress,
+    crash_point,
+    record_in_ledger,
+    run_pipeline,
+)
 from extractor.run.pipeline_file import ExtractStage, Pipeline
-from extractor.prepare.stage import DEFAULT_MAX_TOKENS, PrepareOptions, prepare_job, request_settings
-from extractor.prepare.requests import load_prompt, request_template
-from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
+from extractor.prepare.stage import PrepareOptions, document_estimates, prepare_job
 
 
 @dataclass
@@ -81,17 +80,17 @@ def run_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, options: RunO
     report = GatedReport(pipeline=pipeline.name)
     extract_options = extract_prepare_options(pipeline.extract, options.prepare)
     with JobsLock(store.root):  # two cron runs must not both send the gate batch
-        gate = run_gate(store, docs_dir, pipeline.gate, options.prepare, options.submit, progress=progress,
-                        wait=_wait_options(options))
+        gate = run_gate(store, docs_dir, pipeline.gate, options, progress=progress)
         if gate.pending:
             report.gate = _gate_report(gate.job, None, resumed=gate.resumed, pending=gate.pending)
             report.seconds = time.monotonic() - started
             return report
         decisions = decide(gate.job, pipeline.gate, extraction_estimates(docs_dir, extract_options))
         report.gate = _gate_report(gate.job, decisions, resumed=gate.resumed, pending=None)
-        if options.ledger:
-            _record(store, gate.job, report)
-    _crash_point("gate")
+        # the gate job's calls and cost go to the ledger like any job's; a failure only warns (`report` re-syncs)
+        if options.ledger and (error := record_in_ledger(store, gate.job).error) is not None:
+            report.gate.setdefault("warnings", []).append(f"ledger not updated for the gate job ({error})")
+    crash_point("gate")  # after gate.json is written
     admission = Admission.from_decisions(decisions)
     if not admission:
         report.nothing_passed = True
@@ -124,26 +123,7 @@ def prepare_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, base: Pre
 
 def extraction_estimates(docs_dir: Path, options: PrepareOptions) -> dict[str, float | None]:
     """Each document's extraction cost by sha256, as prepare prices it: exact input, output at max_tokens."""
-    lane = "local" if options.backend == "local" else "openai"
-    estimates: dict[str, float | None] = {}
-    if options.backend == "local":  # nobody bills the local lane: skip the token count
-        for item in iter_documents(docs_dir):
-            if isinstance(item, Document):
-                estimates[item.sha256] = 0.0
-        return estimates
-    spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
-    model = options.resolved_model()
-    max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[lane]
-    settings, _ = request_settings(options, model, max_tokens)
-    template = request_template(prompt=load_prompt(options.backend), model=model,
-                                response_format=spec.response_format(), settings=settings)
-    base = tokens.count_request_tokens(template.body_with(""))
-    for item in iter_documents(docs_dir):
-        if isinstance(item, Document) and item.sha256 not in estimates:
-            cost = pricing.estimate_cost(model, base + tokens.count_tokens(item.text, model), max_tokens,
-                                         batch=options.backend == "openai", backend=options.backend)
-            estimates[item.sha256] = None if cost is None else round(cost, 8)
-    return estimates
+    return document_estimates(docs_dir, options)
 
 
 def _sum(values: Any) -> float | None:
@@ -160,27 +140,3 @@ def _gate_report(job: Job, decisions: dict[str, Any] | None, *, resumed: bool, p
         **{k: v for k, v in summary.items() if k not in ("gate_cost_usd", "gate_tokens")},
         "cost_usd": (m.get("cost") or {}).get("usd"), "tokens": summary.get("gate_tokens", {}),
     }
-
-
-def _wait_options(options: RunOptions) -> Any:
-    from extractor.lanes.openai_batch import WaitOptions
-
-    return WaitOptions(wait=True, poll_interval_s=options.poll_interval_s,
-                       max_interval_s=max(options.poll_interval_s, 300.0), timeout_s=options.wait_timeout_s)
-
-
-def _record(store: JobStore, job: Job, report: GatedReport) -> None:
-    """The gate job's calls and cost go to the ledger like any job's; a failure only warns (`report` re-syncs)."""
-    from extractor.reports.ledger import Ledger
-
-    try:
-        with Ledger.for_jobs(store) as ledger:
-            ledger.sync_job(job)
-    except (sqlite3.Error, OSError, BadInput) as exc:
-        report.gate.setdefault("warnings", []).append(f"ledger not updated for the gate job ({exc})")
-
-
-def _crash_point(stage: str) -> None:
-    """Fault injection for the resume tests (see pipeline.CRASH_AFTER_ENV): "gate" = after gate.json is written."""
-    if os.environ.get(CRASH_AFTER_ENV) == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
