@@ -372,16 +372,10 @@ def _render_status(job_id: str, data: dict[str, Any]) -> None:
 
 
 def _remote_progress(job: Any) -> dict[str, Any]:
-    """An OpenAI job's batches, looked at once; an unreachable API is shown, not fatal, since status reads the folder."""
-    from extractor.lanes.openai_batch import batch_progress, is_openai, refresh_status
-    from extractor.errors import ExtractorError
+    """What the job's lane knows of its requests (a batch lane's batches, looked at once)."""
+    from extractor.lanes import lane_for
 
-    if not is_openai(job):
-        return {}
-    try:
-        return refresh_status(job)
-    except ExtractorError as exc:
-        return {**batch_progress(job), "remote_error": exc.message}
+    return lane_for(job).progress(job)
 
 
 @app.command()
@@ -397,7 +391,7 @@ def collect(
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch results and classify one outcome per document."""
-    from extractor.lanes.openai_batch import WaitOptions, pending_requests
+    from extractor.lanes import WaitOptions, lane_for
     from extractor.collect.ingest import ingest_files
     from extractor.collect.results import collect_job
 
@@ -407,8 +401,9 @@ def collect(
         ingest_files(job, output_file, error_file)
     wait_options = WaitOptions(wait=wait, poll_interval_s=poll_interval, max_interval_s=max(poll_interval, 300.0),
                                timeout_s=wait_timeout)
-    with console.RichProgress().stage("collect", pending_requests(job) or None) as tick:
-        summary = collect_job(job, fetch=not ingested, wait=wait_options, progress=tick)
+    lane = lane_for(job)
+    with console.RichProgress().stage("collect", lane.pending(job) or None) as tick:
+        summary = collect_job(job, None if ingested else lane, wait=wait_options, progress=tick)
     data = summary.as_dict()
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"collected job {job_id}", data["outcomes"])))
     for warning in summary.warnings:

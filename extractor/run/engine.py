@@ -175,7 +175,7 @@ def _discard(job: Job) -> None:
 
 
 def _advance(job: Job, options: RunOptions, report: RunReport, progress: Progress, *, deadline: float | None) -> None:
-    from extractor.lanes.openai_batch import BatchesPending
+    from extractor.lanes import BatchesPending
 
     try:
         if job.state in (State.PREPARED, State.FAILED):
@@ -203,18 +203,15 @@ def _advance(job: Job, options: RunOptions, report: RunReport, progress: Progres
 
 
 def _collect(job: Job, options: RunOptions, report: RunReport, progress: Progress, deadline: float | None) -> None:
-    wait = None
-    if job.manifest.get("remote", {}).get("kind") == "openai":
-        from extractor.lanes.openai_batch import WaitOptions, pending_requests
+    from extractor.lanes import WaitOptions, lane_for
 
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        wait = WaitOptions(wait=True, poll_interval_s=options.poll_interval_s,
-                           max_interval_s=max(options.poll_interval_s, 300.0), timeout_s=remaining)
-        total = pending_requests(job) or None
-    else:
-        total = None
+    lane = lane_for(job)
+    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+    wait = WaitOptions(wait=True, poll_interval_s=options.poll_interval_s,
+                       max_interval_s=max(options.poll_interval_s, 300.0), timeout_s=remaining)
+    total = lane.pending(job) or None
     with _timed(report, "collect"), progress.stage("collect", total) as tick:
-        collect_job(job, wait=wait, progress=tick)
+        collect_job(job, lane, wait=wait, progress=tick)
     _crash_point("collect")
 
 

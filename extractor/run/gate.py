@@ -68,7 +68,7 @@ class GateRun:
 def run_gate(store: JobStore, docs_dir: Path, stage: GateStage, prepare: PrepareOptions, submit: SubmitOptions, *,
              progress: Any, wait: Any = None) -> GateRun:
     """Prepare (or find, by content key), submit and collect the gate job; the caller holds the jobs lock."""
-    from extractor.lanes.openai_batch import BatchesPending
+    from extractor.lanes import BatchesPending, lane_for
 
     started = time.monotonic()
     with progress.stage("gate prepare", None) as tick:
@@ -86,7 +86,7 @@ def run_gate(store: JobStore, docs_dir: Path, stage: GateStage, prepare: Prepare
         if job.state is State.SUBMITTED:
             started = time.monotonic()
             with progress.stage("gate collect", None) as tick:
-                collect_job(job, wait=wait, progress=tick)
+                collect_job(job, lane_for(job), wait=wait, progress=tick)
             run.stages["gate_collect"] = round(time.monotonic() - started, 2)
     except BatchesPending as exc:
         run.pending = exc.message

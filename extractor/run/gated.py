@@ -163,7 +163,7 @@ def _gate_report(job: Job, decisions: dict[str, Any] | None, *, resumed: bool, p
 
 
 def _wait_options(options: RunOptions) -> Any:
-    from extractor.lanes.openai_batch import WaitOptions
+    from extractor.lanes import WaitOptions
 
     return WaitOptions(wait=True, poll_interval_s=options.poll_interval_s,
                        max_interval_s=max(options.poll_interval_s, 300.0), timeout_s=options.wait_timeout_s)
