@@ -138,8 +138,10 @@ def prepare_options(backend: str, model: Optional[str], schema: Optional[Path], 
     from extractor.errors import BadInput
     from extractor.prepare.requests import MAX_BYTES_PER_FILE, MAX_LINES_PER_FILE
 
-    if backend not in ("local", "openai", "auto"):
-        raise BadInput(f"unknown backend {backend!r} — use local, openai or auto")
+    from extractor.lanes import lane_names
+
+    if backend not in (*lane_names(), "auto"):
+        raise BadInput(f"unknown backend {backend!r} — use {', '.join(lane_names())} or auto")
     lines = MAX_LINES_PER_FILE if max_lines_per_file is None else max_lines_per_file
     size = MAX_BYTES_PER_FILE if max_bytes_per_file is None else max_bytes_per_file
     if not 1 <= lines <= MAX_LINES_PER_FILE:
@@ -216,6 +218,8 @@ def _render_prepare_gated(data: dict[str, Any]) -> None:
 
 
 def _render_prepare(data: dict[str, Any]) -> None:
+    from extractor.lanes import describe
+
     def usd(value: Optional[float]) -> str:
         return "n/a (no price for this model)" if value is None else f"${value:.4f}"
 
@@ -226,7 +230,7 @@ def _render_prepare(data: dict[str, Any]) -> None:
         "input tokens": "not counted" if data["input_tokens"] is None else data["input_tokens"],
         "input cost": usd(data["input_cost_usd"]),
         "output cost (at most)": usd(data["output_cost_usd_max"]),
-        "estimated cost": usd(data["estimated_cost_usd"]) + (" (batch price)" if data["backend"] == "openai" else ""),
+        "estimated cost": usd(data["estimated_cost_usd"]) + (" (batch price)" if describe(data["backend"]).is_batch else ""),
     }))
     for item in data["skipped"]:
         console.err.print(f"skipped {item['reason']}", markup=False, highlight=False, soft_wrap=True)

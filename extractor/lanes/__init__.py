@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from extractor.lanes.submit import SubmitOptions
 
 __all__ = [
-    "BatchesPending", "Lane", "LaneDefaults", "LaneInfo", "Progress", "WaitOptions", "describe", "lane_for",
-    "lane_names", "load", "register",
+    "BatchesPending", "Lane", "LaneDefaults", "LaneInfo", "Progress", "WaitOptions", "describe", "info_for",
+    "lane_for", "lane_names", "load", "register",
 ]
 
 Progress = Callable[[Any], None]
@@ -72,8 +72,19 @@ class LaneInfo:
     bounded_arrays: bool  # the schema's arrays are bounded by what max_tokens holds (small local models loop)
     per_request_latency: bool  # each request is timed (the report's latency is per request, not per batch)
     prompt: str  # which prompt variant the lines are written with (extractor/prompts/<name>.<prompt>.txt)
-    defaults: LaneDefaults | None = None  # None: a lane no job is prepared for (answers taken in from files)
-    preparable: bool = True  # `prepare --backend NAME` accepts it
+    default_settings: LaneDefaults | None = None  # None: a lane no job is prepared for (answers taken in from files)
+
+    @property
+    def preparable(self) -> bool:
+        """`prepare --backend NAME` accepts it."""
+        return self.default_settings is not None
+
+    @property
+    def defaults(self) -> LaneDefaults:
+        """What prepare uses when the command line does not say; BadInput for a lane no job is prepared for."""
+        if self.default_settings is None:
+            raise BadInput(f"no job is prepared for the {self.name!r} lane — use --backend {' or '.join(lane_names())}")
+        return self.default_settings
 
 
 @runtime_checkable
@@ -144,14 +155,19 @@ def load(name: str) -> Lane:
     return lane
 
 
-def lane_for(job: Job) -> Lane:
-    """The lane that holds the job's answers: the one its `remote` record names, else the one it was prepared for."""
+def info_for(job: Job) -> LaneInfo:
+    """The description of `lane_for(job)`, without loading the lane."""
     backend = job.manifest["backend"]
     kind = (job.manifest.get("remote") or {}).get("kind") or backend
     if kind not in _LANES:
         raise BadInput(f"Job {job.id} names an unknown backend {kind!r} — prepare it again with --backend "
                        f"{' or '.join(lane_names())}")
-    return load(kind)
+    return _LANES[kind]
+
+
+def lane_for(job: Job) -> Lane:
+    """The lane that holds the job's answers: the one its `remote` record names, else the one it was prepared for."""
+    return load(info_for(job).name)
 
 
 register(LaneInfo(
@@ -160,18 +176,18 @@ register(LaneInfo(
     # A 270M model rambles, so the embedded default output budget is kept short. Gemma 270M loops on entity lists
     # without a repeat penalty (examples/docs: 2 of 4 answers hit max_tokens at frequency_penalty 0.6, none at
     # repeat_penalty 1.3).
-    defaults=LaneDefaults(model="gemma-3-270m-q4_k_m", context_tokens=4096, max_tokens=768,
+    default_settings=LaneDefaults(model="gemma-3-270m-q4_k_m", context_tokens=4096, max_tokens=768,
                           extra_body={"repeat_penalty": 1.3}),
 ))
 register(LaneInfo(
     name="openai", implementation="extractor.lanes.openai_batch:OpenAIBatchLane", is_batch=True, billed=True,
     openai_api=True, bounded_arrays=False, per_request_latency=False, prompt="openai",
     # Our user's own choice for extraction, and gpt-5.4-nano for the gate.
-    defaults=LaneDefaults(model="gpt-5.4-mini", context_tokens=128_000, max_tokens=4096, gate_model="gpt-5.4-nano"),
+    default_settings=LaneDefaults(model="gpt-5.4-mini", context_tokens=128_000, max_tokens=4096, gate_model="gpt-5.4-nano"),
 ))
 # Answers taken in from files (`collect --output-file`): no job is prepared for it; it stands in for the lane
 # the job was prepared for, which still resends (`retry`).
 register(LaneInfo(
     name="file", implementation="extractor.lanes.files:FileLane", is_batch=False, billed=True, openai_api=False,
-    bounded_arrays=False, per_request_latency=False, prompt="openai", defaults=None, preparable=False,
+    bounded_arrays=False, per_request_latency=False, prompt="openai", default_settings=None,
 ))

@@ -16,6 +16,7 @@ from extractor.prepare.answer_bounds import bounded_response_format
 from extractor.prepare.documents import Document, Skipped, iter_documents, split_long
 from extractor.errors import BadInput
 from extractor.jobs import Job, JobStore, State, new_job_id
+from extractor.lanes import describe, lane_names
 from extractor.prepare.requests import (
     MAX_BYTES_PER_FILE,
     MAX_LINES_PER_FILE,
@@ -28,21 +29,20 @@ from extractor.prepare.requests import (
 )
 from extractor.spec.schema import DEFAULT_SPEC_PATH, Spec, load_spec
 
-DEFAULT_LOCAL_MODEL = "gemma-3-270m-q4_k_m"
-# Our user's own choice for extraction (gpt-5.4-nano for the gate: extractor/run/gate.py).
-DEFAULT_OPENAI_MODEL = "gpt-5.4-mini"
+# Each lane's defaults live with the lane (extractor/lanes/__init__.py); these tables, by backend name, are views.
+DEFAULT_LOCAL_MODEL = describe("local").defaults.model
+DEFAULT_OPENAI_MODEL = describe("openai").defaults.model
 # Context the request must fit in, in tokens, when the model's own is unknown.
-DEFAULT_CONTEXT_TOKENS = {"local": 4096, "openai": 128_000}
+DEFAULT_CONTEXT_TOKENS = {n: describe(n).defaults.context_tokens for n in lane_names()}
 # Characters per token assumed when turning a context window into a document-size limit: low on purpose,
 # so a document that passes the check really fits.
 CHARS_PER_TOKEN_FLOOR = 3
 # Tokens kept free for the system prompt, the JSON Schema grammar and chat-template overhead.
 PROMPT_RESERVE_TOKENS = 400
-# Output budget per answer: a 270M model rambles, so the embedded default is kept short.
-DEFAULT_MAX_TOKENS = {"local": 768, "openai": 4096}
-# Extra sampling fields for llama.cpp: Gemma 270M loops on entity lists without a repeat penalty
-# (measured on examples/docs: 2 of 4 answers hit max_tokens at frequency_penalty 0.6, none at repeat_penalty 1.3).
-DEFAULT_EXTRA_BODY = {"local": {"repeat_penalty": 1.3}, "openai": {}}
+# Output budget per answer.
+DEFAULT_MAX_TOKENS = {n: describe(n).defaults.max_tokens for n in lane_names()}
+# Extra sampling fields on every line.
+DEFAULT_EXTRA_BODY = {n: dict(describe(n).defaults.extra_body) for n in lane_names()}
 
 
 @dataclass
@@ -69,7 +69,7 @@ class PrepareOptions:
     def resolved_model(self) -> str:
         if self.model:
             return self.model
-        return DEFAULT_LOCAL_MODEL if self.backend == "local" else DEFAULT_OPENAI_MODEL
+        return describe(self.backend).defaults.model
 
 
 @dataclass
@@ -145,13 +145,13 @@ def prepare_job(
     spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
     prompt = options.prompt or load_prompt(options.backend)
     model = options.resolved_model()
-    lane = "local" if options.backend == "local" else "openai"
-    max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[lane]
-    context = options.context_tokens or DEFAULT_CONTEXT_TOKENS[lane]
+    lane = describe(options.backend)
+    max_tokens = options.max_tokens or lane.defaults.max_tokens
+    context = options.context_tokens or lane.defaults.context_tokens
     max_chars = max(1000, (context - max_tokens - PROMPT_RESERVE_TOKENS) * CHARS_PER_TOKEN_FLOOR)
     settings, notes = request_settings(options, model, max_tokens)
     # local models loop on lists: the arrays are bounded by what max_tokens can hold (answer_bounds)
-    response_format = bounded_response_format(spec, max_tokens) if lane == "local" else spec.response_format()
+    response_format = bounded_response_format(spec, max_tokens) if lane.bounded_arrays else spec.response_format()
     template = request_template(prompt=prompt, model=model, response_format=response_format, settings=settings)
 
     def custom_id(doc_sha256: str) -> str:
@@ -199,7 +199,7 @@ def prepare_job(
             "audit": None,
             "warnings": notes,
             "estimate": {"input_tokens": tokens_in, "counted": options.count_tokens, "output_tokens_max": len(documents) * max_tokens,
-                         "batch": options.backend == "openai", **estimate},
+                         "batch": lane.is_batch, **estimate},
         }
         job = store.create(manifest, staging)
     except BaseException:
@@ -218,9 +218,9 @@ def request_settings(options: PrepareOptions, model: str, max_tokens: int) -> tu
     (extractor/prepare/models.py): a retired model, or a setting the model refuses, is refused here, before
     anything is written or sent.
     """
-    lane = "local" if options.backend == "local" else "openai"
-    extra = {**DEFAULT_EXTRA_BODY[lane], **options.extra}
-    if lane == "local":
+    lane = describe(options.backend)
+    extra = {**lane.defaults.extra_body, **options.extra}
+    if not lane.openai_api:
         if options.reasoning_effort or options.verbosity or options.endpoint != "chat":
             raise BadInput("--reasoning-effort, --verbosity and --endpoint are OpenAI settings — drop them for"
                            " --backend local")
@@ -300,9 +300,10 @@ def _manifest_entry(doc: Document, custom_id: str, shard: str) -> dict[str, Any]
 
 def _estimate_cost(model: str, backend: str, input_tokens: int | None, documents: int, max_tokens: int) -> dict[str, Any]:
     """Input cost is exact from counted tokens; output is bounded by max_tokens, so it is an upper bound."""
-    if backend == "local":
+    lane = describe(backend)
+    if not lane.billed:
         return {"input_cost_usd": 0.0, "output_cost_usd_max": 0.0, "estimated_cost_usd": 0.0}
-    batch = backend == "openai"
+    batch = lane.is_batch
     output_cost = pricing.estimate_cost(model, 0, documents * max_tokens, batch=batch)
     input_cost = None if input_tokens is None else pricing.estimate_cost(model, input_tokens, 0, batch=batch)
     if input_cost is None or output_cost is None:

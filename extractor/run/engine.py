@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from extractor.errors import BadInput, ExitCode
 from extractor.jobs import Job, JobsLock, JobStore, State
+from extractor.lanes import describe
 from extractor.prepare.stage import PrepareOptions, PrepareSummary, prepare_job
 from extractor.collect.results import collect_job, iter_results
 from extractor.lanes.submit import BackendChoice, SubmitOptions, choose_backend, submit_job
@@ -152,8 +153,8 @@ def _choose_lane(store: JobStore, docs_dir: Path, options: RunOptions) -> Backen
         if m.get("source") != str(docs_dir) or (m.get("backend_choice") or {}).get("requested") != "auto":
             continue
         sent = any(e.get("batch_id") for e in (m.get("remote") or {}).get("batches", []))
-        if m["backend"] == "openai" and sent and job.state in (State.SUBMITTED, State.COLLECTED, State.VERIFIED):
-            return BackendChoice("openai", f"continuing job {job.id}, whose batches were already sent")
+        if describe(m["backend"]).is_batch and sent and job.state in (State.SUBMITTED, State.COLLECTED, State.VERIFIED):
+            return BackendChoice(m["backend"], f"continuing job {job.id}, whose batches were already sent")
         break
     return choose_backend(options.submit, options.health_timeout_s)
 

@@ -23,6 +23,7 @@ from extractor.prepare.documents import Document, iter_documents
 from extractor.errors import BadInput, ExitCode
 from extractor.run.gate import GATE_FILE, Admission, decide, gate_prepare_options, run_gate
 from extractor.jobs import Job, JobsLock, JobStore
+from extractor.lanes import describe
 from extractor.run.engine import CRASH_AFTER_ENV, Progress, RunOptions, RunReport, SilentProgress, run_pipeline
 from extractor.run.pipeline_file import ExtractStage, Pipeline
 from extractor.prepare.stage import DEFAULT_MAX_TOKENS, PrepareOptions, prepare_job, request_settings
@@ -63,7 +64,7 @@ def extract_prepare_options(stage: ExtractStage, base: PrepareOptions | None = N
     """How the extraction job is prepared: the stage's spec, lane, model and budget (every document until admitted)."""
     options = replace(base or PrepareOptions(), backend=stage.backend, model=stage.model, spec_path=stage.spec,
                       max_tokens=stage.max_tokens, prompt=None, admit=None)
-    if stage.backend != "openai":
+    if not describe(stage.backend).openai_api:
         return replace(options, reasoning_effort=None, verbosity=None, endpoint="chat")
     return replace(options, **{k: v for k, v in (("reasoning_effort", stage.reasoning_effort),
                                                  ("verbosity", stage.verbosity), ("endpoint", stage.endpoint))
@@ -124,16 +125,16 @@ def prepare_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, base: Pre
 
 def extraction_estimates(docs_dir: Path, options: PrepareOptions) -> dict[str, float | None]:
     """Each document's extraction cost by sha256, as prepare prices it: exact input, output at max_tokens."""
-    lane = "local" if options.backend == "local" else "openai"
+    lane = describe(options.backend)
     estimates: dict[str, float | None] = {}
-    if options.backend == "local":  # nobody bills the local lane: skip the token count
+    if not lane.billed:  # nobody bills the lane: skip the token count
         for item in iter_documents(docs_dir):
             if isinstance(item, Document):
                 estimates[item.sha256] = 0.0
         return estimates
     spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
     model = options.resolved_model()
-    max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[lane]
+    max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[options.backend]
     settings, _ = request_settings(options, model, max_tokens)
     template = request_template(prompt=load_prompt(options.backend), model=model,
                                 response_format=spec.response_format(), settings=settings)
@@ -141,7 +142,7 @@ def extraction_estimates(docs_dir: Path, options: PrepareOptions) -> dict[str, f
     for item in iter_documents(docs_dir):
         if isinstance(item, Document) and item.sha256 not in estimates:
             cost = pricing.estimate_cost(model, base + tokens.count_tokens(item.text, model), max_tokens,
-                                         batch=options.backend == "openai", backend=options.backend)
+                                         batch=lane.is_batch, backend=options.backend)
             estimates[item.sha256] = None if cost is None else round(cost, 8)
     return estimates
 
