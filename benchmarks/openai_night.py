@@ -54,7 +54,8 @@ def night(docs: Path, model: str, endpoint: str, limit: int, lines_per_file: int
             backend="openai", model=model, endpoint=endpoint, max_lines_per_file=lines_per_file))
         job = summary.job
         submit_job(job, SubmitOptions(max_enqueued_tokens=limit))
-        collected = collect_job(job, lane_for(job), wait=WaitOptions(wait=True, poll_interval_s=0.01, max_interval_s=0.05))
+        wait = WaitOptions(wait=True, poll_interval_s=0.01, max_interval_s=0.05)
+        collected = collect_job(job, lane_for(job), wait=wait)
         seconds = time.monotonic() - started
         refused = sum(1 for b in emu.batches.values()
                       if b.obj["status"] == "failed" and b.obj["errors"]["data"][0]["code"] == "token_limit_exceeded")

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from extractor.errors import BadInput
+from extractor.jobs import JobStore
 from extractor.lanes import Lane, describe, info_for, lane_for, lane_names, load
 from extractor.lanes.files import FileLane
 from extractor.lanes.local import LocalLane
 from extractor.lanes.openai_batch import OpenAIBatchLane
 from extractor.prepare.stage import PrepareOptions, prepare_job
-from extractor.jobs import JobStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -230,7 +230,8 @@ def _render_prepare(data: dict[str, Any]) -> None:
         "input tokens": "not counted" if data["input_tokens"] is None else data["input_tokens"],
         "input cost": usd(data["input_cost_usd"]),
         "output cost (at most)": usd(data["output_cost_usd_max"]),
-        "estimated cost": usd(data["estimated_cost_usd"]) + (" (batch price)" if describe(data["backend"]).is_batch else ""),
+        "estimated cost": usd(data["estimated_cost_usd"])
+        + (" (batch price)" if describe(data["backend"]).is_batch else ""),
     }))
     for item in data["skipped"]:
         console.err.print(f"skipped {item['reason']}", markup=False, highlight=False, soft_wrap=True)

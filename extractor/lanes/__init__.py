@@ -183,7 +183,8 @@ register(LaneInfo(
     name="openai", implementation="extractor.lanes.openai_batch:OpenAIBatchLane", is_batch=True, billed=True,
     openai_api=True, bounded_arrays=False, per_request_latency=False, prompt="openai",
     # Our user's own choice for extraction, and gpt-5.4-nano for the gate.
-    default_settings=LaneDefaults(model="gpt-5.4-mini", context_tokens=128_000, max_tokens=4096, gate_model="gpt-5.4-nano"),
+    default_settings=LaneDefaults(model="gpt-5.4-mini", context_tokens=128_000, max_tokens=4096,
+                                  gate_model="gpt-5.4-nano"),
 ))
 # Answers taken in from files (`collect --output-file`): no job is prepared for it; it stands in for the lane
 # the job was prepared for, which still resends (`retry`).

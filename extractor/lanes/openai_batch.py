@@ -463,7 +463,8 @@ class OpenAIBatchLane:
         api = BatchApi.from_env(log=job.log)  # no key, no change: fail before anything is set aside
         remote = job.manifest.get("remote") or {}
         if remote.get("kind") != self.info.name:  # answers taken in from files: the retries are the first batches
-            job.manifest["remote"] = {"kind": self.info.name, "endpoint": api.endpoint, "batches": [], "ingested": remote}
+            job.manifest["remote"] = {"kind": self.info.name, "endpoint": api.endpoint, "batches": [],
+                                      "ingested": remote}
         set_aside()
         children = write_retry_inputs(job, ids, attempt, truncated)
         job.manifest["remote"]["batches"].extend(children)
