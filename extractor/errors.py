@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     UNREACHABLE = 4
     LOCKED = 5
     PARTIAL = 6
+    INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class ExtractorError(Exception):

@@ -18,9 +18,12 @@ from typing import Any
 import orjson
 
 from extractor.errors import BadInput, LockHeld
-from extractor.storage import JsonlAppender, atomic_write_json, read_json
+from extractor.job_files import DocumentEntry, Manifest, format_tag
+from extractor.storage import DamagedFile, JsonlAppender, atomic_write_json, read_versioned
 
-JOB_FORMAT = "extractor.job/1"
+JOB_FORMAT = format_tag("job")
+# The JSON-lines files of the folder keep plain rows; their versions live in the manifest (`formats`).
+LINE_FILES = ("results", "log")
 MANIFEST = "job.json"
 
 
@@ -78,7 +81,7 @@ class Job:
     """One job folder; the manifest is the only mutable record of its state."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def id(self) -> str:
@@ -133,7 +136,7 @@ class Job:
     def transition(self, new: State, **fields: Any) -> None:
         if new not in TRANSITIONS[self.state]:
             raise BadInput(f"Job {self.id} cannot go from {self.state.value} to {new.value}")
-        self.manifest.update(fields)
+        self.manifest.update(fields)  # type: ignore[typeddict-item]  # each stage's own keys of Manifest
         self.manifest["state"] = new.value
         self.manifest.setdefault("history", []).append({"state": new.value, "at": utcnow()})
         self.save()
@@ -143,42 +146,55 @@ class Job:
         with JsonlAppender(self.log_path, fsync=False) as out:
             out.write({"at": utcnow(), "event": event, **fields})
 
-    def documents(self) -> list[dict[str, Any]]:
-        documents: list[dict[str, Any]] = self.manifest.get("documents", [])
-        return documents
+    def documents(self) -> list[DocumentEntry]:
+        return self.manifest.get("documents", [])
 
 
-class DamagedJob(BadInput):
+class DamagedJob(DamagedFile):
     """A job.json that cannot be read: not JSON, not a job, or a format this version does not know."""
 
-    def __init__(self, path: Path, problem: str):
-        self.path, self.problem = path, problem
-        self.fix = (f"restore {path.name} from a backup, or move the folder {path.parent} out of the jobs dir; "
-                    "other jobs are not affected")
-        super().__init__(f"{path}: damaged job ({problem}) — {self.fix}")
+    def __init__(self, path: Path, problem: str, fix: str | None = None):
+        fix = fix or (f"restore {path.name} from a backup, or move the folder {path.parent} out of the jobs dir; "
+                      "other jobs are not affected")
+        super().__init__(path, problem, fix)
+        self.message = f"{path}: damaged job ({problem}) — {self.fix}"
+        self.args = (self.message,)
+
+
+def _line_formats_v0(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Migration hook: jobs written before `formats` existed hold version-1 rows in results.jsonl and log.jsonl."""
+    return manifest
 
 
 _REQUIRED = {"job_id": str, "state": str, "backend": str, "model": str, "documents": list}
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """A job.json, checked enough that commands can rely on its shape; DamagedJob names the file otherwise."""
+def read_manifest(path: Path) -> Manifest:
+    """A job.json, checked enough that commands can rely on its shape; DamagedJob names the file otherwise.
+
+    The JSON-lines files' versions are checked here too: a `formats` entry this code does not read is as damaged
+    as an unknown job format (a newer extractor wrote the folder); a job from before `formats` is migrated.
+    """
     try:
-        manifest = read_json(path)
-    except orjson.JSONDecodeError as exc:
-        raise DamagedJob(path, f"not valid JSON: {exc}") from None
-    except OSError as exc:
+        manifest = read_versioned(path, "job", damaged=DamagedJob)
+    except FileNotFoundError as exc:
         raise DamagedJob(path, f"cannot be read: {exc.strerror}") from None
-    if not isinstance(manifest, dict):
-        raise DamagedJob(path, "not a JSON object")
-    if manifest.get("format") != JOB_FORMAT:
-        raise DamagedJob(path, f"unknown job format {manifest.get('format')!r} (expected {JOB_FORMAT})")
     for key, kind in _REQUIRED.items():
         if not isinstance(manifest.get(key), kind):
             raise DamagedJob(path, f"{key!r} is missing or not a {kind.__name__}")
     if manifest["state"] not in State._value2member_map_:
         raise DamagedJob(path, f"unknown state {manifest['state']!r}")
-    return manifest
+    formats = manifest.get("formats")
+    if formats is None:
+        manifest = _line_formats_v0(manifest)
+    elif not isinstance(formats, dict):
+        raise DamagedJob(path, "'formats' is not an object")
+    else:
+        for name in LINE_FILES:
+            if formats.get(f"{name}.jsonl", format_tag(name)) != format_tag(name):
+                raise DamagedJob(path, f"{name}.jsonl is format {formats.get(f'{name}.jsonl')!r}, this extractor "
+                                       f"reads {format_tag(name)}", fix="upgrade extractor to read this job")
+    return manifest  # type: ignore[return-value]  # checked above as far as commands rely on it
 
 
 class JobStore:
@@ -187,10 +203,11 @@ class JobStore:
     def __init__(self, root: Path):
         self.root = root
 
-    def create(self, manifest: dict[str, Any], staging: Path) -> Job:
+    def create(self, manifest: Manifest, staging: Path) -> Job:
         """Publish a fully written staging folder as a job in one rename, so a crash never leaves half a job."""
         job_id = manifest["job_id"]
         manifest.setdefault("format", JOB_FORMAT)
+        manifest.setdefault("formats", {f"{kind}.jsonl": format_tag(kind) for kind in LINE_FILES})
         manifest.setdefault("created_at", utcnow())
         manifest.setdefault("history", [{"state": manifest["state"], "at": manifest["created_at"]}])
         job = Job(staging, manifest)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
+from extractor.errors import BadInput
 from extractor.redaction import redact_bytes
 
 JSON_OPTS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -66,6 +67,57 @@ def atomic_write_jsonl(path: Path, rows: Iterable[Any]) -> int:
 
 def read_json(path: Path) -> Any:
     return orjson.loads(path.read_bytes())
+
+
+class DamagedFile(BadInput):
+    """A persisted file that cannot be read: not JSON, not an object, or a format version this code does not know."""
+
+    def __init__(self, path: Path, problem: str, fix: str | None = None):
+        self.path, self.problem = path, problem
+        self.fix = fix or f"restore {path.name} from a backup, or upgrade extractor if a newer version wrote it"
+        super().__init__(f"{path}: damaged file ({problem}) — {self.fix}")
+
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def check_version(path: Path, kind: str, found: str | None, migrations: Mapping[str | None, Migration],
+                  data: dict[str, Any], *, damaged: type[DamagedFile] = DamagedFile) -> dict[str, Any]:
+    """`data` at the version this code reads: as it is, through the migration hook for `found`, or DamagedFile."""
+    from extractor.job_files import format_tag
+
+    expected = format_tag(kind)
+    if found == expected:
+        return data
+    if found in migrations:
+        try:
+            return migrations[found](data)
+        except ValueError as exc:  # the hook's own word on a file it cannot migrate
+            raise damaged(path, str(exc)) from None
+    raise damaged(path, f"unknown {kind} format {found!r} (expected {expected})")
+
+
+def read_versioned(path: Path, kind: str, migrations: Mapping[str | None, Migration] | None = None, *,
+                   damaged: type[DamagedFile] = DamagedFile) -> dict[str, Any]:
+    """The one reader of every versioned JSON file we persist (job.json, commit.json, verify.json).
+
+    The file's `"format"` must be `extractor.<kind>/<n>` at this code's version (`job_files.FORMATS`). An older one
+    goes through `migrations[old_format]` (the hook: old dict → current dict, ValueError when it cannot; `None` keys
+    a file from before it had a format), anything else is a `damaged` error naming the file and the fix.
+    """
+    try:
+        data = read_json(path)
+    except orjson.JSONDecodeError as exc:
+        raise damaged(path, f"not valid JSON: {exc}") from None
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise damaged(path, f"cannot be read: {exc.strerror}") from None
+    if not isinstance(data, dict):
+        raise damaged(path, "not a JSON object")
+    found = data.get("format")
+    return check_version(path, kind, found if isinstance(found, str) else None, migrations or {}, data,
+                         damaged=damaged)
 
 
 def iter_jsonl(path: Path) -> Iterable[Any]:

@@ -122,3 +122,64 @@ def test_schema_check_lists_problems_by_path(tmp_path: Path) -> None:
     assert "/schema" in result.stdout
     ok = invoke("schema", "check", str(Path(__file__).resolve().parent.parent / "extractor" / "spec" / "default.json"))
     assert ok.exit_code == 0, ok.stdout
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout == f"extractor {version('extractor')}\n"
+
+
+def test_help_shows_flags_as_flags_and_the_lanes_as_choices() -> None:
+    text = invoke("run", "--help").stdout
+    assert "--json " in text and "--strict " in text and "<bool>" not in text
+    assert "--backend <local|openai|auto>" in text
+    assert "--dialect <neo4j|falkordb>" in invoke("graph", "cypher", "--help").stdout
+
+
+def test_an_unknown_backend_or_dialect_is_a_usage_error(docs_dir: Path) -> None:
+    bad = invoke("prepare", str(docs_dir), "--backend", "anthropic")
+    assert bad.exit_code == 2 and "'anthropic' is not one of 'local', 'openai', 'auto'" in bad.stderr
+    assert list(jobs()) == []
+    assert invoke("graph", "cypher", "--dialect", "sqlite").exit_code == 2
+
+
+def test_ctrl_c_exits_130_with_one_line(docs_dir: Path, monkeypatch) -> None:
+    import extractor.cli.commands
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extractor.cli.commands, "prepare_job", interrupted)
+    result = invoke("prepare", str(docs_dir))
+    assert result.exit_code == 130
+    assert result.stderr == ("Error: interrupted — everything finished so far is kept; run the same command again"
+                             " to resume\n")
+
+
+def test_an_unexpected_error_is_one_line_and_debug_adds_the_traceback(docs_dir: Path, monkeypatch) -> None:
+    import extractor.cli.commands
+
+    def broken(*_args, **_kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(extractor.cli.commands, "prepare_job", broken)
+    plain = invoke("prepare", str(docs_dir))
+    assert plain.exit_code == 1
+    assert plain.stderr == "Error: unexpected ZeroDivisionError: boom (rerun with --debug for the traceback)\n"
+    debug = invoke("--debug", "prepare", str(docs_dir))
+    assert debug.exit_code == 1
+    assert debug.stderr.startswith("Traceback (most recent call last):") and "in broken" in debug.stderr
+
+
+def test_schema_check_without_a_file_checks_the_bundled_spec_and_show_prints_it() -> None:
+    from extractor.spec.schema import DEFAULT_SPEC_PATH
+
+    ok = invoke("schema", "check")
+    assert ok.exit_code == 0 and ok.stdout == f"{DEFAULT_SPEC_PATH}: ok\n"
+    shown = invoke("schema", "show")
+    assert orjson.loads(shown.stdout) == orjson.loads(DEFAULT_SPEC_PATH.read_bytes())
+    assert orjson.loads(invoke("schema", "show", "gate").stdout)["grounding"] is None
+    missing = invoke("schema", "show", "people")
+    assert missing.exit_code == 2 and missing.stderr == "Error: no bundled spec 'people' — use default or gate\n"

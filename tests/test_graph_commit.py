@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from extractor.errors import BadInput
@@ -139,7 +140,7 @@ def test_commit_log_records_each_chunk(graph_store, tmp_path):
     commit(graph_store, "J", many_docs(7), tmp_path, chunk_size=3, progress=seen.append)
     assert seen == [3, 3, 1]
     log = read_json(log_of(tmp_path, "J"))
-    assert log["format_version"] == 1 and log["job_id"] == "J"
+    assert log["format"] == "extractor.commit/1" and log["job_id"] == "J"
     record = log["targets"][graph_store.target]
     assert record["state"] == "committed" and record["chunk_size"] == 3 and record["chunks_planned"] == 3
     assert [(c["index"], c["documents"], c["first_doc_id"]) for c in record["chunks"]] == [
@@ -242,3 +243,20 @@ def test_commit_killed_halfway_resumes_where_it_stopped(graph_target, graph_stor
     resumed = commit_job(graph_store, "J", many_docs(40), log_path=log_path, vocabulary=VOCABULARY, chunk_size=4)
     assert resumed.chunks == 10 and resumed.resumed_chunks == landed
     assert dump_graph(graph_store) == expected
+
+
+def test_a_commit_log_from_before_the_one_version_convention_is_migrated_on_read(graph_store, tmp_path):
+    """commit.json once said `"format_version": 1`; read_versioned's hook takes it, a newer format is refused."""
+    from extractor.graph.commit import _read_log
+
+    commit(graph_store, "J", many_docs(2), tmp_path, chunk_size=1)
+    path = log_of(tmp_path, "J")
+    log = read_json(path)
+    legacy = {k: v for k, v in log.items() if k != "format"} | {"format_version": 1}
+    path.write_bytes(orjson.dumps(legacy))
+    migrated = _read_log(path, "J")
+    assert migrated["format"] == "extractor.commit/1" and "format_version" not in migrated
+    assert migrated["targets"] == log["targets"]
+    path.write_bytes(orjson.dumps(log | {"format": "extractor.commit/9"}))
+    with pytest.raises(BadInput, match=r"unknown commit format 'extractor.commit/9'.*upgrade extractor"):
+        _read_log(path, "J")

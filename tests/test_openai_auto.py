@@ -70,3 +70,26 @@ def test_auto_takes_a_healthy_local_server(llama_url: str) -> None:
     assert choice.backend == "local"
     assert choice.reason.startswith(f"{llama_url} passed its health check and a warm-up request in ")
     assert choice.as_dict() == {"requested": "auto", "chosen": "local", "reason": choice.reason}
+
+
+def test_prepare_auto_resolves_the_lane_says_so_and_records_it(docs: Path, dead_url: str, monkeypatch) -> None:
+    # prepare sends nothing, so a key is enough for the OpenAI lane to be chosen; no silent `local`.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-sent")
+    result = runner.invoke(app, ["prepare", str(docs), "--backend", "auto", "--local-url", dead_url,
+                                 "--health-timeout", "0.3", "--json"], catch_exceptions=False)
+
+    assert result.exit_code == 0, result.stderr
+    manifest = only_job()
+    assert manifest["backend"] == "openai" and manifest["backend_choice"]["chosen"] == "openai"
+    assert orjson.loads(result.stdout)["backend_choice"] == manifest["backend_choice"]
+    assert result.stderr.startswith(f"note: --backend auto chose openai: local lane unavailable: {dead_url}:")
+
+
+def test_prepare_auto_without_either_lane_prepares_nothing(docs: Path, dead_url: str, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = runner.invoke(app, ["prepare", str(docs), "--backend", "auto", "--local-url", dead_url,
+                                 "--health-timeout", "0.2"], catch_exceptions=False)
+
+    assert result.exit_code == 2
+    assert "OPENAI_API_KEY is not set" in result.stderr
+    assert list(JobStore(Path(os.environ["EXTRACTOR_JOBS_DIR"]))) == []

@@ -439,3 +439,24 @@ def test_opening_the_log_reads_its_tail_not_the_whole_file(tmp_path: Path, monke
     assert read[0] <= storage.TAIL_BLOCK + 1
     lines = log.read_bytes().splitlines()
     assert len(lines) == 100_002 and lines[-1] == b'{"event":"after"}' and lines[-2] == b'{"event":"x"}'
+
+
+def test_a_job_whose_line_files_are_a_newer_format_is_damaged_naming_the_fix(tmp_path: Path) -> None:
+    """results.jsonl and log.jsonl carry their version in the manifest's `formats`: an unknown one is refused."""
+    from extractor.jobs import JobStore, read_manifest
+
+    store = JobStore(tmp_path / "jobs")
+    staging = store.staging_dir()
+    job = store.create({"job_id": "J1", "state": "prepared", "backend": "local", "model": "m", "documents": []},
+                       staging)
+    manifest = orjson.loads((job.path / "job.json").read_bytes())
+    assert manifest["formats"] == {"results.jsonl": "extractor.results/1", "log.jsonl": "extractor.log/1"}
+    del manifest["formats"]  # a job from before `formats`: migrated, still readable
+    (job.path / "job.json").write_bytes(orjson.dumps(manifest))
+    assert read_manifest(job.path / "job.json")["job_id"] == "J1"
+    manifest["formats"] = {"results.jsonl": "extractor.results/2"}
+    (job.path / "job.json").write_bytes(orjson.dumps(manifest))
+    assert store.damaged() == [{"job_id": "J1", "file": str(job.path / "job.json"),
+                                "problem": "results.jsonl is format 'extractor.results/2', this extractor reads "
+                                           "extractor.results/1",
+                                "fix": "upgrade extractor to read this job"}]

@@ -1,3 +1,3 @@
-from extractor.cli.app import main
+from extractor.cli.commands import main
 
 main()

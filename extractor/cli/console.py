@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO, cast
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -47,9 +47,9 @@ class RedactingStream:
 stderr = RedactingStream("stderr")
 stdout = RedactingStream("stdout")
 # Talk (progress, errors) goes to stderr; data (tables, JSON) to stdout. No colour when not a TTY.
-err = Console(file=stderr, highlight=False)
+err = Console(file=cast(TextIO, stderr), highlight=False)
 # Off a terminal (cron logs, pipes) tables are not squeezed to 80 columns.
-out = Console(file=stdout, highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+out = Console(file=cast(TextIO, stdout), highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 class RichProgress:

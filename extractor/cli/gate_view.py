@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import typer
 
 from extractor.cli import console
 from extractor.errors import BadInput
@@ -24,7 +23,7 @@ _STAGE_FLAGS = {"schema": "--schema", "model": "--model", "max_tokens": "--max-t
                 "reasoning_effort": "--reasoning-effort", "verbosity": "--verbosity"}
 
 
-def run_gated_cli(store: JobStore, args: dict[str, Any]) -> None:
+def run_gated_cli(store: JobStore, args: dict[str, Any]) -> int:
     """Run a pipeline file for `extractor run DOCS --pipeline FILE`; `args` are the `run` command's parameters."""
     pipeline = load_pipeline(Path(args["pipeline"]))
     given = [flag for name, flag in _STAGE_FLAGS.items() if args.get(name) is not None]
@@ -54,8 +53,7 @@ def run_gated_cli(store: JobStore, args: dict[str, Any]) -> None:
     else:
         render_gated(report, data)
     _talk(report, data)
-    if report.exit_code:
-        raise typer.Exit(int(report.exit_code))
+    return int(report.exit_code)
 
 
 def render_gated(report: GatedReport, data: dict[str, Any]) -> None:

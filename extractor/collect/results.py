@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from extractor.prepare.answer_bounds import drop_repeats
+from extractor.errors import ExitCode
 from extractor.jobs import Job, State
 from extractor.lanes import describe
 from extractor.pricing import BATCH_DISCOUNT, estimate_cost
@@ -47,6 +48,11 @@ class CollectSummary:
     unknown_lines: int = 0
     duplicate_lines: int = 0
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """PARTIAL when some documents failed (`retry` resends them), else OK."""
+        return ExitCode.PARTIAL if self.failed else ExitCode.OK
 
     def as_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "documents": self.documents, "outcomes": self.outcomes, "failed": self.failed,

@@ -1,9 +1,10 @@
 """Commit a job's clean documents in resumable chunks, roll a job back exactly, dump a graph canonically.
 
-`commit.json` (format_version 1) keeps one record per store the job was committed to:
+`commit.json` (format `extractor.commit/1`; files from before the one convention carry `"format_version": 1` and
+are read through `storage.read_versioned`'s migration hook) keeps one record per store the job was committed to:
 
 ```json
-{"format_version": 1, "job_id": "…",
+{"format": "extractor.commit/1", "job_id": "…",
  "targets": {"<store target>": {"state": "committing|committed|rolled_back",
    "chunk_size": 500, "chunks_planned": 40, "documents": 20000,
    "chunks": [{"index": 0, "sha256": "…", "documents": 500, "first_doc_id": "…",
@@ -35,7 +36,8 @@ from extractor.graph import cypher
 from extractor.graph.batches import Chunk, iter_chunks, prefetched, sorted_documents
 from extractor.graph.model import LABEL, RESERVED_TYPES, CommitDocument, GraphVocabulary
 from extractor.graph.store import GraphStore, WriteCounts
-from extractor.storage import atomic_write_json, read_json
+from extractor.job_files import format_tag
+from extractor.storage import DamagedFile, atomic_write_json, read_versioned
 
 LOG_FORMAT_VERSION = 1
 ROLLBACK_CHUNK_SIZE = 500
@@ -237,16 +239,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _legacy_log(log: dict[str, Any]) -> dict[str, Any]:
+    """Migration hook: a commit.json from before the one version convention (`"format_version": 1`)."""
+    if log.get("format_version") != LOG_FORMAT_VERSION:
+        raise ValueError(f"commit log format_version {log.get('format_version')!r}, not {LOG_FORMAT_VERSION}")
+    migrated = {k: v for k, v in log.items() if k != "format_version"}
+    migrated["format"] = format_tag("commit")
+    return migrated
+
+
 def _read_log(log_path: Path, job_id: str) -> dict[str, Any]:
     if not log_path.exists():
-        return {"format_version": LOG_FORMAT_VERSION, "job_id": job_id, "targets": {}}
+        return {"format": format_tag("commit"), "job_id": job_id, "targets": {}}
     try:
-        log = read_json(log_path)
-    except (orjson.JSONDecodeError, OSError) as exc:
-        raise BadInput(f"{log_path}: unreadable commit log ({exc}) — restore it, or roll the job back and delete it") from exc
-    if not isinstance(log, dict) or log.get("format_version") != LOG_FORMAT_VERSION:
-        version = log.get("format_version") if isinstance(log, dict) else None
-        raise BadInput(f"{log_path}: commit log format {version!r} is not {LOG_FORMAT_VERSION} — upgrade extractor")
+        log = read_versioned(log_path, "commit", {None: _legacy_log})
+    except DamagedFile as exc:
+        raise BadInput(f"{log_path}: unreadable commit log ({exc.problem}) — restore it, or roll the job back and "
+                       "delete it (a newer extractor's log: upgrade extractor)") from exc
     if log.get("job_id") != job_id:
         raise BadInput(f"{log_path}: commit log of job {log.get('job_id')!r}, not {job_id!r}")
     log.setdefault("targets", {})

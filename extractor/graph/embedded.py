@@ -292,7 +292,7 @@ class EmbeddedFalkorDB:
         client = self._client()
         try:
             self._rewrite_aof(client)
-            client.execute_command("SHUTDOWN", "SAVE")
+            client.execute_command("SHUTDOWN", "SAVE")  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         except (redis.exceptions.ConnectionError, OSError):
             pass  # the server closes the connection as it exits
         except redis.exceptions.ResponseError as exc:
@@ -312,7 +312,7 @@ class EmbeddedFalkorDB:
         if self._incremental_aof_bytes() < REWRITE_MIN_BYTES:
             return
         try:
-            client.execute_command("BGREWRITEAOF")
+            client.execute_command("BGREWRITEAOF")  # type: ignore[no-untyped-call]
         except redis.exceptions.ResponseError:
             pass  # one is already running: wait for it
         deadline = time.monotonic() + REWRITE_TIMEOUT_S

@@ -14,7 +14,7 @@ from extractor.graph.commit import commit_job, rollback_job
 from extractor.graph.model import CommitDocument, EntityMention, GraphVocabulary, RelationFact
 from extractor.jobs import Job, State
 from extractor.spec.schema import load_spec
-from extractor.storage import read_json
+from extractor.storage import read_versioned
 from extractor.verify.normalize import normalize_name
 
 KEPT = frozenset({"grounded", "fuzzy"})
@@ -30,7 +30,7 @@ def vocabulary_for(job: Job) -> GraphVocabulary:
 
 def commit_documents(job: Job) -> Iterator[CommitDocument]:
     """Clean documents only; within them, only facts that were found in their own text."""
-    report = read_json(job.verify_path)
+    report = read_versioned(job.verify_path, "verify")
     meta = {d["doc_id"]: d for d in job.documents()}
     for doc in report["documents"]:
         if doc["status"] != "clean":
@@ -51,7 +51,7 @@ def commit_documents(job: Job) -> Iterator[CommitDocument]:
         )
         info = meta[doc["doc_id"]]
         yield CommitDocument(doc_id=doc["doc_id"], sha256=info["sha256"], path=info["path"],
-                             title=info.get("title", ""), entities=entities, relations=relations)
+                             title=info.get("title") or "", entities=entities, relations=relations)
 
 
 def commit_stage(job: Job, *, uri: str, database: str | None, data_dir: Path,

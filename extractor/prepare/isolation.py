@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ class AuditReport:
 class NestingIndex:
     """Finds, in any text, the documents it holds whole: a fingerprint per document, hits confirmed by sha256."""
 
-    def __init__(self, documents: Sequence[dict[str, Any]]):
+    def __init__(self, documents: Sequence[Mapping[str, Any]]):
         self.documents = documents
         self.unchecked = 0  # documents not indexed because too many others share their fingerprint
         self._fingerprints: dict[int, int | tuple[int, ...]] = {}
@@ -131,7 +131,7 @@ class NestingIndex:
         return found
 
 
-def audit_lines(root: Path, files: Sequence[Path], documents: Sequence[dict[str, Any]], template: RequestTemplate,
+def audit_lines(root: Path, files: Sequence[Path], documents: Sequence[Mapping[str, Any]], template: RequestTemplate,
                 *, index: NestingIndex | None = None) -> AuditReport:
     """Check isolation before anything is sent: each line is the template with one document of the manifest in it.
 
@@ -170,7 +170,7 @@ def audit_lines(root: Path, files: Sequence[Path], documents: Sequence[dict[str,
 class _Auditor:
     """The audit's state: where each document's line was first seen and whether it carried the document exactly."""
 
-    def __init__(self, root: Path, files: Sequence[Path], documents: Sequence[dict[str, Any]], nesting: NestingIndex,
+    def __init__(self, root: Path, files: Sequence[Path], documents: Sequence[Mapping[str, Any]], nesting: NestingIndex,
                  *, build_index: bool):
         self.files = [_relative(root, path) for path in files]
         self.documents = documents

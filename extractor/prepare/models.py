@@ -36,6 +36,7 @@ import datetime as dt
 import os
 import re
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from extractor.errors import BadInput
@@ -258,7 +259,7 @@ def resolve(model: str, endpoint: str, asked: RequestSettings) -> dict[str, Any]
     }
 
 
-def body_params(settings: dict[str, Any], endpoint: str) -> dict[str, Any]:
+def body_params(settings: Mapping[str, Any], endpoint: str) -> dict[str, Any]:
     """The request-body fields of resolved settings, in the shape of the endpoint."""
     out: dict[str, Any] = {}
     if endpoint == RESPONSES:

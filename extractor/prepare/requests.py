@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import IO, Any
 
 import orjson
 
+from extractor.job_files import Shard
 from extractor.errors import BadInput
 from extractor.lanes import describe
 from extractor.storage import iter_jsonl
@@ -65,7 +66,7 @@ def custom_id_for(doc_sha256: str, spec_sha256: str, prompt_sha256: str, model: 
 
 
 def build_request_line(
-    *, custom_id: str, text: str, prompt: Prompt, model: str, response_format: dict, settings: dict[str, Any]
+    *, custom_id: str, text: str, prompt: Prompt, model: str, response_format: dict, settings: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The instructions in the system message, the one document in the user message, nothing else.
 
@@ -175,7 +176,7 @@ class RequestTemplate:
         return body
 
 
-def request_template(*, prompt: Prompt, model: str, response_format: dict, settings: dict[str, Any]) -> RequestTemplate:
+def request_template(*, prompt: Prompt, model: str, response_format: dict, settings: Mapping[str, Any]) -> RequestTemplate:
     """The template every line of a job is made from."""
     line = build_request_line(custom_id=CUSTOM_ID_SLOT, text=DOCUMENT_SLOT, prompt=prompt, model=model,
                               response_format=response_format, settings=settings)
@@ -189,7 +190,7 @@ class ShardWriter:
     directory: Path
     max_lines: int = MAX_LINES_PER_FILE
     max_bytes: int = MAX_BYTES_PER_FILE
-    shards: list[dict[str, Any]] = field(default_factory=list)
+    shards: list[Shard] = field(default_factory=list)
     _fh: IO[bytes] | None = None
     _lines: int = 0
     _bytes: int = 0
@@ -223,10 +224,10 @@ class ShardWriter:
     def _close_current(self) -> None:
         if self._fh is not None:
             self._fh.close()
-            self.shards[-1].update(lines=self._lines, bytes=self._bytes)
+            self.shards[-1]["lines"], self.shards[-1]["bytes"] = self._lines, self._bytes
             self._fh = None
 
-    def close(self) -> list[dict[str, Any]]:
+    def close(self) -> list[Shard]:
         self._close_current()
         return self.shards
 

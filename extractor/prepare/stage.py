@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from extractor import pricing
 
 from extractor.prepare import tokens
 from extractor.prepare.answer_bounds import bounded_response_format
 from extractor.prepare.documents import Document, Skipped, iter_documents, split_long
-from extractor.errors import BadInput
+from extractor.errors import BadInput, ExitCode
+from extractor.job_files import DocumentEntry, Estimate, Manifest, Settings, Shard
 from extractor.jobs import Job, JobStore, State, new_job_id
 from extractor.lanes import describe, lane_names
 from extractor.prepare.requests import (
@@ -88,6 +89,11 @@ class PrepareSummary:
     resumed: bool = False
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: read_and_write, audit, publish
 
+    @property
+    def exit_code(self) -> ExitCode:
+        """PARTIAL when some files were skipped (the job holds the rest), else OK."""
+        return ExitCode.PARTIAL if self.skipped else ExitCode.OK
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job.id,
@@ -113,14 +119,14 @@ class PrepareSummary:
 class _Intake:
     """What reading the folder and writing the lines produced; the texts themselves are not kept."""
 
-    documents: list[dict[str, Any]] = field(default_factory=list)
+    documents: list[DocumentEntry] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     duplicates: int = 0
     input_tokens: int = 0
-    shards: list[dict[str, Any]] = field(default_factory=list)
+    shards: list[Shard] = field(default_factory=list)
 
 
-def job_key(doc_hashes: list[str], spec: Spec, prompt_sha: str, model: str, backend: str, settings: dict) -> str:
+def job_key(doc_hashes: list[str], spec: Spec, prompt_sha: str, model: str, backend: str, settings: Mapping[str, Any]) -> str:
     """Same documents, spec, prompt, model and settings → same key, so `run` after a crash finds its job."""
     h = hashlib.sha256()
     for part in sorted(doc_hashes):
@@ -181,7 +187,7 @@ def prepare_job(
 
         tokens_in = intake.input_tokens if options.count_tokens else None
         estimate = _estimate_cost(model, options.backend, tokens_in, len(documents), max_tokens)
-        manifest = {
+        manifest: Manifest = {
             "job_id": new_job_id(key),
             "key": key,
             "state": State.PREPARED.value,
@@ -211,7 +217,7 @@ def prepare_job(
     return summary
 
 
-def request_settings(options: PrepareOptions, model: str, max_tokens: int) -> tuple[dict[str, Any], list[str]]:
+def request_settings(options: PrepareOptions, model: str, max_tokens: int) -> tuple[Settings, list[str]]:
     """The settings every line of the job carries, and warnings; BadInput for a setting the model refuses.
 
     The local lane sends what it always did. An OpenAI line takes its fields from the model's profile
@@ -232,7 +238,7 @@ def request_settings(options: PrepareOptions, model: str, max_tokens: int) -> tu
     resolved = models.resolve(model, options.endpoint, models.RequestSettings(
         max_tokens=max_tokens, reasoning_effort=options.reasoning_effort, verbosity=options.verbosity,
         temperature=options.temperature, seed=options.seed))
-    return {**resolved, "extra_body": extra}, [warning] if warning else []
+    return cast(Settings, {**resolved, "extra_body": extra}), [warning] if warning else []
 
 
 def _since(started: float) -> float:
@@ -245,7 +251,7 @@ def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, tem
     """One line per distinct document (or part), streamed into shards; duplicates only add their path."""
     intake = _Intake()
     documents = intake.documents
-    by_sha: dict[str, dict[str, Any]] = {}
+    by_sha: dict[str, DocumentEntry] = {}
     # The template's own tokens (prompt, schema, chat overhead) are the same on every line: count them once.
     base_tokens = tokens.count_request_tokens(template.body_with("")) if options.count_tokens else 0
     model = template.line["body"]["model"]
@@ -278,13 +284,13 @@ def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, tem
                 documents.append(entry)
     finally:
         intake.shards = writer.close()
-        for shard in intake.shards:
-            if shard["file"] in shard_tokens:
-                shard["input_tokens"] = shard_tokens[shard["file"]]
+        for written in intake.shards:
+            if written["file"] in shard_tokens:
+                written["input_tokens"] = shard_tokens[written["file"]]
     return intake
 
 
-def _manifest_entry(doc: Document, custom_id: str, shard: str) -> dict[str, Any]:
+def _manifest_entry(doc: Document, custom_id: str, shard: str) -> DocumentEntry:
     return {
         "doc_id": doc.doc_id,
         "path": doc.path,
@@ -298,7 +304,7 @@ def _manifest_entry(doc: Document, custom_id: str, shard: str) -> dict[str, Any]
     }
 
 
-def _estimate_cost(model: str, backend: str, input_tokens: int | None, documents: int, max_tokens: int) -> dict[str, Any]:
+def _estimate_cost(model: str, backend: str, input_tokens: int | None, documents: int, max_tokens: int) -> Estimate:
     """Input cost is exact from counted tokens; output is bounded by max_tokens, so it is an upper bound."""
     lane = describe(backend)
     if not lane.billed:
@@ -334,3 +340,37 @@ def _summary_from(job: Job, *, resumed: bool) -> PrepareSummary:
         warnings=[*m.get("warnings", []), *(m.get("audit") or {}).get("warnings", [])],
         resumed=resumed,
     )
+
+
+def prepare_options(backend: str, model: str | None, schema: Path | None, split_long: bool,
+                    max_tokens: int | None, ctx_tokens: int | None, *,
+                    max_lines_per_file: int | None = None, max_bytes_per_file: int | None = None,
+                    encoding: str | None = None,
+                    reasoning_effort: str | None = None, verbosity: str | None = None,
+                    endpoint: str = "chat") -> PrepareOptions:
+    """PrepareOptions from the flags of `prepare`, `submit DOCS_DIR` and `run`, each checked (BadInput names the flag).
+
+    `auto` is resolved before this (the lanes' prompts differ); here it stands for local, as `run` then replaces it.
+    """
+    import codecs
+
+    from extractor.prepare.requests import MAX_BYTES_PER_FILE, MAX_LINES_PER_FILE
+
+    if backend not in (*lane_names(), "auto"):
+        raise BadInput(f"unknown backend {backend!r} — use {', '.join(lane_names())} or auto")
+    lines = MAX_LINES_PER_FILE if max_lines_per_file is None else max_lines_per_file
+    size = MAX_BYTES_PER_FILE if max_bytes_per_file is None else max_bytes_per_file
+    if not 1 <= lines <= MAX_LINES_PER_FILE:
+        raise BadInput(f"--max-lines-per-file must be between 1 and {MAX_LINES_PER_FILE} (OpenAI's limit)")
+    if not 1 <= size <= MAX_BYTES_PER_FILE:
+        raise BadInput(f"--max-bytes-per-file must be between 1 and {MAX_BYTES_PER_FILE} (OpenAI's limit)")
+    if encoding is not None:
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise BadInput(f"--encoding {encoding!r}: unknown encoding — use a Python codec name such as "
+                           "cp1252, latin-1, utf-16 or shift_jis") from None
+    return PrepareOptions(encoding=encoding, backend="local" if backend == "auto" else backend, model=model, spec_path=schema,
+                          split_long=split_long, max_tokens=max_tokens, context_tokens=ctx_tokens,
+                          max_lines_per_file=lines, max_bytes_per_file=size, reasoning_effort=reasoning_effort,
+                          verbosity=verbosity, endpoint=endpoint)

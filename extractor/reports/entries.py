@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from extractor.job_files import Remote
 from extractor.jobs import Job
 from extractor.lanes import describe, info_for
 from extractor.pricing import estimate_cost
@@ -208,7 +209,7 @@ def _batch_entries(job: Job) -> list[dict[str, Any]]:
     return []  # a batch job whose answers were taken in from files: no batch ran
 
 
-def _openai_batches(job: Job, remote: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _openai_batches(job: Job, remote: Remote, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per batch: turnaround from its creation to the first look that saw it ended (both from log.jsonl)."""
     created: dict[str, str] = {}
     ended: dict[str, str] = {}

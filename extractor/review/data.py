@@ -73,9 +73,9 @@ def iter_review_documents(job: Job, report: dict[str, Any]) -> Iterator[tuple[di
     texts = TextCursor(iter_job_texts(job))
     for doc in documents:
         text = texts.take(doc["custom_id"]) or ""
-        info = meta.get(doc["doc_id"], {})
+        info = meta.get(doc["doc_id"])
         entities = doc["entities"]
-        title = info.get("title") or ""
+        title = (info.get("title") if info else None) or ""
         ungrounded = [[e["name"], e.get("type") or ""] for e in entities if e["verdict"] == "ungrounded"]
         names = {e["name"] for e in entities}  # the path and title are searched as they are
         names.update(end for r in doc["relations"] for end in (r["source"], r["target"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 from dataclasses import dataclass
 
 import orjson
@@ -180,7 +181,7 @@ class _StrictChecker:
             self.add(where, f"unsupported format {value!r} — strict mode supports {', '.join(sorted(STRING_FORMATS))}")
         elif key == "pattern":
             try:
-                re.compile(_as_python_regex(value))
+                re.compile(cast(str, _as_python_regex(value)))  # a non-string pattern raises TypeError here
             except (re.error, TypeError):
                 self.add(where, "is not a valid regular expression")
             else:

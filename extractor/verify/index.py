@@ -66,9 +66,8 @@ class NameScanner:
         """Record every name that `text` (`normalize(...)`, or its `.text`: case then unknown) holds; whether it held any."""
         if self._automaton is None:
             return False
-        normalized = text if type(text) is NormalizedText else None
-        if normalized is not None:
-            text = normalized.text
+        normalized = text if isinstance(text, NormalizedText) else None
+        text = normalized.text if normalized is not None else str(text)
         found: set[str] = set()
         keys_of, checks_of = self._keys, self._checks
         # overlapping: every occurrence is seen, so a name inside a longer one (or off a token boundary once) still counts

@@ -27,6 +27,7 @@ cost is linear in the document. The same rules find a reworded person in other d
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -117,7 +118,7 @@ def joins_name(gap: str, before: str) -> bool:
     return mark in ("", "-", "'", "’")
 
 
-def match_person(person: PersonName, words: list[str], capitalised, close, last: int) -> int | None:
+def match_person(person: PersonName, words: list[str], capitalised: Callable[[int], bool], close: Callable[[int], bool], last: int) -> int | None:
     """The first token of a document run ending at `last` (a token equal to the surname) naming `person`, or None.
 
     `words` are the document's lowercase tokens; `capitalised(i)` says whether token i was written

@@ -33,7 +33,7 @@ import orjson
 
 from extractor.jobs import Job, State
 from extractor.spec.schema import load_spec
-from extractor.storage import atomic_file
+from extractor.storage import atomic_file, read_versioned
 from extractor.verify.alignment import Alignment
 from extractor.verify.corpus import TextCursor, WiderCorpus, iter_job_texts
 from extractor.verify.facts import AnswerReader
@@ -120,8 +120,8 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
             for doc_id, text in texts:
                 scanner.scan(doc_id, text)
             for corpus in against or []:
-                for doc_id, path, text in corpus.iter_texts():
-                    if scanner.scan(doc_id, normalize(text)):
+                for doc_id, path, raw in corpus.iter_texts():
+                    if scanner.scan(doc_id, normalize(raw)):
                         external[doc_id] = {"path": path, **corpus.describe()}
             scanner.drop_common(len(texts))
         del texts
@@ -140,7 +140,7 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
 
 def read_report(job: Job) -> dict[str, Any]:
     """verify.json, documents included."""
-    report: dict[str, Any] = orjson.loads(job.verify_path.read_bytes())
+    report: dict[str, Any] = read_versioned(job.verify_path, "verify")
     return report
 
 

@@ -2,45 +2,110 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 import traceback
 from collections.abc import Callable
+from enum import Enum
+from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, cast
 
 import orjson
 import typer
+from typer.core import TyperGroup
 
 from extractor.cli import console
 
 from extractor import redaction
 from extractor.errors import ExitCode, ExtractorError, environment_problem
-from extractor.jobs import JobStore
+from extractor.job_files import BackendChoice as BackendChoiceRecord
+from extractor.jobs import Job, JobStore
 from extractor.locations import data_dir, graph_uri, jobs_dir
-from extractor.prepare.stage import PrepareOptions, prepare_job
-from extractor.lanes.submit import SubmitOptions
+from extractor.prepare.stage import prepare_job, prepare_options
+from extractor.lanes.submit import BackendChoice, SubmitOptions
 
+class ErrorBoundary(TyperGroup):
+    """The one place where errors become exit codes, around every command (and under CliRunner too).
+
+    In the manner of httpie's `core.raw_main`: an expected error (`ExtractorError`) → one clean line and its exit
+    code; an environment problem (a full disk, a permission) → one line naming where and the fix; Ctrl-C →
+    `ExitCode.INTERRUPTED`; anything else → `ExitCode.UNEXPECTED`. `--debug`, read here from the root context,
+    adds the traceback, written through the redacting stream. Usage errors and explicit exits are click's own.
+    """
+
+    def invoke(self, ctx: Any) -> Any:  # click's Context (typer vendors click privately)
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except ExtractorError as exc:
+            _traceback_if_debug(ctx)
+            console.print_error(exc.message)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            console.print_error("interrupted — everything finished so far is kept; run the same command again to resume")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except Exception as exc:
+            _traceback_if_debug(ctx)
+            store = ctx.obj.store.root if isinstance(ctx.obj, CliContext) else "the jobs folder"
+            if (problem := environment_problem(exc, somewhere=f"under {store}")) is not None:
+                console.print_error(problem.message)
+                raise typer.Exit(int(problem.exit_code)) from None
+            console.print_error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+            raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
+
+
+def secret_urls(value: Any) -> Any:
+    """Option callback for --graph, --local-url and --concurrency URL=N: the passwords in them are secrets from here on."""
+    for item in [value] if isinstance(value, str) else (value or ()):
+        if isinstance(item, str) and "://" in item:
+            redaction.register_url(item.rsplit("=", 1)[0] if item.rsplit("=", 1)[-1].isdigit() else item)
+    return value
+
+
+def _traceback_if_debug(ctx: typer.Context) -> None:
+    if isinstance(ctx.obj, CliContext) and ctx.obj.debug:
+        # Through the redacting stream: an API that echoes the key puts it in the exception's text.
+        console.stderr.write(traceback.format_exc())
+        console.stderr.flush()
+
+
+# Help is plain text: flags read `--json`, not `--json <bool>`, and help text is never taken for markup.
 app = typer.Typer(
     name="extractor",
     help="Isolated batch extraction: documents in, verified entities and relations out, into a staging graph.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    cls=ErrorBoundary,
 )
-graph_app = typer.Typer(help="Inspect what the graph stores send.", no_args_is_help=True)
-schema_app = typer.Typer(help="Work with extraction specs.", no_args_is_help=True)
+graph_app = typer.Typer(help="Inspect what the graph stores send.", no_args_is_help=True, rich_markup_mode=None)
+schema_app = typer.Typer(help="Work with extraction specs.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(graph_app, name="graph")
 app.add_typer(schema_app, name="schema")
 
 EncodingOpt = Annotated[Optional[str], typer.Option("--encoding", help="Read every text file as this encoding (e.g. cp1252) instead of detecting it.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
-GraphOpt = Annotated[Optional[str], typer.Option("--graph", help="embedded | falkordb://HOST:PORT/GRAPH | bolt://… | neo4j://… (env EXTRACTOR_GRAPH_URI)")]
+GraphOpt = Annotated[Optional[str], typer.Option("--graph", callback=secret_urls, help="embedded | falkordb://HOST:PORT/GRAPH | bolt://… | neo4j://… (env EXTRACTOR_GRAPH_URI)")]
 DatabaseOpt = Annotated[Optional[str], typer.Option("--database", help="Neo4j database name (Enterprise) for staging.")]
 EffortOpt = Annotated[Optional[str], typer.Option("--reasoning-effort", help="OpenAI: none | minimal | low | medium | high | xhigh, as the model allows (default: the lowest it allows).")]
 VerbosityOpt = Annotated[Optional[str], typer.Option("--verbosity", help="OpenAI gpt-5 and later: low | medium | high (default: the model's).")]
 EndpointOpt = Annotated[str, typer.Option("--endpoint", help="OpenAI: chat (/v1/chat/completions) | responses (/v1/responses; -pro models answer only there).")]
 EnqueuedOpt = Annotated[Optional[int], typer.Option("--max-enqueued-tokens", help="OpenAI: input tokens in unfinished batches at once; shards go out in waves under it (default per model, env EXTRACTOR_MAX_ENQUEUED_TOKENS).")]
+
+
+class Backend(str, Enum):
+    """The lanes a job can use; `auto` picks local when its server passes a health check, else OpenAI."""
+
+    LOCAL = "local"
+    OPENAI = "openai"
+    AUTO = "auto"
+
+
+class Dialect(str, Enum):
+    NEO4J = "neo4j"
+    FALKORDB = "falkordb"
 
 
 class CliContext:
@@ -51,7 +116,10 @@ class CliContext:
         self.debug = debug
 
 
-_options = CliContext(Path("jobs"), debug=False)
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"extractor {version('extractor')}\n")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -59,10 +127,9 @@ def main_options(
     ctx: typer.Context,
     jobs_dir_opt: Annotated[Optional[Path], typer.Option("--jobs-dir", help="Jobs folder (env EXTRACTOR_JOBS_DIR, default ./jobs).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    _version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     ctx.obj = CliContext(jobs_dir(jobs_dir_opt), debug)
-    _options.debug = debug
-    _options.store = ctx.obj.store
 
 
 def positive(value: Any) -> Any:
@@ -70,49 +137,6 @@ def positive(value: Any) -> Any:
     if value is not None and value <= 0:
         raise typer.BadParameter(f"{value} is not allowed — pass a number greater than 0")
     return value
-
-
-def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Expected errors → one clean line and their exit code; anything else → exit 1 (traceback with --debug)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = _debug_requested()
-        for value in kwargs.values():  # --local-url, --graph: their passwords are secrets from here on
-            if isinstance(value, str) and "://" in value:
-                redaction.register_url(value)
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except ExtractorError as exc:
-            if debug:
-                _print_traceback()
-            console.print_error(exc.message)
-            raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            console.print_error("interrupted — everything finished so far is kept; run the same command again to resume")
-            raise typer.Exit(130) from None
-        except Exception as exc:  # noqa: BLE001 - the one place that turns the unexpected into exit 1
-            if debug:
-                _print_traceback()
-            if (problem := environment_problem(exc, somewhere=f"under {_options.store.root}")) is not None:
-                console.print_error(problem.message)
-                raise typer.Exit(int(problem.exit_code)) from None
-            console.print_error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
-            raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
-
-    return wrapper
-
-
-def _print_traceback() -> None:
-    # Through the redacting stream: an API that echoes the key puts it in the exception's text.
-    console.stderr.write(traceback.format_exc())
-    console.stderr.flush()
-
-
-def _debug_requested() -> bool:
-    return _options.debug
 
 
 def store_of(ctx: typer.Context) -> JobStore:
@@ -127,49 +151,69 @@ def emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> Non
         render()
 
 
-def prepare_options(backend: str, model: Optional[str], schema: Optional[Path], split_long: bool,
-                    max_tokens: Optional[int], ctx_tokens: Optional[int], *,
-                    max_lines_per_file: Optional[int] = None, max_bytes_per_file: Optional[int] = None,
-                    encoding: Optional[str] = None,
-                    reasoning_effort: Optional[str] = None, verbosity: Optional[str] = None,
-                    endpoint: str = "chat") -> PrepareOptions:
-    import codecs
-
-    from extractor.errors import BadInput
-    from extractor.prepare.requests import MAX_BYTES_PER_FILE, MAX_LINES_PER_FILE
-
-    from extractor.lanes import lane_names
-
-    if backend not in (*lane_names(), "auto"):
-        raise BadInput(f"unknown backend {backend!r} — use {', '.join(lane_names())} or auto")
-    lines = MAX_LINES_PER_FILE if max_lines_per_file is None else max_lines_per_file
-    size = MAX_BYTES_PER_FILE if max_bytes_per_file is None else max_bytes_per_file
-    if not 1 <= lines <= MAX_LINES_PER_FILE:
-        raise BadInput(f"--max-lines-per-file must be between 1 and {MAX_LINES_PER_FILE} (OpenAI's limit)")
-    if not 1 <= size <= MAX_BYTES_PER_FILE:
-        raise BadInput(f"--max-bytes-per-file must be between 1 and {MAX_BYTES_PER_FILE} (OpenAI's limit)")
-    if encoding is not None:
-        try:
-            encoding = codecs.lookup(encoding).name
-        except LookupError:
-            raise BadInput(f"--encoding {encoding!r}: unknown encoding — use a Python codec name such as "
-                           "cp1252, latin-1, utf-16 or shift_jis") from None
-    return PrepareOptions(encoding=encoding, backend="local" if backend == "auto" else backend, model=model, spec_path=schema,
-                          split_long=split_long, max_tokens=max_tokens, context_tokens=ctx_tokens,
-                          max_lines_per_file=lines, max_bytes_per_file=size, reasoning_effort=reasoning_effort,
-                          verbosity=verbosity, endpoint=endpoint)
-
-
 # ---------------------------------------------------------------- prepare / submit
 
 
+def _check_concurrency(values: Optional[list[str]]) -> Optional[list[str]]:
+    from extractor.lanes.fleet import parse_concurrency
+    from extractor.errors import BadInput
+
+    secret_urls(values)
+    try:
+        parse_concurrency(values)
+    except BadInput as exc:
+        raise typer.BadParameter(exc.message) from None
+    return values
+
+
+def _check_hedge_after(value: Optional[str]) -> Optional[str]:
+    from extractor.lanes.fleet import parse_hedge_after
+    from extractor.errors import BadInput
+
+    try:
+        parse_hedge_after(value)
+    except BadInput as exc:
+        raise typer.BadParameter(exc.message) from None
+    return value
+
+
+LocalUrlOpt = Annotated[Optional[list[str]], typer.Option("--local-url", callback=secret_urls, help="An external llama.cpp / OpenAI-compatible server instead of the embedded one; give it once per server of a fleet (default: $EXTRACTOR_LOCAL_URLS, comma-separated).")]
+ModelPathOpt = Annotated[Optional[Path], typer.Option("--model-path", help="GGUF file for the embedded server (default: Gemma 3 270M from PyPI).")]
+SlotsOpt = Annotated[int, typer.Option("--slots", callback=positive, help="Parallel slots of the embedded server.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", callback=positive, help="CPU threads of the embedded server (default: all cores).")]
+ConcurrencyOpt = Annotated[Optional[list[str]], typer.Option("--concurrency", callback=_check_concurrency, help="Most requests in flight: N for every local server, URL=N for one (repeatable; default: a server's slot count from /props or /slots, else 4).")]
+HedgeOpt = Annotated[Optional[str], typer.Option("--hedge-after", callback=_check_hedge_after, help="Resend a request waiting longer than this latency percentile (e.g. p95) to another local server; keeps the first answer. Off by default: on a paid endpoint it costs money.")]
+MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", callback=positive, help="Refuse to send a job estimated above this many USD (retries and doubled budgets included).")]
+HealthTimeoutOpt = Annotated[float, typer.Option("--health-timeout", callback=positive, help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")]
+
+
+def _choose_backend(backend: Backend, local_url: Optional[list[str]], model_path: Optional[Path],
+                    health_timeout: float, slots: int = 4) -> Optional[BackendChoice]:
+    """`--backend auto` decided before prepare (the prompt and the output-token field differ between the lanes)."""
+    if backend is not Backend.AUTO:
+        return None
+    from extractor.lanes.submit import choose_backend
+
+    choice = choose_backend(_submit_options(local_url, model_path, slots, None), health_timeout)
+    console.notice(f"--backend auto chose {choice.backend}: {choice.reason}")
+    return choice
+
+
+def _record_choice(job: Job, choice: BackendChoice) -> dict[str, str]:
+    job.manifest["backend_choice"] = cast(BackendChoiceRecord, choice.as_dict())
+    job.save()
+    job.log("backend_choice", **choice.as_dict())
+    return choice.as_dict()
+
+
+
+
 @app.command()
-@handles_errors
 def prepare(
     ctx: typer.Context,
     docs_dir: Annotated[Path, typer.Argument(help="Folder of .txt/.md/.html/.pdf/.jsonl documents.")],
     schema: Annotated[Optional[Path], typer.Option("--schema", help="Extraction spec (default: the bundled extractor/spec/default.json).")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="local | openai")] = "local",
+    backend: Annotated[Backend, typer.Option("--backend", help="auto: local if its server passes a health check now, else openai (said on stderr, recorded in the job).")] = Backend.LOCAL,
     model: Annotated[Optional[str], typer.Option("--model")] = None,
     split_long: Annotated[bool, typer.Option("--split-long", help="Cut documents longer than the context on paragraph boundaries.")] = False,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", callback=positive, help="Output token budget per answer.")] = None,
@@ -181,6 +225,9 @@ def prepare(
     reasoning_effort: EffortOpt = None,
     verbosity: VerbosityOpt = None,
     endpoint: EndpointOpt = "chat",
+    local_url: LocalUrlOpt = None,
+    model_path: ModelPathOpt = None,
+    health_timeout: HealthTimeoutOpt = 60.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a job: one isolated request line per document, audited and priced."""
@@ -191,15 +238,18 @@ def prepare(
         data = prepare_gated(store_of(ctx), docs_dir, load_pipeline(pipeline))
         emit(data, as_json, lambda: _render_prepare_gated(data))
         return
-    options = prepare_options(backend, model, schema, split_long, max_tokens, ctx_tokens,
-                              max_lines_per_file=max_lines_per_file, max_bytes_per_file=max_bytes_per_file,
+    choice = _choose_backend(backend, local_url, model_path, health_timeout)
+    options = prepare_options(choice.backend if choice else backend.value, model, schema, split_long, max_tokens,
+                              ctx_tokens, max_lines_per_file=max_lines_per_file, max_bytes_per_file=max_bytes_per_file,
                               encoding=encoding, reasoning_effort=reasoning_effort, verbosity=verbosity,
                               endpoint=endpoint)
     summary = prepare_job(store_of(ctx), docs_dir, options)
     data = summary.as_dict()
+    if choice:
+        data["backend_choice"] = _record_choice(summary.job, choice)
     emit(data, as_json, lambda: _render_prepare(data))
-    if summary.skipped:
-        raise typer.Exit(int(ExitCode.PARTIAL))
+    if summary.exit_code:
+        raise typer.Exit(int(summary.exit_code))
 
 
 def _render_prepare_gated(data: dict[str, Any]) -> None:
@@ -246,44 +296,14 @@ def _submit_options(local_url, model_path, slots, max_cost, threads=None, concur
                          max_enqueued_tokens=max_enqueued_tokens)
 
 
-def _check_concurrency(values: Optional[list[str]]) -> Optional[list[str]]:
-    from extractor.lanes.fleet import parse_concurrency
-    from extractor.errors import BadInput
-
-    try:
-        parse_concurrency(values)
-    except BadInput as exc:
-        raise typer.BadParameter(exc.message) from None
-    return values
-
-
-def _check_hedge_after(value: Optional[str]) -> Optional[str]:
-    from extractor.lanes.fleet import parse_hedge_after
-    from extractor.errors import BadInput
-
-    try:
-        parse_hedge_after(value)
-    except BadInput as exc:
-        raise typer.BadParameter(exc.message) from None
-    return value
-
-
-LocalUrlOpt = Annotated[Optional[list[str]], typer.Option("--local-url", help="An external llama.cpp / OpenAI-compatible server instead of the embedded one; give it once per server of a fleet (default: $EXTRACTOR_LOCAL_URLS, comma-separated).")]
-ModelPathOpt = Annotated[Optional[Path], typer.Option("--model-path", help="GGUF file for the embedded server (default: Gemma 3 270M from PyPI).")]
-SlotsOpt = Annotated[int, typer.Option("--slots", callback=positive, help="Parallel slots of the embedded server.")]
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", callback=positive, help="CPU threads of the embedded server (default: all cores).")]
-ConcurrencyOpt = Annotated[Optional[list[str]], typer.Option("--concurrency", callback=_check_concurrency, help="Most requests in flight: N for every local server, URL=N for one (repeatable; default: a server's slot count from /props or /slots, else 4).")]
-HedgeOpt = Annotated[Optional[str], typer.Option("--hedge-after", callback=_check_hedge_after, help="Resend a request waiting longer than this latency percentile (e.g. p95) to another local server; keeps the first answer. Off by default: on a paid endpoint it costs money.")]
-MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", callback=positive, help="Refuse to send a job estimated above this many USD (retries and doubled budgets included).")]
 
 
 @app.command()
-@handles_errors
 def submit(
     ctx: typer.Context,
     docs_dir: Annotated[Optional[Path], typer.Argument(help="Prepare this folder first.")] = None,
     job_id: Annotated[Optional[str], typer.Option("--job", help="Submit an already prepared job.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="local | openai | auto")] = "local",
+    backend: Annotated[Backend, typer.Option("--backend", help="auto: local if its server passes a health check, else openai.")] = Backend.LOCAL,
     model: Annotated[Optional[str], typer.Option("--model")] = None,
     schema: Annotated[Optional[Path], typer.Option("--schema")] = None,
     local_url: LocalUrlOpt = None,
@@ -293,7 +313,7 @@ def submit(
     concurrency: ConcurrencyOpt = None,
     hedge_after: HedgeOpt = None,
     max_cost: MaxCostOpt = None,
-    health_timeout: Annotated[float, typer.Option("--health-timeout", callback=positive, help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
+    health_timeout: HealthTimeoutOpt = 60.0,
     encoding: EncodingOpt = None,
     reasoning_effort: EffortOpt = None,
     verbosity: VerbosityOpt = None,
@@ -302,7 +322,7 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Send a job's lines to its backend (prepares DOCS_DIR first if given)."""
-    from extractor.lanes.submit import choose_backend, submit_job
+    from extractor.lanes.submit import submit_job
 
     store = store_of(ctx)
     if (docs_dir is None) == (job_id is None):
@@ -313,17 +333,14 @@ def submit(
         job = store.load(job_id)
         prepared: dict[str, Any] = {}
     else:
-        # auto decides before prepare: the prompt and the output-token field differ between the lanes.
-        choice = choose_backend(_submit_options(local_url, model_path, slots, max_cost), health_timeout) if backend == "auto" else None
+        assert docs_dir is not None  # one of the two, checked above
+        choice = _choose_backend(backend, local_url, model_path, health_timeout, slots)
         summary = prepare_job(store, docs_dir, prepare_options(
-            choice.backend if choice else backend, model, schema, False, None, None, encoding=encoding,
+            choice.backend if choice else backend.value, model, schema, False, None, None, encoding=encoding,
             reasoning_effort=reasoning_effort, verbosity=verbosity, endpoint=endpoint))
         job, prepared = summary.job, summary.as_dict()
         if choice:
-            job.manifest["backend_choice"] = choice.as_dict()
-            job.save()
-            job.log("backend_choice", **choice.as_dict())
-            prepared["backend_choice"] = choice.as_dict()
+            prepared["backend_choice"] = _record_choice(job, choice)
     with console.RichProgress().stage("submit", sum(s["lines"] for s in job.manifest["shards"])) as tick:
         result = submit_job(job, _submit_options(local_url, model_path, slots, max_cost, threads, concurrency,
                                                  max_enqueued_tokens, hedge_after), progress=tick)
@@ -335,7 +352,6 @@ def submit(
 
 
 @app.command()
-@handles_errors
 def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()] = None, as_json: JsonOpt = False) -> None:
     """One job in detail, or every job as a table."""
     from extractor.reports.status import job_status, jobs_table
@@ -384,7 +400,6 @@ def _remote_progress(job: Any) -> dict[str, Any]:
 
 
 @app.command()
-@handles_errors
 def collect(
     ctx: typer.Context,
     job_id: str,
@@ -413,12 +428,11 @@ def collect(
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"collected job {job_id}", data["outcomes"])))
     for warning in summary.warnings:
         console.err.print(f"warning: {console.one_line(warning)}", markup=False, highlight=False, soft_wrap=True)
-    if summary.failed:
-        raise typer.Exit(int(ExitCode.PARTIAL))
+    if summary.exit_code:
+        raise typer.Exit(int(summary.exit_code))
 
 
 @app.command()
-@handles_errors
 def retry(ctx: typer.Context, job_id: str, local_url: LocalUrlOpt = None, model_path: ModelPathOpt = None,
           slots: SlotsOpt = 4, threads: ThreadsOpt = None, concurrency: ConcurrencyOpt = None, hedge_after: HedgeOpt = None,
           max_attempts: Annotated[int, typer.Option("--max-attempts", callback=positive, help="Tries per document, the first included.")] = 2,
@@ -436,7 +450,6 @@ def retry(ctx: typer.Context, job_id: str, local_url: LocalUrlOpt = None, model_
 
 
 @app.command()
-@handles_errors
 def cancel(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
     """Cancel a job's remote batches; what finished is kept."""
     from extractor.lanes.retry import cancel_job
@@ -449,7 +462,6 @@ def cancel(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-@handles_errors
 def verify(
     ctx: typer.Context,
     job_id: str,
@@ -514,7 +526,6 @@ def _review_settled(job: Any, html: Path, as_json: bool) -> None:
 
 
 @app.command()
-@handles_errors
 def review(
     ctx: typer.Context,
     job_id: str,
@@ -537,7 +548,6 @@ def review(
 
 
 @app.command()
-@handles_errors
 def commit(
     ctx: typer.Context,
     job_id: str,
@@ -556,7 +566,6 @@ def commit(
 
 
 @app.command()
-@handles_errors
 def rollback(ctx: typer.Context, job_id: str, graph: GraphOpt = None, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
     """Remove exactly what a job wrote to the graph."""
     from extractor.graph.publishing import rollback_stage
@@ -570,12 +579,11 @@ def rollback(ctx: typer.Context, job_id: str, graph: GraphOpt = None, database: 
 
 
 @app.command()
-@handles_errors
 def run(
     ctx: typer.Context,
     docs_dir: Annotated[Path, typer.Argument(help="Folder of documents.")],
     schema: Annotated[Optional[Path], typer.Option("--schema")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="local | openai | auto")] = "local",
+    backend: Annotated[Backend, typer.Option("--backend", help="auto: local if its server passes a health check, else openai (an OpenAI job with batches in flight is continued).")] = Backend.LOCAL,
     model: Annotated[Optional[str], typer.Option("--model")] = None,
     local_url: LocalUrlOpt = None,
     model_path: ModelPathOpt = None,
@@ -593,7 +601,7 @@ def run(
     max_attempts: Annotated[int, typer.Option("--max-attempts", callback=positive, help="With --retry: tries per document, the first included.")] = 2,
     wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", callback=positive, help="Seconds to wait for OpenAI batches (default: until they end); when it runs out the run exits 6 and the next run resumes waiting.")] = None,
     poll_interval: Annotated[float, typer.Option("--poll-interval", callback=positive, help="Seconds between the first polls of OpenAI batches (grows to 5 min).")] = 10.0,
-    health_timeout: Annotated[float, typer.Option("--health-timeout", callback=positive, help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")] = 60.0,
+    health_timeout: HealthTimeoutOpt = 60.0,
     pipeline: Annotated[Optional[Path], typer.Option("--pipeline", help="A pipeline file (pipelines/*.toml): a cheap yes/no gate job first, then extraction of the documents that pass.")] = None,
     encoding: EncodingOpt = None,
     reasoning_effort: EffortOpt = None,
@@ -613,16 +621,21 @@ def run(
             raise BadInput("--html cannot be combined with --pipeline — write the page of the extraction job "
                            "with `extractor review JOB --html FILE`")
 
-        return run_gated_cli(store_of(ctx), dict(locals()))
+        gated_exit = run_gated_cli(store_of(ctx), {**locals(), "backend": backend.value})
+        if gated_exit:
+            raise typer.Exit(int(gated_exit))
+        return
     from extractor.run.engine import RunOptions, run_pipeline
 
     options = RunOptions(
-        prepare=prepare_options(backend, model, schema, False, max_tokens, None, encoding=encoding,
+        # auto: run_pipeline chooses the lane (RunOptions.auto) and replaces this backend before prepare
+        prepare=prepare_options("local" if backend is Backend.AUTO else backend.value, model, schema, False, max_tokens,
+                                None, encoding=encoding,
                                 reasoning_effort=reasoning_effort, verbosity=verbosity, endpoint=endpoint),
         submit=_submit_options(local_url, model_path, slots, max_cost, threads, concurrency, max_enqueued_tokens,
                                hedge_after),
         graph_uri=graph_uri(graph), database=database, data_dir=data_dir(),
-        commit=not no_commit, strict=strict, auto=backend == "auto", health_timeout_s=health_timeout,
+        commit=not no_commit, strict=strict, auto=backend is Backend.AUTO, health_timeout_s=health_timeout,
         wait_timeout_s=wait_timeout, poll_interval_s=poll_interval, retry=retry, max_attempts=max_attempts,
     )
     report = run_pipeline(store_of(ctx), docs_dir, options, console.RichProgress())
@@ -668,7 +681,6 @@ def _run_review_page(store: JobStore, job_id: Optional[str], html: Path) -> Opti
 
 
 @app.command()
-@handles_errors
 def report(
     ctx: typer.Context,
     since: Annotated[Optional[str], typer.Option("--since", help="Only jobs created on or after this date: YYYY-MM-DD, an ISO time, or Nd (N days ago).")] = None,
@@ -706,7 +718,6 @@ def report(
 
 
 @app.command()
-@handles_errors
 def compare(ctx: typer.Context, job_a: str, job_b: str, as_json: JsonOpt = False) -> None:
     """Entity-level agreement of job A against job B on the same documents."""
     from extractor.reports.comparison import compare_jobs
@@ -719,7 +730,6 @@ def compare(ctx: typer.Context, job_a: str, job_b: str, as_json: JsonOpt = False
 
 
 @app.command()
-@handles_errors
 def audit(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
     """Re-run the isolation audit on a job's request lines; exit 2 on any violation."""
     from extractor.prepare.isolation import audit_job
@@ -743,9 +753,8 @@ def audit(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
 
 
 @graph_app.command("cypher")
-@handles_errors
 def graph_cypher(
-    dialect: Annotated[str, typer.Option("--dialect", help="neo4j | falkordb")] = "neo4j",
+    dialect: Annotated[Dialect, typer.Option("--dialect")] = Dialect.NEO4J,
     schema: Annotated[Optional[Path], typer.Option("--schema")] = None,
 ) -> None:
     """Print every Cypher statement the store can send, one JSON object a line."""
@@ -753,22 +762,21 @@ def graph_cypher(
     from extractor.graph.model import GraphVocabulary
     from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
 
-    if dialect not in ("neo4j", "falkordb"):
-        from extractor.errors import BadInput
-
-        raise BadInput(f"unknown dialect {dialect!r} — use neo4j or falkordb")
     spec = load_spec(schema or DEFAULT_SPEC_PATH)
     vocab = GraphVocabulary.from_types(spec.entity_types(), spec.relation_types())
-    for statement in iter_statements(dialect, vocab):
+    for statement in iter_statements(dialect.value, vocab):
         sys.stdout.write(orjson.dumps(statement).decode() + "\n")
 
 
 @schema_app.command("check")
-@handles_errors
-def schema_check(file: Path, as_json: JsonOpt = False) -> None:
+def schema_check(
+    file: Annotated[Optional[Path], typer.Argument(help="The spec file (default: the bundled default spec).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Validate a spec against OpenAI strict-mode rules; exit 2 listing every problem by JSON path."""
-    from extractor.spec.schema import check_spec, read_spec_json
+    from extractor.spec.schema import DEFAULT_SPEC_PATH, check_spec, read_spec_json
 
+    file = file or DEFAULT_SPEC_PATH
     problems = check_spec(read_spec_json(file))
     data = {"file": str(file), "ok": not problems, "problems": [{"path": p.path, "message": p.message} for p in problems]}
 
@@ -781,6 +789,19 @@ def schema_check(file: Path, as_json: JsonOpt = False) -> None:
     emit(data, as_json, render)
     if problems:
         raise typer.Exit(int(ExitCode.BAD_INPUT))
+
+
+@schema_app.command("show")
+def schema_show(
+    name: Annotated[str, typer.Argument(help="default | gate")] = "default",
+) -> None:
+    """Print a bundled spec, to start your own from: extractor schema show > my-spec.json"""
+    from extractor.errors import BadInput
+    from extractor.spec import BUNDLED_SPECS, bundled_spec_path
+
+    if name not in BUNDLED_SPECS:
+        raise BadInput(f"no bundled spec {name!r} — use {' or '.join(BUNDLED_SPECS)}")
+    sys.stdout.write(bundled_spec_path(name).read_text(encoding="utf-8"))
 
 
 def main() -> None:
