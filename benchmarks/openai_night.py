@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from extractor.lanes.openai_batch import WaitOptions
+from extractor.lanes import WaitOptions, lane_for
 from extractor.jobs import JobStore
 from extractor.prepare.stage import PrepareOptions, prepare_job
 from extractor.collect.results import collect_job
@@ -54,7 +54,8 @@ def night(docs: Path, model: str, endpoint: str, limit: int, lines_per_file: int
             backend="openai", model=model, endpoint=endpoint, max_lines_per_file=lines_per_file))
         job = summary.job
         submit_job(job, SubmitOptions(max_enqueued_tokens=limit))
-        collected = collect_job(job, wait=WaitOptions(wait=True, poll_interval_s=0.01, max_interval_s=0.05))
+        wait = WaitOptions(wait=True, poll_interval_s=0.01, max_interval_s=0.05)
+        collected = collect_job(job, lane_for(job), wait=wait)
         seconds = time.monotonic() - started
         refused = sum(1 for b in emu.batches.values()
                       if b.obj["status"] == "failed" and b.obj["errors"]["data"][0]["code"] == "token_limit_exceeded")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from extractor.lanes import describe
+
 
 @dataclass(frozen=True)
 class Price:
@@ -63,7 +65,7 @@ _LOCAL_FAMILIES = ("gemma", "llama", "qwen", "mistral", "mixtral", "phi", "deeps
 
 def price_for(model: str, *, backend: str | None = None) -> Price | None:
     """The price of a model (dated snapshots priced as their base model); None when unknown."""
-    if backend == "local":
+    if backend is not None and not describe(backend).billed:
         return LOCAL
     name = model.strip().lower()
     if name.startswith("openai/"):

@@ -265,6 +265,8 @@ def _render_prepare_gated(data: dict[str, Any]) -> None:
 
 
 def _render_prepare(data: dict[str, Any]) -> None:
+    from extractor.lanes import describe
+
     console.out.print(console.key_value_table(f"prepared job {data['job_id']}", {
         "model": f"{data['model']} ({data['backend']})",
         "documents": data["documents"], "request lines": data["requests"], "request files": data["shards"],
@@ -272,7 +274,8 @@ def _render_prepare(data: dict[str, Any]) -> None:
         "input tokens": "not counted" if data["input_tokens"] is None else data["input_tokens"],
         "input cost": usd(data["input_cost_usd"]),
         "output cost (at most)": usd(data["output_cost_usd_max"]),
-        "estimated cost": usd(data["estimated_cost_usd"]) + (" (batch price)" if data["backend"] == "openai" else ""),
+        "estimated cost": usd(data["estimated_cost_usd"])
+        + (" (batch price)" if describe(data["backend"]).is_batch else ""),
     }))
     for item in data["skipped"]:
         console.err.print(f"skipped {item['reason']}", markup=False, highlight=False, soft_wrap=True)
@@ -384,16 +387,10 @@ def _render_status(job_id: str, data: dict[str, Any]) -> None:
 
 
 def _remote_progress(job: Any) -> dict[str, Any]:
-    """An OpenAI job's batches, looked at once; an unreachable API is shown, not fatal, since status reads the folder."""
-    from extractor.lanes.openai_batch import batch_progress, is_openai, refresh_status
-    from extractor.errors import ExtractorError
+    """What the job's lane knows of its requests (a batch lane's batches, looked at once)."""
+    from extractor.lanes import lane_for
 
-    if not is_openai(job):
-        return {}
-    try:
-        return refresh_status(job)
-    except ExtractorError as exc:
-        return {**batch_progress(job), "remote_error": exc.message}
+    return lane_for(job).progress(job)
 
 
 @app.command()
@@ -408,7 +405,7 @@ def collect(
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch results and classify one outcome per document."""
-    from extractor.lanes.openai_batch import WaitOptions, pending_requests
+    from extractor.lanes import WaitOptions, lane_for
     from extractor.collect.ingest import ingest_files
     from extractor.collect.results import collect_job
 
@@ -418,8 +415,9 @@ def collect(
         ingest_files(job, output_file, error_file)
     wait_options = WaitOptions(wait=wait, poll_interval_s=poll_interval, max_interval_s=max(poll_interval, 300.0),
                                timeout_s=wait_timeout)
-    with console.RichProgress().stage("collect", pending_requests(job) or None) as tick:
-        summary = collect_job(job, fetch=not ingested, wait=wait_options, progress=tick)
+    lane = lane_for(job)
+    with console.RichProgress().stage("collect", lane.pending(job) or None) as tick:
+        summary = collect_job(job, None if ingested else lane, wait=wait_options, progress=tick)
     data = summary.as_dict()
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"collected job {job_id}", data["outcomes"])))
     for warning in summary.warnings:

@@ -14,12 +14,13 @@ import orjson
 from extractor.prepare.answer_bounds import drop_repeats
 from extractor.errors import ExitCode
 from extractor.jobs import Job, State
+from extractor.lanes import describe
 from extractor.pricing import BATCH_DISCOUNT, estimate_cost
 from extractor.spec.schema import Spec, load_spec
 from extractor.storage import atomic_write_jsonl, iter_jsonl
 
 if TYPE_CHECKING:
-    from extractor.lanes.openai_batch import WaitOptions
+    from extractor.lanes import Lane, WaitOptions
 
 OUTCOMES = ("ok", "http_error", "schema_invalid", "truncated", "refusal", "expired", "missing")
 FAILED_OUTCOMES = frozenset(OUTCOMES) - {"ok"}
@@ -347,22 +348,21 @@ def answered_ids(path: Path) -> set[str]:
     return {cid for line in iter_answer_lines(path) if isinstance(cid := line.get("custom_id"), str) and cid}
 
 
-def collect_job(job: Job, *, fetch: bool = True, wait: WaitOptions | None = None,
+def collect_job(job: Job, lane: Lane | None = None, *, fetch: bool = True, wait: WaitOptions | None = None,
                 progress: Callable[[Any], None] | None = None) -> CollectSummary:
-    """Write results.jsonl: one row per document of the manifest, in manifest order.
+    """Write results.jsonl: one row per document of the manifest, in manifest order, from the job's files alone.
 
-    For an OpenAI Batch job the finished batches' files are downloaded first (`fetch`); while any batch
-    is still running this raises BatchesPending, unless `wait` says to poll until they end.
+    With a `lane` (`extractor.lanes.lane_for(job)`), it first brings the answers it still holds remotely into
+    the job folder (`lane.fetch`; `fetch=False` skips that): for a batch lane, while any batch is still running
+    this raises BatchesPending, unless `wait` says to poll until they end.
     """
     job.require(State.SUBMITTED, State.COLLECTED, State.VERIFIED, doing="be collected")
-    if fetch and job.manifest.get("remote", {}).get("kind") == "openai":
-        from extractor.lanes.openai_batch import fetch_batches
-
-        fetch_batches(job, wait, progress)
+    if fetch and lane is not None:
+        lane.fetch(job, wait, progress)
     spec = load_spec(Path(job.manifest["spec"]["path"]))
     lines = read_answer_lines(job, spec)
     model, backend = job.manifest["model"], job.manifest["backend"]
-    cost = JobCost(batch=backend == "openai")
+    cost = JobCost(batch=describe(backend).is_batch)
     expired = bool(job.manifest.get("remote", {}).get("expired"))
     counts: Counter[str] = Counter({k: 0 for k in OUTCOMES})
     kinds: Counter[tuple[Any, ...]] = Counter()

@@ -47,18 +47,25 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extractor.errors import BadInput
+from extractor.jobs import Job, State
+from extractor.lanes import LaneInfo, Progress, WaitOptions
+from extractor.prepare.requests import iter_request_lines
 from extractor.storage import atomic_write_jsonl, iter_jsonl
 from extractor.lanes.chat_server import api_urls
 from extractor.lanes.fleet import DEFAULT_CONCURRENCY, FleetServer, server_key
 from extractor.lanes.lane_stats import LaneEvent, LaneStats
 from extractor.lanes.scheduler import Scheduler
 
-__all__ = ["LaneEvent", "LaneStats", "compact_errors", "done_ids", "run_local_lane"]
+if TYPE_CHECKING:
+    from extractor.lanes.submit import SubmitOptions
+
+__all__ = ["LaneEvent", "LaneStats", "LocalLane", "compact_errors", "done_ids", "run_local_lane"]
 
 CHAT_URL = "/v1/chat/completions"
+LOCAL_OUTPUT = "local.jsonl"
 
 
 def done_ids(path: Path) -> set[str]:
@@ -168,3 +175,70 @@ def _pending(lines: Iterable[dict], skip: set[str], stats: LaneStats) -> Iterato
             continue
         skip.add(custom_id)
         yield line
+
+
+class LocalLane:
+    """The `Lane` of one or more OpenAI-compatible chat servers: answers land in output/ as they come, so there is
+    nothing to fetch, poll or cancel remotely."""
+
+    def __init__(self, info: LaneInfo) -> None:
+        self.info = info
+
+    def submit(self, job: Job, options: SubmitOptions, progress: Progress | None = None) -> dict[str, Any]:
+        import os
+
+        from extractor.lanes.fleet import parse_concurrency, parse_hedge_after, resolve_urls
+        from extractor.lanes.submit import _redact, local_endpoints
+
+        every, per_url = parse_concurrency(options.concurrency)
+        hedge_after = parse_hedge_after(options.hedge_after)
+        embedded = not resolve_urls(options.local_url)
+        with local_endpoints(options) as urls:
+            job.log("submit", backend=self.info.name, url=", ".join(_redact(u) for u in urls), embedded=embedded,
+                    **({"hedge_after": hedge_after} if hedge_after else {}))
+            stats = run_local_lane(
+                iter_request_lines(job.request_files()),
+                output_path=job.output_dir / LOCAL_OUTPUT,
+                error_path=job.errors_dir / LOCAL_OUTPUT,
+                base_url=urls,
+                api_key=os.environ.get("EXTRACTOR_LOCAL_API_KEY"),
+                concurrency=every,
+                concurrency_by_url=per_url,
+                hedge_after=hedge_after,
+                timeout_s=options.request_timeout_s,
+                server_wait_s=options.server_wait_s,
+                progress=progress,
+                log=lambda event: job.log(event.pop("event", "request"), **event),
+                notice=options.notice,
+            )
+        remote = {
+            "kind": self.info.name,
+            "url": ", ".join(_redact(u) for u in urls),
+            "embedded": embedded,
+            "complete": True,
+            "stats": stats.as_dict(),
+        }
+        job.transition(State.SUBMITTED, remote=remote)
+        return {"job_id": job.id, "backend": self.info.name, **stats.as_dict()}
+
+    def fetch(self, job: Job, wait: WaitOptions | None = None, progress: Progress | None = None) -> dict[str, Any]:
+        return {}  # every answer is in output/ or errors/ the moment it arrives
+
+    def pending(self, job: Job) -> int:
+        return 0
+
+    def cancel(self, job: Job) -> dict[str, Any]:
+        job.transition(State.CANCELLED)  # nothing runs once submit has returned
+        return {}
+
+    def resend(self, job: Job, ids: set[str], *, attempt: int, truncated: set[str], attempts: dict[str, int],
+               options: SubmitOptions, progress: Progress | None, set_aside: Callable[[], None]) -> dict[str, Any]:
+        from extractor.lanes.submit import submit_job
+
+        set_aside()
+        # The lane sends only lines without an answer line, which are now exactly the retried ones.
+        job.transition(State.SUBMITTED, attempts=attempts)
+        return submit_job(job, options, progress=progress)
+
+    def progress(self, job: Job) -> dict[str, Any]:
+        return {}

@@ -28,19 +28,22 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from extractor.errors import BadInput, ExitCode, ExtractorError
+from extractor.errors import BadInput, ExtractorError
 from extractor.jobs import Job, State, utcnow
 from extractor.prepare.models import ENDPOINT_URLS, enqueued_limit
 from extractor.prepare.requests import ShardWriter, iter_request_lines
 from extractor.collect.results import answered_ids
 from extractor.storage import atomic_write_jsonl, iter_jsonl
+from extractor.lanes import BatchesPending, LaneInfo, Progress, WaitOptions
 from extractor.lanes.openai_client import BatchApi, NotFound
+
+if TYPE_CHECKING:
+    from extractor.lanes.submit import SubmitOptions
 
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 UNANSWERED = {
@@ -57,24 +60,6 @@ TOKEN_LIMIT = "token_limit_exceeded"
 # Input tokens of a request file whose tokens were not counted at prepare: at most one per 3 bytes of
 # JSON (English runs ~4 characters a token), so the wave stays under the limit.
 BYTES_PER_TOKEN_FLOOR = 3
-
-Progress = Callable[[Any], None]
-
-
-@dataclass
-class WaitOptions:
-    """How collect waits: poll every interval (growing by half each time up to max), give up after timeout."""
-
-    wait: bool = False
-    poll_interval_s: float = 10.0
-    max_interval_s: float = 300.0
-    timeout_s: float | None = None
-
-
-class BatchesPending(ExtractorError):
-    """Some batches are still running: nothing is lost, collect again later."""
-
-    exit_code = ExitCode.PARTIAL
 
 
 def is_openai(job: Job) -> bool:
@@ -440,3 +425,62 @@ def _raise_budget(body: dict[str, Any], attempt: int) -> None:
     for key in ("max_completion_tokens", "max_output_tokens", "max_tokens"):
         if isinstance(body.get(key), int):
             body[key] = min(RETRY_MAX_TOKENS_CAP, body[key] * 2 ** (attempt - 1))
+
+
+# ---------------------------------------------------------------- the lane
+
+
+class OpenAIBatchLane:
+    """The `Lane` of the OpenAI Batch API: every step above, behind the protocol."""
+
+    def __init__(self, info: LaneInfo) -> None:
+        self.info = info
+
+    def submit(self, job: Job, options: SubmitOptions, progress: Progress | None = None) -> dict[str, Any]:
+        return submit_openai(job, progress=progress, max_enqueued_tokens=options.max_enqueued_tokens)
+
+    def fetch(self, job: Job, wait: WaitOptions | None = None, progress: Progress | None = None) -> dict[str, Any]:
+        return fetch_batches(job, wait, progress) if is_openai(job) else {}
+
+    def pending(self, job: Job) -> int:
+        return pending_requests(job)
+
+    def cancel(self, job: Job) -> dict[str, Any]:
+        """Cancel the batches; a job with none sent is cancelled outright, else it stays collectable."""
+        if not is_openai(job):
+            job.transition(State.CANCELLED)
+            return {}
+        counts = cancel_batches(job)
+        if not any(e.get("batch_id") for e in entries(job)):
+            job.transition(State.CANCELLED)
+            return dict(counts)
+        # Submitted (a submit that died halfway included): what finished before the cancel is collected like any answer.
+        job.transition(State.SUBMITTED)
+        return {**counts, "next": f"extractor collect {job.id} --wait"}
+
+    def resend(self, job: Job, ids: set[str], *, attempt: int, truncated: set[str], attempts: dict[str, int],
+               options: SubmitOptions, progress: Progress | None, set_aside: Callable[[], None]) -> dict[str, Any]:
+        api = BatchApi.from_env(log=job.log)  # no key, no change: fail before anything is set aside
+        remote = job.manifest.get("remote") or {}
+        if remote.get("kind") != self.info.name:  # answers taken in from files: the retries are the first batches
+            job.manifest["remote"] = {"kind": self.info.name, "endpoint": api.endpoint, "batches": [],
+                                      "ingested": remote}
+        set_aside()
+        children = write_retry_inputs(job, ids, attempt, truncated)
+        job.manifest["remote"]["batches"].extend(children)
+        job.manifest.setdefault("retries", []).append(
+            {"round": children[0]["retry_round"], "attempt": attempt, "at": utcnow(),
+             "requests": len(ids), "batches": [c["name"] for c in children]})
+        # One save records the child batches, the attempt counts and the state: a crash before they are sent
+        # leaves them for `collect`, which sends what is recorded but unsent before it polls.
+        job.transition(State.SUBMITTED, attempts=attempts)
+        return {"backend": self.info.name, "batches": [c["name"] for c in children], **send_pending(job, api, progress)}
+
+    def progress(self, job: Job) -> dict[str, Any]:
+        """One look at the unfinished batches; an unreachable API is shown, not fatal, since status reads the folder."""
+        if not is_openai(job):
+            return {}
+        try:
+            return refresh_status(job)
+        except ExtractorError as exc:
+            return {**batch_progress(job), "remote_error": exc.message}

@@ -9,11 +9,12 @@ from typing import Any
 import orjson
 
 from extractor.errors import BadInput
-from extractor.jobs import Job, State, utcnow
+from extractor.jobs import Job, State
+from extractor.lanes import describe, lane_for
 from extractor.collect.results import iter_results, malformed_line
 from extractor.prepare.requests import iter_request_lines
 from extractor.storage import atomic_write_bytes
-from extractor.lanes.submit import SubmitOptions, submit_job
+from extractor.lanes.submit import SubmitOptions
 
 DEFAULT_MAX_ATTEMPTS = 2
 # Resent: answers that never came, or came cut off (sent again with a larger output budget where the lane
@@ -34,39 +35,20 @@ def retry_job(job: Job, options: SubmitOptions, *, max_attempts: int = DEFAULT_M
     retryable = {cid for cid in outcome if attempts.get(cid, 1) < max_attempts}
     if not retryable:
         return {"job_id": job.id, "retried": 0, "failed": len(outcome), "capped": len(outcome)}
-    openai = job.manifest["backend"] == "openai"
-    if openai:
-        from extractor.lanes.openai_client import BatchApi
-
-        api = BatchApi.from_env(log=job.log)  # no key, no change: fail before anything is set aside
-        remote = job.manifest.get("remote") or {}
-        if remote.get("kind") != "openai":  # answers taken in from files: the retries are the first batches
-            job.manifest["remote"] = {"kind": "openai", "endpoint": api.endpoint, "batches": [], "ingested": remote}
     attempt = max(attempts.get(cid, 1) for cid in retryable) + 1
-    check_retry_cost(job, retryable, {cid for cid in retryable if outcome[cid] == "truncated"}, attempt,
-                     options.max_cost if options.max_cost is not None else job.manifest.get("cost_cap_usd"))
-    # A crash from here on is repaired by running `retry` again: results.jsonl still names the same
-    # documents until the next collect, and setting aside is idempotent.
-    set_aside(job, retryable, attempt)
-    for cid in retryable:
-        attempts[cid] = attempts.get(cid, 1) + 1
-    if openai:
-        from extractor.lanes.openai_batch import send_pending, write_retry_inputs
+    truncated = {cid for cid in retryable if outcome[cid] == "truncated"}
 
-        truncated = {cid for cid in retryable if outcome[cid] == "truncated"}
-        children = write_retry_inputs(job, retryable, attempt, truncated)
-        job.manifest["remote"]["batches"].extend(children)
-        job.manifest.setdefault("retries", []).append(
-            {"round": children[0]["retry_round"], "attempt": attempt, "at": utcnow(),
-             "requests": len(retryable), "batches": [c["name"] for c in children]})
-        # One save records the child batches, the attempt counts and the state: a crash before they are sent
-        # leaves them for `collect`, which sends what is recorded but unsent before it polls.
-        job.transition(State.SUBMITTED, attempts=attempts)
-        result = {"backend": "openai", "batches": [c["name"] for c in children], **send_pending(job, api, progress)}
-    else:
-        # The local lane sends only lines without an answer line, which are now exactly the retried ones.
-        job.transition(State.SUBMITTED, attempts=attempts)
-        result = submit_job(job, options, progress=progress)
+    def set_aside_retried() -> None:
+        check_retry_cost(job, retryable, truncated, attempt,
+                         options.max_cost if options.max_cost is not None else job.manifest.get("cost_cap_usd"))
+        # A crash from here on is repaired by running `retry` again: results.jsonl still names the same
+        # documents until the next collect, and setting aside is idempotent.
+        set_aside(job, retryable, attempt)
+        for cid in retryable:
+            attempts[cid] = attempts.get(cid, 1) + 1
+
+    result = lane_for(job).resend(job, retryable, attempt=attempt, truncated=truncated, attempts=attempts,
+                                  options=options, progress=progress, set_aside=set_aside_retried)
     return {"job_id": job.id, "attempt": attempt, "retried": len(retryable),
             "capped": len(set(outcome) - retryable), **result}
 
@@ -78,7 +60,7 @@ def check_retry_cost(job: Job, ids: set[str], truncated: set[str], attempt: int,
     this retry at its worst — the retried lines' exact input tokens and every answer at its budget, doubled
     for truncated ones as the retry sends them.
     """
-    if cap is None or job.manifest["backend"] == "local":
+    if cap is None or not describe(job.manifest["backend"]).billed:
         return
     from extractor import pricing
     from extractor.prepare import tokens
@@ -148,16 +130,5 @@ def _line_id(raw: bytes, path: Path) -> str | None:
 def cancel_job(job: Job) -> dict[str, Any]:
     """Stop a job: remote batches are cancelled and what they finished is kept for `collect`."""
     job.require(State.PREPARED, State.SUBMITTED, doing="be cancelled")
-    if job.manifest.get("remote", {}).get("kind") != "openai":
-        job.transition(State.CANCELLED)
-        return {"job_id": job.id, "state": job.state.value}
-    from extractor.lanes.openai_batch import cancel_batches
-
-    counts = cancel_batches(job)
-    sent = any(e.get("batch_id") for e in job.manifest["remote"]["batches"])
-    if not sent:
-        job.transition(State.CANCELLED)
-        return {"job_id": job.id, "state": job.state.value, **counts}
-    # Submitted (a submit that died halfway included): what finished before the cancel is collected like any answer.
-    job.transition(State.SUBMITTED)
-    return {"job_id": job.id, "state": job.state.value, **counts, "next": f"extractor collect {job.id} --wait"}
+    result = lane_for(job).cancel(job)
+    return {"job_id": job.id, "state": job.state.value, **result}

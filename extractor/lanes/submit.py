@@ -13,9 +13,7 @@ from typing import Any
 from extractor.errors import BadInput, ExtractorError
 from extractor.prepare.isolation import require_isolated
 from extractor.jobs import Job, State
-from extractor.prepare.requests import iter_request_lines
-
-LOCAL_OUTPUT = "local.jsonl"
+from extractor.lanes import lane_for
 
 
 @dataclass
@@ -83,14 +81,7 @@ def submit_job(job: Job, options: SubmitOptions, *, progress: Callable[[Any], No
         job.manifest["audit"] = audit.as_dict()
         job.save()
     check_cost_cap(job, options.max_cost, options.spent_before_usd)
-    backend = job.manifest["backend"]
-    if backend == "local":
-        return _submit_local(job, options, progress)
-    if backend == "openai":
-        from extractor.lanes.openai_batch import submit_openai
-
-        return submit_openai(job, progress=progress, max_enqueued_tokens=options.max_enqueued_tokens)
-    raise BadInput(f"Job {job.id} names an unknown backend {backend!r} — prepare it again with --backend local or openai")
+    return lane_for(job).submit(job, options, progress)
 
 
 DEFAULT_HEALTH_TIMEOUT_S = 60.0
@@ -159,42 +150,6 @@ def _first_healthy(urls: list[str], timeout_s: float) -> str:
             return url
         errors.append(error)
     raise errors[0]
-
-
-def _submit_local(job: Job, options: SubmitOptions, progress: Callable[[Any], None] | None) -> dict[str, Any]:
-    from extractor.lanes.fleet import parse_concurrency, parse_hedge_after, resolve_urls
-    from extractor.lanes.local import run_local_lane
-
-    every, per_url = parse_concurrency(options.concurrency)
-    hedge_after = parse_hedge_after(options.hedge_after)
-    embedded = not resolve_urls(options.local_url)
-    with local_endpoints(options) as urls:
-        job.log("submit", backend="local", url=", ".join(_redact(u) for u in urls), embedded=embedded,
-                **({"hedge_after": hedge_after} if hedge_after else {}))
-        stats = run_local_lane(
-            iter_request_lines(job.request_files()),
-            output_path=job.output_dir / LOCAL_OUTPUT,
-            error_path=job.errors_dir / LOCAL_OUTPUT,
-            base_url=urls,
-            api_key=os.environ.get("EXTRACTOR_LOCAL_API_KEY"),
-            concurrency=every,
-            concurrency_by_url=per_url,
-            hedge_after=hedge_after,
-            timeout_s=options.request_timeout_s,
-            server_wait_s=options.server_wait_s,
-            progress=progress,
-            log=lambda event: job.log(event.pop("event", "request"), **event),
-            notice=options.notice,
-        )
-    remote = {
-        "kind": "local",
-        "url": ", ".join(_redact(u) for u in urls),
-        "embedded": embedded,
-        "complete": True,
-        "stats": stats.as_dict(),
-    }
-    job.transition(State.SUBMITTED, remote=remote)
-    return {"job_id": job.id, "backend": "local", **stats.as_dict()}
 
 
 def _redact(url: str) -> str:

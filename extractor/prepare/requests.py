@@ -13,6 +13,7 @@ import orjson
 
 from extractor.job_files import Shard
 from extractor.errors import BadInput
+from extractor.lanes import describe
 from extractor.storage import iter_jsonl
 
 CHAT_URL = "/v1/chat/completions"
@@ -38,7 +39,7 @@ class Prompt:
 
 def load_prompt(backend: str, name: str = "extraction") -> Prompt:
     """A versioned prompt template shipped with the package; local models get blunter wording."""
-    kind = "local" if backend == "local" else "openai"
+    kind = describe(backend).prompt
     raw = files("extractor").joinpath("prompts", f"{name}.{kind}.txt").read_text(encoding="utf-8")
     header: dict[str, str] = {}
     body: list[str] = []
@@ -73,7 +74,7 @@ def build_request_line(
     model accepts is sent. `settings["endpoint"]` "responses" writes a /v1/responses body instead.
     """
     messages = [{"role": "system", "content": prompt.text}, {"role": "user", "content": text}]
-    if prompt.backend == "local":
+    if not describe(prompt.backend).openai_api:
         # llama.cpp and most compatible servers take max_tokens and any sampling field.
         body: dict[str, Any] = {"model": model, "messages": messages, "response_format": response_format,
                                 "temperature": settings.get("temperature", 0), "seed": settings.get("seed", 0),

@@ -17,6 +17,7 @@ from extractor.prepare.documents import Document, Skipped, iter_documents, split
 from extractor.errors import BadInput, ExitCode
 from extractor.job_files import DocumentEntry, Estimate, Manifest, Settings, Shard
 from extractor.jobs import Job, JobStore, State, new_job_id
+from extractor.lanes import LaneInfo, describe, lane_names
 from extractor.prepare.requests import (
     MAX_BYTES_PER_FILE,
     MAX_LINES_PER_FILE,
@@ -29,21 +30,20 @@ from extractor.prepare.requests import (
 )
 from extractor.spec.schema import DEFAULT_SPEC_PATH, Spec, load_spec
 
-DEFAULT_LOCAL_MODEL = "gemma-3-270m-q4_k_m"
-# Our user's own choice for extraction (gpt-5.4-nano for the gate: extractor/run/gate.py).
-DEFAULT_OPENAI_MODEL = "gpt-5.4-mini"
+# Each lane's defaults live with the lane (extractor/lanes/__init__.py); these tables, by backend name, are views.
+DEFAULT_LOCAL_MODEL = describe("local").defaults.model
+DEFAULT_OPENAI_MODEL = describe("openai").defaults.model
 # Context the request must fit in, in tokens, when the model's own is unknown.
-DEFAULT_CONTEXT_TOKENS = {"local": 4096, "openai": 128_000}
+DEFAULT_CONTEXT_TOKENS = {n: describe(n).defaults.context_tokens for n in lane_names()}
 # Characters per token assumed when turning a context window into a document-size limit: low on purpose,
 # so a document that passes the check really fits.
 CHARS_PER_TOKEN_FLOOR = 3
 # Tokens kept free for the system prompt, the JSON Schema grammar and chat-template overhead.
 PROMPT_RESERVE_TOKENS = 400
-# Output budget per answer: a 270M model rambles, so the embedded default is kept short.
-DEFAULT_MAX_TOKENS = {"local": 768, "openai": 4096}
-# Extra sampling fields for llama.cpp: Gemma 270M loops on entity lists without a repeat penalty
-# (measured on examples/docs: 2 of 4 answers hit max_tokens at frequency_penalty 0.6, none at repeat_penalty 1.3).
-DEFAULT_EXTRA_BODY = {"local": {"repeat_penalty": 1.3}, "openai": {}}
+# Output budget per answer.
+DEFAULT_MAX_TOKENS = {n: describe(n).defaults.max_tokens for n in lane_names()}
+# Extra sampling fields on every line.
+DEFAULT_EXTRA_BODY = {n: dict(describe(n).defaults.extra_body) for n in lane_names()}
 
 
 @dataclass
@@ -70,7 +70,7 @@ class PrepareOptions:
     def resolved_model(self) -> str:
         if self.model:
             return self.model
-        return DEFAULT_LOCAL_MODEL if self.backend == "local" else DEFAULT_OPENAI_MODEL
+        return describe(self.backend).defaults.model
 
 
 @dataclass
@@ -150,7 +150,7 @@ def prepare_job(
     """
     plan = plan_requests(options)
     spec, prompt, model, max_tokens = plan.spec, plan.prompt, plan.model, plan.max_tokens
-    context = options.context_tokens or DEFAULT_CONTEXT_TOKENS[plan.lane]
+    context = options.context_tokens or plan.lane.defaults.context_tokens
     max_chars = max(1000, (context - max_tokens - PROMPT_RESERVE_TOKENS) * CHARS_PER_TOKEN_FLOOR)
     settings, notes, template = plan.settings, plan.notes, plan.template
 
@@ -199,7 +199,7 @@ def prepare_job(
             "audit": None,
             "warnings": notes,
             "estimate": {"input_tokens": tokens_in, "counted": options.count_tokens, "output_tokens_max": len(documents) * max_tokens,
-                         "batch": options.backend == "openai", **estimate},
+                         "batch": plan.lane.is_batch, **estimate},
         }
         job = store.create(manifest, staging)
     except BaseException:
@@ -223,7 +223,7 @@ class RequestPlan:
     spec: Spec
     prompt: Prompt
     model: str
-    lane: str  # local | openai
+    lane: LaneInfo
     max_tokens: int
     settings: Settings
     notes: list[str]
@@ -231,7 +231,7 @@ class RequestPlan:
 
     @property
     def batch(self) -> bool:
-        return self.options.backend == "openai"
+        return self.lane.is_batch
 
     def base_tokens(self) -> int:
         """The template's own tokens (prompt, schema, chat overhead): the same on every line, counted once."""
@@ -242,7 +242,7 @@ class RequestPlan:
 
     def job_estimate(self, input_tokens: int | None, documents: int) -> Estimate:
         """Input cost is exact from counted tokens; output is bounded by max_tokens, so it is an upper bound."""
-        if self.options.backend == "local":
+        if not self.lane.billed:
             return {"input_cost_usd": 0.0, "output_cost_usd_max": 0.0, "estimated_cost_usd": 0.0}
         output_cost = pricing.estimate_cost(self.model, 0, documents * self.max_tokens, batch=self.batch)
         input_cost = (None if input_tokens is None
@@ -269,11 +269,11 @@ def plan_requests(options: PrepareOptions) -> RequestPlan:
     spec = load_spec(options.spec_path or DEFAULT_SPEC_PATH)
     prompt = options.prompt or load_prompt(options.backend)
     model = options.resolved_model()
-    lane = "local" if options.backend == "local" else "openai"
-    max_tokens = options.max_tokens or DEFAULT_MAX_TOKENS[lane]
+    lane = describe(options.backend)
+    max_tokens = options.max_tokens or lane.defaults.max_tokens
     settings, notes = request_settings(options, model, max_tokens)
     # local models loop on lists: the arrays are bounded by what max_tokens can hold (answer_bounds)
-    response_format = bounded_response_format(spec, max_tokens) if lane == "local" else spec.response_format()
+    response_format = bounded_response_format(spec, max_tokens) if lane.bounded_arrays else spec.response_format()
     template = request_template(prompt=prompt, model=model, response_format=response_format, settings=settings)
     return RequestPlan(options, spec, prompt, model, lane, max_tokens, settings, notes, template)
 
@@ -281,7 +281,7 @@ def plan_requests(options: PrepareOptions) -> RequestPlan:
 def document_estimates(docs_dir: Path, options: PrepareOptions) -> dict[str, float | None]:
     """Each document's cost by sha256, as prepare prices it: exact input, output at max_tokens (an upper bound)."""
     estimates: dict[str, float | None] = {}
-    if options.backend == "local":  # nobody bills the local lane: skip the token count
+    if not describe(options.backend).billed:  # nobody bills the lane: skip the token count
         for item in iter_documents(docs_dir, encoding=options.encoding):
             if isinstance(item, Document):
                 estimates[item.sha256] = 0.0
@@ -301,9 +301,9 @@ def request_settings(options: PrepareOptions, model: str, max_tokens: int) -> tu
     (extractor/prepare/models.py): a retired model, or a setting the model refuses, is refused here, before
     anything is written or sent.
     """
-    lane = "local" if options.backend == "local" else "openai"
-    extra = {**DEFAULT_EXTRA_BODY[lane], **options.extra}
-    if lane == "local":
+    lane = describe(options.backend)
+    extra = {**lane.defaults.extra_body, **options.extra}
+    if not lane.openai_api:
         if options.reasoning_effort or options.verbosity or options.endpoint != "chat":
             raise BadInput("--reasoning-effort, --verbosity and --endpoint are OpenAI settings — drop them for"
                            " --backend local")
@@ -413,8 +413,8 @@ def prepare_options(backend: str, model: str | None, schema: Path | None, split_
 
     from extractor.prepare.requests import MAX_BYTES_PER_FILE, MAX_LINES_PER_FILE
 
-    if backend not in ("local", "openai", "auto"):
-        raise BadInput(f"unknown backend {backend!r} — use local, openai or auto")
+    if backend not in (*lane_names(), "auto"):
+        raise BadInput(f"unknown backend {backend!r} — use {', '.join(lane_names())} or auto")
     lines = MAX_LINES_PER_FILE if max_lines_per_file is None else max_lines_per_file
     size = MAX_BYTES_PER_FILE if max_bytes_per_file is None else max_bytes_per_file
     if not 1 <= lines <= MAX_LINES_PER_FILE:

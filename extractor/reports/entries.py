@@ -15,6 +15,7 @@ from typing import Any
 
 from extractor.job_files import Remote
 from extractor.jobs import Job
+from extractor.lanes import describe, info_for
 from extractor.pricing import estimate_cost
 from extractor.collect.results import OUTCOMES, classify_line, iter_answer_lines, iter_results
 from extractor.spec.schema import load_spec
@@ -91,7 +92,7 @@ def _request_entries(job: Job, latencies: dict[str, list[float | None]]) -> list
     """The current answer of every document, then every answer a retry set aside (those were billed too)."""
     m = job.manifest
     attempts: dict[str, int] = m.get("attempts", {})
-    batch = m["backend"] == "openai"
+    batch = describe(m["backend"]).is_batch
     rows = []
     servers = _answer_servers(job) if not batch else {}
     for result in iter_results(job):
@@ -162,7 +163,7 @@ def _answer_servers(job: Job) -> dict[str, str]:
 def _lane_ends(job: Job) -> list[tuple[str, dict[str, Any]]]:
     """(run name as in `batches`, its lane_end event) for each local lane run that ended."""
     ends: list[tuple[str, dict[str, Any]]] = []
-    if job.manifest["backend"] != "local" or not job.log_path.exists():
+    if describe(job.manifest["backend"]).is_batch or not job.log_path.exists():  # lane runs are the chat servers'
         return ends
     runs = 0
     open_run = False
@@ -201,11 +202,11 @@ def _hedging(job: Job, ends: list[dict[str, Any]]) -> dict[str, Any]:
 def _batch_entries(job: Job) -> list[dict[str, Any]]:
     events = list(iter_jsonl(job.log_path)) if job.log_path.exists() else []
     remote = job.manifest.get("remote") or {}
-    if remote.get("kind") == "openai":
+    if info_for(job).is_batch:
         return _openai_batches(job, remote, events)
-    if job.manifest["backend"] == "local":
+    if not describe(job.manifest["backend"]).is_batch:
         return _local_runs(job, events)
-    return []
+    return []  # a batch job whose answers were taken in from files: no batch ran
 
 
 def _openai_batches(job: Job, remote: Remote, events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from extractor.errors import BadInput
 from extractor.jobs import utcnow
+from extractor.lanes import describe
 from extractor.reports.ledger import Ledger
 from extractor.prepare.stage import DEFAULT_OPENAI_MODEL
 from extractor.pricing import estimate_cost
@@ -97,9 +98,16 @@ def _job_figures(job: dict[str, Any], requests: list[dict[str, Any]], batches: l
 def _latency(backend: str, requests: list[dict[str, Any]], batches: list[dict[str, Any]]) -> dict[str, Any]:
     """Per request where each request was timed (local lane); per batch turnaround where only batches were (OpenAI)."""
     per_request = [r["latency_ms"] for r in requests if r["latency_ms"] is not None]
-    if per_request or backend == "local":
+    if per_request or _per_request_lane(backend):
         return {"kind": "request", **_percentiles(per_request)}
     return {"kind": "batch", **_percentiles([b["seconds"] * 1000 for b in batches if b["seconds"] is not None])}
+
+
+def _per_request_lane(backend: str) -> bool:
+    try:
+        return describe(backend).per_request_latency
+    except BadInput:  # a ledger row of a lane this version does not know
+        return False
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -108,13 +116,21 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 def _lanes(job: dict[str, Any], cost: float | None, options: ReportOptions) -> dict[str, Any]:
     """What the job's tokens cost, or would have cost, on each lane: the local lane bills nothing."""
-    priced_as = job["model"] if job["backend"] == "openai" else options.price_model
+    priced_as = job["model"] if _priced_as_itself(job["backend"]) else options.price_model
     prompt, completion = job["prompt_tokens"] or 0, job["completion_tokens"] or 0
     batch = estimate_cost(priced_as, prompt, completion, batch=True)
     live = estimate_cost(priced_as, prompt, completion, batch=False)
     return {"priced_as": priced_as, "local_usd": 0.0, "actual_usd": cost,
             "openai_batch_usd": _round(batch), "openai_live_usd": _round(live),
             "saved_vs_live_usd": None if live is None or cost is None else _round(live - cost)}
+
+
+def _priced_as_itself(backend: str) -> bool:
+    """The job's model has an OpenAI price (its lane sends OpenAI models); else it is priced as price_model."""
+    try:
+        return describe(backend).openai_api
+    except BadInput:
+        return False
 
 
 def _add_trends(figures: list[dict[str, Any]], options: ReportOptions) -> None:

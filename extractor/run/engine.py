@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from extractor.errors import BadInput, ExitCode
 from extractor.jobs import Job, JobsLock, JobStore, State
+from extractor.lanes import describe
 from extractor.prepare.stage import PrepareOptions, PrepareSummary, prepare_job
 from extractor.collect.results import collect_job, iter_results
 from extractor.lanes.submit import BackendChoice, SubmitOptions, choose_backend, submit_job
@@ -168,8 +169,8 @@ def _choose_lane(store: JobStore, docs_dir: Path, options: RunOptions) -> Backen
         if m.get("source") != str(docs_dir) or (m.get("backend_choice") or {}).get("requested") != "auto":
             continue
         sent = any(e.get("batch_id") for e in (m.get("remote") or {}).get("batches", []))
-        if m["backend"] == "openai" and sent and job.state in (State.SUBMITTED, State.COLLECTED, State.VERIFIED):
-            return BackendChoice("openai", f"continuing job {job.id}, whose batches were already sent")
+        if describe(m["backend"]).is_batch and sent and job.state in (State.SUBMITTED, State.COLLECTED, State.VERIFIED):
+            return BackendChoice(m["backend"], f"continuing job {job.id}, whose batches were already sent")
         break
     return choose_backend(options.submit, options.health_timeout_s)
 
@@ -220,7 +221,7 @@ def advance(job: Job, options: RunOptions, *, until: State = State.COMMITTED, pr
     instead of an error. `label` names the stages of a job that is part of a bigger run ("gate": progress
     "gate submit", seconds "gate_submit", crash point "gate_submit"); the run's own job has none.
     """
-    from extractor.lanes.openai_batch import BatchesPending
+    from extractor.lanes import BatchesPending
 
     if until not in _ORDER[1:]:
         raise ValueError(f"advance: cannot take a job up to {until.value!r}")
@@ -273,18 +274,15 @@ class _Steps:
         crash_point(f"{self.label}_{name}" if self.label else name)
 
     def collect(self, deadline: float | None) -> None:
-        job, options = self.job, self.options
-        wait = None
-        total = None
-        if job.manifest.get("remote", {}).get("kind") == "openai":
-            from extractor.lanes.openai_batch import WaitOptions, pending_requests
+        from extractor.lanes import WaitOptions, lane_for
 
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            wait = WaitOptions(wait=True, poll_interval_s=options.poll_interval_s,
-                               max_interval_s=max(options.poll_interval_s, 300.0), timeout_s=remaining)
-            total = pending_requests(job) or None
-        with self.stage("collect", total) as tick:
-            collect_job(job, wait=wait, progress=tick)
+        job, options = self.job, self.options
+        lane = lane_for(job)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        wait = WaitOptions(wait=True, poll_interval_s=options.poll_interval_s,
+                           max_interval_s=max(options.poll_interval_s, 300.0), timeout_s=remaining)
+        with self.stage("collect", lane.pending(job) or None) as tick:
+            collect_job(job, lane, wait=wait, progress=tick)
         self.crash_point("collect")
 
     def retry(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from extractor.prepare.documents import Document, Skipped
 from extractor.jobs import Job, JobStore, State
+from extractor.lanes import describe
 from extractor.run.pipeline_file import GateStage
 from extractor.prepare.stage import PrepareOptions, PrepareSummary, prepare_job
 from extractor.prepare.requests import Prompt, load_prompt
@@ -29,8 +30,8 @@ GATE_SPEC_PATH = bundled_spec_path("gate")
 QUESTION_SLOT = "{question}"
 # A yes/no answer and one sentence: a short budget keeps a rambling small model cheap.
 DEFAULT_GATE_MAX_TOKENS = 96
-# Our user's own choice for the gate on the OpenAI lane: the cheapest current model.
-DEFAULT_GATE_OPENAI_MODEL = "gpt-5.4-nano"
+# Our user's own choice for the gate on the OpenAI lane, the cheapest current model (set with the lane).
+DEFAULT_GATE_OPENAI_MODEL = describe("openai").defaults.gate_model
 DECISIONS = ("passed", "rejected", "failed")
 
 
@@ -44,11 +45,11 @@ def gate_prompt(backend: str, question: str) -> Prompt:
 
 def gate_prepare_options(stage: GateStage, base: PrepareOptions | None = None) -> PrepareOptions:
     """How the gate job is prepared: the gate spec and prompt, the stage's lane, model and budget, every document."""
-    model = stage.model or (DEFAULT_GATE_OPENAI_MODEL if stage.backend == "openai" else None)
+    model = stage.model or describe(stage.backend).defaults.gate_model
     options = replace(base or PrepareOptions(), backend=stage.backend, model=model, spec_path=GATE_SPEC_PATH,
                       max_tokens=stage.max_tokens or DEFAULT_GATE_MAX_TOKENS, split_long=False,
                       prompt=gate_prompt(stage.backend, stage.question), admit=None)
-    if stage.backend != "openai":  # OpenAI-only settings of the command line do not reach a local gate
+    if not describe(stage.backend).openai_api:  # OpenAI-only settings of the command line do not reach a local gate
         return replace(options, reasoning_effort=None, verbosity=None, endpoint="chat")
     return replace(options, **{k: v for k, v in (("reasoning_effort", stage.reasoning_effort),
                                                  ("verbosity", stage.verbosity), ("endpoint", stage.endpoint))

@@ -16,6 +16,7 @@ from typing import Any
 from extractor.errors import BadInput, ExitCode
 from extractor.run.gate import GATE_FILE, Admission, decide, gate_prepare_options, run_gate
 from extractor.jobs import Job, JobsLock, JobStore
+from extractor.lanes import describe
 from extractor.run.engine import (
     Progress,
     RunOptions,
@@ -62,7 +63,7 @@ def extract_prepare_options(stage: ExtractStage, base: PrepareOptions | None = N
     """How the extraction job is prepared: the stage's spec, lane, model and budget (every document until admitted)."""
     options = replace(base or PrepareOptions(), backend=stage.backend, model=stage.model, spec_path=stage.spec,
                       max_tokens=stage.max_tokens, prompt=None, admit=None)
-    if stage.backend != "openai":
+    if not describe(stage.backend).openai_api:
         return replace(options, reasoning_effort=None, verbosity=None, endpoint="chat")
     return replace(options, **{k: v for k, v in (("reasoning_effort", stage.reasoning_effort),
                                                  ("verbosity", stage.verbosity), ("endpoint", stage.endpoint))

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from extractor.errors import BadInput
+from extractor.lanes import lane_names
 from extractor.spec.schema import DEFAULT_SPEC_PATH
 
-BACKENDS = ("local", "openai")
+BACKENDS = tuple(lane_names())
 FAILURE_POLICIES = ("extract", "reject")
 _TOP_KEYS = ("name", "description", "gate", "extract")
 
@@ -114,7 +115,7 @@ def _table(path: Path, section: str, value: object, keys: dict[str, tuple[tuple[
         if not isinstance(item, types) or (bool not in types and isinstance(item, bool)):
             raise BadInput(f"{path}: {section}.{key}: must be {wanted}, not {item!r}")
     if "backend" in value and value["backend"] not in BACKENDS:
-        raise BadInput(f"{path}: {section}.backend: must be local or openai, not {value['backend']!r}")
+        raise BadInput(f"{path}: {section}.backend: must be {' or '.join(BACKENDS)}, not {value['backend']!r}")
     if "max_tokens" in value and value["max_tokens"] < 1:
         raise BadInput(f"{path}: {section}.max_tokens: must be a positive integer, not {value['max_tokens']!r}")
     if "endpoint" in value and value["endpoint"] not in ("chat", "responses"):
