@@ -37,7 +37,7 @@ lint: install
 lint-cypher: install
 	@command -v node >/dev/null && command -v npm >/dev/null || \
 	  { echo "lint-cypher needs node and npm (apt-get install nodejs npm)" >&2; exit 2; }
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_graph_cypher_lint.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/graph/test_cypher_lint.py
 
 # Every benchmark at its documented size (long: see docs/benchmarks.md); bench-quick runs each at a small size.
 bench: install

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.openai_emulator import BatchEmulator
 
 # The browser fixtures, registered once for the two test modules that use them.
 pytest_plugins = ["tests.browser_fixtures"]
@@ -22,6 +27,28 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: P
     monkeypatch.delenv("EXTRACTOR_LEDGER", raising=False)
     monkeypatch.delenv("EXTRACTOR_TEST_CRASH_AFTER", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[dict]:
+    """The Re-DocRED dev split (tests/data), loaded once."""
+    from tests.redocred import load_redocred
+
+    return load_redocred()
+
+
+@pytest.fixture
+def emu(corpus: list[dict], monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchEmulator]:
+    """The OpenAI Files + Batches emulator answering with Re-DocRED gold annotations, the SDK pointed at it through
+    the environment, and the client's retry backoff shrunk to milliseconds."""
+    from tests.job_fixtures import fast_backoff
+    from tests.openai_emulator import BatchEmulator, GoldAnswerer
+
+    with BatchEmulator(GoldAnswerer(corpus)) as emulator:
+        monkeypatch.setenv("OPENAI_API_KEY", emulator.api_key)
+        monkeypatch.setenv("OPENAI_BASE_URL", emulator.base_url)
+        fast_backoff(monkeypatch)
+        yield emulator
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +79,7 @@ def llama_url(model_cache: Path):
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the session's Neo4j in the background once tests that need it are collected (issue 17)."""
-    from tests.graph_fixtures import neo4j_home, neo4j_wanted
+    from tests.graph.helpers import neo4j_home, neo4j_wanted
     from tests.neo4j_server import EARLY
 
     if neo4j_wanted(session.items) and not EARLY.begun:

@@ -7,33 +7,29 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from extractor.cli import app
-from extractor.jobs import Job, JobStore
-from extractor.reports.ledger import Ledger
-from extractor.prepare.stage import PrepareOptions, prepare_job
 from extractor.collect.results import iter_answer_lines, iter_results
-from tests.openai_emulator import BatchEmulator, GoldAnswerer
-from tests.redocred import load_redocred
+from extractor.jobs import Job, JobStore
+from extractor.prepare.stage import PrepareOptions, prepare_job
+from extractor.reports.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-@pytest.fixture
-def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchEmulator]:
-    """The Files + Batches emulator answering with Re-DocRED gold annotations; the SDK pointed at it."""
-    with BatchEmulator(GoldAnswerer(load_redocred())) as emulator:
-        monkeypatch.setenv("OPENAI_API_KEY", emulator.api_key)
-        monkeypatch.setenv("OPENAI_BASE_URL", emulator.base_url)
-        yield emulator
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OpenAI client's retry backoff shrunk to milliseconds."""
+    from extractor.lanes import openai_client
+
+    monkeypatch.setattr(openai_client, "BACKOFF_BASE_S", 0.005)
+    monkeypatch.setattr(openai_client, "BACKOFF_CAP_S", 0.02)
 
 
 def store() -> JobStore:
@@ -44,8 +40,9 @@ def jobs() -> list[Job]:
     return list(store())
 
 
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
+def invoke(*args: object, **kwargs: Any) -> Result:
+    """The CLI in-process (the one helper every test uses): arguments as strings, exceptions not caught."""
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
 
 def invoke_json(*args: str, codes: tuple[int, ...] = (0,)) -> dict[str, Any]:

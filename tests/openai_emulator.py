@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.openai_rules import REASONING_TOKENS, Refused, check_request, effort_of, input_tokens
+
 # The Re-DocRED material lives in tests/redocred.py; re-exported here, where tests first found it.
 from tests.redocred import (  # noqa: F401
     MAX_ITEMS,
@@ -39,8 +41,6 @@ from tests.redocred import (  # noqa: F401
     redocred_text,
     request_text,
 )
-
-from tests.openai_rules import REASONING_TOKENS, Refused, check_request, effort_of, input_tokens
 
 Answerer = Callable[[dict], dict]
 

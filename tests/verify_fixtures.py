@@ -10,14 +10,10 @@ from typing import Any
 import orjson
 from typer.testing import CliRunner
 
-from extractor.cli import app
 from extractor.jobs import Job, JobStore
+from tests.job_fixtures import invoke
 
 runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def store() -> JobStore:
