@@ -37,6 +37,7 @@ class Chunk:
     mentions: int
     relationships: int
     sha256: str  # of the batch: what a resumed commit checks a landed chunk against
+    relationship_types: frozenset[str] = frozenset()  # the types its relationship statements write
 
 
 def sorted_documents(documents: Iterable[CommitDocument]) -> list[CommitDocument]:
@@ -124,6 +125,7 @@ def build_chunk(index: int, documents: Sequence[CommitDocument], job_id: str, vo
         mentions=mentions,
         relationships=relationships,
         sha256=digest,
+        relationship_types=frozenset(rel_type for rel_type, _ in relations),
     )
 
 

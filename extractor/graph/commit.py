@@ -7,6 +7,7 @@ are read through `storage.read_versioned`'s migration hook) keeps one record per
 {"format": "extractor.commit/1", "job_id": "…",
  "targets": {"<store target>": {"state": "committing|committed|rolled_back",
    "chunk_size": 500, "chunks_planned": 40, "documents": 20000,
+   "relationship_types": ["LOCATED_IN", "RELATED_TO"],
    "chunks": [{"index": 0, "sha256": "…", "documents": 500, "first_doc_id": "…",
                "last_doc_id": "…", "mentions": 9000, "relationships": 1200, "landed_at": "…"}],
    "summary": {…}, "updated_at": "…"}}}
@@ -16,9 +17,15 @@ A chunk is recorded, with the digest of its statements, after its batch landed. 
 that finds chunks recorded keeps their chunk size and skips each one whose digest it
 rebuilds, so a killed commit resumes and a second commit writes nothing; a different digest
 (other documents, another spec) is refused before anything is written.
-Rollback does not need the file: it finds the job's documents in the graph (a chunk lands
-atomically, documents first), so it also undoes a chunk that landed before the kill could
-record it.
+
+`relationship_types` is written ahead: before a chunk is sent, the relationship types it
+writes are added to the record, so the list holds every type the job may have written to
+that store, a chunk that landed before the kill could record it included.
+Rollback finds the job's documents in the graph, not in the file (a chunk lands atomically,
+documents first), so it also undoes such a chunk; the file only narrows which relationship
+types it sends a statement for (Neo4j plans each statement the first time it runs). Without
+the list (a record written before it existed, no file, another target) it sends one for every
+relationship type in the graph.
 """
 
 from __future__ import annotations
@@ -96,6 +103,7 @@ def commit_job(
             "chunk_size": chunk_size,
             "chunks_planned": -(-len(docs) // chunk_size),
             "documents": len(docs),
+            "relationship_types": [],
             "chunks": [],
         }
         log["targets"][store.target] = record
@@ -124,6 +132,7 @@ def commit_job(
                 )
             resumed += 1
         else:
+            _record_types_ahead(log_path, log, record, chunk.relationship_types)
             counts += store.send(prepared)
             record["chunks"] = [c for c in record["chunks"] if c["index"] != chunk.index] + [
                 {
@@ -171,7 +180,11 @@ def rollback_job(
     doc_ids = [row["doc_id"] for row in store.read(cypher.JOB_DOCUMENTS, {"job": job_id})]
     # the types in the graph, not a spec's: the job may have been committed under another one
     types = {row["relationshipType"] for row in store.read(cypher.RELATIONSHIP_TYPES)}
-    statements = cypher.rollback_chunk(t for t in types if LABEL.match(t) and t not in RESERVED_TYPES)
+    types = {t for t in types if LABEL.match(t) and t not in RESERVED_TYPES}
+    written = _written_types(log_path, job_id, store.target)
+    if written is not None:  # of those, only the ones the job wrote
+        types &= written
+    statements = cypher.rollback_chunk(types)
     counts = WriteCounts()
     chunks = 0
     for start in range(0, len(doc_ids), chunk_size):
@@ -194,6 +207,45 @@ def rollback_job(
         log["targets"][store.target] = record
         _write_log(log_path, log, record)
     return summary
+
+
+def _record_types_ahead(log_path: Path, log: dict[str, Any], record: dict[str, Any], types: Iterable[str]) -> None:
+    """Add the chunk's relationship types to a record that keeps them, in the file, before the chunk is sent."""
+    recorded = record.get("relationship_types")
+    if not isinstance(recorded, list):
+        return  # a record begun before the list existed: its earlier chunks' types are unknown, rollback sends all
+    new = set(types) - set(recorded)
+    if new:
+        record["relationship_types"] = sorted({*recorded, *new})
+        _write_log(log_path, log, record)
+
+
+def _written_types(log_path: Path | None, job_id: str, target: str) -> set[str] | None:
+    """The relationship types commit.json says the job may have written to `target`, or None if it cannot say.
+
+    None when there is no file, no record for the target, or one without the list (written
+    before it existed), or a name that is not an allowed type: the rollback then sends every
+    type in the graph. Other targets' lists are added (the same store reached by another URI).
+    """
+    if log_path is None or not log_path.exists():
+        return None
+    try:
+        records = _read_log(log_path, job_id)["targets"]
+    except BadInput:
+        return None  # an unreadable file does not stop the rollback; it is reported when the rollback records itself
+    if not isinstance(records, dict) or not isinstance(records.get(target), dict):
+        return None
+    types: set[str] = set()
+    for other, record in records.items():
+        if not isinstance(record, dict):
+            return None
+        recorded = record.get("relationship_types")
+        if recorded is None and other != target and record.get("state") == "rolled_back":
+            continue  # nothing of the job is left there
+        if not isinstance(recorded, list) or not all(isinstance(t, str) and LABEL.match(t) for t in recorded):
+            return None
+        types.update(recorded)
+    return types
 
 
 def dump_graph(store: GraphStore) -> list[dict[str, Any]]:

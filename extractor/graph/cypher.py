@@ -161,7 +161,7 @@ RETURN relationshipType""",
 )
 
 # Rollback of one chunk of a job's documents, in this order: its relationships (one statement
-# per type, through the doc_id index), its entities, its mentions, its documents. Deleting is
+# per type the job wrote, through the doc_id index), its entities, its mentions, its documents. Deleting is
 # kept out of the statements that SET: FalkorDB drops the SETs of a query that goes on to
 # filter rows and DETACH DELETE some of them.
 
@@ -247,7 +247,11 @@ ROLLBACK_NODES: tuple[Statement, ...] = (
 
 
 def rollback_chunk(rel_types: Iterable[str]) -> tuple[Statement, ...]:
-    """The statements that undo one chunk of a job, given the relationship types in the graph."""
+    """The statements that undo one chunk of a job, given the relationship types it may have written.
+
+    Those its commit.json records, or, without that record, every type in the graph: each type
+    costs a statement, which Neo4j plans the first time it runs.
+    """
     return (*(rollback_relationships(t) for t in sorted(rel_types)), *ROLLBACK_NODES)
 
 DUMP_NODES = Statement(

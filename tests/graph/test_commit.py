@@ -183,6 +183,95 @@ def test_changed_documents_for_a_committed_job_are_refused(graph_store, tmp_path
         commit(graph_store, "J", job_k(), tmp_path)
 
 
+class Recording:
+    """The store, with the names of the statements its rollback writes recorded, and a send that may fail once landed."""
+
+    def __init__(self, store: GraphStore, fail_after_sends: int | None = None):
+        self.store = store
+        self.written: list[str] = []
+        self.sends = 0
+        self.fail_after_sends = fail_after_sends
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    def write(self, batch):
+        self.written += [statement.name for statement, _ in batch]
+        return self.store.write(batch)
+
+    def send(self, prepared):
+        counts = self.store.send(prepared)
+        self.sends += 1
+        if self.sends == self.fail_after_sends:
+            raise Interrupted  # the chunk landed, the process dies before commit.json records it
+        return counts
+
+    def rollback_types(self) -> set[str]:
+        return {name.split(":", 1)[1] for name in self.written if name.startswith("rollback_relationships:")}
+
+
+def test_rollback_sends_only_the_relationship_types_the_job_wrote(graph_store, tmp_path):
+    expected = dump_of(graph_store, tmp_path, ("K", many_docs(6)))
+    commit(graph_store, "K", many_docs(6), tmp_path)  # LOCATED_IN and RELATED_TO
+    commit(graph_store, "J", job_j(), tmp_path)  # WORKS_FOR and RELATED_TO
+    record = read_json(log_of(tmp_path, "J"))["targets"][graph_store.target]
+    assert record["relationship_types"] == ["RELATED_TO", "WORKS_FOR"]
+
+    recording = Recording(graph_store)
+    summary = rollback_job(recording, "J", log_path=log_of(tmp_path, "J"))
+    assert recording.rollback_types() == {"RELATED_TO", "WORKS_FOR"}
+    assert (summary.documents, summary.relationships_deleted) == (2, 2 + 5)  # 2 relations, 5 mentions (Ada in d2 too)
+    assert dump_graph(graph_store) == expected
+
+
+def test_rollback_with_a_commit_log_from_before_the_type_list_sends_every_type(graph_store, tmp_path):
+    expected = dump_of(graph_store, tmp_path, ("K", many_docs(6)))
+    commit(graph_store, "K", many_docs(6), tmp_path)
+    commit(graph_store, "J", job_j(), tmp_path)
+    log_path = log_of(tmp_path, "J")
+    log = read_json(log_path)
+    del log["targets"][graph_store.target]["relationship_types"]  # as an earlier extractor wrote it
+    log_path.write_bytes(orjson.dumps(log))
+
+    recording = Recording(graph_store)
+    rollback_job(recording, "J", log_path=log_path)
+    assert recording.rollback_types() >= {"LOCATED_IN", "RELATED_TO", "WORKS_FOR"}  # every type in the graph
+    assert dump_graph(graph_store) == expected
+    # and without a commit log at all
+    commit(graph_store, "J", job_j(), tmp_path, run="again")
+    recording = Recording(graph_store)
+    rollback_job(recording, "J", log_path=None)
+    assert recording.rollback_types() >= {"LOCATED_IN", "RELATED_TO", "WORKS_FOR"}
+    assert dump_graph(graph_store) == expected
+
+
+def test_rollback_undoes_a_chunk_that_landed_before_the_log_recorded_it(graph_store, tmp_path):
+    # one document a chunk: d1 writes WORKS_FOR, d2 only RELATED_TO, and d2's chunk is not recorded
+    expected = dump_of(graph_store, tmp_path, ("K", many_docs(6)))
+    commit(graph_store, "K", many_docs(6), tmp_path)
+    with pytest.raises(Interrupted):
+        commit(Recording(graph_store, fail_after_sends=2), "J", job_j(), tmp_path, chunk_size=1)
+    record = read_json(log_of(tmp_path, "J"))["targets"][graph_store.target]
+    assert len(record["chunks"]) == 1
+    assert record["relationship_types"] == ["RELATED_TO", "WORKS_FOR"]  # written before each chunk was sent
+
+    summary = rollback_job(graph_store, "J", log_path=log_of(tmp_path, "J"))
+    assert summary.documents == 2
+    assert dump_graph(graph_store) == expected
+
+
+def test_a_commit_log_naming_a_type_outside_the_allow_list_falls_back_to_the_graphs_types(graph_store, tmp_path):
+    commit(graph_store, "J", job_j(), tmp_path)
+    log_path = log_of(tmp_path, "J")
+    log = read_json(log_path)
+    log["targets"][graph_store.target]["relationship_types"] = ["X]->() DETACH DELETE (n) //"]
+    log_path.write_bytes(orjson.dumps(log))
+    recording = Recording(graph_store)
+    rollback_job(recording, "J", log_path=log_path)
+    assert recording.rollback_types() >= {"RELATED_TO", "WORKS_FOR"}  # every type in the graph
+    assert dump_graph(graph_store) == []
+
+
 def test_a_document_given_twice_is_refused(graph_store, tmp_path):
     with pytest.raises(BadInput, match="document 'd1' is given twice"):
         commit(graph_store, "J", [*job_j(), job_j()[0]], tmp_path)
