@@ -90,12 +90,26 @@ def upsert_entities(label: str | None) -> Statement:
     `names` keeps, aligned with `jobs`, the smallest surface form each job used, and `name` is
     the smallest of those: a rollback only drops the job's entry, it never rescans mentions.
     (The coalesce is for FalkorDB, which evaluates range() even in a CASE branch not taken.)
+
+    A labelled entity new to the graph is created with its label (the FOREACH) rather than merged bare and labelled
+    after: FalkorDB adds a label to an existing node slowly, at a cost that grows with the graph (`SET e:Label` on
+    1,500 just-merged nodes took 0.9 s among 10,000 entities and 29 s among 40,000), which made a night's commit
+    quadratic; created with the label, the same nodes cost 0.15 s. `SET e:Label` stays for a node an earlier job
+    made under another spec, and changes nothing on the others.
     """
     set_label = f"e:{_identifier(label)},\n    " if label is not None else ""
+    find = (
+        f"""OPTIONAL MATCH (found:Entity {{key: row.key}})
+FOREACH (_ IN CASE WHEN found IS NULL THEN [1] ELSE [] END | CREATE (:Entity:{_identifier(label)} {{key: row.key}}))
+WITH row
+MATCH (e:Entity {{key: row.key}})"""
+        if label is not None
+        else "MERGE (e:Entity {key: row.key})"
+    )
     return Statement(
         f"upsert_entities:{label}" if label else "upsert_entities",
         f"""UNWIND $rows AS row
-MERGE (e:Entity {{key: row.key}})
+{find}
 WITH e, row, reduce(smallest = null, mention IN row.mentions |
         CASE WHEN smallest IS NULL OR mention.name < smallest THEN mention.name ELSE smallest END) AS here
 WITH e, row,
