@@ -179,7 +179,10 @@ def cli(env: dict[str, str], *args: str, codes: tuple[int, ...] = (0,)) -> dict[
 def night_env(workdir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXTRACTOR_", "OPENAI_"))}
     env.update({"EXTRACTOR_JOBS_DIR": str(workdir / "jobs"), "EXTRACTOR_DATA_DIR": str(workdir / "data"),
-                "PYTHONPATH": str(REPO), **extra})
+                "PYTHONPATH": str(REPO),
+                # One 50,000-line shard holds ~36M input tokens: over the default enqueued-token limit of the
+                # lowest usage tier (2M for gpt-5.4-mini), so the night runs as an organisation at a high tier.
+                "EXTRACTOR_MAX_ENQUEUED_TOKENS": "10000000000", **extra})
     return env
 
 
