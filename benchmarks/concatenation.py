@@ -73,17 +73,23 @@ def run_lane(lines: list[dict[str, Any]], out: Path, base_url: str) -> float:
     from extractor.lanes.local import run_local_lane
 
     started = time.monotonic()
-    run_local_lane(iter(lines), output_path=out, error_path=out.with_name(out.stem + "-errors.jsonl"),
-                   base_url=base_url, concurrency=1, timeout_s=900)
+    run_local_lane(
+        iter(lines),
+        output_path=out,
+        error_path=out.with_name(out.stem + "-errors.jsonl"),
+        base_url=base_url,
+        concurrency=1,
+        timeout_s=900,
+    )
     return time.monotonic() - started
 
 
 def verified(workdir: Path, folder: Path, output: Path, max_tokens: int) -> dict[str, dict[str, Any]]:
     """A fresh job of the folder, the lane's answers ingested and collected, verified: verify.json documents by file."""
     from extractor.collect.ingest import ingest_files
+    from extractor.collect.results import collect_job
     from extractor.jobs import JobStore
     from extractor.prepare.stage import PrepareOptions, prepare_job
-    from extractor.collect.results import collect_job
     from extractor.verify.verdicts import read_report, verify_job
 
     store = JobStore(workdir)
@@ -102,14 +108,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chars", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="keep the answers (output files) in this folder")
-    parser.add_argument("--answers", type=Path, help="verify the answers a --keep run left (whole or cut short) instead of asking the model")
+    parser.add_argument(
+        "--answers",
+        type=Path,
+        help="verify the answers a --keep run left (whole or cut short) instead of asking the model",
+    )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
 
-    from extractor.lanes.embedded_llm import EmbeddedLlamaServer, model_path
     from extractor.jobs import JobStore
-    from extractor.prepare.stage import PrepareOptions, prepare_job
+    from extractor.lanes.embedded_llm import EmbeddedLlamaServer, model_path
     from extractor.prepare.requests import iter_request_lines
+    from extractor.prepare.stage import PrepareOptions, prepare_job
 
     texts = pick_documents(args.docs, args.chars)
     names = [f"{i:02d}.txt" for i in range(len(texts))]
@@ -120,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         for name, text in zip(names, texts):
             (folder / name).write_text(text + "\n", encoding="utf-8")
         store = JobStore(tmp / "lines")
-        job = prepare_job(store, folder, PrepareOptions(backend="local", max_tokens=args.max_tokens, count_tokens=False)).job
+        job = prepare_job(
+            store, folder, PrepareOptions(backend="local", max_tokens=args.max_tokens, count_tokens=False)
+        ).job
         lines = list(iter_request_lines(job.request_files()))
         by_path = {d["custom_id"]: d["path"] for d in job.documents()}
         index = {name: i for i, name in enumerate(names)}
@@ -129,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
             i = index[by_path[line["custom_id"]]]
             stitched = json.loads(json.dumps(line))
             stitched["body"]["messages"][-1]["content"] = "\n\n".join(
-                [texts[i]] + [texts[j] for j in neighbours(i, len(texts))])
+                [texts[i]] + [texts[j] for j in neighbours(i, len(texts))]
+            )
             stitched_lines.append(stitched)
         keep = args.keep or tmp / "answers"
         keep.mkdir(parents=True, exist_ok=True)
@@ -141,8 +154,10 @@ def main(argv: list[str] | None = None) -> None:
             # answers are appended to KEEP/answers.jsonl as they come, under "s:"/"h:" + the document's custom_id
             interleaved = []
             for stitched, honest in zip(stitched_lines, lines):
-                interleaved += [{**stitched, "custom_id": "s:" + stitched["custom_id"]},
-                                {**honest, "custom_id": "h:" + honest["custom_id"]}]
+                interleaved += [
+                    {**stitched, "custom_id": "s:" + stitched["custom_id"]},
+                    {**honest, "custom_id": "h:" + honest["custom_id"]},
+                ]
             server = EmbeddedLlamaServer(model_path(), slots=1, threads=args.threads, ctx=4096)
             base_url = server.start()
             try:
@@ -157,7 +172,9 @@ def main(argv: list[str] | None = None) -> None:
                 answered[prefix].append(orjson.dumps({**line, "custom_id": custom_id}))
         for kind, prefix in (("stitched", "s"), ("honest", "h")):
             outputs[kind].write_bytes(b"".join(row + b"\n" for row in answered[prefix]))
-        results = {kind: verified(tmp / f"jobs-{kind}", folder, path, args.max_tokens) for kind, path in outputs.items()}
+        results = {
+            kind: verified(tmp / f"jobs-{kind}", folder, path, args.max_tokens) for kind, path in outputs.items()
+        }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = report(texts, names, results, seconds, args)
@@ -168,8 +185,13 @@ def main(argv: list[str] | None = None) -> None:
         write_section("concatenation", text + "\n")
 
 
-def report(texts: list[str], names: list[str], results: dict[str, dict[str, dict[str, Any]]],
-           seconds: dict[str, float], args: argparse.Namespace) -> str:
+def report(
+    texts: list[str],
+    names: list[str],
+    results: dict[str, dict[str, dict[str, Any]]],
+    seconds: dict[str, float],
+    args: argparse.Namespace,
+) -> str:
     own_words = [words(t) for t in texts]
     stitched, honest = results["stitched"], results["honest"]
     carriers, caught, misses, lost = 0, 0, [], []
@@ -182,9 +204,14 @@ def report(texts: list[str], names: list[str], results: dict[str, dict[str, dict
         if doc["status"] == "failed":
             lost.append(f"{name}: {'; '.join(doc['reasons'])[:120]}")
             continue
-        foreign = sorted({e["name"] for e in doc["entities"]
-                          if not occurs(e["name"], own_words[i])
-                          and any(occurs(e["name"], own_words[j]) for j in neighbours(i, len(names)))})
+        foreign = sorted(
+            {
+                e["name"]
+                for e in doc["entities"]
+                if not occurs(e["name"], own_words[i])
+                and any(occurs(e["name"], own_words[j]) for j in neighbours(i, len(names)))
+            }
+        )
         if not foreign:
             stitched_other_quarantined += doc["status"] == "quarantined"
             continue
@@ -197,7 +224,10 @@ def report(texts: list[str], names: list[str], results: dict[str, dict[str, dict
     answered = len(reached) - len(lost)
     honest_ok = [n for n in reached if honest[n]["status"] != "failed"]
     false_q = [n for n in honest_ok if honest[n]["status"] == "quarantined"]
-    truncated = {kind: sum(1 for d in docs.values() if any("truncated" in r for r in d["reasons"])) for kind, docs in results.items()}
+    truncated = {
+        kind: sum(1 for d in docs.values() if any("truncated" in r for r in d["reasons"]))
+        for kind, docs in results.items()
+    }
 
     def pct(a: int, b: int) -> str:
         return f"{100 * a / b:.1f} % ({a}/{b})" if b else "n/a"
@@ -205,7 +235,11 @@ def report(texts: list[str], names: list[str], results: dict[str, dict[str, dict
     lines = [
         f"`python -m benchmarks.concatenation --docs {args.docs} --max-tokens {args.max_tokens} --chars {args.chars}`"
         f" (embedded llama.cpp, bundled Gemma 3 270M Q4_K_M, 1 slot, {args.threads} thread, temperature 0;"
-        + (f" both runs {seconds['both']:.0f} s on the shared 2-core machine)" if seconds else " answers of a kept run)"),
+        + (
+            f" both runs {seconds['both']:.0f} s on the shared 2-core machine)"
+            if seconds
+            else " answers of a kept run)"
+        ),
         "",
         "| measure | goal | result |",
         "|---|---|---|",

@@ -45,14 +45,25 @@ REPO = Path(__file__).resolve().parent.parent
 def _answer(status: int, payload: dict, extra: str = "") -> bytes:
     body = json.dumps(payload).encode()
     reason = {200: "OK", 404: "Not Found", 429: "Too Many Requests"}[status]
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"{extra}\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
 
 
-COMPLETION = {"id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub",
-              "choices": [{"index": 0, "finish_reason": "stop",
-                           "message": {"role": "assistant", "content": '{"entities": [], "relations": []}'}}],
-              "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
+COMPLETION = {
+    "id": "chatcmpl-stub",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "stub",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": '{"entities": [], "relations": []}'},
+        }
+    ],
+    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+}
 
 
 async def _serve(port: int, slots: int, service_s: float, allow: int | None, retry_after: str | None) -> None:
@@ -68,8 +79,11 @@ async def _serve(port: int, slots: int, service_s: float, allow: int | None, ret
             return _answer(200, COMPLETION)
         if allow is not None and in_flight >= allow:
             log.append((time.monotonic() - started, 429, in_flight))
-            return _answer(429, {"error": {"code": 429, "message": "Rate limit exceeded: too many requests in flight"}},
-                           f"Retry-After: {retry_after}\r\n" if retry_after else "")
+            return _answer(
+                429,
+                {"error": {"code": 429, "message": "Rate limit exceeded: too many requests in flight"}},
+                f"Retry-After: {retry_after}\r\n" if retry_after else "",
+            )
         in_flight += 1
         log.append((time.monotonic() - started, 0, in_flight))
         try:
@@ -122,8 +136,17 @@ class Stub:
     def __init__(self, *, slots: int, service_s: float, allow: int | None = None, retry_after: str | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "benchmarks.fleet", "--serve", str(self.port), "--slots", str(slots),
-                "--service-ms", str(service_s * 1000)]
+        args = [
+            sys.executable,
+            "-m",
+            "benchmarks.fleet",
+            "--serve",
+            str(self.port),
+            "--slots",
+            str(slots),
+            "--service-ms",
+            str(service_s * 1000),
+        ]
         if allow is not None:
             args += ["--allow", str(allow)]
         args += ["--retry-after", retry_after or ""]
@@ -155,10 +178,23 @@ class Stub:
 
 
 def lines(count: int) -> list[dict]:
-    return [{"custom_id": f"req-{i:06d}", "method": "POST", "url": "/v1/chat/completions",
-             "body": {"model": "stub", "messages": [{"role": "system", "content": "List the entities."},
-                                                    {"role": "user", "content": f"document {i}"}],
-                      "max_tokens": 64, "temperature": 0}} for i in range(count)]
+    return [
+        {
+            "custom_id": f"req-{i:06d}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": "stub",
+                "messages": [
+                    {"role": "system", "content": "List the entities."},
+                    {"role": "user", "content": f"document {i}"},
+                ],
+                "max_tokens": 64,
+                "temperature": 0,
+            },
+        }
+        for i in range(count)
+    ]
 
 
 def run_lane(urls: list[str], count: int, workdir: Path, *, during: Any = None, **kwargs: Any) -> dict[str, Any]:
@@ -184,8 +220,16 @@ def run_lane(urls: list[str], count: int, workdir: Path, *, during: Any = None, 
         elif event["event"] == "request" and event.get("status") == 200:
             answered_at.append(time.perf_counter())
 
-    stats = run_local_lane(iter(lines(count)), output_path=out, error_path=err, base_url=urls, server_wait_s=30,
-                           notice=notices.append, log=log, **kwargs)
+    stats = run_local_lane(
+        iter(lines(count)),
+        output_path=out,
+        error_path=err,
+        base_url=urls,
+        server_wait_s=30,
+        notice=notices.append,
+        log=log,
+        **kwargs,
+    )
     seconds = time.perf_counter() - started
     sending = time.perf_counter() - marks.get("start", started)  # without the health check and warm-up
     cpu = time.process_time() - cpu
@@ -193,11 +237,19 @@ def run_lane(urls: list[str], count: int, workdir: Path, *, during: Any = None, 
     # Steady state: the answers from the 10th to the 90th percent, without the servers' start and the night's tail.
     low, high = len(answered_at) // 10, len(answered_at) * 9 // 10
     steady = (high - low) / (answered_at[high] - answered_at[low]) if high > low + 1 else None
-    return {"seconds": seconds, "docs_per_s": count / sending, "steady_docs_per_s": steady,
-            "answered": stats.answered, "failed": stats.failed,
-            "lost": count - len(ids), "duplicated": sum(n - 1 for n in ids.values() if n > 1),
-            "cpu_ms_per_request": 1000 * cpu / count, "servers": stats.servers, "notices": notices,
-            "rate_limited": stats.rate_limited}
+    return {
+        "seconds": seconds,
+        "docs_per_s": count / sending,
+        "steady_docs_per_s": steady,
+        "answered": stats.answered,
+        "failed": stats.failed,
+        "lost": count - len(ids),
+        "duplicated": sum(n - 1 for n in ids.values() if n > 1),
+        "cpu_ms_per_request": 1000 * cpu / count,
+        "servers": stats.servers,
+        "notices": notices,
+        "rate_limited": stats.rate_limited,
+    }
 
 
 def part_scale(args: argparse.Namespace, workdir: Path) -> list[dict]:
@@ -212,14 +264,19 @@ def part_scale(args: argparse.Namespace, workdir: Path) -> list[dict]:
                 stub.kill()
         single = single or result["docs_per_s"]
         steady_single = steady_single or result["steady_docs_per_s"]
-        row = {"k": k, "seconds": round(result["seconds"], 2), "docs_per_s": round(result["docs_per_s"], 1),
-               "steady_docs_per_s": round(result["steady_docs_per_s"], 1),
-               "ideal_docs_per_s": round(k * args.slots / (args.service_ms / 1000), 1),
-               "vs_k_x_single": round(result["docs_per_s"] / (k * single), 3),
-               "steady_vs_k_x_single": round(result["steady_docs_per_s"] / (k * steady_single), 3),
-               "lost": result["lost"], "duplicated": result["duplicated"],
-               "cpu_ms_per_request": round(result["cpu_ms_per_request"], 2),
-               "answered_per_server": [s["answered"] for s in result["servers"]]}
+        row = {
+            "k": k,
+            "seconds": round(result["seconds"], 2),
+            "docs_per_s": round(result["docs_per_s"], 1),
+            "steady_docs_per_s": round(result["steady_docs_per_s"], 1),
+            "ideal_docs_per_s": round(k * args.slots / (args.service_ms / 1000), 1),
+            "vs_k_x_single": round(result["docs_per_s"] / (k * single), 3),
+            "steady_vs_k_x_single": round(result["steady_docs_per_s"] / (k * steady_single), 3),
+            "lost": result["lost"],
+            "duplicated": result["duplicated"],
+            "cpu_ms_per_request": round(result["cpu_ms_per_request"], 2),
+            "answered_per_server": [s["answered"] for s in result["servers"]],
+        }
         print(json.dumps({"scale": row}), flush=True)
         rows.append(row)
     return rows
@@ -243,10 +300,17 @@ def part_kill(args: argparse.Namespace, workdir: Path) -> dict:
     finally:
         for stub in stubs:
             stub.kill()
-    row = {"servers": 4, "killed_at_s": round(killed_at.get("s", -1), 2), "seconds": round(result["seconds"], 2),
-           "answered": result["answered"], "failed": result["failed"], "lost": result["lost"],
-           "duplicated": result["duplicated"], "notices": result["notices"],
-           "answered_per_server": [s["answered"] for s in result["servers"]]}
+    row = {
+        "servers": 4,
+        "killed_at_s": round(killed_at.get("s", -1), 2),
+        "seconds": round(result["seconds"], 2),
+        "answered": result["answered"],
+        "failed": result["failed"],
+        "lost": result["lost"],
+        "duplicated": result["duplicated"],
+        "notices": result["notices"],
+        "answered_per_server": [s["answered"] for s in result["servers"]],
+    }
     print(json.dumps({"kill": row}), flush=True)
     return row
 
@@ -262,14 +326,17 @@ def part_slow(args: argparse.Namespace, workdir: Path) -> dict:
     finally:
         for stub in fast + [slow]:
             stub.kill()
-    row = {"with_slow_s": round(with_slow["seconds"], 2), "without_slow_s": round(without["seconds"], 2),
-           "with_slow_hedged_p95_s": round(hedged["seconds"], 2),
-           "slow_server_answered": with_slow["servers"][-1]["answered"],
-           "hedged_slow_server_answered": hedged["servers"][-1]["answered"],
-           "hedged_duplicates": sum(s["duplicates"] for s in hedged["servers"]),
-           "hedges_sent": sum(s["hedges_sent"] for s in hedged["servers"]),
-           "lost": with_slow["lost"] + without["lost"] + hedged["lost"],
-           "duplicated": with_slow["duplicated"] + without["duplicated"] + hedged["duplicated"]}
+    row = {
+        "with_slow_s": round(with_slow["seconds"], 2),
+        "without_slow_s": round(without["seconds"], 2),
+        "with_slow_hedged_p95_s": round(hedged["seconds"], 2),
+        "slow_server_answered": with_slow["servers"][-1]["answered"],
+        "hedged_slow_server_answered": hedged["servers"][-1]["answered"],
+        "hedged_duplicates": sum(s["duplicates"] for s in hedged["servers"]),
+        "hedges_sent": sum(s["hedges_sent"] for s in hedged["servers"]),
+        "lost": with_slow["lost"] + without["lost"] + hedged["lost"],
+        "duplicated": with_slow["duplicated"] + without["duplicated"] + hedged["duplicated"],
+    }
     print(json.dumps({"slow": row}), flush=True)
     return row
 
@@ -294,13 +361,20 @@ def part_hosted(args: argparse.Namespace, workdir: Path) -> dict:
         last_t, last_n = t, n if status != 429 else last_n
     span = (log[-1][0] - args.settle_s) if log and log[-1][0] > args.settle_s else 0
     [server] = result["servers"]
-    row = {"retry_after": args.retry_after, "requests": args.hosted_requests, "seconds": round(result["seconds"], 2),
-           "docs_per_s": round(result["docs_per_s"], 1), "ideal_docs_per_s": round(8 / (args.service_ms / 1000), 1),
-           "rate_limited_total": result["rate_limited"],
-           "share_429_after_settle": round(refused / max(1, refused + answered), 4),
-           "mean_in_flight_after_settle": round(area / span, 2) if span else None,
-           "lane_concurrency_mean": server["concurrency_mean"], "lane_concurrency_final": server["concurrency_final"],
-           "lost": result["lost"], "duplicated": result["duplicated"]}
+    row = {
+        "retry_after": args.retry_after,
+        "requests": args.hosted_requests,
+        "seconds": round(result["seconds"], 2),
+        "docs_per_s": round(result["docs_per_s"], 1),
+        "ideal_docs_per_s": round(8 / (args.service_ms / 1000), 1),
+        "rate_limited_total": result["rate_limited"],
+        "share_429_after_settle": round(refused / max(1, refused + answered), 4),
+        "mean_in_flight_after_settle": round(area / span, 2) if span else None,
+        "lane_concurrency_mean": server["concurrency_mean"],
+        "lane_concurrency_final": server["concurrency_final"],
+        "lost": result["lost"],
+        "duplicated": result["duplicated"],
+    }
     print(json.dumps({"hosted": row}), flush=True)
     return row
 
@@ -315,8 +389,9 @@ def main() -> None:
     parser.add_argument("--parts", default="scale,kill,slow,hosted")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--allow", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--retry-after", default="1",
-                        help="hosted: the Retry-After its 429s carry (seconds); '' sends none")
+    parser.add_argument(
+        "--retry-after", default="1", help="hosted: the Retry-After its 429s carry (seconds); '' sends none"
+    )
     args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve(args.serve, args.slots, args.service_ms / 1000, args.allow, args.retry_after))

@@ -127,8 +127,16 @@ MERGE (a)-[r:{name} {{doc_id: row.doc_id, evidence: row.evidence{extra}}}]->(b)"
     return raw
 
 
-def _measure(args: argparse.Namespace, tmp: Path, docs: list[Any], vocabulary: Any, result: dict[str, Any],
-             store: Any, send_bare: Any, clear: Any) -> tuple[list[float], int, Any]:
+def _measure(
+    args: argparse.Namespace,
+    tmp: Path,
+    docs: list[Any],
+    vocabulary: Any,
+    result: dict[str, Any],
+    store: Any,
+    send_bare: Any,
+    clear: Any,
+) -> tuple[list[float], int, Any]:
     """Ceiling, commit, then ten jobs and the rollback of one, on `store(name)` graphs (cleared between)."""
     from extractor.graph import commit_job, rollback_job
     from extractor.graph.cypher import Statement
@@ -140,7 +148,9 @@ def _measure(args: argparse.Namespace, tmp: Path, docs: list[Any], vocabulary: A
 
     committed = store("commit")
     started = time.perf_counter()
-    summary = commit_job(committed, "bench", docs, log_path=tmp / "commit.json", vocabulary=vocabulary, chunk_size=args.chunk_size)
+    summary = commit_job(
+        committed, "bench", docs, log_path=tmp / "commit.json", vocabulary=vocabulary, chunk_size=args.chunk_size
+    )
     commit_s = time.perf_counter() - started
     committed.close()
     clear("commit")
@@ -157,7 +167,14 @@ def _measure(args: argparse.Namespace, tmp: Path, docs: list[Any], vocabulary: A
     commit_times = []
     for j in range(args.jobs):
         started = time.perf_counter()
-        commit_job(ten, f"job{j}", docs[j * per_job : (j + 1) * per_job], log_path=tmp / f"job{j}.json", vocabulary=vocabulary, chunk_size=args.chunk_size)
+        commit_job(
+            ten,
+            f"job{j}",
+            docs[j * per_job : (j + 1) * per_job],
+            log_path=tmp / f"job{j}.json",
+            vocabulary=vocabulary,
+            chunk_size=args.chunk_size,
+        )
         commit_times.append(time.perf_counter() - started)
     rolled = args.jobs // 2
     # the relationship types the job's commit.json records: one rollback statement each, per chunk
@@ -168,7 +185,9 @@ def _measure(args: argparse.Namespace, tmp: Path, docs: list[Any], vocabulary: A
     rollback_s = time.perf_counter() - started
     job = {"job": f"job{rolled}"}
     left = ten.read(Statement("left_nodes", "MATCH (n) WHERE $job IN n.jobs RETURN count(n) AS n"), job)[0]["n"]
-    left += ten.read(Statement("left_relationships", "MATCH ()-[r]->() WHERE r.job = $job RETURN count(r) AS n"), job)[0]["n"]
+    left += ten.read(Statement("left_relationships", "MATCH ()-[r]->() WHERE r.job = $job RETURN count(r) AS n"), job)[
+        0
+    ]["n"]
     ten.close()
     clear("ten_jobs")
     result["ten_jobs_documents_per_job"] = per_job
@@ -181,7 +200,9 @@ def _measure(args: argparse.Namespace, tmp: Path, docs: list[Any], vocabulary: A
     return commit_times, rolled, rollback
 
 
-def _falkordb(args: argparse.Namespace, tmp: Path, docs: list[Any], chunks: list[Any], vocabulary: Any, result: dict[str, Any]):
+def _falkordb(
+    args: argparse.Namespace, tmp: Path, docs: list[Any], chunks: list[Any], vocabulary: Any, result: dict[str, Any]
+):
     from falkordb import FalkorDB
 
     from extractor.graph.embedded import EmbeddedFalkorDB
@@ -206,7 +227,9 @@ def _falkordb(args: argparse.Namespace, tmp: Path, docs: list[Any], chunks: list
         return _measure(args, tmp, docs, vocabulary, result, store, send_bare, lambda graph: None)
 
 
-def _neo4j(args: argparse.Namespace, tmp: Path, docs: list[Any], chunks: list[Any], vocabulary: Any, result: dict[str, Any]):
+def _neo4j(
+    args: argparse.Namespace, tmp: Path, docs: list[Any], chunks: list[Any], vocabulary: Any, result: dict[str, Any]
+):
     import contextlib
     import os
 
@@ -286,19 +309,34 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="graph-bench-") as tmp:
         run = _falkordb if args.store == "falkordb" else _neo4j
         commit_times, rolled, rollback = run(args, Path(tmp), docs, chunks, vocabulary, result)
-    ceiling_s, commit_s, rollback_s, per_job = result["ceiling_s"], result["commit_s"], result["rollback_s"], result["ten_jobs_documents_per_job"]
+    ceiling_s, commit_s, rollback_s, per_job = (
+        result["ceiling_s"],
+        result["commit_s"],
+        result["rollback_s"],
+        result["ten_jobs_documents_per_job"],
+    )
     left = result["job_left_after_rollback"]
 
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.store}: {len(docs):,} documents × {args.entities} entities ({mentions:,} mentions, {relations:,} relations), chunks of {args.chunk_size}")
+        print(
+            f"{args.store}: {len(docs):,} documents × {args.entities} entities ({mentions:,} mentions, {relations:,} relations), chunks of {args.chunk_size}"
+        )
         print(f"  ceiling (bare UNWIND … MERGE): {ceiling_s:8.2f} s  {result['ceiling_docs_per_s']:>7,} docs/s")
-        print(f"  commit_job:                    {commit_s:8.2f} s  {result['commit_docs_per_s']:>7,} docs/s  = {result['commit_vs_ceiling']:.2f} × ceiling (goal ≥ 0.5)")
+        print(
+            f"  commit_job:                    {commit_s:8.2f} s  {result['commit_docs_per_s']:>7,} docs/s  = {result['commit_vs_ceiling']:.2f} × ceiling (goal ≥ 0.5)"
+        )
         print(f"{args.jobs} jobs of {per_job:,} documents sharing entities; rolling back job{rolled}:")
-        print(f"  its commit: {commit_times[rolled]:.2f} s   rollback: {rollback_s:.2f} s  = {result['rollback_vs_commit']:.2f} × commit (goal ≤ 1)")
-        print(f"  relationship types the job wrote (one rollback statement each): {', '.join(result['rollback_relationship_types'])}")
-        print(f"  deleted {rollback.nodes_deleted:,} nodes and {rollback.relationships_deleted:,} relationships; job left in graph: {left}")
+        print(
+            f"  its commit: {commit_times[rolled]:.2f} s   rollback: {rollback_s:.2f} s  = {result['rollback_vs_commit']:.2f} × commit (goal ≤ 1)"
+        )
+        print(
+            f"  relationship types the job wrote (one rollback statement each): {', '.join(result['rollback_relationship_types'])}"
+        )
+        print(
+            f"  deleted {rollback.nodes_deleted:,} nodes and {rollback.relationships_deleted:,} relationships; job left in graph: {left}"
+        )
     return 0
 
 

@@ -39,12 +39,12 @@ from typing import Any
 import openai
 import orjson
 
+from extractor.jobs import JobStore
 from extractor.lanes.chat_server import api_urls, check_health, server_slots
 from extractor.lanes.embedded_llm import EmbeddedLlamaServer
 from extractor.lanes.local import run_local_lane
-from extractor.jobs import JobStore
-from extractor.prepare.stage import PrepareOptions, prepare_job
 from extractor.prepare.requests import iter_request_lines
+from extractor.prepare.stage import PrepareOptions, prepare_job
 from tests.redocred import REDOCRED_PATH
 
 REPO = Path(__file__).resolve().parent.parent
@@ -151,8 +151,14 @@ def lane_via_library(work: Workload, base_url: str, concurrency: int, tag: str) 
     """(c) run_local_lane on the job's lines, writing the batch output file as it goes."""
     out = work.workdir / f"lane-{tag}" / "output.jsonl"
     with _clock("c) lane (run_local_lane)", len(work.lines)) as phase:
-        stats = run_local_lane(iter(work.lines), output_path=out, error_path=out.with_name("errors.jsonl"),
-                               base_url=base_url, concurrency=concurrency, timeout_s=600)
+        stats = run_local_lane(
+            iter(work.lines),
+            output_path=out,
+            error_path=out.with_name("errors.jsonl"),
+            base_url=base_url,
+            concurrency=concurrency,
+            timeout_s=600,
+        )
     assert stats.answered == len(work.lines), stats.as_dict()
     result = phase.done(stats.completion_tokens)
     result.retries = stats.retries
@@ -161,8 +167,19 @@ def lane_via_library(work: Workload, base_url: str, concurrency: int, tag: str) 
 
 def lane_via_cli(work: Workload, base_url: str, concurrency: int, tag: str) -> Phase:
     """(c) `extractor submit --job ID --local-url URL` in a child process, as a user runs it."""
-    command = [sys.executable, "-c", "from extractor.cli import main; main()", "--jobs-dir", str(work.jobs_dir),
-               "submit", "--job", work.job_id, "--local-url", base_url, "--json"]
+    command = [
+        sys.executable,
+        "-c",
+        "from extractor.cli import main; main()",
+        "--jobs-dir",
+        str(work.jobs_dir),
+        "submit",
+        "--job",
+        work.job_id,
+        "--local-url",
+        base_url,
+        "--json",
+    ]
     with _clock("c) lane (extractor submit)", len(work.lines), child=True) as phase:
         subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     job = JobStore(work.jobs_dir).load(work.job_id)
@@ -199,9 +216,15 @@ class _clock:
 
 def _merge(runs: list[Phase]) -> Phase:
     """One phase's rounds added up."""
-    return Phase(runs[0].name, sum(p.documents for p in runs), sum(p.seconds for p in runs),
-                 sum(p.completion_tokens for p in runs), sum(p.cpu_seconds for p in runs),
-                 retries=sum(p.retries for p in runs), load=max(p.load for p in runs))
+    return Phase(
+        runs[0].name,
+        sum(p.documents for p in runs),
+        sum(p.seconds for p in runs),
+        sum(p.completion_tokens for p in runs),
+        sum(p.cpu_seconds for p in runs),
+        retries=sum(p.retries for p in runs),
+        load=max(p.load for p in runs),
+    )
 
 
 def _iter_rows(path: Path) -> Iterator[dict]:
@@ -215,10 +238,16 @@ def _iter_rows(path: Path) -> Iterator[dict]:
 
 
 def _stub_answer(content: str) -> bytes:
-    body = orjson.dumps({"id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub",
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": content}}],
-                         "usage": {"prompt_tokens": 300, "completion_tokens": 120, "total_tokens": 420}})
+    body = orjson.dumps(
+        {
+            "id": "chatcmpl-stub",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "stub",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 300, "completion_tokens": 120, "total_tokens": 420},
+        }
+    )
     return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
@@ -237,13 +266,14 @@ def serve_stub(port_pipe: Any, content: str) -> None:
             while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
                 head = self.buffer[:end].lower()
                 at = head.find(b"content-length:")
-                length = int(head[at + 15:].split(b"\r\n", 1)[0]) if at >= 0 else 0
+                length = int(head[at + 15 :].split(b"\r\n", 1)[0]) if at >= 0 else 0
                 if len(self.buffer) < end + 4 + length:
                     return
                 path = head.split(b" ", 2)[1]
-                self.buffer = self.buffer[end + 4 + length:]
-                self.transport.write(chat if path.endswith(b"/chat/completions") else
-                                     health if path == b"/health" else missing)
+                self.buffer = self.buffer[end + 4 + length :]
+                self.transport.write(
+                    chat if path.endswith(b"/chat/completions") else health if path == b"/health" else missing
+                )
 
     async def main() -> None:
         server = await asyncio.get_running_loop().create_server(Stub, "127.0.0.1", 0)
@@ -285,21 +315,26 @@ def _against_llama(args: argparse.Namespace, lane: Callable[..., Phase], workdir
         check_health(base_url, 120)
         slots = server_slots(base_url)
         # Prompt caching would let a later phase reuse an earlier phase's prompts: off for all three.
-        work = prepare_workload(args.docs, args.max_tokens, args.seed, {"cache_prompt": False} if slots else {}, workdir)
+        work = prepare_workload(
+            args.docs, args.max_tokens, args.seed, {"cache_prompt": False} if slots else {}, workdir
+        )
         if args.workload == "decode":
             work.lines = [decode_bound(line) for line in work.lines]
         slots = slots or args.slots
         rounds = 1 if args.lane == "cli" else max(1, args.rounds)  # the CLI submits the whole job at once
         if args.lane == "cli" and args.workload == "decode":
             raise SystemExit("--lane cli submits the job's own lines: use --workload job")
-        print(f"server {base_url} · {slots} slots · {len(work.lines)} documents · max_tokens {args.max_tokens} "
-              f"· seed {args.seed} · lane via {args.lane} · {rounds} rounds · {args.workload} workload", flush=True)
+        print(
+            f"server {base_url} · {slots} slots · {len(work.lines)} documents · max_tokens {args.max_tokens} "
+            f"· seed {args.seed} · lane via {args.lane} · {rounds} rounds · {args.workload} workload",
+            flush=True,
+        )
         # Other processes share this machine and their load drifts over minutes: split the documents into
         # rounds and alternate the order (a b c, then c b a, …) so no phase gets all the quiet or busy minutes.
         runs: dict[str, list[Phase]] = {"a": [], "b": [], "c": []}
         for r in range(rounds):
             chunk = Workload(work.lines[r::rounds], work.jobs_dir, work.job_id, work.workdir)
-            for key in ("abc" if r % 2 == 0 else "cba"):
+            for key in "abc" if r % 2 == 0 else "cba":
                 if key == "a":
                     runs[key].append(naive_loop(chunk.lines, base_url))
                 elif key == "b":
@@ -335,7 +370,9 @@ def _overhead(work: Workload, args: argparse.Namespace, lane: Callable[..., Phas
             runs[0].append(ideal_async(lines, url, args.slots))
             runs[1].append(lane(stub_work, url, args.slots, f"stub-{i}"))
         phases = [sorted(r, key=lambda p: p.seconds)[len(r) // 2] for r in runs]
-        _report(f"instant stub server ({len(lines)} requests, concurrency {args.slots}, median of {args.repeat})", phases)
+        _report(
+            f"instant stub server ({len(lines)} requests, concurrency {args.slots}, median of {args.repeat})", phases
+        )
         return phases
     finally:
         stub.terminate()
@@ -344,17 +381,24 @@ def _overhead(work: Workload, args: argparse.Namespace, lane: Callable[..., Phas
 
 def _report(title: str, phases: list[Phase]) -> None:
     print(f"\n{title}")
-    print("| phase | documents | seconds | documents/s | completion tokens | completion tokens/s "
-          "| process CPU ms/request | retries | load avg |")
+    print(
+        "| phase | documents | seconds | documents/s | completion tokens | completion tokens/s "
+        "| process CPU ms/request | retries | load avg |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in phases:
-        print(f"| {p.name} | {p.documents} | {p.seconds:.1f} | {p.documents_per_s():.2f} | {p.completion_tokens} "
-              f"| {p.tokens_per_s():.1f} | {p.cpu_ms_per_request():.2f} | {p.retries} | {p.load:.1f} |")
+        print(
+            f"| {p.name} | {p.documents} | {p.seconds:.1f} | {p.documents_per_s():.2f} | {p.completion_tokens} "
+            f"| {p.tokens_per_s():.1f} | {p.cpu_ms_per_request():.2f} | {p.retries} | {p.load:.1f} |"
+        )
     named = {p.name[0]: p for p in phases}
     # With the job's own lines, parallel decoding changes answers slightly (batch composition changes the float
     # sums), so phases may produce different token counts: tokens/s is then the fairer of the two ratios.
-    for top, bottom, note in (("c", "a", "goal ≥ 1.8"), ("c", "b", "goal ≥ 0.9"),
-                              ("b", "a", "the server's own gain from parallel slots: no client gets more")):
+    for top, bottom, note in (
+        ("c", "a", "goal ≥ 1.8"),
+        ("c", "b", "goal ≥ 0.9"),
+        ("b", "a", "the server's own gain from parallel slots: no client gets more"),
+    ):
         if top in named and bottom in named:
             docs = named[top].documents_per_s() / named[bottom].documents_per_s()
             tokens = named[top].tokens_per_s() / named[bottom].tokens_per_s() if named[bottom].tokens_per_s() else 0
@@ -363,9 +407,17 @@ def _report(title: str, phases: list[Phase]) -> None:
 
 
 def _as_dict(p: Phase) -> dict[str, Any]:
-    return {"phase": p.name, "documents": p.documents, "seconds": p.seconds, "completion_tokens": p.completion_tokens,
-            "documents_per_s": p.documents_per_s(), "completion_tokens_per_s": p.tokens_per_s(),
-            "cpu_ms_per_request": p.cpu_ms_per_request(), "retries": p.retries, "load_avg": p.load}
+    return {
+        "phase": p.name,
+        "documents": p.documents,
+        "seconds": p.seconds,
+        "completion_tokens": p.completion_tokens,
+        "documents_per_s": p.documents_per_s(),
+        "completion_tokens_per_s": p.tokens_per_s(),
+        "cpu_ms_per_request": p.cpu_ms_per_request(),
+        "retries": p.retries,
+        "load_avg": p.load,
+    }
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -382,9 +434,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--lane", choices=sorted(LANES), default=DEFAULT_LANE)
     parser.add_argument("--stub-requests", type=int, default=2000, help="requests per overhead phase; 0 skips it")
-    parser.add_argument("--workload", choices=["job", "decode"], default="job",
-                        help="job: the job's own lines (answers stop when the model stops); "
-                             "decode: every answer runs to max_tokens (ignore_eos, no grammar)")
+    parser.add_argument(
+        "--workload",
+        choices=["job", "decode"],
+        default="job",
+        help="job: the job's own lines (answers stop when the model stops); "
+        "decode: every answer runs to max_tokens (ignore_eos, no grammar)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="split the documents into rounds, alternating the order")
     parser.add_argument("--repeat", type=int, default=3, help="stub runs per phase; the median is reported")
     parser.add_argument("--skip-llama", action="store_true", help="only the stub overhead runs")

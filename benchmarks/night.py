@@ -165,8 +165,13 @@ def cli(env: dict[str, str], *args: str, codes: tuple[int, ...] = (0,)) -> dict[
         out_path, err_path = Path(tmp) / "out", Path(tmp) / "err"
         started = time.perf_counter()
         with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.run([sys.executable, "-c", _WRAPPER, str(peak_file), *args, "--json"], cwd=REPO,
-                                  env=env, stdout=out, stderr=err)
+            proc = subprocess.run(
+                [sys.executable, "-c", _WRAPPER, str(peak_file), *args, "--json"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=err,
+            )
         seconds = time.perf_counter() - started
         stdout, stderr = out_path.read_bytes(), err_path.read_text(errors="replace")
         peak_kib = int(peak_file.read_text()) if peak_file.exists() else 0
@@ -178,16 +183,27 @@ def cli(env: dict[str, str], *args: str, codes: tuple[int, ...] = (0,)) -> dict[
 
 def night_env(workdir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXTRACTOR_", "OPENAI_"))}
-    env.update({"EXTRACTOR_JOBS_DIR": str(workdir / "jobs"), "EXTRACTOR_DATA_DIR": str(workdir / "data"),
-                "PYTHONPATH": str(REPO),
-                # One 50,000-line shard holds ~36M input tokens: over the default enqueued-token limit of the
-                # lowest usage tier (2M for gpt-5.4-mini), so the night runs as an organisation at a high tier.
-                "EXTRACTOR_MAX_ENQUEUED_TOKENS": "10000000000", **extra})
+    env.update(
+        {
+            "EXTRACTOR_JOBS_DIR": str(workdir / "jobs"),
+            "EXTRACTOR_DATA_DIR": str(workdir / "data"),
+            "PYTHONPATH": str(REPO),
+            # One 50,000-line shard holds ~36M input tokens: over the default enqueued-token limit of the
+            # lowest usage tier (2M for gpt-5.4-mini), so the night runs as an organisation at a high tier.
+            "EXTRACTOR_MAX_ENQUEUED_TOKENS": "10000000000",
+            **extra,
+        }
+    )
     return env
 
 
-def run_night(count: int, workdir: Path, *, poll_interval: float = 0.5,
-              on_stage: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run_night(
+    count: int,
+    workdir: Path,
+    *,
+    poll_interval: float = 0.5,
+    on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """The night of `count` documents in `workdir`; the figures of each stage, and the graph's dump at the end."""
     from extractor.graph import dump_graph, open_store
     from tests.openai_emulator import BatchEmulator
@@ -223,9 +239,17 @@ def run_night(count: int, workdir: Path, *, poll_interval: float = 0.5,
     with open_store("embedded", data_dir=workdir / "data") as store:
         dump = dump_graph(store)
     total = sum(s["seconds"] for s in stages.values())
-    return {"documents": count, "job_id": job_id, "corpus_write_s": write_s, "provider_s": provider_s, "stages": stages,
-            "night_s": total, "docs_per_s": count / total, "server_loads": server_loads(workdir / "data"),
-            "dump_after_rollback": dump}
+    return {
+        "documents": count,
+        "job_id": job_id,
+        "corpus_write_s": write_s,
+        "provider_s": provider_s,
+        "stages": stages,
+        "night_s": total,
+        "docs_per_s": count / total,
+        "server_loads": server_loads(workdir / "data"),
+        "dump_after_rollback": dump,
+    }
 
 
 def server_loads(data_dir: Path) -> list[str]:
@@ -241,12 +265,16 @@ def server_loads(data_dir: Path) -> list[str]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    rows = ["| documents | " + " | ".join(STAGES) + " | night | docs/s |",
-            "|---:|" + "---:|" * (len(STAGES) + 2)]
+    rows = ["| documents | " + " | ".join(STAGES) + " | night | docs/s |", "|---:|" + "---:|" * (len(STAGES) + 2)]
     for result in results:
-        cells = [f"{result['stages'][s]['seconds']:.1f} s / {result['stages'][s]['peak_rss_mib']:.0f} MiB" for s in STAGES]
-        rows.append(f"| {result['documents']:,} | " + " | ".join(cells)
-                    + f" | {result['night_s']:.0f} s | {result['docs_per_s']:.0f} |")
+        cells = [
+            f"{result['stages'][s]['seconds']:.1f} s / {result['stages'][s]['peak_rss_mib']:.0f} MiB" for s in STAGES
+        ]
+        rows.append(
+            f"| {result['documents']:,} | "
+            + " | ".join(cells)
+            + f" | {result['night_s']:.0f} s | {result['docs_per_s']:.0f} |"
+        )
     return "\n".join(rows)
 
 
@@ -260,14 +288,16 @@ def growth(results: list[dict[str, Any]]) -> str:
         a = small["stages"][s]["seconds"] / small["documents"] * 1000
         b = large["stages"][s]["seconds"] / large["documents"] * 1000
         parts.append(f"{s} {a:.2f} → {b:.2f} ({b / a:.2f}×)")
-    return (f"seconds per 1,000 documents, {small['documents']:,} → {large['documents']:,}: " + "; ".join(parts))
+    return f"seconds per 1,000 documents, {small['documents']:,} → {large['documents']:,}: " + "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--sizes", default="10000", help="smaller nights run first, comma-separated ('' for none)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the nights run (default: a temp dir, removed)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where the nights run (default: a temp dir, removed)"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="write the results here as JSON after each night")
     args = parser.parse_args(argv)
@@ -280,12 +310,17 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
             def show(name: str, figures: dict[str, Any]) -> None:
-                print(f"{count:>7,} {name:<9} {figures['seconds']:8.1f} s {figures['peak_rss_mib']:7.0f} MiB",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{count:>7,} {name:<9} {figures['seconds']:8.1f} s {figures['peak_rss_mib']:7.0f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
             result = run_night(count, workdir, on_stage=show)
             if result["dump_after_rollback"]:
-                raise SystemExit(f"the graph is not empty after the rollback: {len(result['dump_after_rollback'])} items")
+                raise SystemExit(
+                    f"the graph is not empty after the rollback: {len(result['dump_after_rollback'])} items"
+                )
             result["dump_after_rollback"] = []
             for figures in result["stages"].values():
                 figures["data"] = {k: v for k, v in figures["data"].items() if not isinstance(v, (list, dict))}
@@ -303,8 +338,10 @@ def main(argv: list[str] | None = None) -> None:
     print(growth(results))
     for result in results:
         commit = result["stages"]["commit"]["data"]
-        print(f"{result['documents']:,}: emulator answering {result['provider_s']:.1f} s (not in the night); {commit.get('nodes', 0):,} nodes, {commit.get('relationships', 0):,} "
-              f"relationships committed; server loads: {'; '.join(result['server_loads'])}")
+        print(
+            f"{result['documents']:,}: emulator answering {result['provider_s']:.1f} s (not in the night); {commit.get('nodes', 0):,} nodes, {commit.get('relationships', 0):,} "
+            f"relationships committed; server loads: {'; '.join(result['server_loads'])}"
+        )
 
 
 if __name__ == "__main__":

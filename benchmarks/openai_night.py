@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from extractor.lanes import WaitOptions, lane_for
-from extractor.jobs import JobStore
-from extractor.prepare.stage import PrepareOptions, prepare_job
 from extractor.collect.results import collect_job
+from extractor.jobs import JobStore
+from extractor.lanes import WaitOptions, lane_for
 from extractor.lanes.submit import SubmitOptions, submit_job
+from extractor.prepare.stage import PrepareOptions, prepare_job
 from tests.openai_emulator import BatchEmulator, Behaviour, GoldAnswerer
 from tests.redocred import gold_answer, load_redocred, redocred_text
 
@@ -50,22 +50,36 @@ def night(docs: Path, model: str, endpoint: str, limit: int, lines_per_file: int
     with BatchEmulator(GoldAnswerer(load_redocred()), Behaviour(enqueued_token_limit=limit)) as emu:
         os.environ["OPENAI_API_KEY"], os.environ["OPENAI_BASE_URL"] = emu.api_key, emu.base_url
         started = time.monotonic()
-        summary = prepare_job(JobStore(jobs), docs, PrepareOptions(
-            backend="openai", model=model, endpoint=endpoint, max_lines_per_file=lines_per_file))
+        summary = prepare_job(
+            JobStore(jobs),
+            docs,
+            PrepareOptions(backend="openai", model=model, endpoint=endpoint, max_lines_per_file=lines_per_file),
+        )
         job = summary.job
         submit_job(job, SubmitOptions(max_enqueued_tokens=limit))
         wait = WaitOptions(wait=True, poll_interval_s=0.01, max_interval_s=0.05)
         collected = collect_job(job, lane_for(job), wait=wait)
         seconds = time.monotonic() - started
-        refused = sum(1 for b in emu.batches.values()
-                      if b.obj["status"] == "failed" and b.obj["errors"]["data"][0]["code"] == "token_limit_exceeded")
+        refused = sum(
+            1
+            for b in emu.batches.values()
+            if b.obj["status"] == "failed" and b.obj["errors"]["data"][0]["code"] == "token_limit_exceeded"
+        )
         return {
-            "model": model, "endpoint": endpoint, "documents": summary.documents, "shards": summary.shards,
-            "input_tokens": summary.input_tokens, "batches_created": len(emu.batches), "refused_for_limit": refused,
-            "waves": job.manifest["remote"].get("waves"), "lines_failed": len(collected.failed),
+            "model": model,
+            "endpoint": endpoint,
+            "documents": summary.documents,
+            "shards": summary.shards,
+            "input_tokens": summary.input_tokens,
+            "batches_created": len(emu.batches),
+            "refused_for_limit": refused,
+            "waves": job.manifest["remote"].get("waves"),
+            "lines_failed": len(collected.failed),
             "outcomes": {k: v for k, v in collected.outcomes.items() if v},
-            "estimate_usd": summary.estimated_cost_usd, "recorded_usd": job.manifest["cost"]["usd"],
-            "reasoning_effort": job.manifest["settings"].get("reasoning_effort"), "seconds": round(seconds, 1),
+            "estimate_usd": summary.estimated_cost_usd,
+            "recorded_usd": job.manifest["cost"]["usd"],
+            "reasoning_effort": job.manifest["settings"].get("reasoning_effort"),
+            "seconds": round(seconds, 1),
         }
 
 
@@ -78,13 +92,17 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="night-docs-"))
     build_corpus(root / "docs", args.docs)
     rows = [night(root / "docs", model, endpoint, args.limit, args.lines_per_file) for model, endpoint in NIGHTS]
-    print("| model | endpoint | effort | docs | shards | input tokens | batches created (refused for the limit)"
-          " | waves | lines failed | estimate (upper bound) | recorded | seconds |")
+    print(
+        "| model | endpoint | effort | docs | shards | input tokens | batches created (refused for the limit)"
+        " | waves | lines failed | estimate (upper bound) | recorded | seconds |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['endpoint']} | {r['reasoning_effort']} | {r['documents']} | {r['shards']} |"
-              f" {r['input_tokens']:,} | {r['batches_created']} ({r['refused_for_limit']}) | {r['waves']} |"
-              f" {r['lines_failed']} | ${r['estimate_usd']:.2f} | ${r['recorded_usd']:.2f} | {r['seconds']} |")
+        print(
+            f"| {r['model']} | {r['endpoint']} | {r['reasoning_effort']} | {r['documents']} | {r['shards']} |"
+            f" {r['input_tokens']:,} | {r['batches_created']} ({r['refused_for_limit']}) | {r['waves']} |"
+            f" {r['lines_failed']} | ${r['estimate_usd']:.2f} | ${r['recorded_usd']:.2f} | {r['seconds']} |"
+        )
     print(json.dumps(rows))
 
 

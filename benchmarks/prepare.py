@@ -64,21 +64,32 @@ def build_corpus(root: Path, count: int) -> int:
 
 def run_floor(corpus: Path, out: Path) -> dict[str, Any]:
     """Read every file and write its request line with orjson, and nothing else."""
-    from extractor.prepare.stage import DEFAULT_EXTRA_BODY, DEFAULT_LOCAL_MODEL, DEFAULT_MAX_TOKENS
     from extractor.prepare.requests import build_request_line, load_prompt
+    from extractor.prepare.stage import DEFAULT_EXTRA_BODY, DEFAULT_LOCAL_MODEL, DEFAULT_MAX_TOKENS
     from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
 
     prompt = load_prompt("local")
     response_format = load_spec(DEFAULT_SPEC_PATH).response_format()
-    settings = {"temperature": 0.0, "seed": 0, "max_tokens": DEFAULT_MAX_TOKENS["local"], "extra_body": DEFAULT_EXTRA_BODY["local"]}
+    settings = {
+        "temperature": 0.0,
+        "seed": 0,
+        "max_tokens": DEFAULT_MAX_TOKENS["local"],
+        "extra_body": DEFAULT_EXTRA_BODY["local"],
+    }
     out.mkdir(parents=True)
     lines = 0
     with open(out / "requests.jsonl", "wb") as fh:
         for name in sorted(os.listdir(corpus)):
             with open(corpus / name, "rb") as src:
                 text = src.read().decode("utf-8")
-            line = build_request_line(custom_id=name, text=text, prompt=prompt, model=DEFAULT_LOCAL_MODEL,
-                                      response_format=response_format, settings=settings)
+            line = build_request_line(
+                custom_id=name,
+                text=text,
+                prompt=prompt,
+                model=DEFAULT_LOCAL_MODEL,
+                response_format=response_format,
+                settings=settings,
+            )
             fh.write(orjson.dumps(line) + b"\n")
             lines += 1
     return {"lines": lines}
@@ -115,7 +126,10 @@ def measure_in_child(kind: str, corpus: Path, workdir: Path) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.prepare", "--measure", kind, "--corpus", str(corpus), "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     shutil.rmtree(out, ignore_errors=True)
     if proc.returncode != 0:
@@ -152,25 +166,35 @@ def report(results: dict[int, dict[str, dict[str, Any]]], corpus_bytes: dict[int
                 continue
             above = r["peak_rss_mb"] - r["baseline_rss_mb"]
             ratio = r["seconds"] / results[size]["floor"]["seconds"]
-            rows.append(f"| {kind} | {size:,} | {r['seconds']:.2f} | {r['seconds'] / size * 1e6:.1f} | {ratio:.2f} |"
-                        f" {r['peak_rss_mb']:.0f} | {above:.0f} |")
+            rows.append(
+                f"| {kind} | {size:,} | {r['seconds']:.2f} | {r['seconds'] / size * 1e6:.1f} | {ratio:.2f} |"
+                f" {r['peak_rss_mb']:.0f} | {above:.0f} |"
+            )
     lines = ["\n".join(rows), ""]
-    lines.append(f"prepare without token counting: {big['prepare']['seconds']:.2f} s vs floor {floor:.2f} s"
-                 f" = {big['prepare']['seconds'] / floor:.2f}× (goal ≤ 2×), {large:,} documents,"
-                 f" {corpus_bytes[large] / 1e6:.0f} MB of text")
+    lines.append(
+        f"prepare without token counting: {big['prepare']['seconds']:.2f} s vs floor {floor:.2f} s"
+        f" = {big['prepare']['seconds'] / floor:.2f}× (goal ≤ 2×), {large:,} documents,"
+        f" {corpus_bytes[large] / 1e6:.0f} MB of text"
+    )
     phases = big["prepare"]["phases"]
-    lines.append("prepare's phases: " + ", ".join(f"{name.replace('_', ' ')} {sec:.2f} s ({sec / floor:.2f}× floor)"
-                                                  for name, sec in phases.items()))
+    lines.append(
+        "prepare's phases: "
+        + ", ".join(f"{name.replace('_', ' ')} {sec:.2f} s ({sec / floor:.2f}× floor)" for name, sec in phases.items())
+    )
     if "prepare+tokens" in big:
         tok = big["prepare+tokens"]
-        lines.append(f"token counting adds {tok['seconds'] - big['prepare']['seconds']:.2f} s"
-                     f" ({tok['input_tokens']:,} input tokens counted exactly, o200k_base)")
+        lines.append(
+            f"token counting adds {tok['seconds'] - big['prepare']['seconds']:.2f} s"
+            f" ({tok['input_tokens']:,} input tokens counted exactly, o200k_base)"
+        )
     if len(sizes) > 1:
         small = sizes[0]
         for kind in ("floor", "prepare"):
             grow = results[large][kind]["peak_rss_mb"] - results[small][kind]["peak_rss_mb"]
-            lines.append(f"{kind}: peak RSS grows {grow:.0f} MiB from {small:,} to {large:,} documents"
-                         f" ({grow * 2**20 / (large - small):.0f} bytes per extra document)")
+            lines.append(
+                f"{kind}: peak RSS grows {grow:.0f} MiB from {small:,} to {large:,} documents"
+                f" ({grow * 2**20 / (large - small):.0f} bytes per extra document)"
+            )
     return "\n".join(lines)
 
 
@@ -215,7 +239,9 @@ def write_docs(text: str, command: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=100_000, help="documents in the large corpus")
-    parser.add_argument("--small", type=int, default=None, help="documents in the small corpus (memory growth; default docs/4)")
+    parser.add_argument(
+        "--small", type=int, default=None, help="documents in the small corpus (memory growth; default docs/4)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest is reported")
     parser.add_argument("--no-tokens", action="store_true", help="skip the token-counting run")
     parser.add_argument("--workdir", type=Path, default=None, help="keep corpora here between runs")
@@ -245,8 +271,11 @@ def main() -> None:
             results[size] = {}
             for kind in kinds:
                 results[size][kind] = best_of(kind, corpus, workdir, args.repeat if size == sizes[-1] else 1)
-                print(f"{size:>7,} {kind:<15} {results[size][kind]['seconds']:7.2f} s"
-                      f"  peak {results[size][kind]['peak_rss_mb']:.0f} MiB", file=sys.stderr)
+                print(
+                    f"{size:>7,} {kind:<15} {results[size][kind]['seconds']:7.2f} s"
+                    f"  peak {results[size][kind]['peak_rss_mb']:.0f} MiB",
+                    file=sys.stderr,
+                )
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -256,7 +285,7 @@ def main() -> None:
         shown = [a for a in sys.argv[1:] if a != "--write-docs"]
         if "--workdir" in shown:
             at = shown.index("--workdir")
-            del shown[at:at + 2]
+            del shown[at : at + 2]
         command = " ".join(["python -m benchmarks.prepare", *shown])
         write_docs(text, command)
 

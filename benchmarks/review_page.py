@@ -71,9 +71,14 @@ def build(workdir: Path, count: int, reuse: bool) -> tuple[Path, dict[str, Any]]
     page = workdir / f"review-{count}.html"
     wall, cpu = time.perf_counter(), time.process_time()
     write_review(job, page)
-    return page, {"documents": summary["documents"], "quarantined": summary["quarantined"],
-                  "write_s": time.perf_counter() - wall, "write_cpu_s": time.process_time() - cpu,
-                  "page_mb": page.stat().st_size / 2**20, "setup_s": setup["setup_s"]}
+    return page, {
+        "documents": summary["documents"],
+        "quarantined": summary["quarantined"],
+        "write_s": time.perf_counter() - wall,
+        "write_cpu_s": time.process_time() - cpu,
+        "page_mb": page.stat().st_size / 2**20,
+        "setup_s": setup["setup_s"],
+    }
 
 
 def open_timed(page_path: Path, repeat: int) -> list[dict[str, Any]]:
@@ -81,8 +86,9 @@ def open_timed(page_path: Path, repeat: int) -> list[dict[str, Any]]:
 
     runs = []
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
-        context = p.chromium.launch_persistent_context(profile, executable_path=chromium_path(), headless=True,
-                                                       args=FLAGS, viewport=VIEWPORT, offline=True)
+        context = p.chromium.launch_persistent_context(
+            profile, executable_path=chromium_path(), headless=True, args=FLAGS, viewport=VIEWPORT, offline=True
+        )
         for _ in range(repeat):
             page = context.new_page()
             errors: list[str] = []
@@ -128,19 +134,33 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         page, written = build(workdir, args.docs, args.reuse)
         runs = open_timed(page, args.repeat)
-    median = {k: statistics.median(r[k] for r in runs)
-              for k in ("first_screen_s", "first_screen_busy_s", "loaded_s", "loaded_busy_s", "ready_ms", "fcp_ms",
-                        "filter_ms", "search_ms")}
+    median = {
+        k: statistics.median(r[k] for r in runs)
+        for k in (
+            "first_screen_s",
+            "first_screen_busy_s",
+            "loaded_s",
+            "loaded_busy_s",
+            "ready_ms",
+            "fcp_ms",
+            "filter_ms",
+            "search_ms",
+        )
+    }
     load = os.getloadavg()
     print(json.dumps({"written": written, "runs": runs, "median": median, "load_average": load}, indent=1))
     print(f"load average while measuring: {load[0]:.1f} (1 min) on {os.cpu_count()} cores")
-    print("\n| documents | page MiB | write s (CPU s) | first screen s wall (main thread busy s) | whole file read s "
-          "wall (busy s) | ready ms | FCP ms | bodies built at first | status filter ms | search ms |")
+    print(
+        "\n| documents | page MiB | write s (CPU s) | first screen s wall (main thread busy s) | whole file read s "
+        "wall (busy s) | ready ms | FCP ms | bodies built at first | status filter ms | search ms |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {written['documents']:,} | {written['page_mb']:.1f} | {written['write_s']:.2f} ({written['write_cpu_s']:.2f}) "
-          f"| {median['first_screen_s']:.2f} ({median['first_screen_busy_s']:.2f}) "
-          f"| {median['loaded_s']:.2f} ({median['loaded_busy_s']:.2f}) | {median['ready_ms']:.0f} "
-          f"| {median['fcp_ms']:.0f} | {runs[0]['built']} | {median['filter_ms']:.0f} | {median['search_ms']:.0f} |")
+    print(
+        f"| {written['documents']:,} | {written['page_mb']:.1f} | {written['write_s']:.2f} ({written['write_cpu_s']:.2f}) "
+        f"| {median['first_screen_s']:.2f} ({median['first_screen_busy_s']:.2f}) "
+        f"| {median['loaded_s']:.2f} ({median['loaded_busy_s']:.2f}) | {median['ready_ms']:.0f} "
+        f"| {median['fcp_ms']:.0f} | {runs[0]['built']} | {median['filter_ms']:.0f} | {median['search_ms']:.0f} |"
+    )
     print(f"(median of {len(runs)} opens in headless Chromium {chromium_path()})")
 
 

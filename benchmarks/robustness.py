@@ -55,14 +55,22 @@ def bench_log(events: int, workdir: Path) -> dict:
             for _ in range(count // BLOCK):
                 start = time.process_time()
                 for n in range(BLOCK):
-                    job.log("request", custom_id=f"doc-{n:024d}", latency_ms=123.4, prompt_tokens=812,
-                            completion_tokens=96, attempt=1)
+                    job.log(
+                        "request",
+                        custom_id=f"doc-{n:024d}",
+                        latency_ms=123.4,
+                        prompt_tokens=812,
+                        completion_tokens=96,
+                        attempt=1,
+                    )
                 blocks.append((time.process_time() - start) / BLOCK * 1e6)
         finally:
             storage.JsonlAppender._repair_tail = saved
         results[label] = {
-            "events": count, "log_bytes": job.log_path.stat().st_size,
-            "first_1000_us_per_event": round(blocks[0], 1), "last_1000_us_per_event": round(blocks[-1], 1),
+            "events": count,
+            "log_bytes": job.log_path.stat().st_size,
+            "first_1000_us_per_event": round(blocks[0], 1),
+            "last_1000_us_per_event": round(blocks[-1], 1),
             "ratio_last_to_first": round(blocks[-1] / blocks[0], 2),
             "median_first_10_blocks_us": round(statistics.median(blocks[:10]), 1),
             "median_last_10_blocks_us": round(statistics.median(blocks[-10:]), 1),
@@ -72,9 +80,9 @@ def bench_log(events: int, workdir: Path) -> dict:
 
 def bench_verify(sizes: list[int], workdir: Path) -> list[dict]:
     from extractor.collect.ingest import ingest_files
+    from extractor.collect.results import collect_job
     from extractor.jobs import JobStore
     from extractor.prepare.stage import PrepareOptions, prepare_job
-    from extractor.collect.results import collect_job
     from extractor.verify.verdicts import verify_job
     from tests.job_fixtures import completion_line
 
@@ -87,20 +95,29 @@ def bench_verify(sizes: list[int], workdir: Path) -> list[dict]:
         store = JobStore(workdir / f"jobs-{size}")
         job = prepare_job(store, docs, PrepareOptions(backend="openai", count_tokens=False)).job
         name = ("Anita Ekberg " * (size // 13 + 1))[:size]
-        answer = {"entities": [{"name": name, "type": "PERSON"}, {"name": "Anita Ekberg", "type": "PERSON"}],
-                  "relations": []}
+        answer = {
+            "entities": [{"name": name, "type": "PERSON"}, {"name": "Anita Ekberg", "type": "PERSON"}],
+            "relations": [],
+        }
         out = workdir / f"answers-{size}.jsonl"
-        out.write_text("".join(json.dumps(completion_line(d["custom_id"], json.dumps(answer))) + "\n"
-                               for d in job.documents()), encoding="utf-8")
+        out.write_text(
+            "".join(json.dumps(completion_line(d["custom_id"], json.dumps(answer))) + "\n" for d in job.documents()),
+            encoding="utf-8",
+        )
         ingest_files(job, out, None)
         job = store.load(job.id)
         summary = collect_job(job, fetch=False)
         job = store.load(job.id)
         start = time.process_time()
         report = verify_job(job)
-        rows.append({"name_chars": size, "answer_outcomes_ok": summary.outcomes["ok"],
-                     "verify_cpu_s": round(time.process_time() - start, 3),
-                     "ungrounded": report["summary"]["entities"]["ungrounded"]})
+        rows.append(
+            {
+                "name_chars": size,
+                "answer_outcomes_ok": summary.outcomes["ok"],
+                "verify_cpu_s": round(time.process_time() - start, 3),
+                "ungrounded": report["summary"]["entities"]["ungrounded"],
+            }
+        )
     return rows
 
 

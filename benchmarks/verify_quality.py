@@ -44,10 +44,10 @@ NOTE = (
     "Documents are the Re-DocRED texts as the dataset gives them (tokens joined by spaces), one job per split. The"
     " held-out split (documents 250-499) is the result: nothing was adjusted on it. The tuning split (0-249) is where"
     " the one change made while writing this benchmark came from (Turkish dotless ı folded to i, after an upper-cased"
-    " \"ŞANLIURFA\" failed to ground). The grounding thresholds themselves predate this benchmark; the grounding"
+    ' "ŞANLIURFA" failed to ground). The grounding thresholds themselves predate this benchmark; the grounding'
     " tests sample the whole dev set, so the held-out split is unseen by this benchmark's tuning, not by every test."
     " Since issue 18 a planted leak must be specific enough to be a leak under the rule verify states (README,"
-    " \"When a name found elsewhere is a leak\"), checked here by an independent implementation: candidates that are a"
+    ' "When a name found elsewhere is a leak"), checked here by an independent implementation: candidates that are a'
     " year, a number of fewer than 3 significant digits, or a one-word name its origin never writes as a name"
     " mid-sentence (or that more than 10 % of the documents hold) are skipped and counted. The rewrite set and its"
     " person rules were adjusted on the held-out split while they were written (the tuning split was not looked at):"
@@ -68,7 +68,9 @@ def occurs(name: str, text_words: str) -> bool:
     return any(f" {core}{end}" in text_words for end in (" ", "' ", "'s "))  # a closing quote or possessive ends a word
 
 
-_NUMBER_WRITTEN = re.compile(r"(?:us\$|\$|€|£|¥)?\s*([\d,.]*\d[\d,.]*)\s*(?:thousand|million|billion|trillion|bn|%|percent)?(?:['’]s)?")
+_NUMBER_WRITTEN = re.compile(
+    r"(?:us\$|\$|€|£|¥)?\s*([\d,.]*\d[\d,.]*)\s*(?:thousand|million|billion|trillion|bn|%|percent)?(?:['’]s)?"
+)
 _SENTENCE_END = re.compile(r"[.!?:]\s*$")
 
 
@@ -80,6 +82,7 @@ def specific(name: str, origin_text: str, text_words: dict[str, str]) -> bool:
     of a longer name), or that more than 10 % of the job's documents hold.
     """
     from extractor.verify.leaks import TYPE_WORDS  # the rule's vocabulary; the logic below is this benchmark's own
+
     number = _NUMBER_WRITTEN.fullmatch(" ".join(unicodedata.normalize("NFKC", name).casefold().split()))
     if number:  # digits, maybe with a currency, a scale word or a percent: "1.2 million" has 2 significant digits
         digits = re.sub(r"\D", "", number.group(1)).strip("0")
@@ -152,7 +155,9 @@ def made_up_name(rng: random.Random) -> str:
     return " ".join("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize() for _ in range(2))
 
 
-def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, Any]]:
+def build_answers(
+    docs: list[dict[str, Any]], rng: random.Random
+) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, Any]]:
     """Texts by file name, answers by file name, and the truth about every planted fact."""
     from tests.redocred import MAX_ITEMS, gold_answer, redocred_text
 
@@ -161,8 +166,8 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
     text_words = {n: words(t) for n, t in texts.items()}
     golds = {n: gold_answer(doc) for n, doc in zip(names, docs, strict=True)}
     for gold in golds.values():  # room for the planted facts within the spec's maxItems (60)
-        gold["entities"] = gold["entities"][:MAX_ITEMS - 4]
-        gold["relations"] = gold["relations"][:MAX_ITEMS - 4]
+        gold["entities"] = gold["entities"][: MAX_ITEMS - 4]
+        gold["relations"] = gold["relations"][: MAX_ITEMS - 4]
     persons = [e["name"] for g in golds.values() for e in g["entities"] if e["type"] == "PERSON" and " " in e["name"]]
     truth: dict[str, Any] = {"gold": {}, "leaks": {}, "invented": {}, "planted_relations": {}, "unspecific": 0}
     person_ends = {(p.split(" ")[0], p.split(" ")[-1]) for p in persons}
@@ -178,8 +183,11 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
                 continue
             entities.append({"name": written, "type": ent["type"]})
             gold_truth.append((written, kind))
-        relations = [r for r in gold["relations"]
-                     if fresh(seen, "\0".join(str(r[f]) for f in ("source", "type", "target", "evidence")), "relation")]
+        relations = [
+            r
+            for r in gold["relations"]
+            if fresh(seen, "\0".join(str(r[f]) for f in ("source", "type", "target", "evidence")), "relation")
+        ]
         truth["gold"][n] = {"entities": gold_truth, "relations": len(relations)}
         planted_relations = []
         anchor = gold["entities"][0]["name"] if gold["entities"] else None
@@ -202,10 +210,18 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
                     entities.append({"name": written, "type": ent["type"]})
                     leaks.append((written, ent["name"], origin))
                     if anchor and golds[origin]["relations"]:
-                        sentence = next((r["evidence"] for r in golds[origin]["relations"]
-                                         if occurs(ent["name"], words(r["evidence"]))), None)
+                        sentence = next(
+                            (
+                                r["evidence"]
+                                for r in golds[origin]["relations"]
+                                if occurs(ent["name"], words(r["evidence"]))
+                            ),
+                            None,
+                        )
                         if sentence:
-                            relations.append({"source": anchor, "type": "RELATED_TO", "target": written, "evidence": sentence})
+                            relations.append(
+                                {"source": anchor, "type": "RELATED_TO", "target": written, "evidence": sentence}
+                            )
                             planted_relations.append("leaked")
                     break
             truth["leaks"][n] = leaks
@@ -217,7 +233,11 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
                     if kind == "recombined person":
                         name = rng.choice(persons).split(" ")[0] + " " + rng.choice(persons).split(" ")[-1]
                         given = name.split(" ")[0]
-                        if tuple(name.split(" ")) in person_ends or given.lower() in NOT_NAMES or len(given.rstrip(".")) < 2:
+                        if (
+                            tuple(name.split(" ")) in person_ends
+                            or given.lower() in NOT_NAMES
+                            or len(given.rstrip(".")) < 2
+                        ):
                             continue  # "Ella Morris" of some "Ella Mabel Morris": that person, not an invention
                     elif kind == "near miss":
                         source = rng.choice(gold["entities"] or [{"name": ""}])["name"]
@@ -231,8 +251,14 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
                 entities.append({"name": name, "type": "PERSON"})
                 invented.append((name, kind))
                 if anchor:
-                    relations.append({"source": anchor, "type": "RELATED_TO", "target": name,
-                                      "evidence": f"{anchor} met {name} in the spring"})
+                    relations.append(
+                        {
+                            "source": anchor,
+                            "type": "RELATED_TO",
+                            "target": name,
+                            "evidence": f"{anchor} met {name} in the spring",
+                        }
+                    )
                     planted_relations.append("ungrounded")
             truth["invented"][n] = invented
         truth["planted_relations"][n] = planted_relations
@@ -240,17 +266,62 @@ def build_answers(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[
     return texts, answers, truth
 
 
-MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-          "november", "december"]
+MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
 _DMY = re.compile(r"(\d{1,2}) ([A-Z][a-z]+) (\d{4})")
 _MDY = re.compile(r"([A-Z][a-z]+) (\d{1,2}) , (\d{4})")
 _GROUPED = re.compile(r"\d{1,3}(?: ?, ?\d{3})+")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?) (?:percent|%)")
 HONORIFICS = ["Dr.", "Mr.", "Ms.", "Prof.", "Sir"]
 # Words that make a "name" a title or a phrase, not a given name and a surname ("The Phantom", "St Anne", "Crown Prince Yin").
-NOT_NAMES = {"the", "st", "saint", "san", "prince", "princess", "king", "queen", "sir", "lord", "lady", "crown", "pope",
-             "emperor", "empress", "duke", "duchess", "count", "countess", "baron", "general", "admiral", "captain",
-             "president", "bishop", "cardinal", "father", "mother", "sister", "brother", "dr", "mr", "mrs", "ms"}
+NOT_NAMES = {
+    "the",
+    "st",
+    "saint",
+    "san",
+    "prince",
+    "princess",
+    "king",
+    "queen",
+    "sir",
+    "lord",
+    "lady",
+    "crown",
+    "pope",
+    "emperor",
+    "empress",
+    "duke",
+    "duchess",
+    "count",
+    "countess",
+    "baron",
+    "general",
+    "admiral",
+    "captain",
+    "president",
+    "bishop",
+    "cardinal",
+    "father",
+    "mother",
+    "sister",
+    "brother",
+    "dr",
+    "mr",
+    "mrs",
+    "ms",
+}
 
 
 def full_date(name: str) -> tuple[int, int, int] | None:
@@ -267,8 +338,12 @@ def full_date(name: str) -> tuple[int, int, int] | None:
 def person_parts(name: str) -> list[str] | None:
     """The words of a person's name of 2-3 capitalised alphabetic words ("Henri de Montfort" is not rewritten)."""
     parts = name.split(" ")
-    if (2 <= len(parts) <= 3 and all(p.isalpha() and p[:1].isupper() and len(p) > 1 for p in parts)
-            and not re.fullmatch(r"[IVXLCDM]+|Jr|Sr", parts[-1]) and not any(p.lower() in NOT_NAMES for p in parts)):
+    if (
+        2 <= len(parts) <= 3
+        and all(p.isalpha() and p[:1].isupper() and len(p) > 1 for p in parts)
+        and not re.fullmatch(r"[IVXLCDM]+|Jr|Sr", parts[-1])
+        and not any(p.lower() in NOT_NAMES for p in parts)
+    ):
         return parts
     return None
 
@@ -299,8 +374,15 @@ def rewrite(ent: dict[str, str], people: list[list[str]], rng: random.Random, te
         if date is None:
             return None
         y, m, d = date
-        forms = [(f"{y:04d}-{m:02d}-{d:02d}", "date ISO"), (f"{MONTHS[m - 1].title()} {d}, {y}", "date month first"),
-                 (f"{d} {MONTHS[m - 1].title()} {y}", "date day first"), (f"{d}{'th' if 10 <= d <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(d % 10, 'th')} of {MONTHS[m - 1].title()} {y}", "date ordinal")]
+        forms = [
+            (f"{y:04d}-{m:02d}-{d:02d}", "date ISO"),
+            (f"{MONTHS[m - 1].title()} {d}, {y}", "date month first"),
+            (f"{d} {MONTHS[m - 1].title()} {y}", "date day first"),
+            (
+                f"{d}{'th' if 10 <= d <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(d % 10, 'th')} of {MONTHS[m - 1].title()} {y}",
+                "date ordinal",
+            ),
+        ]
         if d > 12:
             forms.append((f"{d:02d}/{m:02d}/{y}", "date numeric"))
         forms = [f for f in forms if f[0] != name]
@@ -327,7 +409,10 @@ def rewrite(ent: dict[str, str], people: list[list[str]], rng: random.Random, te
     same_surname = [p for p in people if p[-1] == last and p != parts]
     forms = [(f"{rng.choice(HONORIFICS)} {name}", "person honorific added")]
     if len(parts) == 3:
-        forms += [(f"{first} {last}", "person middle dropped"), (f"{first} {parts[1][0]}. {last}", "person middle initial")]
+        forms += [
+            (f"{first} {last}", "person middle dropped"),
+            (f"{first} {parts[1][0]}. {last}", "person middle initial"),
+        ]
     if not any(p[0][0] == first[0] for p in same_surname) and only_this_person(parts, text, initial=True):
         forms.append((f"{first[0]}. {last}", "person first initial"))
     if not same_surname and only_this_person(parts, text, initial=False):
@@ -335,7 +420,9 @@ def rewrite(ent: dict[str, str], people: list[list[str]], rng: random.Random, te
     return rng.choice(forms)
 
 
-def build_rewrites(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, Any]]:
+def build_rewrites(
+    docs: list[dict[str, Any]], rng: random.Random
+) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, Any]]:
     """The rewrite set: each document's gold dates, numbers and person names rewritten, and in a third of the
     documents 1-2 reworded leaks (another document's date, number or person, rewritten)."""
     from tests.redocred import gold_answer, redocred_text
@@ -344,8 +431,10 @@ def build_rewrites(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict
     texts = {n: redocred_text(doc) for n, doc in zip(names, docs)}
     text_words = {n: words(t) for n, t in texts.items()}
     golds = {n: gold_answer(doc) for n, doc in zip(names, docs)}
-    people = {n: [p for p in (person_parts(e["name"]) for e in g["entities"] if e["type"] == "PERSON") if p]
-              for n, g in golds.items()}
+    people = {
+        n: [p for p in (person_parts(e["name"]) for e in g["entities"] if e["type"] == "PERSON") if p]
+        for n, g in golds.items()
+    }
     truth: dict[str, Any] = {"rewrites": {}, "leaks": {}}
     answers: dict[str, dict[str, Any]] = {}
     for n in names:
@@ -369,7 +458,11 @@ def build_rewrites(docs: list[dict[str, Any]], rng: random.Random) -> tuple[dict
                         continue
                     ent = rng.choice(candidates)
                     form = rewrite(ent, people[origin], rng, texts[origin])
-                    if form is None or not leak_worthy(ent, form, text_words[n]) or not fresh(seen, form[0], ent["type"]):
+                    if (
+                        form is None
+                        or not leak_worthy(ent, form, text_words[n])
+                        or not fresh(seen, form[0], ent["type"])
+                    ):
                         continue
                     entities.append({"name": form[0], "type": ent["type"]})
                     leaks.append((form[0], ent["name"], origin, form[1]))
@@ -428,19 +521,27 @@ def evaluate_rewrites(split: str, docs: list[dict[str, Any]], seed: int) -> dict
                 m["reworded leaks caught"] += 1
                 m["reworded leaks attributed"] += doc_ids[origin] in ent["sources"]
             else:
-                misses.append(f"reworded leak missed ({ent['verdict']}): {form!r} ({kind}) of {original!r} in {n} from {origin}")
+                misses.append(
+                    f"reworded leak missed ({ent['verdict']}): {form!r} ({kind}) of {original!r} in {n} from {origin}"
+                )
         if not truth["leaks"][n]:
             m["documents without a leak"] += 1
             m["documents without a leak quarantined"] += doc["status"] == "quarantined"
-    return {"split": split, "m": dict(m), "by_kind": dict(by_kind), "flagged_kind": dict(flagged_kind), "misses": misses}
+    return {
+        "split": split,
+        "m": dict(m),
+        "by_kind": dict(by_kind),
+        "flagged_kind": dict(flagged_kind),
+        "misses": misses,
+    }
 
 
 def run_job(workdir: Path, texts: dict[str, str], answers: dict[str, dict[str, Any]]) -> tuple[Any, dict[str, str]]:
     """prepare the folder, ingest the answers as a batch output file, collect; returns the job and doc_id by file."""
     from extractor.collect.ingest import ingest_files
+    from extractor.collect.results import collect_job
     from extractor.jobs import JobStore
     from extractor.prepare.stage import PrepareOptions, prepare_job
-    from extractor.collect.results import collect_job
     from tests.verify_fixtures import output_line
 
     folder = workdir / "docs"
@@ -451,7 +552,9 @@ def run_job(workdir: Path, texts: dict[str, str], answers: dict[str, dict[str, A
     job = prepare_job(store, folder, PrepareOptions(backend="openai", count_tokens=False)).job
     by_path = {d["path"]: d for d in job.documents()}
     output = workdir / "output.jsonl"
-    output.write_bytes(b"".join(orjson.dumps(output_line(by_path[n]["custom_id"], a)) + b"\n" for n, a in answers.items()))
+    output.write_bytes(
+        b"".join(orjson.dumps(output_line(by_path[n]["custom_id"], a)) + b"\n" for n, a in answers.items())
+    )
     ingest_files(job, output, None)
     collect_job(store.load(job.id), fetch=False)
     return store.load(job.id), {n: d["doc_id"] for n, d in by_path.items()}
@@ -529,14 +632,26 @@ def evaluate(split: str, docs: list[dict[str, Any]], seed: int) -> dict[str, Any
             m[f"{policy} tp"] += quarantined and should
             m[f"{policy} fp"] += quarantined and not should
             m[f"{policy} fn"] += should and not quarantined
-    return {"split": split, "documents": len(docs), "m": dict(m), "misses": misses,
-            "flagged_by_variant": dict(flagged_by_variant), "gold_by_variant": dict(gold_by_variant),
-            "invented_by_kind": dict(invented_by_kind), "caught_by_kind": dict(caught_by_kind)}
+    return {
+        "split": split,
+        "documents": len(docs),
+        "m": dict(m),
+        "misses": misses,
+        "flagged_by_variant": dict(flagged_by_variant),
+        "gold_by_variant": dict(gold_by_variant),
+        "invented_by_kind": dict(invented_by_kind),
+        "caught_by_kind": dict(caught_by_kind),
+    }
 
 
 def merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One result over several rounds: counts summed, misses concatenated."""
-    merged: dict[str, Any] = {"split": rounds[0]["split"], "documents": rounds[0]["documents"], "rounds": len(rounds), "misses": []}
+    merged: dict[str, Any] = {
+        "split": rounds[0]["split"],
+        "documents": rounds[0]["documents"],
+        "rounds": len(rounds),
+        "misses": [],
+    }
     for key in ("m", "flagged_by_variant", "gold_by_variant", "invented_by_kind", "caught_by_kind"):
         total: Counter[str] = Counter()
         for r in rounds:
@@ -560,22 +675,35 @@ def merge_rewrites(rounds: list[dict[str, Any]], documents: int) -> dict[str, An
 
 
 def report_rewrites(results: list[dict[str, Any]]) -> str:
-    rows = ["Rewrite set (a second job per split and round): every gold full date, number with separators, percent or"
-            " scale word, and person name of 2-3 capitalised words, rewritten as models write them; in a third of the"
-            " documents 1-2 reworded leaks (another document's date, number or person, rewritten, nothing of it in this"
-            " document).", "",
-            "| measure | goal | " + " | ".join(f"{r['split']} ({r['documents']} docs × {r['rounds']} rounds)" for r in results) + " |",
-            "|---|---|" + "---|" * len(results)]
+    rows = [
+        "Rewrite set (a second job per split and round): every gold full date, number with separators, percent or"
+        " scale word, and person name of 2-3 capitalised words, rewritten as models write them; in a third of the"
+        " documents 1-2 reworded leaks (another document's date, number or person, rewritten, nothing of it in this"
+        " document).",
+        "",
+        "| measure | goal | "
+        + " | ".join(f"{r['split']} ({r['documents']} docs × {r['rounds']} rounds)" for r in results)
+        + " |",
+        "|---|---|" + "---|" * len(results),
+    ]
 
     def row(label: str, goal: str, fn) -> None:
         rows.append(f"| {label} | {goal} | " + " | ".join(fn(r["m"]) for r in results) + " |")
 
     row("false flags on rewritten gold", "≤ 1 %", lambda m: pct(m.get("rewrites flagged", 0), m.get("rewrites", 0)))
-    row("reworded-leak recall", "≥ 99.5 %", lambda m: pct(m.get("reworded leaks caught", 0), m.get("reworded leaks", 0)))
-    row("reworded leaks attributed to their origin", "all",
-        lambda m: pct(m.get("reworded leaks attributed", 0), m.get("reworded leaks caught", 0)))
-    row("documents without a leak quarantined", "0 %",
-        lambda m: pct(m.get("documents without a leak quarantined", 0), m.get("documents without a leak", 0)))
+    row(
+        "reworded-leak recall", "≥ 99.5 %", lambda m: pct(m.get("reworded leaks caught", 0), m.get("reworded leaks", 0))
+    )
+    row(
+        "reworded leaks attributed to their origin",
+        "all",
+        lambda m: pct(m.get("reworded leaks attributed", 0), m.get("reworded leaks caught", 0)),
+    )
+    row(
+        "documents without a leak quarantined",
+        "0 %",
+        lambda m: pct(m.get("documents without a leak quarantined", 0), m.get("documents without a leak", 0)),
+    )
     lines = ["\n".join(rows), ""]
     for r in results:
         kinds = ", ".join(f"{k} {r['flagged_kind'].get(k, 0)}/{v}" for k, v in sorted(r["by_kind"].items()))
@@ -592,32 +720,59 @@ def pct(num: int, den: int) -> str:
 
 
 def report(results: list[dict[str, Any]]) -> str:
-    rows = ["| measure | goal | " + " | ".join(f"{r['split']} ({r['documents']} docs × {r['rounds']} rounds)" for r in results) + " |",
-            "|---|---|" + "---|" * len(results)]
+    rows = [
+        "| measure | goal | "
+        + " | ".join(f"{r['split']} ({r['documents']} docs × {r['rounds']} rounds)" for r in results)
+        + " |",
+        "|---|---|" + "---|" * len(results),
+    ]
 
     def row(label: str, goal: str, fn) -> None:
         rows.append(f"| {label} | {goal} | " + " | ".join(fn(r["m"]) for r in results) + " |")
 
     row("leak recall", "≥ 99.5 %", lambda m: pct(m.get("leaks caught", 0), m.get("leaks", 0)))
-    row("leaks attributed to a correct source (origin among sources, every source holds it)", "all",
-        lambda m: pct(m.get("leaks attributed", 0), m.get("leaks caught", 0)))
-    row("planted-leak candidates skipped as not specific (years, small numbers, common or first-name words)", "",
-        lambda m: str(m.get("unspecific leaks not planted", 0)))
+    row(
+        "leaks attributed to a correct source (origin among sources, every source holds it)",
+        "all",
+        lambda m: pct(m.get("leaks attributed", 0), m.get("leaks caught", 0)),
+    )
+    row(
+        "planted-leak candidates skipped as not specific (years, small numbers, common or first-name words)",
+        "",
+        lambda m: str(m.get("unspecific leaks not planted", 0)),
+    )
     row("hallucination recall", "≥ 99 %", lambda m: pct(m.get("invented caught", 0), m.get("invented", 0)))
     row("false flags on gold entities", "≤ 1 %", lambda m: pct(m.get("gold flagged", 0), m.get("gold", 0)))
-    row("false flags on gold relations", "", lambda m: pct(m.get("gold relations flagged", 0), m.get("gold relations", 0)))
-    row("planted relations judged leaked / ungrounded as planted", "",
-        lambda m: pct(m.get("planted relations right", 0), m.get("planted relations", 0)))
+    row(
+        "false flags on gold relations",
+        "",
+        lambda m: pct(m.get("gold relations flagged", 0), m.get("gold relations", 0)),
+    )
+    row(
+        "planted relations judged leaked / ungrounded as planted",
+        "",
+        lambda m: pct(m.get("planted relations right", 0), m.get("planted relations", 0)),
+    )
     for policy, truth in (("default", "a leak planted"), ("strict", "a leak or an invented name planted")):
-        row(f"quarantine precision, {policy} policy (truth: {truth})", "",
-            lambda m, p=policy: pct(m.get(f"{p} tp", 0), m.get(f"{p} tp", 0) + m.get(f"{p} fp", 0)))
-        row(f"quarantine recall, {policy} policy", "",
-            lambda m, p=policy: pct(m.get(f"{p} tp", 0), m.get(f"{p} tp", 0) + m.get(f"{p} fn", 0)))
+        row(
+            f"quarantine precision, {policy} policy (truth: {truth})",
+            "",
+            lambda m, p=policy: pct(m.get(f"{p} tp", 0), m.get(f"{p} tp", 0) + m.get(f"{p} fp", 0)),
+        )
+        row(
+            f"quarantine recall, {policy} policy",
+            "",
+            lambda m, p=policy: pct(m.get(f"{p} tp", 0), m.get(f"{p} tp", 0) + m.get(f"{p} fn", 0)),
+        )
     lines = ["\n".join(rows), ""]
     for r in results:
-        variants = ", ".join(f"{k} {r['flagged_by_variant'].get(k, 0)}/{r['gold_by_variant'].get(k, 0)}" for k in VARIANTS)
+        variants = ", ".join(
+            f"{k} {r['flagged_by_variant'].get(k, 0)}/{r['gold_by_variant'].get(k, 0)}" for k in VARIANTS
+        )
         kinds = ", ".join(f"{k} {r['caught_by_kind'].get(k, 0)}/{v}" for k, v in sorted(r["invented_by_kind"].items()))
-        lines.append(f"{r['split']}: gold entities flagged by surface variant: {variants}; invented names caught by kind: {kinds}.")
+        lines.append(
+            f"{r['split']}: gold entities flagged by surface variant: {variants}; invented names caught by kind: {kinds}."
+        )
         for miss in r["misses"][:8]:
             lines.append(f"- {miss}")
         if len(r["misses"]) > 8:
@@ -629,7 +784,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=("held-out", "tuning", "both"), default="both")
     parser.add_argument("--seed", type=int, default=6, help="the first seed")
-    parser.add_argument("--seeds", type=int, default=5, help="rounds, each with its own draws of variants, leaks and inventions")
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="rounds, each with its own draws of variants, leaks and inventions"
+    )
     parser.add_argument("--write-docs", action="store_true", help="write the figures into docs/benchmarks.md")
     args = parser.parse_args()
     from tests.redocred import load_redocred
@@ -641,16 +798,22 @@ def main() -> None:
         lo, hi = SPLITS[split]
         rounds = [evaluate(split, docs[lo:hi], seed) for seed in range(args.seed, args.seed + args.seeds)]
         results.append(merge(rounds))
-        rewrites.append(merge_rewrites([evaluate_rewrites(split, docs[lo:hi], seed)
-                                        for seed in range(args.seed, args.seed + args.seeds)], hi - lo))
+        rewrites.append(
+            merge_rewrites(
+                [evaluate_rewrites(split, docs[lo:hi], seed) for seed in range(args.seed, args.seed + args.seeds)],
+                hi - lo,
+            )
+        )
         print(f"{split}: done", file=sys.stderr)
     text = report(results) + "\n\n" + report_rewrites(rewrites)
     print(text)
     if args.write_docs:
         from benchmarks.verify_speed import write_section
 
-        write_section("verify quality", f"`python -m benchmarks.verify_quality --seed {args.seed} --seeds {args.seeds}`\n\n"
-                      f"{NOTE}\n\n{text}\n")
+        write_section(
+            "verify quality",
+            f"`python -m benchmarks.verify_quality --seed {args.seed} --seeds {args.seeds}`\n\n{NOTE}\n\n{text}\n",
+        )
 
 
 if __name__ == "__main__":

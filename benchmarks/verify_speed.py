@@ -106,9 +106,9 @@ def build_corpus(folder: Path, output: Path, count: int) -> int:
 def build_job(workdir: Path, count: int) -> tuple[str, dict[str, Any]]:
     """Prepare and collect a job of `count` documents in workdir/jobs; returns its id and what it took."""
     from extractor.collect.ingest import ingest_files
+    from extractor.collect.results import collect_job
     from extractor.jobs import JobStore
     from extractor.prepare.stage import PrepareOptions, prepare_job
-    from extractor.collect.results import collect_job
     from tests.verify_fixtures import output_line
 
     corpus, answers = workdir / f"docs-{count}", workdir / f"answers-{count}.jsonl"
@@ -150,9 +150,16 @@ def measure(kind: str, jobs_dir: Path, job_id: str) -> dict[str, Any]:
     else:
         summary = verify_job(job)["summary"]
         result = {"summary": summary}
-    return {"kind": kind, "seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu,
-            "peak_rss_mb": _maxrss_mb(), "baseline_rss_mb": baseline, "loaded_rss_mb": loaded,
-            "end_rss_mb": _current_rss_mb(), **result}
+    return {
+        "kind": kind,
+        "seconds": time.perf_counter() - wall,
+        "cpu_seconds": time.process_time() - cpu,
+        "peak_rss_mb": _maxrss_mb(),
+        "baseline_rss_mb": baseline,
+        "loaded_rss_mb": loaded,
+        "end_rss_mb": _current_rss_mb(),
+        **result,
+    }
 
 
 def _current_rss_mb() -> float:
@@ -172,7 +179,10 @@ def _maxrss_mb() -> float:
 def measure_in_child(kind: str, jobs_dir: Path, job_id: str) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.verify_speed", "--measure", kind, "--jobs", str(jobs_dir), "--job", job_id],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{proc.stderr}")
@@ -205,14 +215,19 @@ def report(results: dict[int, dict[str, Any]]) -> str:
     large = results[sizes[-1]]
     s = large["verify"]["summary"]
     lines = ["\n".join(rows), ""]
-    lines.append(f"{sizes[-1]:,} documents: {s['entities']['grounded'] + s['entities']['fuzzy']:,} entities found in their own"
-                 f" document, {s['entities']['leaked']} leaked (of {large['setup']['leaks']} planted),"
-                 f" {s['entities']['ungrounded']} ungrounded; {s['relations']['grounded'] + s['relations']['fuzzy']:,}"
-                 f" relations found; {s['quarantined']} documents quarantined.")
+    lines.append(
+        f"{sizes[-1]:,} documents: {s['entities']['grounded'] + s['entities']['fuzzy']:,} entities found in their own"
+        f" document, {s['entities']['leaked']} leaked (of {large['setup']['leaks']} planted),"
+        f" {s['entities']['ungrounded']} ungrounded; {s['relations']['grounded'] + s['relations']['fuzzy']:,}"
+        f" relations found; {s['quarantined']} documents quarantined."
+    )
     if len(sizes) > 1:
         per_doc = [results[n]["verify"]["cpu_seconds"] / n * 1e6 for n in sizes]
-        lines.append("verify CPU µs per document by size: " + ", ".join(f"{n:,}: {v:.0f}" for n, v in zip(sizes, per_doc))
-                     + " (flat = linear)")
+        lines.append(
+            "verify CPU µs per document by size: "
+            + ", ".join(f"{n:,}: {v:.0f}" for n, v in zip(sizes, per_doc))
+            + " (flat = linear)"
+        )
     return "\n".join(lines)
 
 
@@ -265,8 +280,10 @@ def main() -> None:
         for kind in KINDS:
             results[size][kind] = best_of(kind, workdir / "jobs", job_id, args.repeat)
             r = results[size][kind]
-            print(f"  {kind}: {r['cpu_seconds']:.2f} s CPU, {r['seconds']:.2f} s wall, peak RSS {r['peak_rss_mb']:.0f} MiB",
-                  file=sys.stderr)
+            print(
+                f"  {kind}: {r['cpu_seconds']:.2f} s CPU, {r['seconds']:.2f} s wall, peak RSS {r['peak_rss_mb']:.0f} MiB",
+                file=sys.stderr,
+            )
     text = report(results)
     print(text)
     if args.write_docs:

@@ -47,5 +47,9 @@ def main(source: Path, target: Path, count: int) -> None:
 
 
 if __name__ == "__main__":
-    src = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "tests" / "data" / "redocred-dev.json"
+    src = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else Path(__file__).resolve().parent.parent / "tests" / "data" / "redocred-dev.json"
+    )
     main(src, Path(__file__).parent / "docs", count=20)

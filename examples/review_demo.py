@@ -24,11 +24,12 @@ LEAKY = "rufus_carter.txt"  # its answer also lists the entities of the file bef
 
 
 def build_job(workdir: Path) -> str:
+    from typer.testing import CliRunner
+
     from examples.build_docs import slug
     from extractor.cli import app
     from tests.redocred import gold_answer, load_redocred
     from tests.verify_fixtures import output_line
-    from typer.testing import CliRunner
 
     os.environ["EXTRACTOR_JOBS_DIR"] = str(workdir / "jobs")
     runner = CliRunner()
@@ -42,8 +43,9 @@ def build_job(workdir: Path) -> str:
     before = names[names.index(LEAKY) - 1]
     answers[LEAKY] = {**answers[LEAKY], "entities": answers[LEAKY]["entities"] + answers[before]["entities"][:3]}
     output = workdir / "output.jsonl"
-    output.write_bytes(b"".join(orjson.dumps(output_line(d["custom_id"], answers[d["path"]])) + b"\n"
-                                for d in manifest["documents"]))
+    output.write_bytes(
+        b"".join(orjson.dumps(output_line(d["custom_id"], answers[d["path"]])) + b"\n" for d in manifest["documents"])
+    )
     collected = runner.invoke(app, ["collect", job_id, "--output-file", str(output)])
     assert collected.exit_code == 0, collected.output
     verified = runner.invoke(app, ["verify", job_id])
@@ -57,9 +59,15 @@ def screenshot(page_path: Path, out: Path) -> None:
     from tests.browser_fixtures import FLAGS, chromium_path
 
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
-        context = p.chromium.launch_persistent_context(profile, executable_path=chromium_path(), headless=True,
-                                                       args=FLAGS, viewport={"width": 1100, "height": 1300},
-                                                       device_scale_factor=1, offline=True)
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=chromium_path(),
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1100, "height": 1300},
+            device_scale_factor=1,
+            offline=True,
+        )
         page = context.new_page()
         page.goto(page_path.resolve().as_uri())
         page.wait_for_selector("html[data-loaded='1']", state="attached")

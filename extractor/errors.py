@@ -80,5 +80,7 @@ def environment_problem(exc: BaseException, somewhere: str = "") -> EnvironmentP
     # A copy that fails names source and destination (shutil); the one being written is the second.
     path = exc.filename2 if name in ("EISDIR", "ENOSPC", "EDQUOT", "EFBIG") and exc.filename2 else exc.filename
     where = f"{path}: " if path else (f"writing {somewhere}: " if somewhere else "")
-    return EnvironmentProblem(f"{where}{what} — {fix}, then run the same command again "
-                              "(everything finished so far is kept and the job resumes)")
+    return EnvironmentProblem(
+        f"{where}{what} — {fix}, then run the same command again "
+        "(everything finished so far is kept and the job resumes)"
+    )

@@ -10,7 +10,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -67,12 +67,12 @@ NEXT_COMMAND: dict[State, str] = {
 
 def utcnow() -> str:
     # milliseconds: jobs created within one second must still sort in creation order
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def new_job_id(key: str) -> str:
     """Sortable by creation time, tagged with the content key so a glance tells runs of the same input apart."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{key[:6]}{secrets.token_hex(3)}"
 
 
@@ -154,8 +154,10 @@ class DamagedJob(DamagedFile):
     """A job.json that cannot be read: not JSON, not a job, or a format this version does not know."""
 
     def __init__(self, path: Path, problem: str, fix: str | None = None):
-        fix = fix or (f"restore {path.name} from a backup, or move the folder {path.parent} out of the jobs dir; "
-                      "other jobs are not affected")
+        fix = fix or (
+            f"restore {path.name} from a backup, or move the folder {path.parent} out of the jobs dir; "
+            "other jobs are not affected"
+        )
         super().__init__(path, problem, fix)
         self.message = f"{path}: damaged job ({problem}) — {self.fix}"
         self.args = (self.message,)
@@ -192,8 +194,11 @@ def read_manifest(path: Path) -> Manifest:
     else:
         for name in LINE_FILES:
             if formats.get(f"{name}.jsonl", format_tag(name)) != format_tag(name):
-                raise DamagedJob(path, f"{name}.jsonl is format {formats.get(f'{name}.jsonl')!r}, this extractor "
-                                       f"reads {format_tag(name)}", fix="upgrade extractor to read this job")
+                raise DamagedJob(
+                    path,
+                    f"{name}.jsonl is format {formats.get(f'{name}.jsonl')!r}, this extractor reads {format_tag(name)}",
+                    fix="upgrade extractor to read this job",
+                )
     return manifest  # type: ignore[return-value]  # checked above as far as commands rely on it
 
 
@@ -251,8 +256,9 @@ class JobStore:
             try:
                 read_manifest(path / MANIFEST)
             except DamagedJob as exc:
-                found.append({"job_id": path.name, "file": str(path / MANIFEST), "problem": exc.problem,
-                              "fix": exc.fix})
+                found.append(
+                    {"job_id": path.name, "file": str(path / MANIFEST), "problem": exc.problem, "fix": exc.fix}
+                )
         return found
 
     def _job_folders(self) -> list[Path]:
@@ -264,8 +270,10 @@ class JobStore:
     def check_root(self) -> None:
         """A jobs dir that is a file is a usage error naming it, not an OSError somewhere later."""
         if self.root.exists() and not self.root.is_dir():
-            raise BadInput(f"{self.root}: the jobs dir is a file, not a folder — pass --jobs-dir a folder "
-                           "(or set EXTRACTOR_JOBS_DIR to one)")
+            raise BadInput(
+                f"{self.root}: the jobs dir is a file, not a folder — pass --jobs-dir a folder "
+                "(or set EXTRACTOR_JOBS_DIR to one)"
+            )
 
     def find_resumable(self, key: str) -> Job | None:
         """The newest unfinished job built from the same input and options, for `run` after a crash."""
@@ -312,7 +320,7 @@ class JobsLock:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> "JobsLock":
+    def __enter__(self) -> JobsLock:
         self.acquire()
         return self
 

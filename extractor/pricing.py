@@ -69,7 +69,7 @@ def price_for(model: str, *, backend: str | None = None) -> Price | None:
         return LOCAL
     name = model.strip().lower()
     if name.startswith("openai/"):
-        name = name[len("openai/"):]
+        name = name[len("openai/") :]
     if name in PRICES:
         return PRICES[name]
     base = _SNAPSHOT.sub("", name)
@@ -90,7 +90,9 @@ def usd(value: float | None, *, places: int = 4, unknown: str = "n/a (no price f
     return unknown if value is None else f"${value:.{places}f}"
 
 
-def estimate_cost(model: str, input_tokens: int, output_tokens: int, *, batch: bool, backend: str | None = None) -> float | None:
+def estimate_cost(
+    model: str, input_tokens: int, output_tokens: int, *, batch: bool, backend: str | None = None
+) -> float | None:
     """USD for the given token counts (no cache hits assumed); None when the model's price is unknown."""
     price = price_for(model, backend=backend)
     if price is None:

@@ -73,7 +73,7 @@ def known_secrets() -> tuple[str, ...]:
         return _cache[1]
     values: set[str] = set(_registered)
     for name in SECRET_ENV:
-        if (value := (os.environ.get(name) or "").strip()):
+        if value := (os.environ.get(name) or "").strip():
             values.add(value)
     for name in URL_ENV:
         values.update(_url_secrets(os.environ.get(name)))

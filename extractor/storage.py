@@ -81,8 +81,15 @@ class DamagedFile(BadInput):
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def check_version(path: Path, kind: str, found: str | None, migrations: Mapping[str | None, Migration],
-                  data: dict[str, Any], *, damaged: type[DamagedFile] = DamagedFile) -> dict[str, Any]:
+def check_version(
+    path: Path,
+    kind: str,
+    found: str | None,
+    migrations: Mapping[str | None, Migration],
+    data: dict[str, Any],
+    *,
+    damaged: type[DamagedFile] = DamagedFile,
+) -> dict[str, Any]:
     """`data` at the version this code reads: as it is, through the migration hook for `found`, or DamagedFile."""
     from extractor.job_files import format_tag
 
@@ -97,8 +104,13 @@ def check_version(path: Path, kind: str, found: str | None, migrations: Mapping[
     raise damaged(path, f"unknown {kind} format {found!r} (expected {expected})")
 
 
-def read_versioned(path: Path, kind: str, migrations: Mapping[str | None, Migration] | None = None, *,
-                   damaged: type[DamagedFile] = DamagedFile) -> dict[str, Any]:
+def read_versioned(
+    path: Path,
+    kind: str,
+    migrations: Mapping[str | None, Migration] | None = None,
+    *,
+    damaged: type[DamagedFile] = DamagedFile,
+) -> dict[str, Any]:
     """The one reader of every versioned JSON file we persist (job.json, commit.json, verify.json).
 
     The file's `"format"` must be `extractor.<kind>/<n>` at this code's version (`job_files.FORMATS`). An older one
@@ -116,8 +128,7 @@ def read_versioned(path: Path, kind: str, migrations: Mapping[str | None, Migrat
     if not isinstance(data, dict):
         raise damaged(path, "not a JSON object")
     found = data.get("format")
-    return check_version(path, kind, found if isinstance(found, str) else None, migrations or {}, data,
-                         damaged=damaged)
+    return check_version(path, kind, found if isinstance(found, str) else None, migrations or {}, data, damaged=damaged)
 
 
 def iter_jsonl(path: Path) -> Iterable[Any]:
@@ -184,7 +195,7 @@ class JsonlAppender:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self) -> "JsonlAppender":
+    def __enter__(self) -> JsonlAppender:
         return self
 
     def __exit__(self, *exc: object) -> None:

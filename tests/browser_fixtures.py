@@ -19,8 +19,14 @@ import pytest
 INSTALL = "apt-get install -y chromium"
 # What headless Chromium needs on these machines: no sandbox (containers run it as root), no GPU,
 # and nothing that reaches the network on its own.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1200, "height": 900}
 
 
@@ -64,8 +70,14 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=executable, headless=True, args=FLAGS, viewport=VIEWPORT,
-            offline=True, java_script_enabled=True)
+            str(profile),
+            executable_path=executable,
+            headless=True,
+            args=FLAGS,
+            viewport=VIEWPORT,
+            offline=True,
+            java_script_enabled=True,
+        )
         try:
             yield context
         finally:
@@ -81,12 +93,22 @@ def open_page(browser_context: Any) -> Iterator[Any]:
         page = browser_context.new_page()
         pages.append(page)
         opened = Opened(page)
-        page.on("console", lambda msg: opened.errors.append(f"console {msg.type}: {msg.text}")
-                if msg.type in ("error", "warning") else None)
+        page.on(
+            "console",
+            lambda msg: (
+                opened.errors.append(f"console {msg.type}: {msg.text}") if msg.type in ("error", "warning") else None
+            ),
+        )
         page.on("pageerror", lambda exc: opened.errors.append(f"uncaught: {exc}"))
         page.on("dialog", lambda dialog: (opened.dialogs.append(dialog.message), dialog.dismiss()))
-        page.on("request", lambda req: opened.errors.append(f"request: {req.url}")
-                if not req.url.startswith(("file:", "data:", "about:")) else None)
+        page.on(
+            "request",
+            lambda req: (
+                opened.errors.append(f"request: {req.url}")
+                if not req.url.startswith(("file:", "data:", "about:"))
+                else None
+            ),
+        )
         page.goto(path.resolve().as_uri())
         if ready:
             page.wait_for_selector(ready, state="attached")

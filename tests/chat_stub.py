@@ -15,8 +15,14 @@ from typing import Any
 
 
 class ChatStub:
-    def __init__(self, *, api_key: str | None = None, echo_key: bool = False,
-                 answer: dict[str, Any] | None = None, model: str = "stub-model"):
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        echo_key: bool = False,
+        answer: dict[str, Any] | None = None,
+        model: str = "stub-model",
+    ):
         self.api_key = api_key
         self.echo_key = echo_key
         self.answer = answer if answer is not None else {"entities": [], "relations": []}
@@ -32,7 +38,7 @@ class ChatStub:
     def url(self, userinfo: str = "") -> str:
         return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "ChatStub":
+    def __enter__(self) -> ChatStub:
         self._thread.start()
         return self
 
@@ -85,12 +91,18 @@ def _handler(stub: ChatStub) -> type[BaseHTTPRequestHandler]:
                 return
             stub.requests += 1
             content = json.dumps(stub.answer)
-            self._send(200, {
-                "id": f"chatcmpl-{stub.requests}", "object": "chat.completion", "created": 0,
-                "model": request.get("model") or stub.model,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": content}}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-            })
+            self._send(
+                200,
+                {
+                    "id": f"chatcmpl-{stub.requests}",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": request.get("model") or stub.model,
+                    "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                    ],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                },
+            )
 
     return Handler

@@ -61,21 +61,53 @@ def cli_process(*args: str, crash_after: str | None = None, **popen: Any) -> sub
     return subprocess.Popen([sys.executable, "-m", "extractor.cli", *args], cwd=REPO, env=env, **popen)
 
 
-def completion_line(custom_id: str, content: str, *, model: str = "gpt-4.1-mini", prompt_tokens: int = 100,
-                    completion_tokens: int = 20, finish_reason: str = "stop") -> dict[str, Any]:
+def completion_line(
+    custom_id: str,
+    content: str,
+    *,
+    model: str = "gpt-4.1-mini",
+    prompt_tokens: int = 100,
+    completion_tokens: int = 20,
+    finish_reason: str = "stop",
+) -> dict[str, Any]:
     """One batch output line with a 200 chat completion carrying `content`."""
-    body = {"id": f"chatcmpl-{custom_id[:8]}", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "finish_reason": finish_reason,
-                         "message": {"role": "assistant", "content": content, "refusal": None}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
-    return {"id": f"batch_req_{custom_id[:8]}", "custom_id": custom_id,
-            "response": {"status_code": 200, "request_id": "req", "body": body}, "error": None}
+    body = {
+        "id": f"chatcmpl-{custom_id[:8]}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish_reason,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+    return {
+        "id": f"batch_req_{custom_id[:8]}",
+        "custom_id": custom_id,
+        "response": {"status_code": 200, "request_id": "req", "body": body},
+        "error": None,
+    }
 
 
-def job_from_answers(docs: Path, answers: dict[str, Any], tmp_path: Path, *, backend: str = "openai",
-                     model: str | None = None, created_at: str | None = None, verify: bool = True,
-                     **usage: int) -> Job:
+def job_from_answers(
+    docs: Path,
+    answers: dict[str, Any],
+    tmp_path: Path,
+    *,
+    backend: str = "openai",
+    model: str | None = None,
+    created_at: str | None = None,
+    verify: bool = True,
+    **usage: int,
+) -> Job:
     """Prepare a job over `docs`, ingest an output file with the given answer per file name
     (a dict → its JSON; a str → sent as is), collect, verify; optionally back-date it."""
     # A distinct setting gives each job its own content key: job ids of one key made in the same second could
@@ -108,13 +140,21 @@ def assert_ledger_matches(ledger: Ledger, jobs_dir: JobStore) -> None:
     for job in jobs_dir:
         m, row = job.manifest, rows[job.id]
         assert (row["state"], row["backend"], row["model"], row["documents"]) == (
-            m["state"], m["backend"], m["model"], len(m["documents"]))
+            m["state"],
+            m["backend"],
+            m["model"],
+            len(m["documents"]),
+        )
         assert (row["schema_sha256"], row["prompt_sha256"]) == (m["spec"]["sha256"], m["prompt"]["sha256"])
         assert {k: row[f"n_{k}"] for k in m["outcomes"]} == m["outcomes"]
         verify = m["verify"]
         assert {v: row[v] for v in verify["entities"]} == verify["entities"]
         assert {v: row[f"rel_{v}"] for v in verify["relations"]} == verify["relations"]
-        assert (row["clean"], row["quarantined"], row["failed"]) == (verify["clean"], verify["quarantined"], verify["failed"])
+        assert (row["clean"], row["quarantined"], row["failed"]) == (
+            verify["clean"],
+            verify["quarantined"],
+            verify["failed"],
+        )
 
         requests = ledger.requests(job.id)
         current = {r["custom_id"]: r for r in requests if not r["superseded"]}
@@ -124,19 +164,32 @@ def assert_ledger_matches(ledger: Ledger, jobs_dir: JobStore) -> None:
             usage = result["usage"] or {}
             got = current[cid]
             assert (got["outcome"], got["prompt_tokens"], got["completion_tokens"], got["cost_usd"]) == (
-                result["outcome"], usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), result["cost_usd"])
-            assert got["schema_valid"] == (None if result["outcome"] in ("http_error", "expired", "missing")
-                                           else int(result["outcome"] == "ok"))
-            assert (got["truncated"], got["refused"]) == (int(result["outcome"] == "truncated"),
-                                                          int(result["outcome"] == "refusal"))
-        set_aside = [line for path in sorted((job.path / "superseded").rglob("*.jsonl")) for line in iter_answer_lines(path)]
+                result["outcome"],
+                usage.get("prompt_tokens", 0),
+                usage.get("completion_tokens", 0),
+                result["cost_usd"],
+            )
+            assert got["schema_valid"] == (
+                None if result["outcome"] in ("http_error", "expired", "missing") else int(result["outcome"] == "ok")
+            )
+            assert (got["truncated"], got["refused"]) == (
+                int(result["outcome"] == "truncated"),
+                int(result["outcome"] == "refusal"),
+            )
+        set_aside = [
+            line for path in sorted((job.path / "superseded").rglob("*.jsonl")) for line in iter_answer_lines(path)
+        ]
         assert len(requests) - len(current) == len(set_aside)
         assert sum(r["prompt_tokens"] for r in requests) == m["cost"]["prompt_tokens"] == row["prompt_tokens"]
-        assert sum(r["completion_tokens"] for r in requests) == m["cost"]["completion_tokens"] == row["completion_tokens"]
+        assert (
+            sum(r["completion_tokens"] for r in requests) == m["cost"]["completion_tokens"] == row["completion_tokens"]
+        )
         assert row["cost_usd"] == pytest.approx(m["cost"]["usd"], abs=1e-6)
 
         remote = m.get("remote") or {}
         if remote.get("kind") == "openai":
             batches = {b["name"]: b for b in ledger.batches(job.id)}
-            assert {name: b["status"] for name, b in batches.items()} == {e["name"]: e["status"] for e in remote["batches"]}
+            assert {name: b["status"] for name, b in batches.items()} == {
+                e["name"]: e["status"] for e in remote["batches"]
+            }
             assert all(b["seconds"] is not None and b["seconds"] >= 0 for b in batches.values())

@@ -43,8 +43,10 @@ def request_line(custom_id: str, text: str, *, max_tokens: int = 32, seed: int =
                 {"role": "system", "content": "List the named entities of the document as JSON."},
                 {"role": "user", "content": text},
             ],
-            "response_format": {"type": "json_schema",
-                                "json_schema": {"name": "entities_relations", "strict": True, "schema": SCHEMA}},
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "entities_relations", "strict": True, "schema": SCHEMA},
+            },
             "temperature": 0,
             "seed": seed,
             "max_tokens": max_tokens,
@@ -91,9 +93,12 @@ while True:
 
 def spawn_llama(model: Path, port: int, *, slots: int = 2) -> subprocess.Popen:
     """A real llama.cpp server in a child process we can SIGKILL; returns once /health says ok."""
-    proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(model), str(port), str(slots)],
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(model), str(port), str(slots)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+    )
     try:
         wait_healthy(f"http://127.0.0.1:{port}")
     except BaseException:
@@ -114,13 +119,25 @@ run_local_lane(iter_jsonl(folder / "requests.jsonl"), output_path=folder / "outp
 """
 
 
-def chat_completion(content: str = '{"entities": [], "relations": []}', *, finish_reason: str = "stop",
-                    prompt_tokens: int = 10, completion_tokens: int = 5) -> dict[str, Any]:
-    return {"id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub",
-            "choices": [{"index": 0, "finish_reason": finish_reason,
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
+def chat_completion(
+    content: str = '{"entities": [], "relations": []}',
+    *,
+    finish_reason: str = "stop",
+    prompt_tokens: int = 10,
+    completion_tokens: int = 5,
+) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "stub",
+        "choices": [{"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": content}}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
 # (delay in seconds, HTTP status, JSON body[, headers]) for the n-th chat request (0-based) with this body;

@@ -80,7 +80,7 @@ def java_executable() -> str | None:
     return java if match and int(match.group(1)) >= JAVA_MIN else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def missing_tools() -> tuple[str, ...]:
     """What the Neo4j tests need and this machine lacks, each with how to get it."""
     missing = []
@@ -112,7 +112,9 @@ def fetch_neo4j(log: IO[str] | None = None) -> Path:
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
         except subprocess.TimeoutExpired as exc:
-            raise Neo4jUnavailable(f"Maven did not fetch Neo4j {neo4j_version()} within {FETCH_TIMEOUT_S:.0f} s") from exc
+            raise Neo4jUnavailable(
+                f"Maven did not fetch Neo4j {neo4j_version()} within {FETCH_TIMEOUT_S:.0f} s"
+            ) from exc
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
             raise Neo4jUnavailable(
@@ -136,7 +138,10 @@ def launcher_command(java: str, lib: Path) -> list[str]:
         partial = lib.parent / f"launcher-{digest}.{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
         result = subprocess.run(
-            [str(javac), "-cp", f"{lib}/*", "-d", str(partial), str(LAUNCHER)], capture_output=True, text=True, timeout=300
+            [str(javac), "-cp", f"{lib}/*", "-d", str(partial), str(LAUNCHER)],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if result.returncode != 0:
             raise RuntimeError(f"javac could not compile {LAUNCHER}:\n{result.stdout}{result.stderr}")
@@ -181,14 +186,18 @@ class Neo4jServer:
     def logs(self) -> str:
         return f"{self.launcher_log}:\n{tail(self.launcher_log)}\n{self.debug_log}:\n{tail(self.debug_log)}"
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> "Neo4jServer":
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> Neo4jServer:
         java = java_executable()
         if java is None:
             raise Neo4jUnavailable(f"Java {JAVA_MIN}+ is needed to start Neo4j (set JAVA_HOME)")
         lib = fetch_neo4j()
         main = launcher_command(java, lib)
         self.home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "NEO4J_LAUNCHER_PASSWORD": self.password, "NEO4J_LAUNCHER_PAGECACHE_MB": str(self.pagecache_mb)}
+        env = {
+            **os.environ,
+            "NEO4J_LAUNCHER_PASSWORD": self.password,
+            "NEO4J_LAUNCHER_PAGECACHE_MB": str(self.pagecache_mb),
+        }
         with open(self.launcher_log, "w") as out:
             self._process = subprocess.Popen(
                 [java, *self.jvm_options, *main, str(self.home)],
@@ -206,7 +215,9 @@ class Neo4jServer:
                 self.uri = match.group(1)
                 return self
             if self._process.poll() is not None:
-                raise RuntimeError(f"Neo4j exited at start with code {self._process.returncode}; last lines:\n{self.logs()}")
+                raise RuntimeError(
+                    f"Neo4j exited at start with code {self._process.returncode}; last lines:\n{self.logs()}"
+                )
             time.sleep(0.1)
         self._kill()
         raise RuntimeError(f"Neo4j did not start within {timeout_s:.0f} s; last lines:\n{self.logs()}")
@@ -226,7 +237,9 @@ class Neo4jServer:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            raise RuntimeError(f"Neo4j did not stop within {timeout_s:.0f} s and was killed; last lines:\n{self.logs()}")
+            raise RuntimeError(
+                f"Neo4j did not stop within {timeout_s:.0f} s and was killed; last lines:\n{self.logs()}"
+            )
 
     def _kill(self) -> None:
         process, self._process = self._process, None
@@ -234,7 +247,7 @@ class Neo4jServer:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    def __enter__(self) -> "Neo4jServer":
+    def __enter__(self) -> Neo4jServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -258,7 +271,7 @@ class EarlyStart:
         def run() -> None:
             try:
                 self._server = Neo4jServer(home).start()
-            except BaseException as exc:  # noqa: BLE001  (handed to whoever waits)
+            except BaseException as exc:
                 self._error = exc
 
         self._thread = threading.Thread(target=run, name="neo4j-start", daemon=True)

@@ -71,8 +71,12 @@ class Behaviour:
     refusal_ids: set[str] = field(default_factory=set)  # message.refusal set, content null
     concatenate: bool = False  # each answer also carries the entities of lines i-1 and i+1
     concatenate_ids: set[str] | None = None  # restrict concatenation to these custom_ids; None = all
-    faults: dict[str, list[int]] = field(default_factory=dict)  # route -> HTTP statuses for its next calls; 0 drops the connection
-    delays: dict[str, list[float]] = field(default_factory=dict)  # route -> seconds its next calls stall before answering
+    faults: dict[str, list[int]] = field(
+        default_factory=dict
+    )  # route -> HTTP statuses for its next calls; 0 drops the connection
+    delays: dict[str, list[float]] = field(
+        default_factory=dict
+    )  # route -> seconds its next calls stall before answering
     # route -> called with the answer payload after the call took effect and before the answer is sent
     # (a test kills its client there to crash it between the server's action and the client's record of it)
     hooks: dict[str, Callable[[dict], None]] = field(default_factory=dict)
@@ -95,8 +99,15 @@ class DropConnection(Exception):
 class ApiError(Exception):
     """An HTTP error in OpenAI's error JSON shape."""
 
-    def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
@@ -111,9 +122,17 @@ class _File:
     created_at: int
 
     def to_api(self) -> dict:
-        return {"id": self.id, "object": "file", "bytes": len(self.data), "created_at": self.created_at,
-                "filename": self.filename, "purpose": self.purpose, "status": "processed",
-                "expires_at": None, "status_details": None}
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.data),
+            "created_at": self.created_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
 
 
 @dataclass
@@ -139,8 +158,9 @@ TERMINAL = {"completed", "failed", "expired", "cancelled"}
 class BatchEmulator:
     """OpenAI Files + Batches on a real HTTP port; `behaviour` plants misbehaviours, `calls` counts requests."""
 
-    def __init__(self, answerer: Answerer | None = None, behaviour: Behaviour | None = None,
-                 api_key: str | None = None):
+    def __init__(
+        self, answerer: Answerer | None = None, behaviour: Behaviour | None = None, api_key: str | None = None
+    ):
         self.answerer: Answerer = answerer or GoldAnswerer.from_path()
         self.behaviour = behaviour or Behaviour()
         self.api_key = api_key or "sk-emulator-" + secrets.token_hex(8)
@@ -153,7 +173,7 @@ class BatchEmulator:
 
     # -- lifecycle
 
-    def start(self) -> "BatchEmulator":
+    def start(self) -> BatchEmulator:
         handler = type("Handler", (_Handler,), {"emulator": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -171,7 +191,7 @@ class BatchEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "BatchEmulator":
+    def __enter__(self) -> BatchEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -246,19 +266,35 @@ class BatchEmulator:
             raise ApiError(400, "completion_window must be '24h'.", param="completion_window")
         metadata = params.get("metadata")
         if metadata is not None and (
-            not isinstance(metadata, dict) or len(metadata) > 16
+            not isinstance(metadata, dict)
+            or len(metadata) > 16
             or not all(isinstance(v, str) and len(k) <= 64 and len(v) <= 512 for k, v in metadata.items())
         ):
             message = "metadata: at most 16 string pairs, keys <= 64 and values <= 512 chars."
             raise ApiError(400, message, param="metadata")
         created = _now()
         obj = {
-            "id": _new_id("batch_"), "object": "batch", "endpoint": params["endpoint"], "model": None, "errors": None,
-            "input_file_id": input_file_id, "completion_window": "24h", "status": "validating",
-            "output_file_id": None, "error_file_id": None, "created_at": created,
-            "in_progress_at": None, "expires_at": created + DAY_S, "finalizing_at": None, "completed_at": None,
-            "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
-            "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": metadata,
+            "id": _new_id("batch_"),
+            "object": "batch",
+            "endpoint": params["endpoint"],
+            "model": None,
+            "errors": None,
+            "input_file_id": input_file_id,
+            "completion_window": "24h",
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": created,
+            "in_progress_at": None,
+            "expires_at": created + DAY_S,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": metadata,
         }
         self.batches[obj["id"]] = _Batch(obj)
         return obj
@@ -284,17 +320,27 @@ class BatchEmulator:
             ordered.reverse()
         ids = [f.id for f in ordered]
         start = ids.index(after) + 1 if after in ids else 0
-        page = ordered[start:start + max(1, min(limit, 10_000))]
-        return {"object": "list", "data": [f.to_api() for f in page], "first_id": page[0].id if page else None,
-                "last_id": page[-1].id if page else None, "has_more": start + len(page) < len(ordered)}
+        page = ordered[start : start + max(1, min(limit, 10_000))]
+        return {
+            "object": "list",
+            "data": [f.to_api() for f in page],
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": start + len(page) < len(ordered),
+        }
 
     def list_batches(self, after: str | None, limit: int) -> dict:
         newest_first = list(reversed(self.batches))
         start = newest_first.index(after) + 1 if after in self.batches else 0
-        page = newest_first[start:start + max(1, min(limit, 100))]
+        page = newest_first[start : start + max(1, min(limit, 100))]
         data = [self.batches[batch_id].obj for batch_id in page]
-        return {"object": "list", "data": data, "first_id": page[0] if page else None,
-                "last_id": page[-1] if page else None, "has_more": start + len(page) < len(newest_first)}
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None,
+            "has_more": start + len(page) < len(newest_first),
+        }
 
     # -- lifecycle steps
 
@@ -358,13 +404,22 @@ class BatchEmulator:
         tokens = sum(input_tokens(batch.obj["endpoint"], line["body"]) for line in batch.lines)
         limit = self.behaviour.enqueued_token_limit
         if limit is not None:
-            held = sum(b.enqueued for b in self.batches.values()
-                       if b is not batch and b.obj.get("model") == model and b.obj["status"] not in TERMINAL)
+            held = sum(
+                b.enqueued
+                for b in self.batches.values()
+                if b is not batch and b.obj.get("model") == model and b.obj["status"] not in TERMINAL
+            )
             if held + tokens > limit:
                 batch.lines.clear()
-                return [{"code": "token_limit_exceeded", "param": None, "line": None, "message":
-                         f"Enqueued token limit reached for {model} in organization org-emulator. Limit: {limit:,}"
-                         " enqueued tokens. Please try again once some in_progress batches have been completed."}]
+                return [
+                    {
+                        "code": "token_limit_exceeded",
+                        "param": None,
+                        "line": None,
+                        "message": f"Enqueued token limit reached for {model} in organization org-emulator. Limit: {limit:,}"
+                        " enqueued tokens. Please try again once some in_progress batches have been completed.",
+                    }
+                ]
         batch.enqueued = tokens
         ids = [line["custom_id"] for line in batch.lines]
         share = round(len(ids) * self.behaviour.fail_fraction)
@@ -392,7 +447,7 @@ class BatchEmulator:
         done = list(batch.done)
         if status == "expired" and self.behaviour.expired_error_lines:
             error = {"code": "batch_expired", "message": "The request was not run before the completion window ended."}
-            for line in batch.lines[len(batch.done):]:
+            for line in batch.lines[len(batch.done) :]:
                 done.append((True, json.dumps(_output_line(line["custom_id"], None, error))))
         if self.behaviour.shuffle_output and len(done) > 1:
             shuffled = done[:]
@@ -421,7 +476,11 @@ class BatchEmulator:
             try:
                 check_request(url, body)
             except Refused as refused:  # the real API's per-line error: response with the status, error null
-                response = {"status_code": refused.status, "request_id": _new_id("req_"), "body": {"error": refused.error}}
+                response = {
+                    "status_code": refused.status,
+                    "request_id": _new_id("req_"),
+                    "body": {"error": refused.error},
+                }
                 return True, json.dumps(_output_line(custom_id, response, None))
         try:
             answer = self.answerer(body)
@@ -474,7 +533,13 @@ class BatchEmulator:
         reasoning = REASONING_TOKENS.get(effort or "none", 0)
         budget = body.get("max_output_tokens") or body.get("max_completion_tokens") or body.get("max_tokens")
         # (Only where reasoning takes part: the gold answers are written by hand, not sized to a budget.)
-        if reasoning and budget is not None and reasoning + answer_tokens > budget and finish_reason == "stop" and content:
+        if (
+            reasoning
+            and budget is not None
+            and reasoning + answer_tokens > budget
+            and finish_reason == "stop"
+            and content
+        ):
             keep = max(0, (budget - reasoning) * 4)
             content, finish_reason = content[:keep], "length"
             reasoning = min(reasoning, budget)
@@ -482,38 +547,78 @@ class BatchEmulator:
         if finish_reason == "length":
             completion_tokens = budget or completion_tokens
         if url == RESPONSES_ENDPOINT:
-            return self._response_object(body, content, refusal, finish_reason, prompt_tokens, completion_tokens, reasoning)
+            return self._response_object(
+                body, content, refusal, finish_reason, prompt_tokens, completion_tokens, reasoning
+            )
         message = {"role": "assistant", "content": content, "refusal": refusal, "annotations": []}
         return {
-            "id": _new_id("chatcmpl-"), "object": "chat.completion", "created": _now(), "model": body.get("model"),
+            "id": _new_id("chatcmpl-"),
+            "object": "chat.completion",
+            "created": _now(),
+            "model": body.get("model"),
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens,
-                      "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                      "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
-                                                    "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
-            "service_tier": "default", "system_fingerprint": "fp_emulator",
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": reasoning,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+            },
+            "service_tier": "default",
+            "system_fingerprint": "fp_emulator",
         }
 
     @staticmethod
-    def _response_object(body: dict, content: str | None, refusal: str | None, finish_reason: str,
-                         prompt_tokens: int, completion_tokens: int, reasoning: int) -> dict:
+    def _response_object(
+        body: dict,
+        content: str | None,
+        refusal: str | None,
+        finish_reason: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        reasoning: int,
+    ) -> dict:
         """A Responses API response object (openai-python types/responses/response.py)."""
-        part = ({"type": "refusal", "refusal": refusal} if refusal is not None else
-                {"type": "output_text", "text": content or "", "annotations": [], "logprobs": []})
-        output = [{"id": _new_id("msg_"), "type": "message", "role": "assistant", "status": "completed"
-                   if finish_reason == "stop" else "incomplete", "content": [part]}]
+        part = (
+            {"type": "refusal", "refusal": refusal}
+            if refusal is not None
+            else {"type": "output_text", "text": content or "", "annotations": [], "logprobs": []}
+        )
+        output = [
+            {
+                "id": _new_id("msg_"),
+                "type": "message",
+                "role": "assistant",
+                "status": "completed" if finish_reason == "stop" else "incomplete",
+                "content": [part],
+            }
+        ]
         if reasoning:
             output.insert(0, {"id": _new_id("rs_"), "type": "reasoning", "summary": []})
         incomplete = finish_reason == "length"
         return {
-            "id": _new_id("resp_"), "object": "response", "created_at": _now(), "model": body.get("model"),
+            "id": _new_id("resp_"),
+            "object": "response",
+            "created_at": _now(),
+            "model": body.get("model"),
             "status": "incomplete" if incomplete else "completed",
             "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
-            "error": None, "output": output, "text": body.get("text"), "reasoning": body.get("reasoning"),
-            "usage": {"input_tokens": prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
-                      "output_tokens": completion_tokens, "output_tokens_details": {"reasoning_tokens": reasoning},
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "error": None,
+            "output": output,
+            "text": body.get("text"),
+            "reasoning": body.get("reasoning"),
+            "usage": {
+                "input_tokens": prompt_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": completion_tokens,
+                "output_tokens_details": {"reasoning_tokens": reasoning},
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
     # -- lookups
@@ -535,8 +640,11 @@ def _output_line(custom_id: str, response: dict | None, error: dict | None) -> d
 
 def _http_error(status: int, message: str) -> dict:
     kind = "server_error" if status >= 500 else "invalid_request_error"
-    return {"status_code": status, "request_id": _new_id("req_"),
-            "body": {"error": {"message": message, "type": kind, "param": None, "code": None}}}
+    return {
+        "status_code": status,
+        "request_id": _new_id("req_"),
+        "body": {"error": {"message": message, "type": kind, "param": None, "code": None}},
+    }
 
 
 # ---------------------------------------------------------------- HTTP
@@ -611,8 +719,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         self._send(status, data, content_type, headers)
 
-    def _dispatch(self, method: str, path: str, route: str | None, match: re.Match[str] | None,
-                  query: dict[str, list[str]], body: bytes) -> tuple[int, Any, dict]:
+    def _dispatch(
+        self,
+        method: str,
+        path: str,
+        route: str | None,
+        match: re.Match[str] | None,
+        query: dict[str, list[str]],
+        body: bytes,
+    ) -> tuple[int, Any, dict]:
         """(status, payload, extra headers) of one request; the caller holds the emulator lock."""
         emu = self.emulator
         if route is None or match is None:

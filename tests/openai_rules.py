@@ -12,8 +12,17 @@ from typing import Any
 
 # Shut down 2026-10-23 (developers.openai.com/api/docs/deprecations; dev.to "Every OpenAI model shutdown
 # date until January 2027"): a request for one answers 404 model_not_found.
-SHUT_DOWN = ("gpt-3.5-turbo", "gpt-4", "gpt-4-turbo", "gpt-4.1-nano", "o1", "o1-pro", "o3-mini", "o4-mini",
-             "gpt-4o-2024-05-13")
+SHUT_DOWN = (
+    "gpt-3.5-turbo",
+    "gpt-4",
+    "gpt-4-turbo",
+    "gpt-4.1-nano",
+    "o1",
+    "o1-pro",
+    "o3-mini",
+    "o4-mini",
+    "gpt-4o-2024-05-13",
+)
 # Reasoning effort values per family (openai-python ReasoningEffort docstring: "gpt-5.1 ... none, low,
 # medium, and high"; "All models before gpt-5.1 default to medium ... and do not support none";
 # "gpt-5-pro ... only supports high"; "xhigh is supported for all models after gpt-5.1-codex-max").
@@ -51,8 +60,15 @@ _BACKREFERENCE = re.compile(r"\\[1-9]|\\k<")
 class Refused(Exception):
     """A request the real API answers with an HTTP error: (status, error object)."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 kind: str = "invalid_request_error"):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        kind: str = "invalid_request_error",
+    ):
         super().__init__(message)
         self.status = status
         self.error = {"message": message, "type": kind, "param": param, "code": code}
@@ -80,13 +96,21 @@ def check_request(url: str, body: dict[str, Any]) -> None:
     model = str(body.get("model", ""))
     name = _SNAPSHOT.sub("", model.lower()) if model.lower() not in SHUT_DOWN else model.lower()
     if model.lower() in SHUT_DOWN or name in SHUT_DOWN:
-        raise Refused(404, f"The model `{model}` does not exist or you do not have access to it.",
-                      code="model_not_found", param="model")
+        raise Refused(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
     fam = family(model)
     responses = url.endswith("/responses")
     if fam in RESPONSES_ONLY and not responses:
-        raise Refused(404, "This model is only supported in v1/responses and not in v1/chat/completions.",
-                      code=None, param="model")
+        raise Refused(
+            404,
+            "This model is only supported in v1/responses and not in v1/chat/completions.",
+            code=None,
+            param="model",
+        )
     effort_sent = (body.get("reasoning") or {}).get("effort") if responses else body.get("reasoning_effort")
     effort_param = "reasoning.effort" if responses else "reasoning_effort"
     if fam in EFFORTS:
@@ -94,30 +118,57 @@ def check_request(url: str, body: dict[str, Any]) -> None:
         # max_tokens: "Unsupported parameter: 'max_tokens' is not supported with this model. Use
         # 'max_completion_tokens' instead." (o1 onwards; reported for gpt-5 e.g. in langchain issues)
         if not responses and "max_tokens" in body:
-            raise Refused(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
-                          "'max_completion_tokens' instead.", code="unsupported_parameter", param="max_tokens")
+            raise Refused(
+                400,
+                "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                "'max_completion_tokens' instead.",
+                code="unsupported_parameter",
+                param="max_tokens",
+            )
         if effort_sent is not None and effort_sent not in allowed:
             quoted = ", ".join(f"'{v}'" for v in allowed)
-            raise Refused(400, f"Unsupported value: '{effort_param}' does not support '{effort_sent}' with this model."
-                          f" Supported values are: {quoted}.", code="unsupported_value", param=effort_param)
+            raise Refused(
+                400,
+                f"Unsupported value: '{effort_param}' does not support '{effort_sent}' with this model."
+                f" Supported values are: {quoted}.",
+                code="unsupported_value",
+                param=effort_param,
+            )
         effort = effort_sent or default
         temperature = body.get("temperature")
         if temperature is not None and temperature != 1 and (fam in DEFAULT_TEMPERATURE_ONLY or effort != "none"):
             # gpt-5.1+ take sampling parameters only at reasoning effort none (johny-b/llmcomp#69: gpt-5.4)
             shown = int(temperature) if float(temperature).is_integer() else temperature
-            raise Refused(400, f"Unsupported value: 'temperature' does not support {shown} with this model. Only the"
-                          " default (1) value is supported.", code="unsupported_value", param="temperature")
+            raise Refused(
+                400,
+                f"Unsupported value: 'temperature' does not support {shown} with this model. Only the"
+                " default (1) value is supported.",
+                code="unsupported_value",
+                param="temperature",
+            )
         if "top_p" in body and (fam in DEFAULT_TEMPERATURE_ONLY or effort != "none"):
-            raise Refused(400, "Unsupported parameter: 'top_p' is not supported with this model.",
-                          code="unsupported_parameter", param="top_p")
+            raise Refused(
+                400,
+                "Unsupported parameter: 'top_p' is not supported with this model.",
+                code="unsupported_parameter",
+                param="top_p",
+            )
     elif fam is None:  # a non-reasoning model (gpt-4.1, gpt-4o …)
         if effort_sent is not None:
-            raise Refused(400, f"Unsupported parameter: '{effort_param}' is not supported with this model.",
-                          code="unsupported_parameter", param=effort_param)
+            raise Refused(
+                400,
+                f"Unsupported parameter: '{effort_param}' is not supported with this model.",
+                code="unsupported_parameter",
+                param=effort_param,
+            )
         verbosity = (body.get("text") or {}).get("verbosity") if responses else body.get("verbosity")
         if verbosity is not None:  # verbosity came with gpt-5
-            raise Refused(400, "Unsupported parameter: 'verbosity' is not supported with this model.",
-                          code="unsupported_parameter", param="text.verbosity" if responses else "verbosity")
+            raise Refused(
+                400,
+                "Unsupported parameter: 'verbosity' is not supported with this model.",
+                code="unsupported_parameter",
+                param="text.verbosity" if responses else "verbosity",
+            )
     if responses:
         for key in ("messages", "response_format", "max_completion_tokens", "seed"):
             if key in body:  # the Responses API has input, text.format and max_output_tokens instead
@@ -142,8 +193,12 @@ def _check_strict(schema: Any, name: str, param: str, strict: Any) -> None:
         return
 
     def refuse(context: str, why: str) -> None:
-        raise Refused(400, f"Invalid schema for response_format '{name}': In context=({context}), {why}.",
-                      code="invalid_json_schema", param=param)
+        raise Refused(
+            400,
+            f"Invalid schema for response_format '{name}': In context=({context}), {why}.",
+            code="invalid_json_schema",
+            param=param,
+        )
 
     def walk(node: Any, context: str, depth: int) -> None:
         if not isinstance(node, dict) or depth > 60:
@@ -169,8 +224,11 @@ def _check_strict(schema: Any, name: str, param: str, strict: Any) -> None:
             props = node.get("properties") or {}
             missing = [k for k in props if k not in (node.get("required") or [])]
             if missing:
-                refuse(context, "'required' is required to be supplied and to be an array including every key in"
-                       f" properties. Missing '{missing[0]}'")
+                refuse(
+                    context,
+                    "'required' is required to be supplied and to be an array including every key in"
+                    f" properties. Missing '{missing[0]}'",
+                )
             for key, sub in props.items():
                 walk(sub, f"{context}, 'properties', '{key}'", depth + 1)
         if isinstance(node.get("items"), dict):

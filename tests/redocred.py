@@ -12,16 +12,42 @@ from pathlib import Path
 REDOCRED_PATH = Path(os.environ.get("REDOCRED_PATH", Path(__file__).resolve().parent / "data" / "redocred-dev.json"))
 
 REDOCRED_TYPES = {
-    "PER": "PERSON", "ORG": "ORGANIZATION", "LOC": "LOCATION", "TIME": "DATE", "NUM": "NUMBER", "MISC": "OTHER",
+    "PER": "PERSON",
+    "ORG": "ORGANIZATION",
+    "LOC": "LOCATION",
+    "TIME": "DATE",
+    "NUM": "NUMBER",
+    "MISC": "OTHER",
 }
 # Wikidata properties whose direction (head -> tail) matches a relation type of the default spec.
 WIKIDATA_RELATIONS = {
-    "P131": "LOCATED_IN", "P17": "LOCATED_IN", "P276": "LOCATED_IN", "P706": "LOCATED_IN",
-    "P27": "CITIZEN_OF", "P361": "PART_OF", "P463": "MEMBER_OF", "P54": "MEMBER_OF", "P102": "MEMBER_OF",
-    "P19": "BORN_IN", "P20": "DIED_IN", "P108": "WORKS_FOR", "P112": "FOUNDED_BY", "P159": "HEADQUARTERED_IN",
-    "P26": "SPOUSE_OF", "P3373": "SIBLING_OF", "P40": "PARENT_OF", "P127": "OWNED_BY",
-    "P1344": "PARTICIPATED_IN", "P585": "HAPPENED_ON", "P1366": "SUCCEEDED_BY", "P166": "AWARDED",
-    "P50": "CREATED_BY", "P57": "CREATED_BY", "P86": "CREATED_BY", "P170": "CREATED_BY", "P178": "CREATED_BY",
+    "P131": "LOCATED_IN",
+    "P17": "LOCATED_IN",
+    "P276": "LOCATED_IN",
+    "P706": "LOCATED_IN",
+    "P27": "CITIZEN_OF",
+    "P361": "PART_OF",
+    "P463": "MEMBER_OF",
+    "P54": "MEMBER_OF",
+    "P102": "MEMBER_OF",
+    "P19": "BORN_IN",
+    "P20": "DIED_IN",
+    "P108": "WORKS_FOR",
+    "P112": "FOUNDED_BY",
+    "P159": "HEADQUARTERED_IN",
+    "P26": "SPOUSE_OF",
+    "P3373": "SIBLING_OF",
+    "P40": "PARENT_OF",
+    "P127": "OWNED_BY",
+    "P1344": "PARTICIPATED_IN",
+    "P585": "HAPPENED_ON",
+    "P1366": "SUCCEEDED_BY",
+    "P166": "AWARDED",
+    "P50": "CREATED_BY",
+    "P57": "CREATED_BY",
+    "P86": "CREATED_BY",
+    "P170": "CREATED_BY",
+    "P178": "CREATED_BY",
 }
 MAX_ITEMS = 60  # maxItems of both arrays in extractor/spec/default.json
 
@@ -94,7 +120,7 @@ class GoldAnswerer:
         self._docs = {_normalise(redocred_text(doc)): doc for doc in docs}
 
     @classmethod
-    def from_path(cls, path: Path = REDOCRED_PATH) -> "GoldAnswerer":
+    def from_path(cls, path: Path = REDOCRED_PATH) -> GoldAnswerer:
         return cls(load_redocred(path))
 
     def find(self, text: str) -> dict | None:

@@ -20,8 +20,9 @@ def test_every_benchmark_module_is_run_and_has_a_quick_size() -> None:
 def test_list_and_an_unknown_name() -> None:
     listed = subprocess.run([sys.executable, "-m", "benchmarks", "--list"], cwd=REPO, capture_output=True, text=True)
     assert listed.returncode == 0 and listed.stdout.split() == benchmark_names()
-    refused = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=REPO, capture_output=True,
-                             text=True)
+    refused = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=REPO, capture_output=True, text=True
+    )
     assert refused.returncode == 2 and "no benchmark nope — there are graph" in refused.stderr
 
 

@@ -33,25 +33,63 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / "extractor", src / "extractor", ignore=shutil.ignore_patterns("__pycache__"))
     # setuptools is a dev dependency, so the build needs no isolated environment (and no network)
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                            "-w", str(root / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(root / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr
     [wheel] = (root / "dist").glob("extractor-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"extractor/spec/default.json", "extractor/spec/gate.json", "extractor/prompts/extraction.local.txt",
-            "extractor/prompts/extraction.openai.txt", "extractor/prompts/gate.local.txt",
-            "extractor/prompts/gate.openai.txt"} <= names
+    assert {
+        "extractor/spec/default.json",
+        "extractor/spec/gate.json",
+        "extractor/prompts/extraction.local.txt",
+        "extractor/prompts/extraction.openai.txt",
+        "extractor/prompts/gate.local.txt",
+        "extractor/prompts/gate.openai.txt",
+    } <= names
 
     env_dir = root / "venv"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
-    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                                "--no-index", "--quiet", str(wheel)], capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--quiet",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert installed.returncode == 0, installed.stderr
     # The dependencies: this environment's site-packages as a plain path entry (its .pth files, among them the
     # editable install of the repo, are not read), after the venv's own, so `extractor` is the wheel's.
-    site = Path(subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        text=True).strip())
+    site = Path(
+        subprocess.check_output(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return env_dir / "bin"
 
@@ -59,13 +97,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(bin_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["EXTRACTOR_JOBS_DIR"] = str(cwd / "jobs")
-    return subprocess.run([str(bin_dir / "extractor"), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [str(bin_dir / "extractor"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_the_installed_wheel_is_the_one_imported(installed: Path, tmp_path: Path) -> None:
-    where = subprocess.check_output([installed / "python", "-c", "import extractor; print(extractor.__file__)"],
-                                    cwd=tmp_path, text=True)
+    where = subprocess.check_output(
+        [installed / "python", "-c", "import extractor; print(extractor.__file__)"], cwd=tmp_path, text=True
+    )
     assert where.startswith(str(installed.parent)) and not where.startswith(str(REPO))
     version = run(installed, "--version", cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("extractor ")

@@ -35,15 +35,32 @@ def prepare(folder: Path, *extra: str) -> Job:
 
 def output_line(custom_id: str, answer: dict[str, Any]) -> dict[str, Any]:
     """One OpenAI batch output line answering `custom_id` with `answer`."""
-    body = {"choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": orjson.dumps(answer).decode()}}],
-            "model": "gpt-4.1-mini", "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
-    return {"id": f"batch_req_{custom_id}", "custom_id": custom_id, "response": {"status_code": 200, "body": body}, "error": None}
+    body = {
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": orjson.dumps(answer).decode()},
+            }
+        ],
+        "model": "gpt-4.1-mini",
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+    }
+    return {
+        "id": f"batch_req_{custom_id}",
+        "custom_id": custom_id,
+        "response": {"status_code": 200, "body": body},
+        "error": None,
+    }
 
 
 def error_line(custom_id: str) -> dict[str, Any]:
-    return {"id": f"batch_req_{custom_id}", "custom_id": custom_id, "response": None,
-            "error": {"code": "server_error", "message": "the model crashed"}}
+    return {
+        "id": f"batch_req_{custom_id}",
+        "custom_id": custom_id,
+        "response": None,
+        "error": {"code": "server_error", "message": "the model crashed"},
+    }
 
 
 def ingest(job: Job, answers: dict[str, dict[str, Any]], tmp_path: Path, errors: tuple[str, ...] = ()) -> Job:
@@ -62,8 +79,10 @@ def ingest(job: Job, answers: dict[str, dict[str, Any]], tmp_path: Path, errors:
 
 
 def answer(entities: list[tuple[str, str]], relations: list[tuple[str, str, str, str]] = ()) -> dict[str, Any]:
-    return {"entities": [{"name": n, "type": t} for n, t in entities],
-            "relations": [{"source": s, "type": k, "target": t, "evidence": e} for s, k, t, e in relations]}
+    return {
+        "entities": [{"name": n, "type": t} for n, t in entities],
+        "relations": [{"source": s, "type": k, "target": t, "evidence": e} for s, k, t, e in relations],
+    }
 
 
 def verify(job: Job, *args: str) -> tuple[int, dict[str, Any]]:
@@ -84,7 +103,9 @@ def entity(doc: dict[str, Any], name: str) -> dict[str, Any]:
 class StrictHTML(HTMLParser):
     """A well-formedness check: every non-void element closed in order, ids unique, a doctype first."""
 
-    VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
+    VOID = frozenset(
+        ["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"]
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

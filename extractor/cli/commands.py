@@ -8,22 +8,22 @@ from collections.abc import Callable
 from enum import Enum
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, Optional, cast
+from typing import Annotated, Any, cast
 
 import orjson
 import typer
 from typer.core import TyperGroup
 
-from extractor.cli import console
-
 from extractor import redaction
+from extractor.cli import console
 from extractor.errors import ExitCode, ExtractorError, environment_problem
 from extractor.job_files import BackendChoice as BackendChoiceRecord
 from extractor.jobs import Job, JobStore
-from extractor.pricing import usd
+from extractor.lanes.submit import BackendChoice, SubmitOptions
 from extractor.locations import data_dir, graph_uri, jobs_dir
 from extractor.prepare.stage import prepare_job, prepare_options
-from extractor.lanes.submit import BackendChoice, SubmitOptions
+from extractor.pricing import usd
+
 
 class ErrorBoundary(TyperGroup):
     """The one place where errors become exit codes, around every command (and under CliRunner too).
@@ -44,7 +44,9 @@ class ErrorBoundary(TyperGroup):
             console.print_error(exc.message)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
-            console.print_error("interrupted — everything finished so far is kept; run the same command again to resume")
+            console.print_error(
+                "interrupted — everything finished so far is kept; run the same command again to resume"
+            )
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:
             _traceback_if_debug(ctx)
@@ -86,14 +88,44 @@ schema_app = typer.Typer(help="Work with extraction specs.", no_args_is_help=Tru
 app.add_typer(graph_app, name="graph")
 app.add_typer(schema_app, name="schema")
 
-EncodingOpt = Annotated[Optional[str], typer.Option("--encoding", help="Read every text file as this encoding (e.g. cp1252) instead of detecting it.")]
+EncodingOpt = Annotated[
+    str | None,
+    typer.Option("--encoding", help="Read every text file as this encoding (e.g. cp1252) instead of detecting it."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
-GraphOpt = Annotated[Optional[str], typer.Option("--graph", callback=secret_urls, help="embedded | falkordb://HOST:PORT/GRAPH | bolt://… | neo4j://… (env EXTRACTOR_GRAPH_URI)")]
-DatabaseOpt = Annotated[Optional[str], typer.Option("--database", help="Neo4j database name (Enterprise) for staging.")]
-EffortOpt = Annotated[Optional[str], typer.Option("--reasoning-effort", help="OpenAI: none | minimal | low | medium | high | xhigh, as the model allows (default: the lowest it allows).")]
-VerbosityOpt = Annotated[Optional[str], typer.Option("--verbosity", help="OpenAI gpt-5 and later: low | medium | high (default: the model's).")]
-EndpointOpt = Annotated[str, typer.Option("--endpoint", help="OpenAI: chat (/v1/chat/completions) | responses (/v1/responses; -pro models answer only there).")]
-EnqueuedOpt = Annotated[Optional[int], typer.Option("--max-enqueued-tokens", help="OpenAI: input tokens in unfinished batches at once; shards go out in waves under it (default per model, env EXTRACTOR_MAX_ENQUEUED_TOKENS).")]
+GraphOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--graph",
+        callback=secret_urls,
+        help="embedded | falkordb://HOST:PORT/GRAPH | bolt://… | neo4j://… (env EXTRACTOR_GRAPH_URI)",
+    ),
+]
+DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Neo4j database name (Enterprise) for staging.")]
+EffortOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reasoning-effort",
+        help="OpenAI: none | minimal | low | medium | high | xhigh, as the model allows (default: the lowest it allows).",
+    ),
+]
+VerbosityOpt = Annotated[
+    str | None, typer.Option("--verbosity", help="OpenAI gpt-5 and later: low | medium | high (default: the model's).")
+]
+EndpointOpt = Annotated[
+    str,
+    typer.Option(
+        "--endpoint",
+        help="OpenAI: chat (/v1/chat/completions) | responses (/v1/responses; -pro models answer only there).",
+    ),
+]
+EnqueuedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-enqueued-tokens",
+        help="OpenAI: input tokens in unfinished batches at once; shards go out in waves under it (default per model, env EXTRACTOR_MAX_ENQUEUED_TOKENS).",
+    ),
+]
 
 
 class Backend(str, Enum):
@@ -126,9 +158,13 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    jobs_dir_opt: Annotated[Optional[Path], typer.Option("--jobs-dir", help="Jobs folder (env EXTRACTOR_JOBS_DIR, default ./jobs).")] = None,
+    jobs_dir_opt: Annotated[
+        Path | None, typer.Option("--jobs-dir", help="Jobs folder (env EXTRACTOR_JOBS_DIR, default ./jobs).")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    _version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+    _version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     ctx.obj = CliContext(jobs_dir(jobs_dir_opt), debug)
 
@@ -155,9 +191,9 @@ def emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> Non
 # ---------------------------------------------------------------- prepare / submit
 
 
-def _check_concurrency(values: Optional[list[str]]) -> Optional[list[str]]:
-    from extractor.lanes.fleet import parse_concurrency
+def _check_concurrency(values: list[str] | None) -> list[str] | None:
     from extractor.errors import BadInput
+    from extractor.lanes.fleet import parse_concurrency
 
     secret_urls(values)
     try:
@@ -167,9 +203,9 @@ def _check_concurrency(values: Optional[list[str]]) -> Optional[list[str]]:
     return values
 
 
-def _check_hedge_after(value: Optional[str]) -> Optional[str]:
-    from extractor.lanes.fleet import parse_hedge_after
+def _check_hedge_after(value: str | None) -> str | None:
     from extractor.errors import BadInput
+    from extractor.lanes.fleet import parse_hedge_after
 
     try:
         parse_hedge_after(value)
@@ -178,18 +214,60 @@ def _check_hedge_after(value: Optional[str]) -> Optional[str]:
     return value
 
 
-LocalUrlOpt = Annotated[Optional[list[str]], typer.Option("--local-url", callback=secret_urls, help="An external llama.cpp / OpenAI-compatible server instead of the embedded one; give it once per server of a fleet (default: $EXTRACTOR_LOCAL_URLS, comma-separated).")]
-ModelPathOpt = Annotated[Optional[Path], typer.Option("--model-path", help="GGUF file for the embedded server (default: Gemma 3 270M from PyPI).")]
+LocalUrlOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--local-url",
+        callback=secret_urls,
+        help="An external llama.cpp / OpenAI-compatible server instead of the embedded one; give it once per server of a fleet (default: $EXTRACTOR_LOCAL_URLS, comma-separated).",
+    ),
+]
+ModelPathOpt = Annotated[
+    Path | None,
+    typer.Option("--model-path", help="GGUF file for the embedded server (default: Gemma 3 270M from PyPI)."),
+]
 SlotsOpt = Annotated[int, typer.Option("--slots", callback=positive, help="Parallel slots of the embedded server.")]
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", callback=positive, help="CPU threads of the embedded server (default: all cores).")]
-ConcurrencyOpt = Annotated[Optional[list[str]], typer.Option("--concurrency", callback=_check_concurrency, help="Most requests in flight: N for every local server, URL=N for one (repeatable; default: a server's slot count from /props or /slots, else 4).")]
-HedgeOpt = Annotated[Optional[str], typer.Option("--hedge-after", callback=_check_hedge_after, help="Resend a request waiting longer than this latency percentile (e.g. p95) to another local server; keeps the first answer. Off by default: on a paid endpoint it costs money.")]
-MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", callback=positive, help="Refuse to send a job estimated above this many USD (retries and doubled budgets included).")]
-HealthTimeoutOpt = Annotated[float, typer.Option("--health-timeout", callback=positive, help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", callback=positive, help="CPU threads of the embedded server (default: all cores)."),
+]
+ConcurrencyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--concurrency",
+        callback=_check_concurrency,
+        help="Most requests in flight: N for every local server, URL=N for one (repeatable; default: a server's slot count from /props or /slots, else 4).",
+    ),
+]
+HedgeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--hedge-after",
+        callback=_check_hedge_after,
+        help="Resend a request waiting longer than this latency percentile (e.g. p95) to another local server; keeps the first answer. Off by default: on a paid endpoint it costs money.",
+    ),
+]
+MaxCostOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cost",
+        callback=positive,
+        help="Refuse to send a job estimated above this many USD (retries and doubled budgets included).",
+    ),
+]
+HealthTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--health-timeout",
+        callback=positive,
+        help="--backend auto: seconds the local lane gets to pass its health check and a warm-up request.",
+    ),
+]
 
 
-def _choose_backend(backend: Backend, local_url: Optional[list[str]], model_path: Optional[Path],
-                    health_timeout: float, slots: int = 4) -> Optional[BackendChoice]:
+def _choose_backend(
+    backend: Backend, local_url: list[str] | None, model_path: Path | None, health_timeout: float, slots: int = 4
+) -> BackendChoice | None:
     """`--backend auto` decided before prepare (the prompt and the output-token field differ between the lanes)."""
     if backend is not Backend.AUTO:
         return None
@@ -207,21 +285,47 @@ def _record_choice(job: Job, choice: BackendChoice) -> dict[str, str]:
     return choice.as_dict()
 
 
-
-
 @app.command()
 def prepare(
     ctx: typer.Context,
     docs_dir: Annotated[Path, typer.Argument(help="Folder of .txt/.md/.html/.pdf/.jsonl documents.")],
-    schema: Annotated[Optional[Path], typer.Option("--schema", help="Extraction spec (default: the bundled extractor/spec/default.json).")] = None,
-    backend: Annotated[Backend, typer.Option("--backend", help="auto: local if its server passes a health check now, else openai (said on stderr, recorded in the job).")] = Backend.LOCAL,
-    model: Annotated[Optional[str], typer.Option("--model")] = None,
-    split_long: Annotated[bool, typer.Option("--split-long", help="Cut documents longer than the context on paragraph boundaries.")] = False,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", callback=positive, help="Output token budget per answer.")] = None,
-    ctx_tokens: Annotated[Optional[int], typer.Option("--ctx", callback=positive, help="Model context in tokens (limits document size).")] = None,
-    max_lines_per_file: Annotated[Optional[int], typer.Option("--max-lines-per-file", help="Request lines per file (default and maximum 50000, OpenAI's limit).")] = None,
-    max_bytes_per_file: Annotated[Optional[int], typer.Option("--max-bytes-per-file", help="Bytes per request file (default and maximum 200 MiB, OpenAI's limit).")] = None,
-    pipeline: Annotated[Optional[Path], typer.Option("--pipeline", help="A pipelines/*.toml file: prepare its gate job and price both stages.")] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option("--schema", help="Extraction spec (default: the bundled extractor/spec/default.json)."),
+    ] = None,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            help="auto: local if its server passes a health check now, else openai (said on stderr, recorded in the job).",
+        ),
+    ] = Backend.LOCAL,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    split_long: Annotated[
+        bool, typer.Option("--split-long", help="Cut documents longer than the context on paragraph boundaries.")
+    ] = False,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", callback=positive, help="Output token budget per answer.")
+    ] = None,
+    ctx_tokens: Annotated[
+        int | None, typer.Option("--ctx", callback=positive, help="Model context in tokens (limits document size).")
+    ] = None,
+    max_lines_per_file: Annotated[
+        int | None,
+        typer.Option(
+            "--max-lines-per-file", help="Request lines per file (default and maximum 50000, OpenAI's limit)."
+        ),
+    ] = None,
+    max_bytes_per_file: Annotated[
+        int | None,
+        typer.Option(
+            "--max-bytes-per-file", help="Bytes per request file (default and maximum 200 MiB, OpenAI's limit)."
+        ),
+    ] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option("--pipeline", help="A pipelines/*.toml file: prepare its gate job and price both stages."),
+    ] = None,
     encoding: EncodingOpt = None,
     reasoning_effort: EffortOpt = None,
     verbosity: VerbosityOpt = None,
@@ -240,10 +344,20 @@ def prepare(
         emit(data, as_json, lambda: _render_prepare_gated(data))
         return
     choice = _choose_backend(backend, local_url, model_path, health_timeout)
-    options = prepare_options(choice.backend if choice else backend.value, model, schema, split_long, max_tokens,
-                              ctx_tokens, max_lines_per_file=max_lines_per_file, max_bytes_per_file=max_bytes_per_file,
-                              encoding=encoding, reasoning_effort=reasoning_effort, verbosity=verbosity,
-                              endpoint=endpoint)
+    options = prepare_options(
+        choice.backend if choice else backend.value,
+        model,
+        schema,
+        split_long,
+        max_tokens,
+        ctx_tokens,
+        max_lines_per_file=max_lines_per_file,
+        max_bytes_per_file=max_bytes_per_file,
+        encoding=encoding,
+        reasoning_effort=reasoning_effort,
+        verbosity=verbosity,
+        endpoint=endpoint,
+    )
     summary = prepare_job(store_of(ctx), docs_dir, options)
     data = summary.as_dict()
     if choice:
@@ -256,50 +370,72 @@ def prepare(
 def _render_prepare_gated(data: dict[str, Any]) -> None:
     gate, extract = data["gate"], data["extract"]
     _render_prepare(gate)
-    console.out.print(console.key_value_table(f"pipeline {data['pipeline']}: estimate of both stages", {
-        "gate job": gate["job_id"],
-        "extraction": f"{extract['model']} ({extract['backend']}), {extract['documents']} documents at most",
-        "extraction cost (upper bound)": usd(extract["estimated_cost_usd_max"]),
-        "total (upper bound)": usd(data["estimated_cost_usd"]),
-    }))
+    console.out.print(
+        console.key_value_table(
+            f"pipeline {data['pipeline']}: estimate of both stages",
+            {
+                "gate job": gate["job_id"],
+                "extraction": f"{extract['model']} ({extract['backend']}), {extract['documents']} documents at most",
+                "extraction cost (upper bound)": usd(extract["estimated_cost_usd_max"]),
+                "total (upper bound)": usd(data["estimated_cost_usd"]),
+            },
+        )
+    )
 
 
 def _render_prepare(data: dict[str, Any]) -> None:
     from extractor.lanes import describe
 
-    console.out.print(console.key_value_table(f"prepared job {data['job_id']}", {
-        "model": f"{data['model']} ({data['backend']})",
-        "documents": data["documents"], "request lines": data["requests"], "request files": data["shards"],
-        "duplicates": data["duplicates"], "skipped": len(data["skipped"]),
-        "input tokens": "not counted" if data["input_tokens"] is None else data["input_tokens"],
-        "input cost": usd(data["input_cost_usd"]),
-        "output cost (at most)": usd(data["output_cost_usd_max"]),
-        "estimated cost": usd(data["estimated_cost_usd"])
-        + (" (batch price)" if describe(data["backend"]).is_batch else ""),
-    }))
+    console.out.print(
+        console.key_value_table(
+            f"prepared job {data['job_id']}",
+            {
+                "model": f"{data['model']} ({data['backend']})",
+                "documents": data["documents"],
+                "request lines": data["requests"],
+                "request files": data["shards"],
+                "duplicates": data["duplicates"],
+                "skipped": len(data["skipped"]),
+                "input tokens": "not counted" if data["input_tokens"] is None else data["input_tokens"],
+                "input cost": usd(data["input_cost_usd"]),
+                "output cost (at most)": usd(data["output_cost_usd_max"]),
+                "estimated cost": usd(data["estimated_cost_usd"])
+                + (" (batch price)" if describe(data["backend"]).is_batch else ""),
+            },
+        )
+    )
     for item in data["skipped"]:
         console.err.print(f"skipped {item['reason']}", markup=False, highlight=False, soft_wrap=True)
     for warning in data["warnings"]:
         console.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _submit_options(local_url, model_path, slots, max_cost, threads=None, concurrency=None,
-                    max_enqueued_tokens=None, hedge_after=None) -> SubmitOptions:
-    return SubmitOptions(local_url=local_url, model_path=model_path, slots=slots, max_cost=max_cost, threads=threads,
-                         concurrency=concurrency, hedge_after=hedge_after, notice=console.notice,
-                         max_enqueued_tokens=max_enqueued_tokens)
-
-
+def _submit_options(
+    local_url, model_path, slots, max_cost, threads=None, concurrency=None, max_enqueued_tokens=None, hedge_after=None
+) -> SubmitOptions:
+    return SubmitOptions(
+        local_url=local_url,
+        model_path=model_path,
+        slots=slots,
+        max_cost=max_cost,
+        threads=threads,
+        concurrency=concurrency,
+        hedge_after=hedge_after,
+        notice=console.notice,
+        max_enqueued_tokens=max_enqueued_tokens,
+    )
 
 
 @app.command()
 def submit(
     ctx: typer.Context,
-    docs_dir: Annotated[Optional[Path], typer.Argument(help="Prepare this folder first.")] = None,
-    job_id: Annotated[Optional[str], typer.Option("--job", help="Submit an already prepared job.")] = None,
-    backend: Annotated[Backend, typer.Option("--backend", help="auto: local if its server passes a health check, else openai.")] = Backend.LOCAL,
-    model: Annotated[Optional[str], typer.Option("--model")] = None,
-    schema: Annotated[Optional[Path], typer.Option("--schema")] = None,
+    docs_dir: Annotated[Path | None, typer.Argument(help="Prepare this folder first.")] = None,
+    job_id: Annotated[str | None, typer.Option("--job", help="Submit an already prepared job.")] = None,
+    backend: Annotated[
+        Backend, typer.Option("--backend", help="auto: local if its server passes a health check, else openai.")
+    ] = Backend.LOCAL,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    schema: Annotated[Path | None, typer.Option("--schema")] = None,
     local_url: LocalUrlOpt = None,
     model_path: ModelPathOpt = None,
     slots: SlotsOpt = 4,
@@ -329,15 +465,33 @@ def submit(
     else:
         assert docs_dir is not None  # one of the two, checked above
         choice = _choose_backend(backend, local_url, model_path, health_timeout, slots)
-        summary = prepare_job(store, docs_dir, prepare_options(
-            choice.backend if choice else backend.value, model, schema, False, None, None, encoding=encoding,
-            reasoning_effort=reasoning_effort, verbosity=verbosity, endpoint=endpoint))
+        summary = prepare_job(
+            store,
+            docs_dir,
+            prepare_options(
+                choice.backend if choice else backend.value,
+                model,
+                schema,
+                False,
+                None,
+                None,
+                encoding=encoding,
+                reasoning_effort=reasoning_effort,
+                verbosity=verbosity,
+                endpoint=endpoint,
+            ),
+        )
         job, prepared = summary.job, summary.as_dict()
         if choice:
             prepared["backend_choice"] = _record_choice(job, choice)
     with console.RichProgress().stage("submit", sum(s["lines"] for s in job.manifest["shards"])) as tick:
-        result = submit_job(job, _submit_options(local_url, model_path, slots, max_cost, threads, concurrency,
-                                                 max_enqueued_tokens, hedge_after), progress=tick)
+        result = submit_job(
+            job,
+            _submit_options(
+                local_url, model_path, slots, max_cost, threads, concurrency, max_enqueued_tokens, hedge_after
+            ),
+            progress=tick,
+        )
     data = {**prepared, **result, "job_id": job.id, "state": job.state.value}
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"submitted job {job.id}", data)))
 
@@ -346,7 +500,9 @@ def submit(
 
 
 @app.command()
-def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+def status(
+    ctx: typer.Context, job_id: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False
+) -> None:
     """One job in detail, or every job as a table."""
     from extractor.reports.status import job_status, jobs_table
 
@@ -364,15 +520,22 @@ def status(ctx: typer.Context, job_id: Annotated[Optional[str], typer.Argument()
     damaged = store.damaged()
 
     def render() -> None:
-        console.out.print(console.rows_table(
-            f"jobs in {store.root}", ["job", "state", "backend", "model", "documents", "created"],
-            [[r["job_id"], r["state"], r["backend"], r["model"], r["documents"], r["created_at"]]
-             for r in rows] + [[d["job_id"], "damaged", "", "", "", ""] for d in damaged]))
+        console.out.print(
+            console.rows_table(
+                f"jobs in {store.root}",
+                ["job", "state", "backend", "model", "documents", "created"],
+                [[r["job_id"], r["state"], r["backend"], r["model"], r["documents"], r["created_at"]] for r in rows]
+                + [[d["job_id"], "damaged", "", "", "", ""] for d in damaged],
+            )
+        )
         if running:
-            console.out.print(f"a run is in progress: pid {running['pid']}, started {running['started_at']}", markup=False)
+            console.out.print(
+                f"a run is in progress: pid {running['pid']}, started {running['started_at']}", markup=False
+            )
         for d in damaged:
-            console.err.print(f"damaged: {d['file']}: {d['problem']} — {d['fix']}", markup=False, highlight=False,
-                              soft_wrap=True)
+            console.err.print(
+                f"damaged: {d['file']}: {d['problem']} — {d['fix']}", markup=False, highlight=False, soft_wrap=True
+            )
 
     emit({"jobs": rows, "running": running, "damaged": damaged}, as_json, render)
 
@@ -382,8 +545,9 @@ def _render_status(job_id: str, data: dict[str, Any]) -> None:
 
     console.out.print(console.key_value_table(f"job {job_id}", {k: v for k, v in data.items() if k != "servers"}))
     if data.get("servers"):
-        console.out.print(console.rows_table("local servers (latest run)", list(SERVER_COLUMNS),
-                                             server_rows(data["servers"])))
+        console.out.print(
+            console.rows_table("local servers (latest run)", list(SERVER_COLUMNS), server_rows(data["servers"]))
+        )
 
 
 def _remote_progress(job: Any) -> dict[str, Any]:
@@ -398,23 +562,40 @@ def collect(
     ctx: typer.Context,
     job_id: str,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for remote batches to finish.")] = False,
-    output_file: Annotated[Optional[Path], typer.Option("--output-file", help="Ingest a batch output file obtained elsewhere.")] = None,
-    error_file: Annotated[Optional[Path], typer.Option("--error-file", help="Ingest a batch error file obtained elsewhere.")] = None,
-    poll_interval: Annotated[float, typer.Option("--poll-interval", callback=positive, help="With --wait: seconds between the first polls (grows to 5 min).")] = 10.0,
-    wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", callback=positive, help="With --wait: give up after this many seconds (the job stays collectable).")] = None,
+    output_file: Annotated[
+        Path | None, typer.Option("--output-file", help="Ingest a batch output file obtained elsewhere.")
+    ] = None,
+    error_file: Annotated[
+        Path | None, typer.Option("--error-file", help="Ingest a batch error file obtained elsewhere.")
+    ] = None,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            "--poll-interval", callback=positive, help="With --wait: seconds between the first polls (grows to 5 min)."
+        ),
+    ] = 10.0,
+    wait_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--wait-timeout",
+            callback=positive,
+            help="With --wait: give up after this many seconds (the job stays collectable).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch results and classify one outcome per document."""
-    from extractor.lanes import WaitOptions, lane_for
     from extractor.collect.ingest import ingest_files
     from extractor.collect.results import collect_job
+    from extractor.lanes import WaitOptions, lane_for
 
     job = store_of(ctx).load(job_id)
     ingested = bool(output_file or error_file)
     if ingested:
         ingest_files(job, output_file, error_file)
-    wait_options = WaitOptions(wait=wait, poll_interval_s=poll_interval, max_interval_s=max(poll_interval, 300.0),
-                               timeout_s=wait_timeout)
+    wait_options = WaitOptions(
+        wait=wait, poll_interval_s=poll_interval, max_interval_s=max(poll_interval, 300.0), timeout_s=wait_timeout
+    )
     lane = lane_for(job)
     with console.RichProgress().stage("collect", lane.pending(job) or None) as tick:
         summary = collect_job(job, None if ingested else lane, wait=wait_options, progress=tick)
@@ -427,19 +608,35 @@ def collect(
 
 
 @app.command()
-def retry(ctx: typer.Context, job_id: str, local_url: LocalUrlOpt = None, model_path: ModelPathOpt = None,
-          slots: SlotsOpt = 4, threads: ThreadsOpt = None, concurrency: ConcurrencyOpt = None, hedge_after: HedgeOpt = None,
-          max_attempts: Annotated[int, typer.Option("--max-attempts", callback=positive, help="Tries per document, the first included.")] = 2,
-          max_cost: MaxCostOpt = None, max_enqueued_tokens: EnqueuedOpt = None,
-          as_json: JsonOpt = False) -> None:
+def retry(
+    ctx: typer.Context,
+    job_id: str,
+    local_url: LocalUrlOpt = None,
+    model_path: ModelPathOpt = None,
+    slots: SlotsOpt = 4,
+    threads: ThreadsOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    hedge_after: HedgeOpt = None,
+    max_attempts: Annotated[
+        int, typer.Option("--max-attempts", callback=positive, help="Tries per document, the first included.")
+    ] = 2,
+    max_cost: MaxCostOpt = None,
+    max_enqueued_tokens: EnqueuedOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Resend failed, expired, truncated or missing lines only."""
     from extractor.lanes.retry import retry_job
 
     job = store_of(ctx).load(job_id)
     with console.RichProgress().stage("retry", None) as tick:
-        data = retry_job(job, _submit_options(local_url, model_path, slots, max_cost, threads, concurrency,
-                                              max_enqueued_tokens, hedge_after),
-                         max_attempts=max_attempts, progress=tick)
+        data = retry_job(
+            job,
+            _submit_options(
+                local_url, model_path, slots, max_cost, threads, concurrency, max_enqueued_tokens, hedge_after
+            ),
+            max_attempts=max_attempts,
+            progress=tick,
+        )
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"retried job {job_id}", data)))
 
 
@@ -459,11 +656,26 @@ def cancel(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
 def verify(
     ctx: typer.Context,
     job_id: str,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the review page (see `extractor review`); on a committed or rolled-back job, only the page.")] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write the review page (see `extractor review`); on a committed or rolled-back job, only the page.",
+        ),
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Quarantine documents with ungrounded facts too.")] = False,
-    leaked: Annotated[Optional[str], typer.Option("--leaked", help="What a leaked fact does: quarantine (default) | drop.")] = None,
-    ungrounded: Annotated[Optional[str], typer.Option("--ungrounded", help="What an ungrounded fact does: drop (default) | quarantine.")] = None,
-    against: Annotated[Optional[list[str]], typer.Option("--against", help="A folder of documents or another job to look for leak sources in too (repeatable).")] = None,
+    leaked: Annotated[
+        str | None, typer.Option("--leaked", help="What a leaked fact does: quarantine (default) | drop.")
+    ] = None,
+    ungrounded: Annotated[
+        str | None, typer.Option("--ungrounded", help="What an ungrounded fact does: drop (default) | quarantine.")
+    ] = None,
+    against: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--against", help="A folder of documents or another job to look for leak sources in too (repeatable)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Match every entity and relation to its own document; exit 3 when any document is quarantined."""
@@ -488,19 +700,32 @@ def verify(
         from extractor.review import write_review
 
         write_review(job, html)
-    data = {"job_id": job.id, "summary": report["summary"], "policy": report["policy"], "verify_file": str(job.verify_path)}
+    data = {
+        "job_id": job.id,
+        "summary": report["summary"],
+        "policy": report["policy"],
+        "verify_file": str(job.verify_path),
+    }
     if html:
         data["html_file"] = str(html)
 
     def render() -> None:
         s = report["summary"]
         verdicts = ("grounded", "fuzzy", "leaked", "ungrounded")
-        console.err.print(console.rows_table(
-            f"verified job {job.id}: {s['documents']} documents — {s['clean']} clean, {s['quarantined']} quarantined, {s['failed']} failed",
-            ["facts", *verdicts], [[kind, *(s[kind][v] for v in verdicts)] for kind in ("entities", "relations")]))
+        console.err.print(
+            console.rows_table(
+                f"verified job {job.id}: {s['documents']} documents — {s['clean']} clean, {s['quarantined']} quarantined, {s['failed']} failed",
+                ["facts", *verdicts],
+                [[kind, *(s[kind][v] for v in verdicts)] for kind in ("entities", "relations")],
+            )
+        )
         if s["quarantined"]:
-            console.err.print(f"quarantined documents and why: {job.verify_path}" + (f" (and {html})" if html else ""),
-                              markup=False, highlight=False, soft_wrap=True)
+            console.err.print(
+                f"quarantined documents and why: {job.verify_path}" + (f" (and {html})" if html else ""),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
     emit(data, as_json, render)
     if report["summary"]["quarantined"]:
@@ -511,10 +736,23 @@ def _review_settled(job: Any, html: Path, as_json: bool) -> None:
     from extractor.review import write_review
 
     page = write_review(job, html)
-    console.err.print(f"job {job.id} is {job.state.value}: its verdicts stay as verified; wrote the page {html}",
-                      markup=False, highlight=False, soft_wrap=True)
-    emit({"job_id": job.id, "summary": page["summary"], "policy": page["policy"], "verify_file": str(job.verify_path),
-          "html_file": str(html)}, as_json, lambda: None)
+    console.err.print(
+        f"job {job.id} is {job.state.value}: its verdicts stay as verified; wrote the page {html}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    emit(
+        {
+            "job_id": job.id,
+            "summary": page["summary"],
+            "policy": page["policy"],
+            "verify_file": str(job.verify_path),
+            "html_file": str(html),
+        },
+        as_json,
+        lambda: None,
+    )
     if page["summary"]["quarantined"]:
         raise typer.Exit(int(ExitCode.QUARANTINED))
 
@@ -523,7 +761,9 @@ def _review_settled(job: Any, html: Path, as_json: bool) -> None:
 def review(
     ctx: typer.Context,
     job_id: str,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Where to write the page (default ./review-JOB.html).")] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Where to write the page (default ./review-JOB.html).")
+    ] = None,
     open_page: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -547,7 +787,12 @@ def commit(
     job_id: str,
     graph: GraphOpt = None,
     database: DatabaseOpt = None,
-    chunk_size: Annotated[Optional[int], typer.Option("--chunk-size", min=1, help="Documents per transaction (default 500; a resumed commit keeps its own).")] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-size", min=1, help="Documents per transaction (default 500; a resumed commit keeps its own)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a verified job's clean documents to the staging graph."""
@@ -555,12 +800,16 @@ def commit(
 
     job = store_of(ctx).load(job_id)
     with console.RichProgress().stage("commit", job.manifest.get("verify", {}).get("clean")) as tick:
-        data = commit_stage(job, uri=graph_uri(graph), database=database, data_dir=data_dir(), progress=tick, chunk_size=chunk_size)
+        data = commit_stage(
+            job, uri=graph_uri(graph), database=database, data_dir=data_dir(), progress=tick, chunk_size=chunk_size
+        )
     emit(data, as_json, lambda: console.out.print(console.key_value_table(f"committed job {job_id}", data)))
 
 
 @app.command()
-def rollback(ctx: typer.Context, job_id: str, graph: GraphOpt = None, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+def rollback(
+    ctx: typer.Context, job_id: str, graph: GraphOpt = None, database: DatabaseOpt = None, as_json: JsonOpt = False
+) -> None:
     """Remove exactly what a job wrote to the graph."""
     from extractor.graph.publishing import rollback_stage
 
@@ -576,33 +825,68 @@ def rollback(ctx: typer.Context, job_id: str, graph: GraphOpt = None, database: 
 def run(
     ctx: typer.Context,
     docs_dir: Annotated[Path, typer.Argument(help="Folder of documents.")],
-    schema: Annotated[Optional[Path], typer.Option("--schema")] = None,
-    backend: Annotated[Backend, typer.Option("--backend", help="auto: local if its server passes a health check, else openai (an OpenAI job with batches in flight is continued).")] = Backend.LOCAL,
-    model: Annotated[Optional[str], typer.Option("--model")] = None,
+    schema: Annotated[Path | None, typer.Option("--schema")] = None,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            help="auto: local if its server passes a health check, else openai (an OpenAI job with batches in flight is continued).",
+        ),
+    ] = Backend.LOCAL,
+    model: Annotated[str | None, typer.Option("--model")] = None,
     local_url: LocalUrlOpt = None,
     model_path: ModelPathOpt = None,
     slots: SlotsOpt = 4,
     threads: ThreadsOpt = None,
     concurrency: ConcurrencyOpt = None,
     hedge_after: HedgeOpt = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", callback=positive, help="Output token budget per answer.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", callback=positive, help="Output token budget per answer.")
+    ] = None,
     max_cost: MaxCostOpt = None,
     graph: GraphOpt = None,
     database: DatabaseOpt = None,
     no_commit: Annotated[bool, typer.Option("--no-commit", help="Stop after verify.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Quarantine documents with ungrounded facts too.")] = False,
-    retry: Annotated[bool, typer.Option("--retry", help="Resend failed, expired, truncated or missing lines before verifying.")] = False,
-    max_attempts: Annotated[int, typer.Option("--max-attempts", callback=positive, help="With --retry: tries per document, the first included.")] = 2,
-    wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", callback=positive, help="Seconds to wait for OpenAI batches (default: until they end); when it runs out the run exits 6 and the next run resumes waiting.")] = None,
-    poll_interval: Annotated[float, typer.Option("--poll-interval", callback=positive, help="Seconds between the first polls of OpenAI batches (grows to 5 min).")] = 10.0,
+    retry: Annotated[
+        bool, typer.Option("--retry", help="Resend failed, expired, truncated or missing lines before verifying.")
+    ] = False,
+    max_attempts: Annotated[
+        int,
+        typer.Option("--max-attempts", callback=positive, help="With --retry: tries per document, the first included."),
+    ] = 2,
+    wait_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--wait-timeout",
+            callback=positive,
+            help="Seconds to wait for OpenAI batches (default: until they end); when it runs out the run exits 6 and the next run resumes waiting.",
+        ),
+    ] = None,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            "--poll-interval",
+            callback=positive,
+            help="Seconds between the first polls of OpenAI batches (grows to 5 min).",
+        ),
+    ] = 10.0,
     health_timeout: HealthTimeoutOpt = 60.0,
-    pipeline: Annotated[Optional[Path], typer.Option("--pipeline", help="A pipeline file (pipelines/*.toml): a cheap yes/no gate job first, then extraction of the documents that pass.")] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--pipeline",
+            help="A pipeline file (pipelines/*.toml): a cheap yes/no gate job first, then extraction of the documents that pass.",
+        ),
+    ] = None,
     encoding: EncodingOpt = None,
     reasoning_effort: EffortOpt = None,
     verbosity: VerbosityOpt = None,
     endpoint: EndpointOpt = "chat",
     max_enqueued_tokens: EnqueuedOpt = None,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Write the review page of the job to this file once it is verified.")] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the review page of the job to this file once it is verified.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """prepare → submit → wait → collect → retry → verify → commit, resumable, for cron (exit 5 if another run holds the lock)."""
@@ -612,8 +896,10 @@ def run(
         if html is not None:
             from extractor.errors import BadInput
 
-            raise BadInput("--html cannot be combined with --pipeline — write the page of the extraction job "
-                           "with `extractor review JOB --html FILE`")
+            raise BadInput(
+                "--html cannot be combined with --pipeline — write the page of the extraction job "
+                "with `extractor review JOB --html FILE`"
+            )
 
         gated_exit = run_gated_cli(store_of(ctx), {**locals(), "backend": backend.value})
         if gated_exit:
@@ -623,14 +909,32 @@ def run(
 
     options = RunOptions(
         # auto: run_pipeline chooses the lane (RunOptions.auto) and replaces this backend before prepare
-        prepare=prepare_options("local" if backend is Backend.AUTO else backend.value, model, schema, False, max_tokens,
-                                None, encoding=encoding,
-                                reasoning_effort=reasoning_effort, verbosity=verbosity, endpoint=endpoint),
-        submit=_submit_options(local_url, model_path, slots, max_cost, threads, concurrency, max_enqueued_tokens,
-                               hedge_after),
-        graph_uri=graph_uri(graph), database=database, data_dir=data_dir(),
-        commit=not no_commit, strict=strict, auto=backend is Backend.AUTO, health_timeout_s=health_timeout,
-        wait_timeout_s=wait_timeout, poll_interval_s=poll_interval, retry=retry, max_attempts=max_attempts,
+        prepare=prepare_options(
+            "local" if backend is Backend.AUTO else backend.value,
+            model,
+            schema,
+            False,
+            max_tokens,
+            None,
+            encoding=encoding,
+            reasoning_effort=reasoning_effort,
+            verbosity=verbosity,
+            endpoint=endpoint,
+        ),
+        submit=_submit_options(
+            local_url, model_path, slots, max_cost, threads, concurrency, max_enqueued_tokens, hedge_after
+        ),
+        graph_uri=graph_uri(graph),
+        database=database,
+        data_dir=data_dir(),
+        commit=not no_commit,
+        strict=strict,
+        auto=backend is Backend.AUTO,
+        health_timeout_s=health_timeout,
+        wait_timeout_s=wait_timeout,
+        poll_interval_s=poll_interval,
+        retry=retry,
+        max_attempts=max_attempts,
     )
     report = run_pipeline(store_of(ctx), docs_dir, options, console.RichProgress())
     data = report.as_dict()
@@ -648,23 +952,31 @@ def run(
     if report.pending:
         console.err.print(f"not finished: {report.pending}", markup=False, highlight=False, soft_wrap=True)
     if report.verify.get("quarantined"):
-        console.err.print(f"{report.verify['quarantined']} document(s) quarantined — see {report.job_id}/verify.json",
-                          markup=False, highlight=False, soft_wrap=True)
+        console.err.print(
+            f"{report.verify['quarantined']} document(s) quarantined — see {report.job_id}/verify.json",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     for warning in report.warnings:
         console.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if report.exit_code:
         raise typer.Exit(int(report.exit_code))
 
 
-def _run_review_page(store: JobStore, job_id: Optional[str], html: Path) -> Optional[str]:
+def _run_review_page(store: JobStore, job_id: str | None, html: Path) -> str | None:
     """The review page of the run's job when it got as far as verify; a note on stderr when it did not."""
     from extractor.review import write_review
     from extractor.review.data import REVIEWABLE
 
     job = store.load(job_id) if job_id else None
     if job is None or job.state not in REVIEWABLE or not job.verify_path.exists():
-        console.err.print(f"no review page: the job was not verified{f' ({job_id})' if job_id else ''}",
-                          markup=False, highlight=False, soft_wrap=True)
+        console.err.print(
+            f"no review page: the job was not verified{f' ({job_id})' if job_id else ''}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         return None
     write_review(job, html)
     console.err.print(f"review page: {html}", markup=False, highlight=False, soft_wrap=True)
@@ -677,24 +989,45 @@ def _run_review_page(store: JobStore, job_id: Optional[str], html: Path) -> Opti
 @app.command()
 def report(
     ctx: typer.Context,
-    since: Annotated[Optional[str], typer.Option("--since", help="Only jobs created on or after this date: YYYY-MM-DD, an ISO time, or Nd (N days ago).")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Exit 3 when the grounded or schema-valid rate dropped beyond the threshold (for cron alerts).")] = False,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a standalone HTML page with charts.")] = None,
-    threshold: Annotated[float, typer.Option("--threshold", help="Flag a rate this far below the trailing average (0.10 = ten points).")] = 0.10,
-    window: Annotated[int, typer.Option("--window", help="Earlier jobs of the same backend and model in the trailing average.")] = 5,
-    price_model: Annotated[Optional[str], typer.Option("--price-model", help="OpenAI model that local jobs' tokens are priced as.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only jobs created on or after this date: YYYY-MM-DD, an ISO time, or Nd (N days ago)."
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 3 when the grounded or schema-valid rate dropped beyond the threshold (for cron alerts).",
+        ),
+    ] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a standalone HTML page with charts.")] = None,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Flag a rate this far below the trailing average (0.10 = ten points).")
+    ] = 0.10,
+    window: Annotated[
+        int, typer.Option("--window", help="Earlier jobs of the same backend and model in the trailing average.")
+    ] = 5,
+    price_model: Annotated[
+        str | None, typer.Option("--price-model", help="OpenAI model that local jobs' tokens are priced as.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Cost, tokens, latency and quality per job and per backend, with trends; syncs the ledger from the job folders first."""
+    from extractor.cli.report_view import render_report
     from extractor.errors import BadInput
     from extractor.reports.ledger import Ledger
-    from extractor.cli.report_view import render_report
     from extractor.reports.reporting import ReportOptions, build_report, parse_since
 
     if not 0 <= threshold <= 1 or window < 1:
         raise BadInput("--threshold must be between 0 and 1 and --window at least 1")
-    options = ReportOptions(since=parse_since(since) if since else None, threshold=threshold, window=window,
-                            **({"price_model": price_model} if price_model else {}))
+    options = ReportOptions(
+        since=parse_since(since) if since else None,
+        threshold=threshold,
+        window=window,
+        **({"price_model": price_model} if price_model else {}),
+    )
     with Ledger.for_jobs(store_of(ctx)) as ledger:
         ledger.sync_store(store_of(ctx))
         data = build_report(ledger, options)
@@ -706,16 +1039,17 @@ def report(
     emit(data, as_json, lambda: render_report(data))
     if check and data["check"]["failed"]:
         for flag in data["check"]["flags"]:
-            console.err.print(f"quality dropped: {flag['job_id']}: {flag['message']}", markup=False, highlight=False,
-                              soft_wrap=True)
+            console.err.print(
+                f"quality dropped: {flag['job_id']}: {flag['message']}", markup=False, highlight=False, soft_wrap=True
+            )
         raise typer.Exit(int(ExitCode.QUARANTINED))
 
 
 @app.command()
 def compare(ctx: typer.Context, job_a: str, job_b: str, as_json: JsonOpt = False) -> None:
     """Entity-level agreement of job A against job B on the same documents."""
-    from extractor.reports.comparison import compare_jobs
     from extractor.cli.report_view import render_comparison
+    from extractor.reports.comparison import compare_jobs
 
     store = store_of(ctx)
     data = compare_jobs(store.load(job_a), store.load(job_b))
@@ -734,8 +1068,11 @@ def audit(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
 
     def render() -> None:
         verdict = "isolated" if result.ok else f"{len(result.problems)} problem(s)"
-        console.out.print(f"audit of {job.id}: {result.lines} lines, {result.documents} documents — {verdict}",
-                          markup=False, highlight=False)
+        console.out.print(
+            f"audit of {job.id}: {result.lines} lines, {result.documents} documents — {verdict}",
+            markup=False,
+            highlight=False,
+        )
         for problem in result.problems:
             console.out.print(f"problem: {problem}", markup=False, highlight=False)
         for warning in result.warnings:
@@ -749,7 +1086,7 @@ def audit(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
 @graph_app.command("cypher")
 def graph_cypher(
     dialect: Annotated[Dialect, typer.Option("--dialect")] = Dialect.NEO4J,
-    schema: Annotated[Optional[Path], typer.Option("--schema")] = None,
+    schema: Annotated[Path | None, typer.Option("--schema")] = None,
 ) -> None:
     """Print every Cypher statement the store can send, one JSON object a line."""
     from extractor.graph.cypher import iter_statements
@@ -764,7 +1101,7 @@ def graph_cypher(
 
 @schema_app.command("check")
 def schema_check(
-    file: Annotated[Optional[Path], typer.Argument(help="The spec file (default: the bundled default spec).")] = None,
+    file: Annotated[Path | None, typer.Argument(help="The spec file (default: the bundled default spec).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate a spec against OpenAI strict-mode rules; exit 2 listing every problem by JSON path."""
@@ -772,7 +1109,11 @@ def schema_check(
 
     file = file or DEFAULT_SPEC_PATH
     problems = check_spec(read_spec_json(file))
-    data = {"file": str(file), "ok": not problems, "problems": [{"path": p.path, "message": p.message} for p in problems]}
+    data = {
+        "file": str(file),
+        "ok": not problems,
+        "problems": [{"path": p.path, "message": p.message} for p in problems],
+    }
 
     def render() -> None:
         if not problems:

@@ -9,7 +9,15 @@ from contextlib import contextmanager
 from typing import Any, TextIO, cast
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -66,8 +74,16 @@ class RichProgress:
             yield lambda *a, **k: None
             err.print(f"[dim]{name:<8}[/] done in {time.monotonic() - start:.1f}s")
             return
-        columns = [SpinnerColumn(), TextColumn(f"[bold]{name:<8}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+        columns = [
+            SpinnerColumn(),
+            TextColumn(f"[bold]{name:<8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        ]
         with Progress(*columns, console=err, transient=False) as bar:
             task = bar.add_task(name, total=total, rate="")
             start = time.monotonic()

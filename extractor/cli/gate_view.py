@@ -10,18 +10,23 @@ import orjson
 
 from extractor.cli import console
 from extractor.errors import BadInput
-from extractor.run.gated import GatedReport, run_gated
 from extractor.jobs import JobStore
+from extractor.lanes.submit import SubmitOptions
 from extractor.locations import data_dir, graph_uri
+from extractor.prepare.stage import PrepareOptions
 from extractor.pricing import usd
 from extractor.run.engine import RunOptions
+from extractor.run.gated import GatedReport, run_gated
 from extractor.run.pipeline_file import load_pipeline
-from extractor.prepare.stage import PrepareOptions
-from extractor.lanes.submit import SubmitOptions
 
 # `run` flags that a pipeline file decides per stage: given together with --pipeline they would be ignored.
-_STAGE_FLAGS = {"schema": "--schema", "model": "--model", "max_tokens": "--max-tokens",
-                "reasoning_effort": "--reasoning-effort", "verbosity": "--verbosity"}
+_STAGE_FLAGS = {
+    "schema": "--schema",
+    "model": "--model",
+    "max_tokens": "--max-tokens",
+    "reasoning_effort": "--reasoning-effort",
+    "verbosity": "--verbosity",
+}
 
 
 def run_gated_cli(store: JobStore, args: dict[str, Any]) -> int:
@@ -33,18 +38,32 @@ def run_gated_cli(store: JobStore, args: dict[str, Any]) -> int:
     if args.get("endpoint", "chat") != "chat":
         given.append("--endpoint")
     if given:
-        raise BadInput(f"{', '.join(given)} cannot be combined with --pipeline — set them in the gate and extract"
-                       f" tables of {pipeline.source}")
+        raise BadInput(
+            f"{', '.join(given)} cannot be combined with --pipeline — set them in the gate and extract"
+            f" tables of {pipeline.source}"
+        )
     options = RunOptions(
         prepare=PrepareOptions(),
-        submit=SubmitOptions(local_url=args.get("local_url"), model_path=args.get("model_path"),
-                             slots=args.get("slots", 4), max_cost=args.get("max_cost"), threads=args.get("threads"),
-                             concurrency=args.get("concurrency"), hedge_after=args.get("hedge_after"),
-                             notice=console.notice, max_enqueued_tokens=args.get("max_enqueued_tokens")),
-        graph_uri=graph_uri(args.get("graph")), database=args.get("database"), data_dir=data_dir(),
-        commit=not args.get("no_commit", False), strict=args.get("strict", False),
-        wait_timeout_s=args.get("wait_timeout"), poll_interval_s=args.get("poll_interval", 10.0),
-        retry=args.get("retry", False), max_attempts=args.get("max_attempts", 2),
+        submit=SubmitOptions(
+            local_url=args.get("local_url"),
+            model_path=args.get("model_path"),
+            slots=args.get("slots", 4),
+            max_cost=args.get("max_cost"),
+            threads=args.get("threads"),
+            concurrency=args.get("concurrency"),
+            hedge_after=args.get("hedge_after"),
+            notice=console.notice,
+            max_enqueued_tokens=args.get("max_enqueued_tokens"),
+        ),
+        graph_uri=graph_uri(args.get("graph")),
+        database=args.get("database"),
+        data_dir=data_dir(),
+        commit=not args.get("no_commit", False),
+        strict=args.get("strict", False),
+        wait_timeout_s=args.get("wait_timeout"),
+        poll_interval_s=args.get("poll_interval", 10.0),
+        retry=args.get("retry", False),
+        max_attempts=args.get("max_attempts", 2),
     )
     report = run_gated(store, Path(args["docs_dir"]), pipeline, options, console.RichProgress())
     data = report.as_dict()
@@ -60,18 +79,23 @@ def run_gated_cli(store: JobStore, args: dict[str, Any]) -> int:
 def render_gated(report: GatedReport, data: dict[str, Any]) -> None:
     """Both stages: the gate's decisions and what the gate saved, then the extraction run's own summary."""
     gate = data["gate"]
-    console.out.print(console.key_value_table(f"extractor run · pipeline {data['pipeline']} · gate job {gate['job_id']}", {
-        "question": gate.get("question") or "",
-        "model": f"{gate['model']} ({gate['backend']})" + (" · resumed" if gate.get("resumed") else ""),
-        "documents": gate.get("documents", 0),
-        "passed": gate.get("passed", 0),
-        "rejected": gate.get("rejected", 0),
-        "failed": f"{gate.get('failed', 0)} (policy: {gate.get('on_failure', 'extract')})",
-        "sent to extraction": gate.get("extracted", 0),
-        "gate cost": usd(gate.get("cost_usd")),
-        "extraction estimate, all documents": usd(gate.get("extraction_estimate_usd")) + " (upper bound)",
-        "saved by the gate": usd(gate.get("saved_usd")),
-    }))
+    console.out.print(
+        console.key_value_table(
+            f"extractor run · pipeline {data['pipeline']} · gate job {gate['job_id']}",
+            {
+                "question": gate.get("question") or "",
+                "model": f"{gate['model']} ({gate['backend']})" + (" · resumed" if gate.get("resumed") else ""),
+                "documents": gate.get("documents", 0),
+                "passed": gate.get("passed", 0),
+                "rejected": gate.get("rejected", 0),
+                "failed": f"{gate.get('failed', 0)} (policy: {gate.get('on_failure', 'extract')})",
+                "sent to extraction": gate.get("extracted", 0),
+                "gate cost": usd(gate.get("cost_usd")),
+                "extraction estimate, all documents": usd(gate.get("extraction_estimate_usd")) + " (upper bound)",
+                "saved by the gate": usd(gate.get("saved_usd")),
+            },
+        )
+    )
     extract = data["extract"]
     if extract is not None:
         console.out.print(console.run_summary_table(extract))

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from extractor.prepare.answer_bounds import drop_repeats
 from extractor.errors import ExitCode
 from extractor.jobs import Job, State
 from extractor.lanes import describe
+from extractor.prepare.answer_bounds import drop_repeats
 from extractor.pricing import BATCH_DISCOUNT, estimate_cost
 from extractor.spec.schema import Spec, load_spec
 from extractor.storage import atomic_write_jsonl, iter_jsonl
@@ -55,20 +55,38 @@ class CollectSummary:
         return ExitCode.PARTIAL if self.failed else ExitCode.OK
 
     def as_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "documents": self.documents, "outcomes": self.outcomes, "failed": self.failed,
-                "unknown_lines": self.unknown_lines, "duplicate_lines": self.duplicate_lines, "warnings": self.warnings}
+        return {
+            "job_id": self.job_id,
+            "documents": self.documents,
+            "outcomes": self.outcomes,
+            "failed": self.failed,
+            "unknown_lines": self.unknown_lines,
+            "duplicate_lines": self.duplicate_lines,
+            "warnings": self.warnings,
+        }
 
 
 # A failed line is worth resending only when the failure was the provider's, not the request's: 408, 409, 429
 # and 5xx, and the lane's own codes for lines a batch never ran. A 400/404/422 (invalid_request_error,
 # unsupported_value, unsupported_parameter, invalid_json_schema, model_not_found) fails again the same way.
 TRANSIENT_STATUS = frozenset({408, 409, 429})
-TRANSIENT_CODES = frozenset({"batch_expired", "batch_cancelled", "batch_failed", "output_unavailable", "malformed_line",
-                             "server_error", "rate_limit_exceeded", "timeout", "token_limit_exceeded"})
+TRANSIENT_CODES = frozenset(
+    {
+        "batch_expired",
+        "batch_cancelled",
+        "batch_failed",
+        "output_unavailable",
+        "malformed_line",
+        "server_error",
+        "rate_limit_exceeded",
+        "timeout",
+        "token_limit_exceeded",
+    }
+)
 
 
 def error_kind(status: int | None, code: str | None) -> str:
-    """"transient" (retried) or "deterministic" (the same request fails again: not retried)."""
+    """ "transient" (retried) or "deterministic" (the same request fails again: not retried)."""
     if status is None or status == 200:
         return "transient" if not code or code in TRANSIENT_CODES else "deterministic"
     return "transient" if status in TRANSIENT_STATUS or status >= 500 else "deterministic"
@@ -82,14 +100,20 @@ def _field(container: dict[str, Any], key: str, kinds: tuple[type, ...], where: 
     value = container.get(key)
     if value is None and optional:
         return None
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         wanted = " or ".join(_KIND_NAMES[k] for k in kinds) + (" or null" if optional else "")
         raise _Malformed(f"{where}{key} is {_kind_of(value)}, expected {wanted}")
     return value
 
 
-_KIND_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number",
-               bool: "true/false"}
+_KIND_NAMES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true/false",
+}
 
 
 def _kind_of(value: Any) -> str:
@@ -115,8 +139,9 @@ def _usage(body: dict[str, Any]) -> dict[str, Any] | None:
         clean[key] = value
     details = usage.get("completion_tokens_details")  # reasoning tokens: billed as output, counted in the budget
     if isinstance(details, dict):
-        clean["completion_tokens_details"] = {k: v for k, v in details.items()
-                                              if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)}
+        clean["completion_tokens_details"] = {
+            k: v for k, v in details.items() if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        }
     return clean
 
 
@@ -129,12 +154,25 @@ def classify_line(line: dict[str, Any], spec: Spec, where: str = "") -> dict[str
 
     A line whose shape is not the Batch API's is an http_error whose reason names `where` (file:line).
     """
-    row: dict[str, Any] = {"outcome": "ok", "answer": None, "errors": [], "finish_reason": None, "usage": None, "model": None}
+    row: dict[str, Any] = {
+        "outcome": "ok",
+        "answer": None,
+        "errors": [],
+        "finish_reason": None,
+        "usage": None,
+        "model": None,
+    }
     try:
         return _classify(line, spec, row)
     except _Malformed as exc:
-        row.update(outcome="http_error", answer=None, finish_reason=None, usage=None, model=None,
-                   errors=[_clip(f"malformed_line: {where + ': ' if where else ''}{exc}")])
+        row.update(
+            outcome="http_error",
+            answer=None,
+            finish_reason=None,
+            usage=None,
+            model=None,
+            errors=[_clip(f"malformed_line: {where + ': ' if where else ''}{exc}")],
+        )
         return row
 
 
@@ -151,9 +189,13 @@ def _classify(line: dict[str, Any], spec: Spec, row: dict[str, Any]) -> dict[str
         body_error = _body_error_object(response)
         code = str(code or body_error.get("code") or "")
         param = error.get("param") or body_error.get("param")
-        row["error"] = {"kind": error_kind(status, code or None), "status": status, "code": code or None,
-                        "param": param if isinstance(param, str) else None,
-                        "type": body_error.get("type") if isinstance(body_error.get("type"), str) else None}
+        row["error"] = {
+            "kind": error_kind(status, code or None),
+            "status": status,
+            "code": code or None,
+            "param": param if isinstance(param, str) else None,
+            "type": body_error.get("type") if isinstance(body_error.get("type"), str) else None,
+        }
         return row
     body = _field(response, "body", (dict,), "response.") or {}
     if body.get("object") == "response":  # a /v1/responses answer: read as the chat shape it maps onto
@@ -223,9 +265,12 @@ def responses_as_chat(body: dict[str, Any]) -> dict[str, Any]:
         finish = "content_filter" if reason == "content_filter" else "length"
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     if usage is not None:
-        usage = {"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens"),
-                 "total_tokens": usage.get("total_tokens"),
-                 "completion_tokens_details": usage.get("output_tokens_details")}
+        usage = {
+            "prompt_tokens": usage.get("input_tokens"),
+            "completion_tokens": usage.get("output_tokens"),
+            "total_tokens": usage.get("total_tokens"),
+            "completion_tokens_details": usage.get("output_tokens_details"),
+        }
     message = {"role": "assistant", "content": "".join(texts) if texts or refusal is None else None, "refusal": refusal}
     return {"model": body.get("model"), "usage": usage, "choices": [{"message": message, "finish_reason": finish}]}
 
@@ -276,7 +321,8 @@ def read_answer_lines(job: Job, spec: Spec) -> AnswerLines:
                     kept = current if current[0]["outcome"] == "ok" else (row, where)
                     found.duplicates.append(
                         f"custom_id {cid} has more than one line ({current[1]}, {where}); kept {kept[1]}"
-                        + (" (the valid answer)" if kept[0]["outcome"] == "ok" else " (the latest)"))
+                        + (" (the valid answer)" if kept[0]["outcome"] == "ok" else " (the latest)")
+                    )
                     if current[0]["outcome"] == "ok":
                         continue
                 found.rows[cid] = (row, where)
@@ -317,7 +363,12 @@ def malformed_line(raw: bytes, path: Path) -> dict[str, Any] | None:
     if custom_id is None:
         return None
     message = f"the provider's line in {path.name} is not valid JSON ({len(raw)} bytes)"
-    return {"id": None, "custom_id": custom_id, "response": None, "error": {"code": "malformed_line", "message": message}}
+    return {
+        "id": None,
+        "custom_id": custom_id,
+        "response": None,
+        "error": {"code": "malformed_line", "message": message},
+    }
 
 
 def oversized_line(raw: bytes, path: Path, number: int) -> dict[str, Any] | None:
@@ -325,9 +376,16 @@ def oversized_line(raw: bytes, path: Path, number: int) -> dict[str, Any] | None
     custom_id = _named_id(raw[:4096])
     if custom_id is None:
         return None
-    reason = (f"answer too large: line {number} of {path.name} is {len(raw):,} bytes, over the limit of "
-              f"{MAX_ANSWER_BYTES:,} bytes per answer")
-    return {"id": None, "custom_id": custom_id, "response": None, "error": {"code": "answer_too_large", "message": reason}}
+    reason = (
+        f"answer too large: line {number} of {path.name} is {len(raw):,} bytes, over the limit of "
+        f"{MAX_ANSWER_BYTES:,} bytes per answer"
+    )
+    return {
+        "id": None,
+        "custom_id": custom_id,
+        "response": None,
+        "error": {"code": "answer_too_large", "message": reason},
+    }
 
 
 def _named_id(raw: bytes) -> str | None:
@@ -348,8 +406,14 @@ def answered_ids(path: Path) -> set[str]:
     return {cid for line in iter_answer_lines(path) if isinstance(cid := line.get("custom_id"), str) and cid}
 
 
-def collect_job(job: Job, lane: Lane | None = None, *, fetch: bool = True, wait: WaitOptions | None = None,
-                progress: Callable[[Any], None] | None = None) -> CollectSummary:
+def collect_job(
+    job: Job,
+    lane: Lane | None = None,
+    *,
+    fetch: bool = True,
+    wait: WaitOptions | None = None,
+    progress: Callable[[Any], None] | None = None,
+) -> CollectSummary:
     """Write results.jsonl: one row per document of the manifest, in manifest order, from the job's files alone.
 
     With a `lane` (`extractor.lanes.lane_for(job)`), it first brings the answers it still holds remotely into
@@ -373,8 +437,14 @@ def collect_job(job: Job, lane: Lane | None = None, *, fetch: bool = True, wait:
             cid = doc["custom_id"]
             kept = lines.rows.get(cid)
             if kept is None:
-                row = {"outcome": "expired" if expired else "missing", "answer": None,
-                       "errors": ["no answer line for this custom_id"], "finish_reason": None, "usage": None, "model": None}
+                row = {
+                    "outcome": "expired" if expired else "missing",
+                    "answer": None,
+                    "errors": ["no answer line for this custom_id"],
+                    "finish_reason": None,
+                    "usage": None,
+                    "model": None,
+                }
             else:
                 row = dict(kept[0])
             row["cost_usd"] = cost.add(row.get("model") or model, row.get("usage"), backend)
@@ -394,15 +464,27 @@ def collect_job(job: Job, lane: Lane | None = None, *, fetch: bool = True, wait:
     warnings = list(lines.duplicates)
     for rel, count in sorted(lines.unknown.items()):
         warnings.append(f"{rel}: {count} line(s) name no document of job {job.id} (another job's file?) — not used")
-    summary = CollectSummary(job.id, len(job.documents()), dict(counts), failed,
-                             unknown_lines=sum(lines.unknown.values()), duplicate_lines=len(lines.duplicates),
-                             warnings=warnings)
-    errors = [{"kind": k, "status": st, "code": code, "param": param, "lines": n}
-              for (k, st, code, param), n in kinds.most_common()]
+    summary = CollectSummary(
+        job.id,
+        len(job.documents()),
+        dict(counts),
+        failed,
+        unknown_lines=sum(lines.unknown.values()),
+        duplicate_lines=len(lines.duplicates),
+        warnings=warnings,
+    )
+    errors = [
+        {"kind": k, "status": st, "code": code, "param": param, "lines": n}
+        for (k, st, code, param), n in kinds.most_common()
+    ]
     job.transition(State.COLLECTED, outcomes=summary.outcomes, cost=cost.as_dict(), errors=errors)
     if warnings:
-        job.log("collect_warnings", unknown_lines=summary.unknown_lines, duplicate_lines=summary.duplicate_lines,
-                warnings=warnings[:100])
+        job.log(
+            "collect_warnings",
+            unknown_lines=summary.unknown_lines,
+            duplicate_lines=summary.duplicate_lines,
+            warnings=warnings[:100],
+        )
     return summary
 
 
@@ -448,9 +530,14 @@ class JobCost:
         return round(usd, 8)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"usd": round(self.usd, 6), "superseded_usd": round(self.superseded_usd, 6),
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "batch_discount": BATCH_DISCOUNT if self.batch else None, "unpriced_answers": self.unpriced}
+        return {
+            "usd": round(self.usd, 6),
+            "superseded_usd": round(self.superseded_usd, 6),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "batch_discount": BATCH_DISCOUNT if self.batch else None,
+            "unpriced_answers": self.unpriced,
+        }
 
 
 def iter_results(job: Job):

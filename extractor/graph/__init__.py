@@ -109,7 +109,9 @@ def open_store(uri: str = "embedded", *, database: str | None = None, data_dir: 
         from extractor.graph.neo4j_store import Neo4jStore
 
         if "@" in parts.netloc:
-            raise BadInput(f"graph URI {target}: put Neo4j credentials in NEO4J_USERNAME / NEO4J_PASSWORD, not in the URI")
+            raise BadInput(
+                f"graph URI {target}: put Neo4j credentials in NEO4J_USERNAME / NEO4J_PASSWORD, not in the URI"
+            )
         store = Neo4jStore.connect(uri, database=database, target=target)
     else:
         raise BadInput(

@@ -23,7 +23,6 @@ from extractor.graph.model import (
     has_name,
 )
 
-
 T = TypeVar("T")
 _END: Any = object()
 
@@ -114,9 +113,7 @@ def build_chunk(index: int, documents: Sequence[CommitDocument], job_id: str, vo
         rows = [relations[(rel_type, fallback)][k] for k in sorted(relations[(rel_type, fallback)])]
         relationships += len(rows)
         batch.append((cypher.merge_relationships(rel_type, fallback), {**job, "rows": rows}))
-    digest = hashlib.sha256(
-        orjson.dumps([[statement.name, parameters] for statement, parameters in batch])
-    ).hexdigest()
+    digest = hashlib.sha256(orjson.dumps([[statement.name, parameters] for statement, parameters in batch])).hexdigest()
     return Chunk(
         index=index,
         doc_ids=tuple(doc.doc_id for doc in documents),

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -306,8 +306,10 @@ def _read_log(log_path: Path, job_id: str) -> dict[str, Any]:
     try:
         log = read_versioned(log_path, "commit", {None: _legacy_log})
     except DamagedFile as exc:
-        raise BadInput(f"{log_path}: unreadable commit log ({exc.problem}) — restore it, or roll the job back and "
-                       "delete it (a newer extractor's log: upgrade extractor)") from exc
+        raise BadInput(
+            f"{log_path}: unreadable commit log ({exc.problem}) — restore it, or roll the job back and "
+            "delete it (a newer extractor's log: upgrade extractor)"
+        ) from exc
     if log.get("job_id") != job_id:
         raise BadInput(f"{log_path}: commit log of job {log.get('job_id')!r}, not {job_id!r}")
     log.setdefault("targets", {})
@@ -320,4 +322,4 @@ def _write_log(log_path: Path, log: dict[str, Any], record: dict[str, Any]) -> N
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

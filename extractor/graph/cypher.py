@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any, Literal
 
 from extractor.graph.model import LABEL, GraphVocabulary
@@ -53,7 +53,7 @@ def schema_statements(dialect: Dialect) -> tuple[Statement, ...]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def relationship_index(dialect: Dialect, rel_type: str) -> Statement:
     """The index a rollback finds a relationship type's rows by: `doc_id` (then filtered on `job`)."""
     name = _identifier(rel_type)
@@ -83,7 +83,7 @@ SET d.jobs = coalesce(d.jobs, []) + [$job],
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def upsert_entities(label: str | None) -> Statement:
     """One row per entity key (unique within the statement) with its mentions in this chunk.
 
@@ -132,7 +132,7 @@ SET m.name = mention.name,
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def merge_relationships(rel_type: str, fallback: bool) -> Statement:
     """Relations of one type; a fallback relation keeps the model's type in `original_type`."""
     extra = ", original_type: row.original_type" if fallback else ""
@@ -166,7 +166,7 @@ RETURN relationshipType""",
 # filter rows and DETACH DELETE some of them.
 
 
-@lru_cache(maxsize=None)
+@cache
 def rollback_relationships(rel_type: str) -> Statement:
     """Delete the job's relationships of one type written for these documents."""
     return Statement(
@@ -253,6 +253,7 @@ def rollback_chunk(rel_types: Iterable[str]) -> tuple[Statement, ...]:
     costs a statement, which Neo4j plans the first time it runs.
     """
     return (*(rollback_relationships(t) for t in sorted(rel_types)), *ROLLBACK_NODES)
+
 
 DUMP_NODES = Statement(
     "dump_nodes",

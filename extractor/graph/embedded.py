@@ -87,7 +87,7 @@ class EmbeddedFalkorDB:
         self.pid_path = self.data_dir / "falkordb.pid"
         self._users_fd: int | None = None
 
-    def __enter__(self) -> "EmbeddedFalkorDB":
+    def __enter__(self) -> EmbeddedFalkorDB:
         self.acquire()
         return self
 

@@ -40,7 +40,7 @@ class FalkorStore:
         port: int = 6379,
         username: str | None = None,
         password: str | None = None,
-    ) -> "FalkorStore":
+    ) -> FalkorStore:
         """Connect and check that the server speaks FalkorDB; `target` names it in errors (no credentials)."""
         try:
             db = FalkorDB(
@@ -71,7 +71,8 @@ class FalkorStore:
             for (label, key), statement in zip(INDEXED_KEYS, schema_statements(self.dialect))
         ]
         wanted += [
-            (("RELATIONSHIP", t, "doc_id"), relationship_index(self.dialect, t)) for t in sorted(set(relationship_types))
+            (("RELATIONSHIP", t, "doc_id"), relationship_index(self.dialect, t))
+            for t in sorted(set(relationship_types))
         ]
         for index, statement in wanted:
             if index in existing:

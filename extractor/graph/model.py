@@ -138,7 +138,7 @@ class GraphVocabulary:
     @classmethod
     def from_types(
         cls, entity_types: Iterable[str], relation_types: Iterable[str], fallback: str = "RELATED_TO"
-    ) -> "GraphVocabulary":
+    ) -> GraphVocabulary:
         """Sanitise a spec's type names into an allow-list, dropping those that cannot be labels."""
         labels = {label for label in map(sanitize_label, entity_types) if label}
         types = {t for t in map(sanitize_label, relation_types) if t and t not in RESERVED_TYPES}

@@ -27,7 +27,7 @@ class Neo4jStore:
         self.target = target
 
     @classmethod
-    def connect(cls, uri: str, *, database: str | None, target: str) -> "Neo4jStore":
+    def connect(cls, uri: str, *, database: str | None, target: str) -> Neo4jStore:
         """Open a driver and check the server, the credentials and the database answer."""
         import neo4j
         from neo4j import exceptions as neo
@@ -103,7 +103,9 @@ class Neo4jStore:
             for statement, parameters in batch:
                 running[0] = statement
                 c = tx.run(statement.query, parameters).consume().counters
-                counts += WriteCounts(c.nodes_created, c.nodes_deleted, c.relationships_created, c.relationships_deleted)
+                counts += WriteCounts(
+                    c.nodes_created, c.nodes_deleted, c.relationships_created, c.relationships_deleted
+                )
             return counts
 
         with self._session() as session:
@@ -153,7 +155,9 @@ class Neo4jStore:
         except neo.Neo4jError as exc:
             code = exc.code or ""
             if code.endswith("DatabaseNotFound"):
-                raise BadInput(f"Neo4j at {at} has no database {self.database!r} — create it, or leave out --database") from exc
+                raise BadInput(
+                    f"Neo4j at {at} has no database {self.database!r} — create it, or leave out --database"
+                ) from exc
             if code.endswith("IndexAlreadyExists") or code.endswith("ConstraintAlreadyExists"):
                 raise BadInput(
                     f"Neo4j at {at} could not create {running[0].name}: {one_line(exc)} — drop that index or "

@@ -37,32 +37,59 @@ def commit_documents(job: Job) -> Iterator[CommitDocument]:
             continue
         entities = tuple(
             EntityMention(name=e["name"], type=e["type"] or "OTHER", span=tuple(e["span"]) if e["span"] else None)
-            for e in doc["entities"] if e["verdict"] in KEPT
+            for e in doc["entities"]
+            if e["verdict"] in KEPT
         )
         types = {normalize_name(e.name): e.type for e in entities}
         relations = tuple(
             RelationFact(
-                source=r["source"], source_type=types.get(normalize_name(r["source"]), "OTHER"),
+                source=r["source"],
+                source_type=types.get(normalize_name(r["source"]), "OTHER"),
                 type=r["type"] or "RELATED_TO",
-                target=r["target"], target_type=types.get(normalize_name(r["target"]), "OTHER"),
+                target=r["target"],
+                target_type=types.get(normalize_name(r["target"]), "OTHER"),
                 evidence=r.get("evidence") or "",
             )
-            for r in doc["relations"] if r["verdict"] in KEPT
+            for r in doc["relations"]
+            if r["verdict"] in KEPT
         )
         info = meta[doc["doc_id"]]
-        yield CommitDocument(doc_id=doc["doc_id"], sha256=info["sha256"], path=info["path"],
-                             title=info.get("title") or "", entities=entities, relations=relations)
+        yield CommitDocument(
+            doc_id=doc["doc_id"],
+            sha256=info["sha256"],
+            path=info["path"],
+            title=info.get("title") or "",
+            entities=entities,
+            relations=relations,
+        )
 
 
-def commit_stage(job: Job, *, uri: str, database: str | None, data_dir: Path,
-                 progress: Callable[[int], None] | None = None, chunk_size: int | None = None) -> dict[str, Any]:
+def commit_stage(
+    job: Job,
+    *,
+    uri: str,
+    database: str | None,
+    data_dir: Path,
+    progress: Callable[[int], None] | None = None,
+    chunk_size: int | None = None,
+) -> dict[str, Any]:
     job.require(State.VERIFIED, State.COMMITTED, State.ROLLED_BACK, doing="be committed")
     with open_store(uri, database=database, data_dir=data_dir) as store:
-        summary = commit_job(store, job.id, commit_documents(job), log_path=job.commit_path,
-                             vocabulary=vocabulary_for(job), progress=_crash_point(progress),
-                             **({"chunk_size": chunk_size} if chunk_size else {}))
-    result = {**asdict(summary), "graph": redact_uri(uri),
-              "nodes": summary.documents + summary.entities, "relationships": summary.mentions + summary.relationships}
+        summary = commit_job(
+            store,
+            job.id,
+            commit_documents(job),
+            log_path=job.commit_path,
+            vocabulary=vocabulary_for(job),
+            progress=_crash_point(progress),
+            **({"chunk_size": chunk_size} if chunk_size else {}),
+        )
+    result = {
+        **asdict(summary),
+        "graph": redact_uri(uri),
+        "nodes": summary.documents + summary.entities,
+        "relationships": summary.mentions + summary.relationships,
+    }
     job.transition(State.COMMITTED, commit={k: v for k, v in result.items() if k != "job_id"})
     return result
 
@@ -91,4 +118,3 @@ def rollback_stage(job: Job, *, uri: str, database: str | None, data_dir: Path) 
     result = {**asdict(summary), "graph": redact_uri(uri)}
     job.transition(State.ROLLED_BACK, rollback={k: v for k, v in result.items() if k != "job_id"})
     return result
-

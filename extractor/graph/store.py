@@ -16,7 +16,7 @@ class WriteCounts:
     relationships_created: int = 0
     relationships_deleted: int = 0
 
-    def __add__(self, other: "WriteCounts") -> "WriteCounts":
+    def __add__(self, other: WriteCounts) -> WriteCounts:
         return WriteCounts(
             self.nodes_created + other.nodes_created,
             self.nodes_deleted + other.nodes_deleted,

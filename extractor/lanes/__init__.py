@@ -26,8 +26,18 @@ if TYPE_CHECKING:
     from extractor.lanes.submit import SubmitOptions
 
 __all__ = [
-    "BatchesPending", "Lane", "LaneDefaults", "LaneInfo", "Progress", "WaitOptions", "describe", "info_for",
-    "lane_for", "lane_names", "load", "register",
+    "BatchesPending",
+    "Lane",
+    "LaneDefaults",
+    "LaneInfo",
+    "Progress",
+    "WaitOptions",
+    "describe",
+    "info_for",
+    "lane_for",
+    "lane_names",
+    "load",
+    "register",
 ]
 
 Progress = Callable[[Any], None]
@@ -109,8 +119,18 @@ class Lane(Protocol):
         """Stop what is still running (what finished is kept); returns counts for the cancel summary."""
         ...
 
-    def resend(self, job: Job, ids: set[str], *, attempt: int, truncated: set[str], attempts: dict[str, int],
-               options: SubmitOptions, progress: Progress | None, set_aside: Callable[[], None]) -> dict[str, Any]:
+    def resend(
+        self,
+        job: Job,
+        ids: set[str],
+        *,
+        attempt: int,
+        truncated: set[str],
+        attempts: dict[str, int],
+        options: SubmitOptions,
+        progress: Progress | None,
+        set_aside: Callable[[], None],
+    ) -> dict[str, Any]:
         """Send these lines again (truncated ones with a larger budget where the lane can).
 
         The lane first checks it can send at all, then calls `set_aside()` (cost check, earlier lines set
@@ -160,8 +180,10 @@ def info_for(job: Job) -> LaneInfo:
     backend = job.manifest["backend"]
     kind = (job.manifest.get("remote") or {}).get("kind") or backend
     if kind not in _LANES:
-        raise BadInput(f"Job {job.id} names an unknown backend {kind!r} — prepare it again with --backend "
-                       f"{' or '.join(lane_names())}")
+        raise BadInput(
+            f"Job {job.id} names an unknown backend {kind!r} — prepare it again with --backend "
+            f"{' or '.join(lane_names())}"
+        )
     return _LANES[kind]
 
 
@@ -170,25 +192,52 @@ def lane_for(job: Job) -> Lane:
     return load(info_for(job).name)
 
 
-register(LaneInfo(
-    name="local", implementation="extractor.lanes.local:LocalLane", is_batch=False, billed=False, openai_api=False,
-    bounded_arrays=True, per_request_latency=True, prompt="local",
-    # A 270M model rambles, so the embedded default output budget is kept short. Gemma 270M loops on entity lists
-    # without a repeat penalty (examples/docs: 2 of 4 answers hit max_tokens at frequency_penalty 0.6, none at
-    # repeat_penalty 1.3).
-    default_settings=LaneDefaults(model="gemma-3-270m-q4_k_m", context_tokens=4096, max_tokens=768,
-                          extra_body={"repeat_penalty": 1.3}),
-))
-register(LaneInfo(
-    name="openai", implementation="extractor.lanes.openai_batch:OpenAIBatchLane", is_batch=True, billed=True,
-    openai_api=True, bounded_arrays=False, per_request_latency=False, prompt="openai",
-    # Our user's own choice for extraction, and gpt-5.4-nano for the gate.
-    default_settings=LaneDefaults(model="gpt-5.4-mini", context_tokens=128_000, max_tokens=4096,
-                                  gate_model="gpt-5.4-nano"),
-))
+register(
+    LaneInfo(
+        name="local",
+        implementation="extractor.lanes.local:LocalLane",
+        is_batch=False,
+        billed=False,
+        openai_api=False,
+        bounded_arrays=True,
+        per_request_latency=True,
+        prompt="local",
+        # A 270M model rambles, so the embedded default output budget is kept short. Gemma 270M loops on entity lists
+        # without a repeat penalty (examples/docs: 2 of 4 answers hit max_tokens at frequency_penalty 0.6, none at
+        # repeat_penalty 1.3).
+        default_settings=LaneDefaults(
+            model="gemma-3-270m-q4_k_m", context_tokens=4096, max_tokens=768, extra_body={"repeat_penalty": 1.3}
+        ),
+    )
+)
+register(
+    LaneInfo(
+        name="openai",
+        implementation="extractor.lanes.openai_batch:OpenAIBatchLane",
+        is_batch=True,
+        billed=True,
+        openai_api=True,
+        bounded_arrays=False,
+        per_request_latency=False,
+        prompt="openai",
+        # Our user's own choice for extraction, and gpt-5.4-nano for the gate.
+        default_settings=LaneDefaults(
+            model="gpt-5.4-mini", context_tokens=128_000, max_tokens=4096, gate_model="gpt-5.4-nano"
+        ),
+    )
+)
 # Answers taken in from files (`collect --output-file`): no job is prepared for it; it stands in for the lane
 # the job was prepared for, which still resends (`retry`).
-register(LaneInfo(
-    name="file", implementation="extractor.lanes.files:FileLane", is_batch=False, billed=True, openai_api=False,
-    bounded_arrays=False, per_request_latency=False, prompt="openai", default_settings=None,
-))
+register(
+    LaneInfo(
+        name="file",
+        implementation="extractor.lanes.files:FileLane",
+        is_batch=False,
+        billed=True,
+        openai_api=False,
+        bounded_arrays=False,
+        per_request_latency=False,
+        prompt="openai",
+        default_settings=None,
+    )
+)

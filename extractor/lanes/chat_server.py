@@ -60,8 +60,12 @@ def check_health(base_url: str, timeout_s: float, *, model: str | None = None, a
                 "start it, or check --local-url"
             )
         # A cold model can take tens of seconds to load; pay that here, not in the first documents' latency.
-        probe = {"model": model or _first_model(http, v1) or "default",
-                 "messages": [{"role": "user", "content": WARMUP_PROMPT}], "max_tokens": 1, "temperature": 0}
+        probe = {
+            "model": model or _first_model(http, v1) or "default",
+            "messages": [{"role": "user", "content": WARMUP_PROMPT}],
+            "max_tokens": 1,
+            "temperature": 0,
+        }
         while True:
             remaining = deadline - time.monotonic()
             try:
@@ -73,9 +77,13 @@ def check_health(base_url: str, timeout_s: float, *, model: str | None = None, a
                     return
                 detail = f"HTTP {answer.status_code}: {_error_message(answer)}"
                 if 400 <= answer.status_code < 500 and answer.status_code not in (408, 429):
-                    raise BadInput(f"{v1}/chat/completions rejected a test request for model {probe['model']!r} ({detail})")
+                    raise BadInput(
+                        f"{v1}/chat/completions rejected a test request for model {probe['model']!r} ({detail})"
+                    )
             if time.monotonic() >= deadline:
-                raise ServiceUnavailable(f"the chat server at {base_url} did not answer a test request within {timeout_s:g}s ({detail})")
+                raise ServiceUnavailable(
+                    f"the chat server at {base_url} did not answer a test request within {timeout_s:g}s ({detail})"
+                )
             time.sleep(HEALTH_POLL_S)
 
 

@@ -37,10 +37,28 @@ class FileLane:
         job.transition(State.CANCELLED)
         return {}
 
-    def resend(self, job: Job, ids: set[str], *, attempt: int, truncated: set[str], attempts: dict[str, int],
-               options: SubmitOptions, progress: Progress | None, set_aside: Callable[[], None]) -> dict[str, Any]:
-        return self.prepared_for(job).resend(job, ids, attempt=attempt, truncated=truncated, attempts=attempts,
-                                             options=options, progress=progress, set_aside=set_aside)
+    def resend(
+        self,
+        job: Job,
+        ids: set[str],
+        *,
+        attempt: int,
+        truncated: set[str],
+        attempts: dict[str, int],
+        options: SubmitOptions,
+        progress: Progress | None,
+        set_aside: Callable[[], None],
+    ) -> dict[str, Any]:
+        return self.prepared_for(job).resend(
+            job,
+            ids,
+            attempt=attempt,
+            truncated=truncated,
+            attempts=attempts,
+            options=options,
+            progress=progress,
+            set_aside=set_aside,
+        )
 
     def progress(self, job: Job) -> dict[str, Any]:
         return {}

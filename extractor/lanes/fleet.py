@@ -57,8 +57,10 @@ def resolve_urls(given: str | Sequence[str] | None, environ: Mapping[str, str] =
     for url in urls:
         key = url.rstrip("/").removesuffix("/v1")
         if key in seen:
-            raise BadInput(f"--local-url {display_url(url)} is given twice — name each server once, "
-                           f"and give it more requests with --concurrency {display_url(url)}=N")
+            raise BadInput(
+                f"--local-url {display_url(url)} is given twice — name each server once, "
+                f"and give it more requests with --concurrency {display_url(url)}=N"
+            )
         seen[key] = url
     return list(seen.values())
 
@@ -78,8 +80,10 @@ def parse_concurrency(values: int | str | Iterable[str] | None) -> tuple[int | N
         except ValueError:
             n = 0
         if n < 1:
-            raise BadInput(f"--concurrency {value!r}: give a whole number of requests of 1 or more, as N for "
-                           "every server or URL=N for one (--concurrency http://gpu-box:8000=16)")
+            raise BadInput(
+                f"--concurrency {value!r}: give a whole number of requests of 1 or more, as N for "
+                "every server or URL=N for one (--concurrency http://gpu-box:8000=16)"
+            )
         if sep:
             per_url[server_key(url)] = n
         else:
@@ -191,8 +195,9 @@ class FleetServer:
 
     # -- AIMD
 
-    def answered(self, latency_ms: float, prompt_tokens: int, completion_tokens: int, now: float, *,
-                 kept: bool = True) -> None:
+    def answered(
+        self, latency_ms: float, prompt_tokens: int, completion_tokens: int, now: float, *, kept: bool = True
+    ) -> None:
         """A clean answer: grows the limit. `kept=False` for a duplicate, which counts as the server's work but
         not as one of its documents."""
         self.consecutive_timeouts = 0
@@ -258,15 +263,26 @@ class FleetServer:
         s = self.stats
         lat = s.latencies_ms
         return {
-            "url": self.name, "concurrency_max": self.max_concurrency, "concurrency_source": self.source,
-            "concurrency_final": round(self.limit, 2), "concurrency_mean": round(self.mean_limit(now), 2),
-            "peak_in_flight": s.peak_in_flight, "answered": s.answered, "prompt_tokens": s.prompt_tokens,
+            "url": self.name,
+            "concurrency_max": self.max_concurrency,
+            "concurrency_source": self.source,
+            "concurrency_final": round(self.limit, 2),
+            "concurrency_mean": round(self.mean_limit(now), 2),
+            "peak_in_flight": s.peak_in_flight,
+            "answered": s.answered,
+            "prompt_tokens": s.prompt_tokens,
             "completion_tokens": s.completion_tokens,
             "completion_tokens_per_s": round(s.completion_tokens / seconds, 2) if seconds else 0.0,
             "documents_per_s": round(s.answered / seconds, 3) if seconds else 0.0,
-            "p50_ms": _round(percentile(lat, 0.50)), "p95_ms": _round(percentile(lat, 0.95)),
-            "p99_ms": _round(percentile(lat, 0.99)), "rate_limited": s.rate_limited, "timeouts": s.timeouts,
-            "errors": s.errors, "outages": s.outages, "hedges_sent": s.hedges_sent, "duplicates": s.duplicates,
+            "p50_ms": _round(percentile(lat, 0.50)),
+            "p95_ms": _round(percentile(lat, 0.95)),
+            "p99_ms": _round(percentile(lat, 0.99)),
+            "rate_limited": s.rate_limited,
+            "timeouts": s.timeouts,
+            "errors": s.errors,
+            "outages": s.outages,
+            "hedges_sent": s.hedges_sent,
+            "duplicates": s.duplicates,
         }
 
 

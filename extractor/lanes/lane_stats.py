@@ -53,8 +53,13 @@ class LaneStats:
         """Totals, percentiles and rates for logs, the manifest and `status`; not the raw latency list."""
         data = asdict(self)
         del data["latencies_ms"]
-        data.update(p50_ms=self.p50(), p95_ms=self.p95(), p99_ms=self.p99(),
-                    documents_per_s=self.documents_per_s(), completion_tokens_per_s=self.completion_tokens_per_s())
+        data.update(
+            p50_ms=self.p50(),
+            p95_ms=self.p95(),
+            p99_ms=self.p99(),
+            documents_per_s=self.documents_per_s(),
+            completion_tokens_per_s=self.completion_tokens_per_s(),
+        )
         return data
 
 

@@ -52,12 +52,12 @@ from typing import TYPE_CHECKING, Any
 from extractor.errors import BadInput
 from extractor.jobs import Job, State
 from extractor.lanes import LaneInfo, Progress, WaitOptions
-from extractor.prepare.requests import iter_request_lines
-from extractor.storage import atomic_write_jsonl, iter_jsonl
 from extractor.lanes.chat_server import api_urls
 from extractor.lanes.fleet import DEFAULT_CONCURRENCY, FleetServer, server_key
 from extractor.lanes.lane_stats import LaneEvent, LaneStats
 from extractor.lanes.scheduler import Scheduler
+from extractor.prepare.requests import iter_request_lines
+from extractor.storage import atomic_write_jsonl, iter_jsonl
 
 if TYPE_CHECKING:
     from extractor.lanes.submit import SubmitOptions
@@ -127,12 +127,23 @@ def run_local_lane(
     if first is None:  # nothing left to send: don't require a server at all
         stats.seconds = time.perf_counter() - started
         return stats
-    servers = _fleet([base_url] if isinstance(base_url, str) else list(base_url), concurrency,
-                     concurrency_by_url or {})
-    lane = Scheduler(servers=servers, api_key=api_key, output_path=output_path, error_path=error_path,
-                     timeout_s=timeout_s, max_retries=max_retries, server_wait_s=server_wait_s,
-                     hedge_after=hedge_after, model=first["body"].get("model"), stats=stats, started=started,
-                     progress=progress, log=log, notice=notice)
+    servers = _fleet([base_url] if isinstance(base_url, str) else list(base_url), concurrency, concurrency_by_url or {})
+    lane = Scheduler(
+        servers=servers,
+        api_key=api_key,
+        output_path=output_path,
+        error_path=error_path,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
+        server_wait_s=server_wait_s,
+        hedge_after=hedge_after,
+        model=first["body"].get("model"),
+        stats=stats,
+        started=started,
+        progress=progress,
+        log=log,
+        notice=notice,
+    )
     try:
         asyncio.run(lane.run(first, pending))
     finally:
@@ -148,17 +159,24 @@ def run_local_lane(
 
 def _fleet(urls: list[str], every: int | None, per_url: Mapping[str, int]) -> list[FleetServer]:
     if not urls:
-        raise BadInput("no local server to send to — pass --local-url URL (once per server) or set EXTRACTOR_LOCAL_URLS")
+        raise BadInput(
+            "no local server to send to — pass --local-url URL (once per server) or set EXTRACTOR_LOCAL_URLS"
+        )
     servers = []
     for url in urls:
         root, v1 = api_urls(url)
         given = per_url.get(server_key(url), every)
-        servers.append(FleetServer(url, root, v1, max_concurrency=given or DEFAULT_CONCURRENCY,
-                                   source="given" if given else "default"))
+        servers.append(
+            FleetServer(
+                url, root, v1, max_concurrency=given or DEFAULT_CONCURRENCY, source="given" if given else "default"
+            )
+        )
     unknown = set(per_url) - {server_key(url) for url in urls}
     if unknown:
-        raise BadInput(f"--concurrency names {', '.join(sorted(unknown))}, which is not one of the --local-url servers "
-                       f"({', '.join(s.name for s in servers)})")
+        raise BadInput(
+            f"--concurrency names {', '.join(sorted(unknown))}, which is not one of the --local-url servers "
+            f"({', '.join(s.name for s in servers)})"
+        )
     return servers
 
 
@@ -194,8 +212,13 @@ class LocalLane:
         hedge_after = parse_hedge_after(options.hedge_after)
         embedded = not resolve_urls(options.local_url)
         with local_endpoints(options) as urls:
-            job.log("submit", backend=self.info.name, url=", ".join(_redact(u) for u in urls), embedded=embedded,
-                    **({"hedge_after": hedge_after} if hedge_after else {}))
+            job.log(
+                "submit",
+                backend=self.info.name,
+                url=", ".join(_redact(u) for u in urls),
+                embedded=embedded,
+                **({"hedge_after": hedge_after} if hedge_after else {}),
+            )
             stats = run_local_lane(
                 iter_request_lines(job.request_files()),
                 output_path=job.output_dir / LOCAL_OUTPUT,
@@ -231,8 +254,18 @@ class LocalLane:
         job.transition(State.CANCELLED)  # nothing runs once submit has returned
         return {}
 
-    def resend(self, job: Job, ids: set[str], *, attempt: int, truncated: set[str], attempts: dict[str, int],
-               options: SubmitOptions, progress: Progress | None, set_aside: Callable[[], None]) -> dict[str, Any]:
+    def resend(
+        self,
+        job: Job,
+        ids: set[str],
+        *,
+        attempt: int,
+        truncated: set[str],
+        attempts: dict[str, int],
+        options: SubmitOptions,
+        progress: Progress | None,
+        set_aside: Callable[[], None],
+    ) -> dict[str, Any]:
         from extractor.lanes.submit import submit_job
 
         set_aside()

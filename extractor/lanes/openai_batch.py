@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from extractor.collect.results import answered_ids
 from extractor.errors import BadInput, ExtractorError
 from extractor.jobs import Job, State, utcnow
-from extractor.prepare.models import ENDPOINT_URLS, enqueued_limit
-from extractor.prepare.requests import ShardWriter, iter_request_lines
-from extractor.collect.results import answered_ids
-from extractor.storage import atomic_write_jsonl, iter_jsonl
 from extractor.lanes import BatchesPending, LaneInfo, Progress, WaitOptions
 from extractor.lanes.openai_client import BatchApi, NotFound
+from extractor.prepare.models import ENDPOINT_URLS, enqueued_limit
+from extractor.prepare.requests import ShardWriter, iter_request_lines
+from extractor.storage import atomic_write_jsonl, iter_jsonl
 
 if TYPE_CHECKING:
     from extractor.lanes.submit import SubmitOptions
@@ -73,19 +73,32 @@ def entries(job: Job) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- submit
 
 
-def submit_openai(job: Job, *, progress: Progress | None = None, max_enqueued_tokens: int | None = None) -> dict[str, Any]:
+def submit_openai(
+    job: Job, *, progress: Progress | None = None, max_enqueued_tokens: int | None = None
+) -> dict[str, Any]:
     """Upload and create a batch for every shard that fits the enqueued-token budget; a re-run sends only what is missing."""
     remote = job.manifest.get("remote")
     if remote and remote.get("kind") == "file":
-        raise BadInput(f"Job {job.id} took in result files (collect --output-file), so it is not sent again — "
-                       f"run `extractor retry {job.id}` for the documents still without an answer")
+        raise BadInput(
+            f"Job {job.id} took in result files (collect --output-file), so it is not sent again — "
+            f"run `extractor retry {job.id}` for the documents still without an answer"
+        )
     api = BatchApi.from_env(log=job.log)
     if not remote or remote.get("kind") != "openai":
-        remote = job.manifest["remote"] = {"kind": "openai", "batches": [
-            {"name": Path(s["file"]).stem, "attempt": 1, "input": s["file"], "lines": s["lines"], "bytes": s["bytes"],
-             "tokens": shard_tokens(s)}
-            for s in job.manifest["shards"]
-        ]}
+        remote = job.manifest["remote"] = {
+            "kind": "openai",
+            "batches": [
+                {
+                    "name": Path(s["file"]).stem,
+                    "attempt": 1,
+                    "input": s["file"],
+                    "lines": s["lines"],
+                    "bytes": s["bytes"],
+                    "tokens": shard_tokens(s),
+                }
+                for s in job.manifest["shards"]
+            ],
+        }
     remote["endpoint"] = api.endpoint
     if max_enqueued_tokens is not None or "max_enqueued_tokens" not in remote:
         remote["max_enqueued_tokens"] = enqueued_limit(job.manifest["model"], max_enqueued_tokens)
@@ -96,9 +109,15 @@ def submit_openai(job: Job, *, progress: Progress | None = None, max_enqueued_to
     sent = send_pending(job, api, progress)
     if job.state is not State.SUBMITTED:
         job.transition(State.SUBMITTED)
-    return {"job_id": job.id, "backend": "openai", "endpoint": api.endpoint, "batches": len(remote["batches"]),
-            "requests": sum(e["lines"] for e in remote["batches"]),
-            "max_enqueued_tokens": remote["max_enqueued_tokens"], **sent}
+    return {
+        "job_id": job.id,
+        "backend": "openai",
+        "endpoint": api.endpoint,
+        "batches": len(remote["batches"]),
+        "requests": sum(e["lines"] for e in remote["batches"]),
+        "max_enqueued_tokens": remote["max_enqueued_tokens"],
+        **sent,
+    }
 
 
 def shard_tokens(shard: dict[str, Any]) -> int:
@@ -117,10 +136,12 @@ def check_fits(job: Job) -> None:
     limit = _limit(job)
     for entry in entries(job):
         if not entry.get("batch_id") and not entry.get("skipped") and _tokens(entry) > limit:
-            raise BadInput(f"Job {job.id}: {entry['input']} holds about {_tokens(entry):,} input tokens, over the "
-                           f"enqueued-token limit of {limit:,} for {job.manifest['model']} — prepare again with a "
-                           "smaller --max-lines-per-file, or raise --max-enqueued-tokens (env "
-                           "EXTRACTOR_MAX_ENQUEUED_TOKENS) to your organisation's batch queue limit")
+            raise BadInput(
+                f"Job {job.id}: {entry['input']} holds about {_tokens(entry):,} input tokens, over the "
+                f"enqueued-token limit of {limit:,} for {job.manifest['model']} — prepare again with a "
+                "smaller --max-lines-per-file, or raise --max-enqueued-tokens (env "
+                "EXTRACTOR_MAX_ENQUEUED_TOKENS) to your organisation's batch queue limit"
+            )
 
 
 def _tokens(entry: dict[str, Any]) -> int:
@@ -195,8 +216,12 @@ def _send(job: Job, api: BatchApi, entry: dict[str, Any]) -> str:
 
 def _metadata(job: Job, entry: dict[str, Any]) -> dict[str, str]:
     tried = len(entry.get("token_limit_failures", []))
-    return {"extractor_job": job.id, "extractor_shard": entry["name"], "extractor_attempt": str(entry["attempt"]),
-            **({"extractor_try": str(tried + 1)} if tried else {})}
+    return {
+        "extractor_job": job.id,
+        "extractor_shard": entry["name"],
+        "extractor_attempt": str(entry["attempt"]),
+        **({"extractor_try": str(tried + 1)} if tried else {}),
+    }
 
 
 def record(entry: dict[str, Any], batch: dict[str, Any]) -> bool:
@@ -204,14 +229,18 @@ def record(entry: dict[str, Any], batch: dict[str, Any]) -> bool:
     before = (entry.get("status"), entry.get("request_counts"))
     counts = batch.get("request_counts") or {}
     entry.update(
-        batch_id=batch["id"], status=batch["status"],
+        batch_id=batch["id"],
+        status=batch["status"],
         request_counts={k: int(counts.get(k) or 0) for k in ("total", "completed", "failed")},
-        output_file_id=batch.get("output_file_id"), error_file_id=batch.get("error_file_id"),
+        output_file_id=batch.get("output_file_id"),
+        error_file_id=batch.get("error_file_id"),
     )
     errors = (batch.get("errors") or {}).get("data") or []
     if errors:
-        entry["errors"] = [f"{e.get('code')}: {e.get('message')}" + (f" (line {e['line']})" if e.get("line") else "")
-                           for e in errors[:20]]
+        entry["errors"] = [
+            f"{e.get('code')}: {e.get('message')}" + (f" (line {e['line']})" if e.get("line") else "")
+            for e in errors[:20]
+        ]
     return before != (entry["status"], entry["request_counts"])
 
 
@@ -222,8 +251,14 @@ def requeue(job: Job, entry: dict[str, Any]) -> None:
     for key in ("batch_id", "status", "request_counts", "output_file_id", "error_file_id", "errors"):
         entry.pop(key, None)
     job.save()
-    job.log("batch_requeued", batch=entry["name"], failed_batch_id=failed, reason=TOKEN_LIMIT,
-            enqueued_tokens=enqueued_tokens(job), limit=_limit(job))
+    job.log(
+        "batch_requeued",
+        batch=entry["name"],
+        failed_batch_id=failed,
+        reason=TOKEN_LIMIT,
+        enqueued_tokens=enqueued_tokens(job),
+        limit=_limit(job),
+    )
 
 
 # ---------------------------------------------------------------- poll and download
@@ -278,8 +313,13 @@ def refresh(job: Job, api: BatchApi) -> None:
             requeue(job, entry)
             continue
         if entry["status"] != before:
-            job.log("batch_status", batch=entry["name"], batch_id=entry["batch_id"], status=entry["status"],
-                    request_counts=entry["request_counts"])
+            job.log(
+                "batch_status",
+                batch=entry["name"],
+                batch_id=entry["batch_id"],
+                status=entry["status"],
+                request_counts=entry["request_counts"],
+            )
     if changed:
         job.save()
 
@@ -302,7 +342,10 @@ def download_finished(job: Job, api: BatchApi) -> None:
 
 def _download(job: Job, api: BatchApi, entry: dict[str, Any]) -> None:
     name, gone = entry["name"], []
-    for file_id, directory in ((entry.get("output_file_id"), job.output_dir), (entry.get("error_file_id"), job.errors_dir)):
+    for file_id, directory in (
+        (entry.get("output_file_id"), job.output_dir),
+        (entry.get("error_file_id"), job.errors_dir),
+    ):
         if not file_id:
             continue
         try:
@@ -317,14 +360,19 @@ def _download(job: Job, api: BatchApi, entry: dict[str, Any]) -> None:
             message = f"{message}: {'; '.join(entry['errors'][:3])}"
         _write_unanswered(job, entry, code, message)
     elif gone:
-        _write_unanswered(job, entry, "output_unavailable", f"the batch's result file {', '.join(gone)} is gone (HTTP 404)")
+        _write_unanswered(
+            job, entry, "output_unavailable", f"the batch's result file {', '.join(gone)} is gone (HTTP 404)"
+        )
 
 
 def _write_unanswered(job: Job, entry: dict[str, Any], code: str, message: str) -> None:
     name = entry["name"]
     answered = answered_ids(job.output_dir / f"{name}.jsonl") | answered_ids(job.errors_dir / f"{name}.jsonl")
-    lines = [{"id": None, "custom_id": cid, "response": None, "error": {"code": code, "message": message}}
-             for cid in input_ids(job, entry) if cid not in answered]
+    lines = [
+        {"id": None, "custom_id": cid, "response": None, "error": {"code": code, "message": message}}
+        for cid in input_ids(job, entry)
+        if cid not in answered
+    ]
     if lines:
         atomic_write_jsonl(job.errors_dir / f"{name}.unanswered.jsonl", lines)
         job.log("unanswered", batch=name, code=code, lines=len(lines))
@@ -345,8 +393,17 @@ def batch_progress(job: Job) -> dict[str, Any]:
     for e in entries(job):
         counts = e.get("request_counts") or {}
         status = e.get("status") or ("not sent" if e.get("skipped") else "waiting")
-        rows.append({"name": e["name"], "attempt": e["attempt"], "batch_id": e.get("batch_id"), "status": status,
-                     "completed": counts.get("completed", 0), "failed": counts.get("failed", 0), "total": e["lines"]})
+        rows.append(
+            {
+                "name": e["name"],
+                "attempt": e["attempt"],
+                "batch_id": e.get("batch_id"),
+                "status": status,
+                "completed": counts.get("completed", 0),
+                "failed": counts.get("failed", 0),
+                "total": e["lines"],
+            }
+        )
         completed += counts.get("completed", 0)
         failed += counts.get("failed", 0)
     total = sum(e["lines"] for e in entries(job))
@@ -364,10 +421,12 @@ def _pending_message(job: Job, pending: list[dict[str, Any]], *, waited: bool) -
     progress = batch_progress(job)["requests"]
     statuses = Counter(e.get("status") or "waiting" for e in pending)
     what = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-    return (f"Job {job.id}: {len(pending)} of {len(entries(job))} batches not finished ({what}; "
-            f"{progress['completed'] + progress['failed']}/{progress['total']} requests done)"
-            + (" when the wait ran out" if waited else "")
-            + f" — run `extractor collect {job.id} --wait`, or the same command again later")
+    return (
+        f"Job {job.id}: {len(pending)} of {len(entries(job))} batches not finished ({what}; "
+        f"{progress['completed'] + progress['failed']}/{progress['total']} requests done)"
+        + (" when the wait ran out" if waited else "")
+        + f" — run `extractor collect {job.id} --wait`, or the same command again later"
+    )
 
 
 # ---------------------------------------------------------------- cancel and retry
@@ -416,9 +475,19 @@ def write_retry_inputs(job: Job, ids: set[str], attempt: int, larger_budget: set
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
     parents = sorted({e["batch_id"] for e in entries(job) if e.get("batch_id") and ids & set(input_ids(job, e))})
-    return [{"name": f"r{round_no}-{Path(s['file']).stem}", "attempt": attempt, "retry_round": round_no,
-             "input": f"retries/{round_no}/{Path(s['file']).name}", "lines": s["lines"], "bytes": s["bytes"],
-             "tokens": shard_tokens(s), "retry_of": parents} for s in shards]
+    return [
+        {
+            "name": f"r{round_no}-{Path(s['file']).stem}",
+            "attempt": attempt,
+            "retry_round": round_no,
+            "input": f"retries/{round_no}/{Path(s['file']).name}",
+            "lines": s["lines"],
+            "bytes": s["bytes"],
+            "tokens": shard_tokens(s),
+            "retry_of": parents,
+        }
+        for s in shards
+    ]
 
 
 def _raise_budget(body: dict[str, Any], attempt: int) -> None:
@@ -458,19 +527,39 @@ class OpenAIBatchLane:
         job.transition(State.SUBMITTED)
         return {**counts, "next": f"extractor collect {job.id} --wait"}
 
-    def resend(self, job: Job, ids: set[str], *, attempt: int, truncated: set[str], attempts: dict[str, int],
-               options: SubmitOptions, progress: Progress | None, set_aside: Callable[[], None]) -> dict[str, Any]:
+    def resend(
+        self,
+        job: Job,
+        ids: set[str],
+        *,
+        attempt: int,
+        truncated: set[str],
+        attempts: dict[str, int],
+        options: SubmitOptions,
+        progress: Progress | None,
+        set_aside: Callable[[], None],
+    ) -> dict[str, Any]:
         api = BatchApi.from_env(log=job.log)  # no key, no change: fail before anything is set aside
         remote = job.manifest.get("remote") or {}
         if remote.get("kind") != self.info.name:  # answers taken in from files: the retries are the first batches
-            job.manifest["remote"] = {"kind": self.info.name, "endpoint": api.endpoint, "batches": [],
-                                      "ingested": remote}
+            job.manifest["remote"] = {
+                "kind": self.info.name,
+                "endpoint": api.endpoint,
+                "batches": [],
+                "ingested": remote,
+            }
         set_aside()
         children = write_retry_inputs(job, ids, attempt, truncated)
         job.manifest["remote"]["batches"].extend(children)
         job.manifest.setdefault("retries", []).append(
-            {"round": children[0]["retry_round"], "attempt": attempt, "at": utcnow(),
-             "requests": len(ids), "batches": [c["name"] for c in children]})
+            {
+                "round": children[0]["retry_round"],
+                "attempt": attempt,
+                "at": utcnow(),
+                "requests": len(ids),
+                "batches": [c["name"] for c in children],
+            }
+        )
         # One save records the child batches, the attempt counts and the state: a crash before they are sent
         # leaves them for `collect`, which sends what is recorded but unsent before it polls.
         job.transition(State.SUBMITTED, attempts=attempts)

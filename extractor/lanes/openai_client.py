@@ -50,14 +50,16 @@ class BatchApi:
         self._log = log or (lambda *args, **kwargs: None)
 
     @classmethod
-    def from_env(cls, log: Log | None = None, timeout_s: float | None = None) -> "BatchApi":
+    def from_env(cls, log: Log | None = None, timeout_s: float | None = None) -> BatchApi:
         key = os.environ.get(KEY_ENV, "").strip()
         if not key:
-            raise BadInput(f"No OpenAI API key — set {KEY_ENV} (and {URL_ENV} for another endpoint), "
-                           "or pass --backend local")
+            raise BadInput(
+                f"No OpenAI API key — set {KEY_ENV} (and {URL_ENV} for another endpoint), or pass --backend local"
+            )
         # The SDK's own retries are off: this class retries, logs each retry and decides when to give up.
-        client = OpenAI(api_key=key, base_url=os.environ.get(URL_ENV) or None, max_retries=0,
-                        timeout=timeout_s or REQUEST_TIMEOUT_S)
+        client = OpenAI(
+            api_key=key, base_url=os.environ.get(URL_ENV) or None, max_retries=0, timeout=timeout_s or REQUEST_TIMEOUT_S
+        )
         return cls(client, key, log)
 
     @property
@@ -87,12 +89,16 @@ class BatchApi:
                 maybe_done = exc.status_code != 429  # a 5xx or 408 may come after the server acted
             except openai.APIConnectionError as exc:  # includes APITimeoutError
                 retry_after = None
-                last = "timed out" if isinstance(exc, openai.APITimeoutError) else f"connection failed ({exc.__cause__ or exc})"
+                last = (
+                    "timed out"
+                    if isinstance(exc, openai.APITimeoutError)
+                    else f"connection failed ({exc.__cause__ or exc})"
+                )
                 # A refused connection never reached the server; a reset or timeout may have lost only the answer.
                 maybe_done = type(exc.__cause__).__name__ != "ConnectError"
             if attempt + 1 == API_ATTEMPTS:
                 break
-            delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt))
+            delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
             if retry_after is not None:
                 delay = max(delay, min(retry_after, BACKOFF_CAP_S))
             self._log("api_retry", call=what, attempt=attempt + 1, wait_s=round(delay, 3), error=self.redact(last))
@@ -106,14 +112,20 @@ class BatchApi:
         """Raise for a terminal error; for a transient one return the server's retry-after, if any."""
         status, message = exc.status_code, self._message(exc)
         if status == 401:
-            raise BadInput(f"OpenAI rejected the API key while {what} (HTTP 401: {message}) — set {KEY_ENV} "
-                           "to a valid key for this project")
+            raise BadInput(
+                f"OpenAI rejected the API key while {what} (HTTP 401: {message}) — set {KEY_ENV} "
+                "to a valid key for this project"
+            )
         if status == 403:
-            raise BadInput(f"OpenAI refused {what} (HTTP 403: {message}) — check that the key in {KEY_ENV} "
-                           "may use the Files and Batch APIs")
+            raise BadInput(
+                f"OpenAI refused {what} (HTTP 403: {message}) — check that the key in {KEY_ENV} "
+                "may use the Files and Batch APIs"
+            )
         if status == 404:
-            raise NotFound(f"OpenAI does not know what was asked for while {what} (HTTP 404: {message}) — "
-                           f"is {KEY_ENV} a key of the project that created it?")
+            raise NotFound(
+                f"OpenAI does not know what was asked for while {what} (HTTP 404: {message}) — "
+                f"is {KEY_ENV} a key of the project that created it?"
+            )
         if status == 429 and _code(exc) == "insufficient_quota":
             raise BadInput(f"OpenAI quota exhausted while {what} ({message}) — check the project's billing and limits")
         if status in TRANSIENT_STATUS or status >= 500:
@@ -130,6 +142,7 @@ class BatchApi:
 
     def upload(self, path: Path, filename: str, since: float) -> str:
         """Upload a batch input file under the given name; returns its file id."""
+
         def send() -> str:
             with path.open("rb") as fh:  # reopened on every try: a failed try may have read part of it
                 return self.client.files.create(file=(filename, fh, "application/jsonl"), purpose="batch").id
@@ -140,7 +153,9 @@ class BatchApi:
 
     def find_file(self, filename: str, size: int, since: float) -> str | None:
         """A batch file uploaded under this name and size since `since` (newest first), e.g. by a run that crashed."""
-        page = self.call("listing files", lambda: self.client.files.list(purpose="batch", order="desc", limit=LIST_PAGE))
+        page = self.call(
+            "listing files", lambda: self.client.files.list(purpose="batch", order="desc", limit=LIST_PAGE)
+        )
         while True:
             for item in page.data:
                 if item.created_at < since:
@@ -153,6 +168,7 @@ class BatchApi:
 
     def download(self, file_id: str, path: Path) -> int:
         """Stream a file's content into `path` atomically (temp file, fsync, rename); returns its size."""
+
         def fetch() -> int:
             size = 0
             with atomic_file(path) as fh, self.client.files.with_streaming_response.content(file_id) as answer:
@@ -167,10 +183,17 @@ class BatchApi:
 
     def create_batch(self, input_file_id: str, endpoint: str, metadata: dict[str, str], since: float) -> dict[str, Any]:
         """Create a batch, never two: before a retry, a batch with the same metadata is looked for first."""
-        return self.call("creating a batch", lambda: self.client.batches.create(
-            # the SDK types endpoint as a Literal; ours comes from the manifest, and the API refuses any other
-            input_file_id=input_file_id, endpoint=endpoint, completion_window="24h", metadata=metadata,  # type: ignore[arg-type]
-        ).model_dump(), recheck=lambda: self.find_batch(metadata, since))
+        return self.call(
+            "creating a batch",
+            lambda: self.client.batches.create(
+                # the SDK types endpoint as a Literal; ours comes from the manifest, and the API refuses any other
+                input_file_id=input_file_id,
+                endpoint=endpoint,
+                completion_window="24h",
+                metadata=metadata,  # type: ignore[arg-type]
+            ).model_dump(),
+            recheck=lambda: self.find_batch(metadata, since),
+        )
 
     def find_batch(self, metadata: dict[str, str], since: float) -> dict[str, Any] | None:
         """A batch carrying all of these metadata pairs, created since `since` (the API lists newest first)."""

@@ -23,11 +23,11 @@ import openai
 import orjson
 
 from extractor.errors import BadInput, ServiceUnavailable
-from extractor.storage import JsonlAppender
 from extractor.lanes.chat_server import HEALTH_POLL_S, NO_KEY, WARMUP_PROMPT, describe_error, health_verdict, slots_of
 from extractor.lanes.fleet import LATENCY_WINDOW, FleetServer, retry_after_s
 from extractor.lanes.lane_stats import LaneEvent, LaneStats
 from extractor.stats import percentile
+from extractor.storage import JsonlAppender
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
@@ -53,10 +53,24 @@ class Work:
 class Scheduler:
     """The async part: one queue, one dispatcher filling every server's room, one writer thread, one watch per outage."""
 
-    def __init__(self, *, servers: list[FleetServer], api_key: str | None, output_path: Path, error_path: Path,
-                 timeout_s: float, max_retries: int, server_wait_s: float, hedge_after: float | None,
-                 model: str | None, stats: LaneStats, started: float, progress: Callable[[LaneEvent], None] | None,
-                 log: Callable[[dict], None] | None, notice: Callable[[str], None] | None):
+    def __init__(
+        self,
+        *,
+        servers: list[FleetServer],
+        api_key: str | None,
+        output_path: Path,
+        error_path: Path,
+        timeout_s: float,
+        max_retries: int,
+        server_wait_s: float,
+        hedge_after: float | None,
+        model: str | None,
+        stats: LaneStats,
+        started: float,
+        progress: Callable[[LaneEvent], None] | None,
+        log: Callable[[dict], None] | None,
+        notice: Callable[[str], None] | None,
+    ):
         self.servers = servers
         self.api_key = api_key or NO_KEY
         self.output_path, self.error_path = output_path, error_path
@@ -91,8 +105,10 @@ class Scheduler:
         self._first, self._pending = first, pending
         # fsync can take milliseconds on slow disks: one writer thread keeps it off the event loop.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lane-writer")
-        self._clients = {id(s): openai.AsyncOpenAI(base_url=s.v1, api_key=self.api_key, max_retries=0,
-                                                   timeout=self.timeout_s) for s in self.servers}
+        self._clients = {
+            id(s): openai.AsyncOpenAI(base_url=s.v1, api_key=self.api_key, max_retries=0, timeout=self.timeout_s)
+            for s in self.servers
+        }
         self._http = httpx.AsyncClient(headers={"Authorization": f"Bearer {self.api_key}"})
         try:
             now = time.monotonic()
@@ -137,8 +153,13 @@ class Scheduler:
             times.append(self._down_since + self.server_wait_s)
         if self._hedge_ms is not None and self._exhausted:
             threshold = self._hedge_ms / 1000
-            times += [sent + threshold for w in self._flying.values() if not w.hedged
-                      for _, sent in w.flying.values() if sent + threshold > now]
+            times += [
+                sent + threshold
+                for w in self._flying.values()
+                if not w.hedged
+                for _, sent in w.flying.values()
+                if sent + threshold > now
+            ]
         return max(0.01, min(times, default=now + 1.0) - now)
 
     def _check_outage(self) -> None:
@@ -148,16 +169,18 @@ class Scheduler:
             return
         if any(s.name not in self._details for s in self.servers if not s.up):
             return  # a first probe still under way (its own timeouts bound it): give up with what it found
-        seen = "; ".join(f"{s.name}: {self._details.get(s.name, 'not answering')}" for s in self.servers
-                         if not s.up)
+        seen = "; ".join(f"{s.name}: {self._details.get(s.name, 'not answering')}" for s in self.servers if not s.up)
         if not self._ever_up:
             what = f"at {self.servers[0].name}" if len(self.servers) == 1 else f"at any of {len(self.servers)} servers"
-            raise ServiceUnavailable(f"no chat server answering {what} after {self.server_wait_s:g}s ({seen}); "
-                                     "start it, or check --local-url")
+            raise ServiceUnavailable(
+                f"no chat server answering {what} after {self.server_wait_s:g}s ({seen}); "
+                "start it, or check --local-url"
+            )
         who = f"the chat server at {self.servers[0].name}" if len(self.servers) == 1 else "every chat server"
         raise ServiceUnavailable(
             f"{who} stopped answering and was not back within {self.server_wait_s:g}s ({seen}); "
-            f"{self.stats.answered} answers of this run are saved in {self.output_path}; run again to send the rest")
+            f"{self.stats.answered} answers of this run are saved in {self.output_path}; run again to send the rest"
+        )
 
     def _dispatch(self) -> None:
         """Fill every server's room: requeued work first, then new lines, then (in the tail) overdue requests to hedge."""
@@ -222,8 +245,9 @@ class Scheduler:
     async def _attempt(self, work: Work, server: FleetServer, attempt_id: int, sent: float, hedge: bool) -> None:
         timeout_s = work.timeout_s
         try:
-            raw = await self._clients[id(server)].post("/chat/completions", body=work.body, cast_to=bytes,
-                                                      options={"timeout": timeout_s})
+            raw = await self._clients[id(server)].post(
+                "/chat/completions", body=work.body, cast_to=bytes, options={"timeout": timeout_s}
+            )
         except openai.APITimeoutError:
             outcome: Failure | dict = Failure("timeout", f"no answer within {timeout_s:g}s")
         except openai.APIConnectionError as exc:
@@ -266,22 +290,37 @@ class Scheduler:
         server.answered(latency_ms, prompt, completion, time.monotonic(), kept=not duplicate)
         self._recent_ms.append(latency_ms)
         self._answers_seen += 1
-        if self.hedge_after is not None and self._answers_seen >= HEDGE_MIN_ANSWERS and (
-                self._hedge_ms is None or self._answers_seen % 16 == 0):  # a sort per answer would cost CPU for nothing
+        if (
+            self.hedge_after is not None
+            and self._answers_seen >= HEDGE_MIN_ANSWERS
+            and (self._hedge_ms is None or self._answers_seen % 16 == 0)
+        ):  # a sort per answer would cost CPU for nothing
             self._hedge_ms = percentile(self._recent_ms, self.hedge_after)
         if duplicate:
             self.stats.duplicates += 1
             self.stats.duplicate_prompt_tokens += prompt
             self.stats.duplicate_completion_tokens += completion
             if self.log:
-                self.log({"event": "duplicate_answer", "custom_id": work.custom_id, "server": server.name,
-                          "latency_ms": round(latency_ms, 1), "prompt_tokens": prompt, "completion_tokens": completion,
-                          "kept": "the first answer"})
+                self.log(
+                    {
+                        "event": "duplicate_answer",
+                        "custom_id": work.custom_id,
+                        "server": server.name,
+                        "latency_ms": round(latency_ms, 1),
+                        "prompt_tokens": prompt,
+                        "completion_tokens": completion,
+                        "kept": "the first answer",
+                    }
+                )
             return
         self.answered_ids.add(work.custom_id)  # before the write: nothing else may write this custom_id
-        line = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": work.custom_id,
-                "response": {"status_code": 200, "request_id": answer.get("id"), "body": answer}, "error": None,
-                "server": server.name}
+        line = {
+            "id": f"batch_req_{uuid.uuid4().hex}",
+            "custom_id": work.custom_id,
+            "response": {"status_code": 200, "request_id": answer.get("id"), "body": answer},
+            "error": None,
+            "server": server.name,
+        }
         await asyncio.get_running_loop().run_in_executor(self._writer, self._write_out, line)
         stats = self.stats
         stats.answered += 1
@@ -291,11 +330,22 @@ class Scheduler:
         if hedge:
             stats.hedge_wins += 1
         if self.log:
-            self.log({"event": "request", "custom_id": work.custom_id, "server": server.name,
-                      "latency_ms": round(latency_ms, 1), "prompt_tokens": prompt, "completion_tokens": completion,
-                      "attempts": work.attempts + 1, "status": 200, **({"hedge": True} if hedge else {})})
-        self._emit("answered", work.custom_id, latency_ms=latency_ms, prompt_tokens=prompt,
-                   completion_tokens=completion)
+            self.log(
+                {
+                    "event": "request",
+                    "custom_id": work.custom_id,
+                    "server": server.name,
+                    "latency_ms": round(latency_ms, 1),
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "attempts": work.attempts + 1,
+                    "status": 200,
+                    **({"hedge": True} if hedge else {}),
+                }
+            )
+        self._emit(
+            "answered", work.custom_id, latency_ms=latency_ms, prompt_tokens=prompt, completion_tokens=completion
+        )
 
     async def _failed(self, work: Work, server: FleetServer, failure: Failure, sent: float, now: float) -> None:
         if work.custom_id in self.answered_ids:
@@ -307,8 +357,12 @@ class Scheduler:
             # slow (a busy CPU), the same timeout would fail the same way, so give it longer.
             work.timeout_s = min(work.timeout_s * 2, self.timeout_s * MAX_TIMEOUT_GROWTH)
             if server.timed_out() and server.up:
-                self._server_down(server, f"{server.consecutive_timeouts} requests in a row got no answer within "
-                                          f"{failure.message.rsplit(' ', 1)[-1]}", stalled=True)
+                self._server_down(
+                    server,
+                    f"{server.consecutive_timeouts} requests in a row got no answer within "
+                    f"{failure.message.rsplit(' ', 1)[-1]}",
+                    stalled=True,
+                )
         elif failure.code == "connection_error":
             if not server.up:
                 requeue = True
@@ -357,23 +411,46 @@ class Scheduler:
 
     def _log_retry(self, work: Work, server: FleetServer, failure: Failure, *, requeued: bool) -> None:
         if self.log:
-            self.log({"event": "retry", "custom_id": work.custom_id, "server": server.name,
-                      "attempt": work.attempts, "requeued": requeued, "code": failure.code,
-                      "status": failure.status_code,
-                      "message": failure.message})
+            self.log(
+                {
+                    "event": "retry",
+                    "custom_id": work.custom_id,
+                    "server": server.name,
+                    "attempt": work.attempts,
+                    "requeued": requeued,
+                    "code": failure.code,
+                    "status": failure.status_code,
+                    "message": failure.message,
+                }
+            )
 
     async def _record_failure(self, work: Work, server: FleetServer, failure: Failure) -> None:
         response = None
         if failure.status_code is not None:
             response = {"status_code": failure.status_code, "request_id": failure.request_id, "body": failure.body}
-        line = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": work.custom_id, "response": response,
-                "error": {"code": failure.code, "message": failure.message}, "server": server.name}
+        line = {
+            "id": f"batch_req_{uuid.uuid4().hex}",
+            "custom_id": work.custom_id,
+            "response": response,
+            "error": {"code": failure.code, "message": failure.message},
+            "server": server.name,
+        }
         await asyncio.get_running_loop().run_in_executor(self._writer, self._write_error, line)
         self.stats.failed += 1
         if self.log:
-            self.log({"event": "request", "custom_id": work.custom_id, "server": server.name, "latency_ms": None,
-                      "prompt_tokens": 0, "completion_tokens": 0, "attempts": work.attempts,
-                      "status": failure.status_code or failure.code, "error": failure.message})
+            self.log(
+                {
+                    "event": "request",
+                    "custom_id": work.custom_id,
+                    "server": server.name,
+                    "latency_ms": None,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "attempts": work.attempts,
+                    "status": failure.status_code or failure.code,
+                    "error": failure.message,
+                }
+            )
         self._emit("failed", work.custom_id, message=failure.message)
 
     def _write_out(self, line: dict) -> None:
@@ -396,8 +473,11 @@ class Scheduler:
         if not any(s.up for s in self.servers):
             self._down_since = time.monotonic()
         others = sum(s.up for s in self.servers)
-        then = (f"its requests go to the other {others} server{'s' if others > 1 else ''}; probing it" if others
-                else f"waiting up to {self.server_wait_s:g}s for it")
+        then = (
+            f"its requests go to the other {others} server{'s' if others > 1 else ''}; probing it"
+            if others
+            else f"waiting up to {self.server_wait_s:g}s for it"
+        )
         self._say(f"{server.name} stopped answering ({detail}); {then}")
         if self.log:
             self.log({"event": "server_down", "base_url": server.name, "detail": detail, "stalled": stalled})
@@ -448,13 +528,25 @@ class Scheduler:
         if not self.began:
             self.began = True
             if self.log:
-                self.log({"event": "lane_start", "servers": [{"url": s.name} for s in self.servers],
-                          "base_url": server.name, "concurrency": server.max_concurrency,
-                          "skipped_already_done": self.stats.skipped_already_done})
+                self.log(
+                    {
+                        "event": "lane_start",
+                        "servers": [{"url": s.name} for s in self.servers],
+                        "base_url": server.name,
+                        "concurrency": server.max_concurrency,
+                        "skipped_already_done": self.stats.skipped_already_done,
+                    }
+                )
         if starting:
             if self.log:
-                self.log({"event": "server_up", "base_url": server.name, "concurrency": server.max_concurrency,
-                          "concurrency_source": server.source})
+                self.log(
+                    {
+                        "event": "server_up",
+                        "base_url": server.name,
+                        "concurrency": server.max_concurrency,
+                        "concurrency_source": server.source,
+                    }
+                )
             if len(self.servers) > 1 and server.name in self._details:
                 self._say(f"{server.name} is up; it takes its share from now on")
         else:
@@ -468,19 +560,26 @@ class Scheduler:
         if detail:
             return detail
         # A cold model can take tens of seconds to load; pay that here, not in the first documents' latency.
-        probe = {"model": self.model or "default", "messages": [{"role": "user", "content": WARMUP_PROMPT}],
-                 "max_tokens": 1, "temperature": 0}
+        probe = {
+            "model": self.model or "default",
+            "messages": [{"role": "user", "content": WARMUP_PROMPT}],
+            "max_tokens": 1,
+            "temperature": 0,
+        }
         try:
-            answer = await self._http.post(f"{server.v1}/chat/completions", json=probe,
-                                           timeout=max(5.0, min(self.timeout_s, self.server_wait_s)))
+            answer = await self._http.post(
+                f"{server.v1}/chat/completions", json=probe, timeout=max(5.0, min(self.timeout_s, self.server_wait_s))
+            )
         except httpx.HTTPError as exc:
             return describe_error(exc)
         if answer.status_code == 200:
             return ""
         detail = f"HTTP {answer.status_code} to a test request"
         if 400 <= answer.status_code < 500 and answer.status_code not in (408, 429):
-            raise BadInput(f"{server.name}/v1/chat/completions rejected a test request for model {probe['model']!r} "
-                           f"({detail}: {answer.text[:200]})")
+            raise BadInput(
+                f"{server.name}/v1/chat/completions rejected a test request for model {probe['model']!r} "
+                f"({detail}: {answer.text[:200]})"
+            )
         return detail
 
     async def _health(self, server: FleetServer) -> str:
@@ -496,8 +595,15 @@ class Scheduler:
 
     def _emit(self, kind: Literal["answered", "failed"], custom_id: str, **fields: Any) -> None:
         if self.progress:
-            self.progress(LaneEvent(kind=kind, stats=self.stats, elapsed_s=time.perf_counter() - self.started,
-                                    custom_id=custom_id, **fields))
+            self.progress(
+                LaneEvent(
+                    kind=kind,
+                    stats=self.stats,
+                    elapsed_s=time.perf_counter() - self.started,
+                    custom_id=custom_id,
+                    **fields,
+                )
+            )
 
 
 @dataclass(frozen=True)
@@ -521,5 +627,12 @@ class Failure:
         message = str(error.get("message") or "") if isinstance(error, dict) else str(body or "")
         # 408/429 and 5xx are the server's momentary trouble; any other 4xx will fail the same way again.
         retryable = status in (408, 429) or status >= 500
-        return cls(code=code or f"http_{status}", message=message or exc.message, status_code=status,
-                   request_id=exc.request_id, body=body, retryable=retryable, headers=exc.response.headers)
+        return cls(
+            code=code or f"http_{status}",
+            message=message or exc.message,
+            status_code=status,
+            request_id=exc.request_id,
+            body=body,
+            retryable=retryable,
+            headers=exc.response.headers,
+        )

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from extractor.errors import BadInput, ExtractorError
-from extractor.prepare.isolation import require_isolated
 from extractor.jobs import Job, State
 from extractor.lanes import lane_for
+from extractor.prepare.isolation import require_isolated
 
 
 @dataclass
@@ -39,23 +39,32 @@ def check_cost_cap(job: Job, max_cost: float | None, spent_before_usd: float = 0
         return
     if max_cost < 0:
         raise BadInput(f"--max-cost must be 0 or more, not {max_cost}")
-    if (job.manifest.get("cost_cap_usd"), job.manifest.get("cost_cap_spent_before_usd", 0.0)) != (max_cost, spent_before_usd):
+    if (job.manifest.get("cost_cap_usd"), job.manifest.get("cost_cap_spent_before_usd", 0.0)) != (
+        max_cost,
+        spent_before_usd,
+    ):
         job.manifest["cost_cap_usd"] = max_cost  # `retry` holds the job's whole life to the same cap
         job.manifest["cost_cap_spent_before_usd"] = spent_before_usd
         job.save()
     estimate = job.manifest.get("estimate", {})
     total = estimate.get("estimated_cost_usd")
     if total is None:
-        why = ("its input tokens were not counted" if estimate.get("input_tokens") is None and
-               estimate.get("output_cost_usd_max") is not None else f"no price is known for model {job.manifest['model']}")
-        raise BadInput(f"Job {job.id}: {why}, so --max-cost cannot be checked — drop --max-cost or pick a model"
-                       " in the price table")
+        why = (
+            "its input tokens were not counted"
+            if estimate.get("input_tokens") is None and estimate.get("output_cost_usd_max") is not None
+            else f"no price is known for model {job.manifest['model']}"
+        )
+        raise BadInput(
+            f"Job {job.id}: {why}, so --max-cost cannot be checked — drop --max-cost or pick a model in the price table"
+        )
     spent_elsewhere = float(job.manifest.get("cost_cap_spent_before_usd") or 0.0)  # a pipeline's gate
     if total + spent_elsewhere > max_cost:
         before = f" on top of ${spent_elsewhere:.4f} spent by the gate" if spent_elsewhere else ""
-        raise BadInput(f"Job {job.id}: estimated cost ${total:.4f}{before} (input ${estimate.get('input_cost_usd') or 0:.4f}"
-                       f" + output up to ${estimate.get('output_cost_usd_max') or 0:.4f}) exceeds --max-cost"
-                       f" ${max_cost:.4f} — raise the cap, lower --max-tokens or prepare fewer documents")
+        raise BadInput(
+            f"Job {job.id}: estimated cost ${total:.4f}{before} (input ${estimate.get('input_cost_usd') or 0:.4f}"
+            f" + output up to ${estimate.get('output_cost_usd_max') or 0:.4f}) exceeds --max-cost"
+            f" ${max_cost:.4f} — raise the cap, lower --max-tokens or prepare fewer documents"
+        )
 
 
 @contextmanager
@@ -69,7 +78,9 @@ def local_endpoints(options: SubmitOptions) -> Iterator[list[str]]:
         return
     from extractor.lanes.embedded_llm import EmbeddedLlamaServer
 
-    with EmbeddedLlamaServer(options.model_path, slots=options.slots, ctx=options.ctx, threads=options.threads) as base_url:
+    with EmbeddedLlamaServer(
+        options.model_path, slots=options.slots, ctx=options.ctx, threads=options.threads
+    ) as base_url:
         yield [base_url]
 
 
@@ -114,8 +125,10 @@ def choose_backend(options: SubmitOptions, timeout_s: float = DEFAULT_HEALTH_TIM
     except (ExtractorError, OSError, ImportError, RuntimeError) as exc:  # any reason the lane cannot serve
         reason = f"local lane unavailable: {where}: {getattr(exc, 'message', None) or exc}"
         if not os.environ.get("OPENAI_API_KEY", "").strip():
-            raise BadInput(f"--backend auto: {reason}; and OPENAI_API_KEY is not set — start the local server, "
-                           "or set OPENAI_API_KEY for the OpenAI Batch lane") from None
+            raise BadInput(
+                f"--backend auto: {reason}; and OPENAI_API_KEY is not set — start the local server, "
+                "or set OPENAI_API_KEY for the OpenAI Batch lane"
+            ) from None
         return BackendChoice("openai", f"{reason} — using the OpenAI Batch API")
     seconds = time.monotonic() - started
     return BackendChoice("local", f"{where} passed its health check and a warm-up request in {seconds:.1f}s")

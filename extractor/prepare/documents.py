@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 
 from extractor.errors import BadInput
-from extractor.prepare.formats import decode_document, html_to_text, pdf_to_text
 from extractor.names import display_name, escape_controls, undecodable
+from extractor.prepare.formats import decode_document, html_to_text, pdf_to_text
 
 SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".jsonl")
 TITLE_MAX = 120
@@ -93,7 +93,9 @@ def _clip(title: str) -> str:
     return title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1] + "…"
 
 
-def iter_documents(root: Path, *, max_chars: int | None = None, encoding: str | None = None) -> Iterator[Document | Skipped]:
+def iter_documents(
+    root: Path, *, max_chars: int | None = None, encoding: str | None = None
+) -> Iterator[Document | Skipped]:
     """Every document under root in sorted path order; bad files come out as Skipped, never as errors.
 
     Paths are display names: a control character in a file name is escaped (`\\n`), so a path is always one
@@ -106,8 +108,9 @@ def iter_documents(root: Path, *, max_chars: int | None = None, encoding: str | 
     yield from _walk(root, "", real_root, {real_root}, max_chars, encoding)
 
 
-def _walk(folder: Path, prefix: str, real_root: Path, visited: set[Path], max_chars: int | None,
-          encoding: str | None = None) -> Iterator[Document | Skipped]:
+def _walk(
+    folder: Path, prefix: str, real_root: Path, visited: set[Path], max_chars: int | None, encoding: str | None = None
+) -> Iterator[Document | Skipped]:
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -133,11 +136,15 @@ def _walk(folder: Path, prefix: str, real_root: Path, visited: set[Path], max_ch
                     yield Skipped(rel, f"{rel}: broken symlink — fix it or remove it")
                     continue
                 if not target.is_relative_to(real_root):
-                    yield Skipped(rel, f"{rel}: symlink to a path outside the folder — not followed; copy the file in instead")
+                    yield Skipped(
+                        rel, f"{rel}: symlink to a path outside the folder — not followed; copy the file in instead"
+                    )
                     continue
                 if target.is_dir():
                     if target in visited:
-                        yield Skipped(rel, f"{rel}: symlink to a folder already read — not followed (it would loop or repeat)")
+                        yield Skipped(
+                            rel, f"{rel}: symlink to a folder already read — not followed (it would loop or repeat)"
+                        )
                         continue
                     visited.add(target)
                     yield from _walk(Path(entry.path), rel + "/", real_root, visited, max_chars, encoding)
@@ -163,9 +170,9 @@ def _walk(folder: Path, prefix: str, real_root: Path, visited: set[Path], max_ch
             yield _read_single(entry.path, rel, suffix, max_chars, encoding)
 
 
-
-def read_file(path: str | Path, rel: str, *, max_chars: int | None = None,
-              encoding: str | None = None) -> Iterator[Document | Skipped]:
+def read_file(
+    path: str | Path, rel: str, *, max_chars: int | None = None, encoding: str | None = None
+) -> Iterator[Document | Skipped]:
     """The document(s) in one file: one for .txt/.md/.html/.pdf, one per line for .jsonl."""
     suffix = os.path.splitext(rel)[1].lower()
     if suffix == ".jsonl":
@@ -174,8 +181,9 @@ def read_file(path: str | Path, rel: str, *, max_chars: int | None = None,
         yield _read_single(path, rel, suffix, max_chars, encoding)
 
 
-def _read_single(path: str | Path, rel: str, suffix: str, max_chars: int | None,
-                 encoding: str | None = None) -> Document | Skipped:
+def _read_single(
+    path: str | Path, rel: str, suffix: str, max_chars: int | None, encoding: str | None = None
+) -> Document | Skipped:
     """The one document in a .txt/.md/.html/.pdf file (a plain function: the walk calls it per file)."""
     if suffix not in SUPPORTED:
         kind = f"unsupported file type {suffix}" if suffix else "file without an extension"
@@ -215,13 +223,15 @@ def read_bytes(path: str | Path) -> bytes:
         os.close(fd)
 
 
-def _checked(rel: str, text: str, title: str | None, max_chars: int | None,
-             encoding: str | None = None) -> Document | Skipped:
+def _checked(
+    rel: str, text: str, title: str | None, max_chars: int | None, encoding: str | None = None
+) -> Document | Skipped:
     if not text or text.isspace():
         return Skipped(rel, f"{rel}: no text (only whitespace or markup) — remove it or add text")
     if max_chars is not None and len(text) > max_chars:
         return Skipped(
-            rel, f"{rel}: {len(text)} chars exceeds the model context (max {max_chars}) — pass --split-long or split the file"
+            rel,
+            f"{rel}: {len(text)} chars exceeds the model context (max {max_chars}) — pass --split-long or split the file",
         )
     return make_document(rel, text, title, encoding)
 
@@ -237,7 +247,7 @@ def _read_jsonl(path: str | Path, rel: str, max_chars: int | None) -> Iterator[D
     with fh:
         for number, raw in enumerate(fh, start=1):
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
+                raw = raw[len(codecs.BOM_UTF8) :]
             if not raw.strip():
                 continue
             any_line = True
@@ -248,7 +258,10 @@ def _read_jsonl(path: str | Path, rel: str, max_chars: int | None) -> Iterator[D
                 continue
             doc_id, text, title = row
             if doc_id in seen:
-                yield Skipped(where, f"{where}: duplicate id {doc_id!r} (first on line {seen[doc_id]}) — give every line its own id")
+                yield Skipped(
+                    where,
+                    f"{where}: duplicate id {doc_id!r} (first on line {seen[doc_id]}) — give every line its own id",
+                )
                 continue
             seen[doc_id] = number
             shown_id = escape_controls(doc_id)
@@ -314,8 +327,14 @@ def split_long(doc: Document, max_chars: int) -> list[Document]:
     for number, piece in enumerate(pieces, start=1):
         sha = hashlib.sha256(piece.encode("utf-8")).hexdigest()
         parts.append(
-            Document(f"{doc.doc_id}-p{number}", f"{doc.path}#part{number}", sha, piece, _clip(f"{doc.title} (part {number}/{total})"),
-                     doc.encoding)
+            Document(
+                f"{doc.doc_id}-p{number}",
+                f"{doc.path}#part{number}",
+                sha,
+                piece,
+                _clip(f"{doc.title} (part {number}/{total})"),
+                doc.encoding,
+            )
         )
     return parts
 

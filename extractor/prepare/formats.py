@@ -50,8 +50,11 @@ def decode_document(data: bytes, encoding: str | None = None) -> tuple[str | Non
     detected = detect_encoding(data)
     # NULs and control bytes mean binary, unless the bytes are UTF-16/32 without a BOM (ASCII text in
     # UTF-16 is half NULs); any single-byte code page would "read" a binary file, so none is trusted here.
-    if binary and (detected is None or not detected.startswith(("utf_16", "utf_32"))
-                   or not _plausible_wide_text(data.decode(detected, "replace"))):
+    if binary and (
+        detected is None
+        or not detected.startswith(("utf_16", "utf_32"))
+        or not _plausible_wide_text(data.decode(detected, "replace"))
+    ):
         return None, "binary file (not text) — remove it or convert it to .txt", None
     if detected is None:
         return None, "text in an unknown encoding — re-save it as UTF-8 or pass --encoding", None
@@ -89,8 +92,11 @@ def detect_encoding(data: bytes) -> str | None:
     if best is None:
         return None
     for match in matches:
-        if ("cp1252" in match.could_be_from_charset and match.percent_coherence >= best.percent_coherence
-                and match.percent_chaos <= best.percent_chaos + 10):
+        if (
+            "cp1252" in match.could_be_from_charset
+            and match.percent_coherence >= best.percent_coherence
+            and match.percent_chaos <= best.percent_chaos + 10
+        ):
             return "cp1252"
     return best.encoding
 
@@ -105,8 +111,35 @@ def _mostly_control(data: bytes) -> bool:
 _DROPPED_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "math", "canvas", "iframe", "object"})
 # Elements that start a new paragraph (blank line) or a new line.
 _PARAGRAPH_TAGS = frozenset(
-    {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "dl", "section", "article",
-     "header", "footer", "main", "nav", "aside", "figure", "address", "hr", "form", "fieldset", "details", "body"}
+    {
+        "p",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "pre",
+        "table",
+        "ul",
+        "ol",
+        "dl",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "main",
+        "nav",
+        "aside",
+        "figure",
+        "address",
+        "hr",
+        "form",
+        "fieldset",
+        "details",
+        "body",
+    }
 )
 _LINE_TAGS = frozenset({"br", "div", "li", "dt", "dd", "tr", "figcaption", "caption", "summary", "legend", "option"})
 _CELL_TAGS = frozenset({"td", "th"})
@@ -140,7 +173,7 @@ class _HtmlText(HTMLParser):
             self._in_title = False
         elif tag in _DROPPED_TAGS:
             if tag in self._dropped:  # close it and anything left open inside it
-                del self._dropped[len(self._dropped) - 1 - self._dropped[::-1].index(tag):]
+                del self._dropped[len(self._dropped) - 1 - self._dropped[::-1].index(tag) :]
         elif not self._dropped:
             if tag == "pre" and self._pre:
                 self._pre -= 1

@@ -60,8 +60,14 @@ class AuditReport:
             self.warnings.append(message)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"lines": self.lines, "documents": self.documents, "ok": self.ok, "problems": self.problems,
-                "unreported_problems": self.unreported, "warnings": self.warnings}
+        return {
+            "lines": self.lines,
+            "documents": self.documents,
+            "ok": self.ok,
+            "problems": self.problems,
+            "unreported_problems": self.unreported,
+            "warnings": self.warnings,
+        }
 
 
 class NestingIndex:
@@ -87,19 +93,21 @@ class NestingIndex:
             offset = data.rfind(b"\n", 0, min(size // 2, last))
         anchored = offset >= 0
         offset = max(offset, 0)
-        key = hash(data[offset:offset + FINGERPRINT_BYTES])
+        key = hash(data[offset : offset + FINGERPRINT_BYTES])
         known = self._fingerprints.get(key)
         if isinstance(known, tuple) and len(known) >= MAX_SHARED:
             self.unchecked += 1
             return
-        self._fingerprints[key] = index if known is None else (*(known if isinstance(known, tuple) else (known,)), index)
+        self._fingerprints[key] = (
+            index if known is None else (*(known if isinstance(known, tuple) else (known,)), index)
+        )
         if index >= len(self._offset):  # prepare adds in order (one append); the audit's first pass in any order
             grow = index + 1 - len(self._offset)
             self._offset.extend(array("i", [0]) * grow)
             self._size.extend(array("i", [0]) * grow)
             self._tail.extend(array("q", [0]) * grow)
         self._offset[index], self._size[index], self._tail[index] = offset, size, hash(data[-FINGERPRINT_BYTES:])
-        self._patterns[0 if anchored else 1].add(data[offset:offset + PATTERN_BYTES])
+        self._patterns[0 if anchored else 1].add(data[offset : offset + PATTERN_BYTES])
 
     def finish(self) -> None:
         """Build the automata; call once, after the last add and before the first held_in."""
@@ -115,7 +123,7 @@ class NestingIndex:
         fingerprints, offsets, sizes, tails = self._fingerprints, self._offset, self._size, self._tail
         for automaton in self._automata:
             for _, at, _ in automaton.find_matches_as_indexes(data, overlapping=True):
-                known = fingerprints.get(hash(data[at:at + FINGERPRINT_BYTES]))
+                known = fingerprints.get(hash(data[at : at + FINGERPRINT_BYTES]))
                 if known is None:
                     continue
                 for other in known if isinstance(known, tuple) else (known,):
@@ -123,7 +131,7 @@ class NestingIndex:
                     end = start + sizes[other]
                     if start < 0 or end > size or other == own or other in found:
                         continue
-                    if hash(data[end - FINGERPRINT_BYTES:end]) != tails[other]:
+                    if hash(data[end - FINGERPRINT_BYTES : end]) != tails[other]:
                         continue
                     # UTF-8 is self-synchronising: equal bytes here are the same characters in the text.
                     if hashlib.sha256(data[start:end]).hexdigest() == self.documents[other]["sha256"]:
@@ -131,8 +139,14 @@ class NestingIndex:
         return found
 
 
-def audit_lines(root: Path, files: Sequence[Path], documents: Sequence[Mapping[str, Any]], template: RequestTemplate,
-                *, index: NestingIndex | None = None) -> AuditReport:
+def audit_lines(
+    root: Path,
+    files: Sequence[Path],
+    documents: Sequence[Mapping[str, Any]],
+    template: RequestTemplate,
+    *,
+    index: NestingIndex | None = None,
+) -> AuditReport:
     """Check isolation before anything is sent: each line is the template with one document of the manifest in it.
 
     With an index already built from the documents (prepare has their texts), one pass; without
@@ -160,8 +174,10 @@ def audit_lines(root: Path, files: Sequence[Path], documents: Sequence[Mapping[s
                 auditor.check_nesting(file_no, number, found[0], found[1].encode())
     report = auditor.report
     if auditor.nesting.unchecked:
-        report.warning(f"{auditor.nesting.unchecked} documents share their fingerprint with {MAX_SHARED} or more others"
-                       " and were not looked for inside other documents")
+        report.warning(
+            f"{auditor.nesting.unchecked} documents share their fingerprint with {MAX_SHARED} or more others"
+            " and were not looked for inside other documents"
+        )
     if report.unreported:
         report.problems.append(f"… and {report.unreported} more problems")
     return report
@@ -170,8 +186,15 @@ def audit_lines(root: Path, files: Sequence[Path], documents: Sequence[Mapping[s
 class _Auditor:
     """The audit's state: where each document's line was first seen and whether it carried the document exactly."""
 
-    def __init__(self, root: Path, files: Sequence[Path], documents: Sequence[Mapping[str, Any]], nesting: NestingIndex,
-                 *, build_index: bool):
+    def __init__(
+        self,
+        root: Path,
+        files: Sequence[Path],
+        documents: Sequence[Mapping[str, Any]],
+        nesting: NestingIndex,
+        *,
+        build_index: bool,
+    ):
         self.files = [_relative(root, path) for path in files]
         self.documents = documents
         self.nesting = nesting
@@ -186,8 +209,9 @@ class _Auditor:
     def where(self, file_no: int, number: int, custom_id: str | None) -> str:
         return f"{self.files[file_no]} line {number}" + (f" ({custom_id})" if custom_id else "")
 
-    def check(self, file_no: int, number: int, custom_id: str | None, text: str | None, user_ok: bool,
-              problem: str | None) -> None:
+    def check(
+        self, file_no: int, number: int, custom_id: str | None, text: str | None, user_ok: bool, problem: str | None
+    ) -> None:
         """One line: its custom_id known and first seen here, its user message exactly that document."""
         report = self.report
         report.lines += 1
@@ -197,11 +221,14 @@ class _Auditor:
             return
         own = self.index_of.get(custom_id)
         if own is None:
-            report.problem(f"{self.where(file_no, number, custom_id)}: custom_id {custom_id} is not a document of this job")
+            report.problem(
+                f"{self.where(file_no, number, custom_id)}: custom_id {custom_id} is not a document of this job"
+            )
         elif self.first_line[own]:
             earlier = f"{self.files[self.first_file[own]]} line {self.first_line[own]}"
-            report.problem(f"{self.where(file_no, number, custom_id)}: custom_id {custom_id} is used again"
-                           f" (first on {earlier})")
+            report.problem(
+                f"{self.where(file_no, number, custom_id)}: custom_id {custom_id} is used again (first on {earlier})"
+            )
         else:
             self.first_file[own], self.first_line[own] = file_no, number
             if text is not None and user_ok:
@@ -212,8 +239,10 @@ class _Auditor:
                     if self.build_index:
                         self.nesting.add(data, own)
                 else:
-                    report.problem(f"{self.where(file_no, number, custom_id)}: the user message is not exactly document"
-                                   f" {doc['path']} ({len(text)} chars, the document has {doc['chars']})")
+                    report.problem(
+                        f"{self.where(file_no, number, custom_id)}: the user message is not exactly document"
+                        f" {doc['path']} ({len(text)} chars, the document has {doc['chars']})"
+                    )
                 if not self.build_index:
                     self.check_nesting(file_no, number, custom_id, data)
                 return
@@ -231,7 +260,9 @@ class _Auditor:
         if not inside:
             return
         # A line is its document's own line only where that document was first seen, carrying it exactly.
-        clean = own is not None and self.exact[own] and self.first_file[own] == file_no and self.first_line[own] == number
+        clean = (
+            own is not None and self.exact[own] and self.first_file[own] == file_no and self.first_line[own] == number
+        )
         for other in inside:
             inner = self.documents[other]["path"]
             if clean and own is not None:  # clean implies own
@@ -239,8 +270,10 @@ class _Auditor:
                 # sent, each alone on its line, so nothing crosses; the user should know all the same.
                 self.report.warning(f"document {self.documents[own]['path']} contains the whole of document {inner}")
             else:
-                self.report.problem(f"{self.where(file_no, number, custom_id)}: holds the whole of document {inner},"
-                                    " which has its own line")
+                self.report.problem(
+                    f"{self.where(file_no, number, custom_id)}: holds the whole of document {inner},"
+                    " which has its own line"
+                )
 
 
 def _raw_lines(files: Sequence[Path]) -> Iterator[tuple[int, int, bytes]]:
@@ -285,10 +318,16 @@ def _diagnose(raw: bytes, template: RequestTemplate) -> tuple[str | None, str | 
         return custom_id, _all_text(line), False, "the user message is not text"
     if system.get("content") != want_body[msg_key][0]["content"]:
         return custom_id, text, True, "the system message differs from the job's prompt template"
-    differs = [key for key in sorted(set(line) | set(template.line))
-               if key not in ("custom_id", "body") and line.get(key) != template.line.get(key)]
-    differs += [f"body.{key}" for key in sorted(set(body) | set(want_body))
-                if key != msg_key and body.get(key) != want_body.get(key)]
+    differs = [
+        key
+        for key in sorted(set(line) | set(template.line))
+        if key not in ("custom_id", "body") and line.get(key) != template.line.get(key)
+    ]
+    differs += [
+        f"body.{key}"
+        for key in sorted(set(body) | set(want_body))
+        if key != msg_key and body.get(key) != want_body.get(key)
+    ]
     want_user = {**want_body[msg_key][1], "content": text}
     if system != want_body[msg_key][0] or user != want_user:
         differs.append(f"body.{msg_key}")
@@ -317,7 +356,9 @@ def job_template(job: Job) -> RequestTemplate:
     """The request template a job's lines were made from, as its manifest records it."""
     text = job.manifest.get("request_template")
     if not isinstance(text, str):
-        raise BadInput(f"Job {job.id} has no request template in job.json (made by an older version) — prepare it again")
+        raise BadInput(
+            f"Job {job.id} has no request template in job.json (made by an older version) — prepare it again"
+        )
     return RequestTemplate.from_json(text)
 
 
@@ -328,7 +369,9 @@ def audit_job(job: Job) -> AuditReport:
     msg_key = message_field(template.line["body"])
     system = template.line["body"][msg_key][0]["content"]
     if hashlib.sha256(system.encode()).hexdigest() != job.manifest.get("prompt", {}).get("sha256"):
-        report.problems.insert(0, "job.json: the request template's system message is not the job's prompt (sha256 differs)")
+        report.problems.insert(
+            0, "job.json: the request template's system message is not the job's prompt (sha256 differs)"
+        )
     if DOCUMENT_SLOT not in [m.get("content") for m in template.line["body"][msg_key]]:
         report.problems.insert(0, f"job.json: the request template has no {DOCUMENT_SLOT} user message")
     return report
@@ -340,6 +383,8 @@ def require_isolated(job: Job) -> AuditReport:
     if not report.ok:
         shown = "; ".join(report.problems[:3])
         more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
-        raise BadInput(f"Job {job.id} failed the isolation audit: {shown}{more} — run `extractor audit {job.id}`"
-                       " for every problem, then prepare the documents again")
+        raise BadInput(
+            f"Job {job.id} failed the isolation audit: {shown}{more} — run `extractor audit {job.id}`"
+            " for every problem, then prepare the documents again"
+        )
     return report

@@ -35,8 +35,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from extractor.errors import BadInput
@@ -99,39 +99,64 @@ def _legacy(family: str, **kw: Any) -> ModelProfile:
 
 
 # Longest family prefix wins ("gpt-5.4-mini" before "gpt-5.4" before "gpt-5").
-PROFILES: dict[str, ModelProfile] = {p.family: p for p in (
-    # GPT-5.6 tiers and GPT-5.5: none..xhigh, default none [effort-doc]
-    _gpt5x("gpt-5.6-sol"), _gpt5x("gpt-5.6-terra"), _gpt5x("gpt-5.6-luna"),
-    _gpt5x("gpt-5.5"),
-    ModelProfile("gpt-5.5-pro", efforts=("high", "xhigh"), default_effort="high", temperature=DEFAULT_ONLY,
-                 endpoints=(RESPONSES,)),  # [responses]
-    _gpt5x("gpt-5.4"), _gpt5x("gpt-5.4-mini"), _gpt5x("gpt-5.4-nano"),
-    # gpt-5.4-pro model page: "available in the Responses API only", "supports reasoning.effort: medium,
-    # high, xhigh", batch queue limit 90,000 at tier 1.
-    ModelProfile("gpt-5.4-pro", efforts=("medium", "high", "xhigh"), default_effort="high",
-                 temperature=DEFAULT_ONLY, endpoints=(RESPONSES,), enqueued_tokens=90_000),
-    _gpt5x("gpt-5.2"),
-    _gpt5x("gpt-5.1", efforts=_GPT51),
-    # GPT-5 (August 2025): minimal..high, default medium, temperature only 1 [effort-doc] [temp-400]
-    _gpt5("gpt-5", shutdown="2026-12-11", successor="gpt-6.1-sol"),
-    _gpt5("gpt-5-mini", shutdown="2026-12-11", successor="gpt-6.1-terra"),
-    _gpt5("gpt-5-nano", shutdown="2026-12-11", successor="gpt-6.1-terra"),
-    ModelProfile("gpt-5-pro", efforts=("high",), default_effort="high", temperature=DEFAULT_ONLY,
-                 endpoints=(RESPONSES,), shutdown="2026-12-11", successor="gpt-5.5-pro"),
-    _o("o3", shutdown="2026-12-11", successor="gpt-5.6-sol"),
-    _o("o4-mini", shutdown="2026-10-23", successor="gpt-5.6-terra"),
-    _o("o3-mini", shutdown="2026-10-23", successor="gpt-5.6-sol"),
-    _o("o1", shutdown="2026-10-23", successor="gpt-5.6-sol"),
-    _o("o1-pro", shutdown="2026-10-23", successor="gpt-5.6-sol"),
-    _legacy("gpt-4.1", shutdown="2027-01-14", successor="gpt-6-luna"),
-    _legacy("gpt-4.1-mini", shutdown="2027-01-14", successor="gpt-6-luna"),
-    _legacy("gpt-4.1-nano", shutdown="2026-10-23", successor="gpt-5.6-luna"),
-    _legacy("gpt-4o", enqueued_tokens=90_000, shutdown="2027-01-14", successor="gpt-6-luna"),  # [queue]
-    _legacy("gpt-4o-mini", shutdown="2027-01-14", successor="gpt-6-luna"),
-    _legacy("gpt-4-turbo", shutdown="2026-10-23", successor="gpt-5.6-sol"),
-    _legacy("gpt-4", shutdown="2026-10-23", successor="gpt-5.6-sol"),
-    _legacy("gpt-3.5-turbo", shutdown="2026-10-23", successor="gpt-5.6-terra"),
-)}
+PROFILES: dict[str, ModelProfile] = {
+    p.family: p
+    for p in (
+        # GPT-5.6 tiers and GPT-5.5: none..xhigh, default none [effort-doc]
+        _gpt5x("gpt-5.6-sol"),
+        _gpt5x("gpt-5.6-terra"),
+        _gpt5x("gpt-5.6-luna"),
+        _gpt5x("gpt-5.5"),
+        ModelProfile(
+            "gpt-5.5-pro",
+            efforts=("high", "xhigh"),
+            default_effort="high",
+            temperature=DEFAULT_ONLY,
+            endpoints=(RESPONSES,),
+        ),  # [responses]
+        _gpt5x("gpt-5.4"),
+        _gpt5x("gpt-5.4-mini"),
+        _gpt5x("gpt-5.4-nano"),
+        # gpt-5.4-pro model page: "available in the Responses API only", "supports reasoning.effort: medium,
+        # high, xhigh", batch queue limit 90,000 at tier 1.
+        ModelProfile(
+            "gpt-5.4-pro",
+            efforts=("medium", "high", "xhigh"),
+            default_effort="high",
+            temperature=DEFAULT_ONLY,
+            endpoints=(RESPONSES,),
+            enqueued_tokens=90_000,
+        ),
+        _gpt5x("gpt-5.2"),
+        _gpt5x("gpt-5.1", efforts=_GPT51),
+        # GPT-5 (August 2025): minimal..high, default medium, temperature only 1 [effort-doc] [temp-400]
+        _gpt5("gpt-5", shutdown="2026-12-11", successor="gpt-6.1-sol"),
+        _gpt5("gpt-5-mini", shutdown="2026-12-11", successor="gpt-6.1-terra"),
+        _gpt5("gpt-5-nano", shutdown="2026-12-11", successor="gpt-6.1-terra"),
+        ModelProfile(
+            "gpt-5-pro",
+            efforts=("high",),
+            default_effort="high",
+            temperature=DEFAULT_ONLY,
+            endpoints=(RESPONSES,),
+            shutdown="2026-12-11",
+            successor="gpt-5.5-pro",
+        ),
+        _o("o3", shutdown="2026-12-11", successor="gpt-5.6-sol"),
+        _o("o4-mini", shutdown="2026-10-23", successor="gpt-5.6-terra"),
+        _o("o3-mini", shutdown="2026-10-23", successor="gpt-5.6-sol"),
+        _o("o1", shutdown="2026-10-23", successor="gpt-5.6-sol"),
+        _o("o1-pro", shutdown="2026-10-23", successor="gpt-5.6-sol"),
+        _legacy("gpt-4.1", shutdown="2027-01-14", successor="gpt-6-luna"),
+        _legacy("gpt-4.1-mini", shutdown="2027-01-14", successor="gpt-6-luna"),
+        _legacy("gpt-4.1-nano", shutdown="2026-10-23", successor="gpt-5.6-luna"),
+        _legacy("gpt-4o", enqueued_tokens=90_000, shutdown="2027-01-14", successor="gpt-6-luna"),  # [queue]
+        _legacy("gpt-4o-mini", shutdown="2027-01-14", successor="gpt-6-luna"),
+        _legacy("gpt-4-turbo", shutdown="2026-10-23", successor="gpt-5.6-sol"),
+        _legacy("gpt-4", shutdown="2026-10-23", successor="gpt-5.6-sol"),
+        _legacy("gpt-3.5-turbo", shutdown="2026-10-23", successor="gpt-5.6-terra"),
+    )
+}
 # Snapshots that shut down before their family: gpt-4o-2024-05-13 on 2026-10-23 [deprecations].
 SNAPSHOT_SHUTDOWN = {"gpt-4o-2024-05-13": ("2026-10-23", "gpt-5.6-sol")}
 # An unknown model (a new release, a fine-tune) is treated as a current reasoning model that may refuse
@@ -143,7 +168,7 @@ _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
 def base_name(model: str) -> str:
     name = model.strip().lower()
     if name.startswith("openai/"):
-        name = name[len("openai/"):]
+        name = name[len("openai/") :]
     if name.startswith("ft:"):  # ft:gpt-4.1-mini-2025-04-14:org::id → its base model
         name = name[3:].split(":", 1)[0]
     return name
@@ -173,7 +198,7 @@ def check_available(model: str, today: dt.date | None = None) -> str | None:
     if found is None:
         return None
     date, successor = found
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     instead = f" — use {successor} (--model {successor})" if successor else ""
     if dt.date.fromisoformat(date) <= today:
         raise BadInput(f"model {model} was shut down on {date} (OpenAI deprecations page){instead}")
@@ -226,11 +251,13 @@ def resolve(model: str, endpoint: str, asked: RequestSettings) -> dict[str, Any]
         if profile is UNKNOWN:
             pass  # a model we do not know: send what was asked for, the user knows it
         else:
-            raise BadInput(f"model {model} is not a reasoning model and refuses reasoning_effort"
-                           " — drop --reasoning-effort")
+            raise BadInput(
+                f"model {model} is not a reasoning model and refuses reasoning_effort — drop --reasoning-effort"
+            )
     elif effort is not None and effort not in profile.efforts:
-        raise BadInput(f"model {model} does not take reasoning_effort {effort!r} — use one of "
-                       f"{', '.join(profile.efforts)}")
+        raise BadInput(
+            f"model {model} does not take reasoning_effort {effort!r} — use one of {', '.join(profile.efforts)}"
+        )
     if effort is None:
         effort = profile.lowest_effort
     verbosity = asked.verbosity
@@ -242,9 +269,11 @@ def resolve(model: str, endpoint: str, asked: RequestSettings) -> dict[str, Any]
     sampling_ok = profile.temperature == ANY or (profile.temperature == NO_REASONING and effort == "none")
     temperature = asked.temperature
     if temperature is not None and not sampling_ok and temperature != 1:
-        why = ("only while reasoning effort is none — pass --reasoning-effort none or drop the temperature"
-               if profile.temperature == NO_REASONING else
-               "only the default 1 — drop the temperature setting")
+        why = (
+            "only while reasoning effort is none — pass --reasoning-effort none or drop the temperature"
+            if profile.temperature == NO_REASONING
+            else "only the default 1 — drop the temperature setting"
+        )
         raise BadInput(f"model {model} at reasoning effort {effort} refuses temperature {temperature}: it takes {why}")
     if temperature is None and sampling_ok:
         temperature = 0.0
@@ -254,8 +283,12 @@ def resolve(model: str, endpoint: str, asked: RequestSettings) -> dict[str, Any]
     if asked.seed is not None and not profile.seed and profile is not UNKNOWN:
         raise BadInput(f"model {model} does not document seed — drop the seed setting")
     return {
-        "endpoint": endpoint, "max_tokens": asked.max_tokens, "reasoning_effort": effort, "verbosity": verbosity,
-        "temperature": temperature, "seed": seed if profile.seed else None,
+        "endpoint": endpoint,
+        "max_tokens": asked.max_tokens,
+        "reasoning_effort": effort,
+        "verbosity": verbosity,
+        "temperature": temperature,
+        "seed": seed if profile.seed else None,
     }
 
 

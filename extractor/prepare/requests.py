@@ -11,8 +11,8 @@ from typing import IO, Any
 
 import orjson
 
-from extractor.job_files import Shard
 from extractor.errors import BadInput
+from extractor.job_files import Shard
 from extractor.lanes import describe
 from extractor.storage import iter_jsonl
 
@@ -76,9 +76,14 @@ def build_request_line(
     messages = [{"role": "system", "content": prompt.text}, {"role": "user", "content": text}]
     if not describe(prompt.backend).openai_api:
         # llama.cpp and most compatible servers take max_tokens and any sampling field.
-        body: dict[str, Any] = {"model": model, "messages": messages, "response_format": response_format,
-                                "temperature": settings.get("temperature", 0), "seed": settings.get("seed", 0),
-                                "max_tokens": settings["max_tokens"]}
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "response_format": response_format,
+            "temperature": settings.get("temperature", 0),
+            "seed": settings.get("seed", 0),
+            "max_tokens": settings["max_tokens"],
+        }
         body.update(settings.get("extra_body", {}))
         return {"custom_id": custom_id, "method": "POST", "url": CHAT_URL, "body": body}
     from extractor.prepare.models import RESPONSES, body_params
@@ -86,14 +91,25 @@ def build_request_line(
     endpoint = settings.get("endpoint", "chat")
     if endpoint == RESPONSES:
         schema = response_format["json_schema"]
-        text_field: dict[str, Any] = {"format": {"type": "json_schema", "name": schema["name"],
-                                                  "schema": schema["schema"], "strict": schema.get("strict", True)}}
+        text_field: dict[str, Any] = {
+            "format": {
+                "type": "json_schema",
+                "name": schema["name"],
+                "schema": schema["schema"],
+                "strict": schema.get("strict", True),
+            }
+        }
         if settings.get("verbosity"):
             text_field["verbosity"] = settings["verbosity"]
         body = {"model": model, "input": messages, "text": text_field, **body_params(settings, RESPONSES)}
         url = RESPONSES_URL
     else:
-        body = {"model": model, "messages": messages, "response_format": response_format, **body_params(settings, "chat")}
+        body = {
+            "model": model,
+            "messages": messages,
+            "response_format": response_format,
+            **body_params(settings, "chat"),
+        }
         url = CHAT_URL
     body.update(settings.get("extra_body", {}))
     return {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
@@ -128,16 +144,19 @@ class RequestTemplate:
         raw = text.encode()
         cid_slot, doc_slot = orjson.dumps(CUSTOM_ID_SLOT), orjson.dumps(DOCUMENT_SLOT)
         if raw.count(cid_slot) != 1 or raw.count(doc_slot) != 1 or raw.index(cid_slot) > raw.index(doc_slot):
-            raise BadInput(f"the request template must hold {CUSTOM_ID_SLOT} once and then {DOCUMENT_SLOT} once"
-                           " — a prompt or schema string that is exactly either cannot be used")
+            raise BadInput(
+                f"the request template must hold {CUSTOM_ID_SLOT} once and then {DOCUMENT_SLOT} once"
+                " — a prompt or schema string that is exactly either cannot be used"
+            )
         head, rest = raw.split(cid_slot)
         middle, tail = rest.split(doc_slot)
         return cls(orjson.loads(raw), head, middle, tail + b"\n")
 
     def as_json(self) -> str:
         """The template as one JSON text, slots in place, keys in the order every line has them."""
-        return b"".join((self.head, orjson.dumps(CUSTOM_ID_SLOT), self.middle, orjson.dumps(DOCUMENT_SLOT),
-                         self.tail[:-1])).decode()
+        return b"".join(
+            (self.head, orjson.dumps(CUSTOM_ID_SLOT), self.middle, orjson.dumps(DOCUMENT_SLOT), self.tail[:-1])
+        ).decode()
 
     def render(self, custom_id: str, text: str) -> bytes:
         """One request line, newline included; byte for byte what orjson.dumps makes of the filled-in line."""
@@ -160,8 +179,8 @@ class RequestTemplate:
         # middle starts with an unescaped quote, which cannot occur inside a JSON string, so if both
         # pieces parse as strings the cut is the only one and the line is the template filled in.
         try:
-            custom_id = orjson.loads(raw[len(head):cut])
-            text = orjson.loads(raw[cut + len(middle):len(raw) - len(tail)])
+            custom_id = orjson.loads(raw[len(head) : cut])
+            text = orjson.loads(raw[cut + len(middle) : len(raw) - len(tail)])
         except orjson.JSONDecodeError:
             return None
         if type(custom_id) is str and type(text) is str:
@@ -176,10 +195,18 @@ class RequestTemplate:
         return body
 
 
-def request_template(*, prompt: Prompt, model: str, response_format: dict, settings: Mapping[str, Any]) -> RequestTemplate:
+def request_template(
+    *, prompt: Prompt, model: str, response_format: dict, settings: Mapping[str, Any]
+) -> RequestTemplate:
     """The template every line of a job is made from."""
-    line = build_request_line(custom_id=CUSTOM_ID_SLOT, text=DOCUMENT_SLOT, prompt=prompt, model=model,
-                              response_format=response_format, settings=settings)
+    line = build_request_line(
+        custom_id=CUSTOM_ID_SLOT,
+        text=DOCUMENT_SLOT,
+        prompt=prompt,
+        model=model,
+        response_format=response_format,
+        settings=settings,
+    )
     return RequestTemplate.from_line(line)
 
 
@@ -203,8 +230,10 @@ class ShardWriter:
         """Append one rendered line (newline included); returns the shard file it went to."""
         size = len(raw)
         if size > self.max_bytes:
-            raise BadInput(f"a request line is {size} bytes, over the {self.max_bytes}-byte file limit"
-                           " — raise --max-bytes-per-file")
+            raise BadInput(
+                f"a request line is {size} bytes, over the {self.max_bytes}-byte file limit"
+                " — raise --max-bytes-per-file"
+            )
         if self._fh is None or self._lines >= self.max_lines or self._bytes + size > self.max_bytes:
             self._roll()
         assert self._fh is not None

@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from extractor import pricing
-
-from extractor.prepare import tokens
-from extractor.prepare.answer_bounds import bounded_response_format
-from extractor.prepare.documents import Document, Skipped, iter_documents, split_long
 from extractor.errors import BadInput, ExitCode
 from extractor.job_files import DocumentEntry, Estimate, Manifest, Settings, Shard
 from extractor.jobs import Job, JobStore, State, new_job_id
 from extractor.lanes import LaneInfo, describe, lane_names
+from extractor.prepare import tokens
+from extractor.prepare.answer_bounds import bounded_response_format
+from extractor.prepare.documents import Document, Skipped, iter_documents, split_long
 from extractor.prepare.requests import (
     MAX_BYTES_PER_FILE,
     MAX_LINES_PER_FILE,
@@ -65,7 +64,9 @@ class PrepareOptions:
     encoding: str | None = None  # read every text file as this encoding instead of detecting it (--encoding)
     extra: dict[str, Any] = field(default_factory=dict)
     prompt: Prompt | None = None  # a prompt already filled in (the gate's, with its question); default: extraction
-    admit: Callable[[Document | Skipped], bool] | None = None  # which documents the job takes (a gate's decision); default: all
+    admit: Callable[[Document | Skipped], bool] | None = (
+        None  # which documents the job takes (a gate's decision); default: all
+    )
 
     def resolved_model(self) -> str:
         if self.model:
@@ -126,7 +127,9 @@ class _Intake:
     shards: list[Shard] = field(default_factory=list)
 
 
-def job_key(doc_hashes: list[str], spec: Spec, prompt_sha: str, model: str, backend: str, settings: Mapping[str, Any]) -> str:
+def job_key(
+    doc_hashes: list[str], spec: Spec, prompt_sha: str, model: str, backend: str, settings: Mapping[str, Any]
+) -> str:
     """Same documents, spec, prompt, model and settings → same key, so `run` after a crash finds its job."""
     h = hashlib.sha256()
     for part in sorted(doc_hashes):
@@ -168,8 +171,11 @@ def prepare_job(
         if not documents:
             reasons = "; ".join(s["reason"] for s in intake.skipped[:3])
             more = f" and {len(intake.skipped) - 3} more" if len(intake.skipped) > 3 else ""
-            raise BadInput(f"No usable documents in {docs_dir}" + (f" ({reasons}{more})" if reasons else "") +
-                           " — add .txt, .md, .html, .pdf or .jsonl files")
+            raise BadInput(
+                f"No usable documents in {docs_dir}"
+                + (f" ({reasons}{more})" if reasons else "")
+                + " — add .txt, .md, .html, .pdf or .jsonl files"
+            )
 
         # The isolation audit runs in `submit`, on the files as they are on disk just before anything is
         # sent (a file edited after prepare is caught there), and in `extractor audit`; not twice.
@@ -189,7 +195,12 @@ def prepare_job(
             "model": model,
             "source": str(docs_dir),
             "spec": {"path": str(spec.source), "name": spec.name, "sha256": spec.sha256},
-            "prompt": {"name": prompt.name, "version": prompt.version, "backend": prompt.backend, "sha256": prompt.sha256},
+            "prompt": {
+                "name": prompt.name,
+                "version": prompt.version,
+                "backend": prompt.backend,
+                "sha256": prompt.sha256,
+            },
             "settings": settings,
             "request_template": template.as_json(),
             "shards": intake.shards,
@@ -198,8 +209,13 @@ def prepare_job(
             "duplicates": intake.duplicates,
             "audit": None,
             "warnings": notes,
-            "estimate": {"input_tokens": tokens_in, "counted": options.count_tokens, "output_tokens_max": len(documents) * max_tokens,
-                         "batch": plan.lane.is_batch, **estimate},
+            "estimate": {
+                "input_tokens": tokens_in,
+                "counted": options.count_tokens,
+                "output_tokens_max": len(documents) * max_tokens,
+                "batch": plan.lane.is_batch,
+                **estimate,
+            },
         }
         job = store.create(manifest, staging)
     except BaseException:
@@ -245,12 +261,15 @@ class RequestPlan:
         if not self.lane.billed:
             return {"input_cost_usd": 0.0, "output_cost_usd_max": 0.0, "estimated_cost_usd": 0.0}
         output_cost = pricing.estimate_cost(self.model, 0, documents * self.max_tokens, batch=self.batch)
-        input_cost = (None if input_tokens is None
-                      else pricing.estimate_cost(self.model, input_tokens, 0, batch=self.batch))
+        input_cost = (
+            None if input_tokens is None else pricing.estimate_cost(self.model, input_tokens, 0, batch=self.batch)
+        )
         if input_cost is None or output_cost is None:
-            return {"input_cost_usd": None if input_cost is None else round(input_cost, 6),
-                    "output_cost_usd_max": None if output_cost is None else round(output_cost, 6),
-                    "estimated_cost_usd": None}
+            return {
+                "input_cost_usd": None if input_cost is None else round(input_cost, 6),
+                "output_cost_usd_max": None if output_cost is None else round(output_cost, 6),
+                "estimated_cost_usd": None,
+            }
         return {
             "input_cost_usd": round(input_cost, 6),
             "output_cost_usd_max": round(output_cost, 6),
@@ -259,8 +278,9 @@ class RequestPlan:
 
     def document_estimate(self, input_tokens: int) -> float | None:
         """One line's cost, exact input and output at max_tokens (an upper bound); None when the price is unknown."""
-        cost = pricing.estimate_cost(self.model, input_tokens, self.max_tokens, batch=self.batch,
-                                     backend=self.options.backend)
+        cost = pricing.estimate_cost(
+            self.model, input_tokens, self.max_tokens, batch=self.batch, backend=self.options.backend
+        )
         return None if cost is None else round(cost, 8)
 
 
@@ -305,16 +325,29 @@ def request_settings(options: PrepareOptions, model: str, max_tokens: int) -> tu
     extra = {**lane.defaults.extra_body, **options.extra}
     if not lane.openai_api:
         if options.reasoning_effort or options.verbosity or options.endpoint != "chat":
-            raise BadInput("--reasoning-effort, --verbosity and --endpoint are OpenAI settings — drop them for"
-                           " --backend local")
-        return {"temperature": 0.0 if options.temperature is None else options.temperature,
-                "seed": 0 if options.seed is None else options.seed, "max_tokens": max_tokens, "extra_body": extra}, []
+            raise BadInput(
+                "--reasoning-effort, --verbosity and --endpoint are OpenAI settings — drop them for --backend local"
+            )
+        return {
+            "temperature": 0.0 if options.temperature is None else options.temperature,
+            "seed": 0 if options.seed is None else options.seed,
+            "max_tokens": max_tokens,
+            "extra_body": extra,
+        }, []
     from extractor.prepare import models
 
     warning = models.check_available(model)
-    resolved = models.resolve(model, options.endpoint, models.RequestSettings(
-        max_tokens=max_tokens, reasoning_effort=options.reasoning_effort, verbosity=options.verbosity,
-        temperature=options.temperature, seed=options.seed))
+    resolved = models.resolve(
+        model,
+        options.endpoint,
+        models.RequestSettings(
+            max_tokens=max_tokens,
+            reasoning_effort=options.reasoning_effort,
+            verbosity=options.verbosity,
+            temperature=options.temperature,
+            seed=options.seed,
+        ),
+    )
     return cast(Settings, {**resolved, "extra_body": extra}), [warning] if warning else []
 
 
@@ -322,9 +355,15 @@ def _since(started: float) -> float:
     return time.perf_counter() - started
 
 
-def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, plan: RequestPlan,
-                    custom_id_of: Callable[[str], str], writer: ShardWriter,
-                    on_document: Callable[[], None] | None) -> _Intake:
+def _write_requests(
+    docs_dir: Path,
+    options: PrepareOptions,
+    max_chars: int,
+    plan: RequestPlan,
+    custom_id_of: Callable[[str], str],
+    writer: ShardWriter,
+    on_document: Callable[[], None] | None,
+) -> _Intake:
     """One line per distinct document (or part), streamed into shards; duplicates only add their path."""
     intake = _Intake()
     documents = intake.documents
@@ -333,8 +372,9 @@ def _write_requests(docs_dir: Path, options: PrepareOptions, max_chars: int, pla
     base_tokens = plan.base_tokens() if options.count_tokens else 0
     shard_tokens: dict[str, int] = {}  # what the Batch API's enqueued-token limit counts, per request file
     try:
-        for item in iter_documents(docs_dir, max_chars=None if options.split_long else max_chars,
-                                   encoding=options.encoding):
+        for item in iter_documents(
+            docs_dir, max_chars=None if options.split_long else max_chars, encoding=options.encoding
+        ):
             if on_document:
                 on_document()
             if options.admit is not None and not options.admit(item):
@@ -399,12 +439,21 @@ def _summary_from(job: Job, *, resumed: bool) -> PrepareSummary:
     )
 
 
-def prepare_options(backend: str, model: str | None, schema: Path | None, split_long: bool,
-                    max_tokens: int | None, ctx_tokens: int | None, *,
-                    max_lines_per_file: int | None = None, max_bytes_per_file: int | None = None,
-                    encoding: str | None = None,
-                    reasoning_effort: str | None = None, verbosity: str | None = None,
-                    endpoint: str = "chat") -> PrepareOptions:
+def prepare_options(
+    backend: str,
+    model: str | None,
+    schema: Path | None,
+    split_long: bool,
+    max_tokens: int | None,
+    ctx_tokens: int | None,
+    *,
+    max_lines_per_file: int | None = None,
+    max_bytes_per_file: int | None = None,
+    encoding: str | None = None,
+    reasoning_effort: str | None = None,
+    verbosity: str | None = None,
+    endpoint: str = "chat",
+) -> PrepareOptions:
     """PrepareOptions from the flags of `prepare`, `submit DOCS_DIR` and `run`, each checked (BadInput names the flag).
 
     `auto` is resolved before this (the lanes' prompts differ); here it stands for local, as `run` then replaces it.
@@ -425,9 +474,21 @@ def prepare_options(backend: str, model: str | None, schema: Path | None, split_
         try:
             encoding = codecs.lookup(encoding).name
         except LookupError:
-            raise BadInput(f"--encoding {encoding!r}: unknown encoding — use a Python codec name such as "
-                           "cp1252, latin-1, utf-16 or shift_jis") from None
-    return PrepareOptions(encoding=encoding, backend="local" if backend == "auto" else backend, model=model, spec_path=schema,
-                          split_long=split_long, max_tokens=max_tokens, context_tokens=ctx_tokens,
-                          max_lines_per_file=lines, max_bytes_per_file=size, reasoning_effort=reasoning_effort,
-                          verbosity=verbosity, endpoint=endpoint)
+            raise BadInput(
+                f"--encoding {encoding!r}: unknown encoding — use a Python codec name such as "
+                "cp1252, latin-1, utf-16 or shift_jis"
+            ) from None
+    return PrepareOptions(
+        encoding=encoding,
+        backend="local" if backend == "auto" else backend,
+        model=model,
+        spec_path=schema,
+        split_long=split_long,
+        max_tokens=max_tokens,
+        context_tokens=ctx_tokens,
+        max_lines_per_file=lines,
+        max_bytes_per_file=size,
+        reasoning_effort=reasoning_effort,
+        verbosity=verbosity,
+        endpoint=endpoint,
+    )

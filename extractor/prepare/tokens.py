@@ -109,5 +109,7 @@ def _load_packaged_bpe(url: str, expected_hash: str | None = None) -> dict[bytes
         ) from None
     data = gzip.decompress(packed)
     if expected_hash and hashlib.sha256(data).hexdigest() != expected_hash:
-        raise ExtractorError(f"{_DATA_PACKAGE}'s {filename} does not match OpenAI's published hash — reinstall {_DATA_PACKAGE}")
+        raise ExtractorError(
+            f"{_DATA_PACKAGE}'s {filename} does not match OpenAI's published hash — reinstall {_DATA_PACKAGE}"
+        )
     return {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines() if line)}

@@ -11,9 +11,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from extractor.collect.results import iter_results
 from extractor.errors import BadInput
 from extractor.jobs import Job
-from extractor.collect.results import iter_results
 from extractor.spec.schema import load_spec
 from extractor.verify.normalize import normalize_name
 
@@ -46,8 +46,10 @@ def compare_jobs(job_a: Job, job_b: Job, *, worst: int = 10) -> dict[str, Any]:
     a, b = answered_entities(job_a), answered_entities(job_b)
     shared = sorted(set(a) & set(b))
     if not shared:
-        raise BadInput(f"Jobs {job_a.id} and {job_b.id} have no answered document in common — "
-                       "compare two jobs prepared from the same documents")
+        raise BadInput(
+            f"Jobs {job_a.id} and {job_b.id} have no answered document in common — "
+            "compare two jobs prepared from the same documents"
+        )
     totals: Counter[str] = Counter()
     untyped: Counter[str] = Counter()
     per_type: dict[str, Counter[str]] = defaultdict(Counter)
@@ -62,17 +64,31 @@ def compare_jobs(job_a: Job, job_b: Job, *, worst: int = 10) -> dict[str, Any]:
         na, nb = {n for _, n in ea}, {n for _, n in eb}
         untyped.update(tp=len(na & nb), fp=len(na - nb), fn=len(nb - na))
         doc = score(len(ea & eb), len(ea - eb), len(eb - ea))
-        documents.append({"path": path_by_sha[sha], "sha256": sha, "f1": doc["f1"], "agreed": doc["tp"],
-                          "only_a": _names(ea - eb), "only_b": _names(eb - ea)})
+        documents.append(
+            {
+                "path": path_by_sha[sha],
+                "sha256": sha,
+                "f1": doc["f1"],
+                "agreed": doc["tp"],
+                "only_a": _names(ea - eb),
+                "only_b": _names(eb - ea),
+            }
+        )
     documents.sort(key=lambda d: (d["f1"], -(len(d["only_a"]) + len(d["only_b"])), d["path"]))
     for doc in documents:
         doc["only_a_count"], doc["only_b_count"] = len(doc["only_a"]), len(doc["only_b"])
         doc["only_a"], doc["only_b"] = doc["only_a"][:EXAMPLES], doc["only_b"][:EXAMPLES]
     return {
-        "job_a": job_a.id, "job_b": job_b.id, "reference": job_b.id,
-        "models": {"a": f"{job_a.manifest['backend']}/{job_a.manifest['model']}",
-                   "b": f"{job_b.manifest['backend']}/{job_b.manifest['model']}"},
-        "documents": len(shared), "only_in_a": len(set(a) - set(b)), "only_in_b": len(set(b) - set(a)),
+        "job_a": job_a.id,
+        "job_b": job_b.id,
+        "reference": job_b.id,
+        "models": {
+            "a": f"{job_a.manifest['backend']}/{job_a.manifest['model']}",
+            "b": f"{job_b.manifest['backend']}/{job_b.manifest['model']}",
+        },
+        "documents": len(shared),
+        "only_in_a": len(set(a) - set(b)),
+        "only_in_b": len(set(b) - set(a)),
         "overall": score(totals["tp"], totals["fp"], totals["fn"]),
         "overall_ignoring_type": score(untyped["tp"], untyped["fp"], untyped["fn"]),
         "per_type": {t: score(c["tp"], c["fp"], c["fn"]) for t, c in sorted(per_type.items())},

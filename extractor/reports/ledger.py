@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from extractor.reports.entries import fingerprint, read_entries
 from extractor.errors import BadInput
 from extractor.jobs import Job, JobStore, utcnow
 from extractor.redaction import redact
+from extractor.reports.entries import fingerprint, read_entries
 
 LEDGER_ENV = "EXTRACTOR_LEDGER"
 BUSY_TIMEOUT_S = 30.0
@@ -57,8 +57,13 @@ def _v2(db: sqlite3.Connection) -> None:
         job_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, batch_id TEXT, attempt INTEGER,
         status TEXT, lines INTEGER, completed INTEGER, failed INTEGER,
         created_at TEXT, ended_at TEXT, seconds REAL, PRIMARY KEY (job_id, name))""")
-    for column in ("prompt_version TEXT", "rel_grounded INTEGER", "rel_fuzzy INTEGER", "rel_leaked INTEGER",
-                   "rel_ungrounded INTEGER"):
+    for column in (
+        "prompt_version TEXT",
+        "rel_grounded INTEGER",
+        "rel_fuzzy INTEGER",
+        "rel_leaked INTEGER",
+        "rel_ungrounded INTEGER",
+    ):
         db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
     # The rates `report` shows, for whoever opens the file with sqlite3 (NULL where nothing was measured).
     db.execute("""CREATE VIEW job_quality AS SELECT
@@ -92,8 +97,13 @@ def _v4(db: sqlite3.Connection) -> None:
         peak_in_flight INTEGER, rate_limited INTEGER, timeouts INTEGER, errors INTEGER, outages INTEGER,
         hedges_sent INTEGER, duplicates INTEGER, PRIMARY KEY (job_id, run, url))""")
     db.execute("ALTER TABLE requests ADD COLUMN server TEXT")
-    for column in ("hedged INTEGER", "hedge_duplicates INTEGER", "hedge_prompt_tokens INTEGER",
-                   "hedge_completion_tokens INTEGER", "hedge_cost_usd REAL"):
+    for column in (
+        "hedged INTEGER",
+        "hedge_duplicates INTEGER",
+        "hedge_prompt_tokens INTEGER",
+        "hedge_completion_tokens INTEGER",
+        "hedge_cost_usd REAL",
+    ):
         db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
     db.execute("UPDATE jobs SET fingerprint = NULL")
 
@@ -105,8 +115,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def migrate(db: sqlite3.Connection, *, upto: int = SCHEMA_VERSION, where: Path | str = "ledger") -> int:
     """Apply the missing migrations in order, each in its own transaction; returns the version reached."""
     if _version(db) > SCHEMA_VERSION:
-        raise BadInput(f"{where}: ledger schema version {_version(db)} is newer than this extractor knows "
-                       f"({SCHEMA_VERSION}) — upgrade extractor, or set {LEDGER_ENV} to another file")
+        raise BadInput(
+            f"{where}: ledger schema version {_version(db)} is newer than this extractor knows "
+            f"({SCHEMA_VERSION}) — upgrade extractor, or set {LEDGER_ENV} to another file"
+        )
     for target in range(_version(db) + 1, upto + 1):
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -135,16 +147,18 @@ class Ledger:
             self.db.row_factory = sqlite3.Row
             migrate(self.db, where=path)
         except sqlite3.DatabaseError as exc:
-            raise BadInput(f"{path}: not a usable ledger ({exc}) — move it aside, or set {LEDGER_ENV} to another file") from None
+            raise BadInput(
+                f"{path}: not a usable ledger ({exc}) — move it aside, or set {LEDGER_ENV} to another file"
+            ) from None
 
     @classmethod
-    def for_jobs(cls, store: JobStore) -> "Ledger":
+    def for_jobs(cls, store: JobStore) -> Ledger:
         return cls(ledger_path(store.root))
 
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,15 +14,15 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from extractor.errors import BadInput
 from extractor.jobs import utcnow
 from extractor.lanes import describe
-from extractor.reports.ledger import Ledger
 from extractor.prepare.stage import DEFAULT_OPENAI_MODEL
 from extractor.pricing import estimate_cost
+from extractor.reports.ledger import Ledger
 from extractor.stats import percentile
 
 REPORT_FORMAT = "extractor.report/1"
@@ -43,15 +43,17 @@ class ReportOptions:
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     """YYYY-MM-DD (midnight UTC), an ISO timestamp, or Nd (N days ago, for cron lines); a typo names the formats."""
     if (days := re.fullmatch(r"(\d{1,4})d", text.strip())) is not None:
-        return (now or datetime.now(timezone.utc)) - timedelta(days=int(days.group(1)))
+        return (now or datetime.now(UTC)) - timedelta(days=int(days.group(1)))
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), datetime.min.time(), timezone.utc)
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise BadInput(f"--since {text!r} is not a date — use YYYY-MM-DD, an ISO timestamp like "
-                       "2026-01-31T02:00:00+00:00, or 7d for the last seven days") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        raise BadInput(
+            f"--since {text!r} is not a date — use YYYY-MM-DD, an ISO timestamp like "
+            "2026-01-31T02:00:00+00:00, or 7d for the last seven days"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def build_report(ledger: Ledger, options: ReportOptions) -> dict[str, Any]:
@@ -61,37 +63,57 @@ def build_report(ledger: Ledger, options: ReportOptions) -> dict[str, Any]:
     _add_trends(figures, options)
     shown = [f for f in figures if options.since is None or _when(f["created_at"]) >= options.since]
     return {
-        "format": REPORT_FORMAT, "generated_at": utcnow(), "ledger": str(ledger.path),
-        "since": options.since.isoformat() if options.since else None, "threshold": options.threshold,
-        "window": options.window, "price_model": options.price_model,
-        "jobs": shown, "backends": _backend_figures(shown, requests, batches), "alerts": [a for f in shown for a in f["flags"]],
+        "format": REPORT_FORMAT,
+        "generated_at": utcnow(),
+        "ledger": str(ledger.path),
+        "since": options.since.isoformat() if options.since else None,
+        "threshold": options.threshold,
+        "window": options.window,
+        "price_model": options.price_model,
+        "jobs": shown,
+        "backends": _backend_figures(shown, requests, batches),
+        "alerts": [a for f in shown for a in f["flags"]],
         "saved_by_gates_usd": _round(sum(f["gate"]["saved_usd"] or 0.0 for f in shown if f["gate"])),
         "check": _check(figures, shown, options),
     }
 
 
-def _job_figures(job: dict[str, Any], requests: list[dict[str, Any]], batches: list[dict[str, Any]],
-                 options: ReportOptions) -> dict[str, Any]:
+def _job_figures(
+    job: dict[str, Any], requests: list[dict[str, Any]], batches: list[dict[str, Any]], options: ReportOptions
+) -> dict[str, Any]:
     documents = job["documents"] or 0
     cost = job["cost_usd"] if requests else None
     entities = _sum(job, VERDICTS)
     return {
-        "job_id": job["job_id"], "created_at": job["created_at"], "state": job["state"],
-        "backend": job["backend"], "model": job["model"], "documents": documents,
-        "answers": _sum(job, ANSWER_OUTCOMES), "valid_answers": job["n_ok"],
-        "cost_usd": cost, "cost_per_document": _ratio(cost, documents),
+        "job_id": job["job_id"],
+        "created_at": job["created_at"],
+        "state": job["state"],
+        "backend": job["backend"],
+        "model": job["model"],
+        "documents": documents,
+        "answers": _sum(job, ANSWER_OUTCOMES),
+        "valid_answers": job["n_ok"],
+        "cost_usd": cost,
+        "cost_per_document": _ratio(cost, documents),
         "tokens": {"prompt": job["prompt_tokens"] or 0, "completion": job["completion_tokens"] or 0},
         "latency_ms": _latency(job["backend"], requests, batches),
         "schema_valid_rate": _ratio(job["n_ok"], _sum(job, ANSWER_OUTCOMES)),
         "grounded_rate": _ratio(_sum(job, ("grounded", "fuzzy")), entities),
         "leak_rate": _ratio(job["leaked"], entities),
         "quarantine_rate": _ratio(job["quarantined"], _sum(job, ("clean", "quarantined", "failed"))),
-        "entities": {v: job[v] for v in VERDICTS}, "quarantined": job["quarantined"],
+        "entities": {v: job[v] for v in VERDICTS},
+        "quarantined": job["quarantined"],
         "lanes": _lanes(job, cost, options) if requests else None,
-        "gate": None if job.get("gate_passed") is None else {
-            "passed": job["gate_passed"], "rejected": job["gate_rejected"], "failed": job["gate_failed"],
-            "saved_usd": job["gate_saved_usd"]},
-        "trend": {}, "flags": [],
+        "gate": None
+        if job.get("gate_passed") is None
+        else {
+            "passed": job["gate_passed"],
+            "rejected": job["gate_rejected"],
+            "failed": job["gate_failed"],
+            "saved_usd": job["gate_saved_usd"],
+        },
+        "trend": {},
+        "flags": [],
     }
 
 
@@ -120,9 +142,14 @@ def _lanes(job: dict[str, Any], cost: float | None, options: ReportOptions) -> d
     prompt, completion = job["prompt_tokens"] or 0, job["completion_tokens"] or 0
     batch = estimate_cost(priced_as, prompt, completion, batch=True)
     live = estimate_cost(priced_as, prompt, completion, batch=False)
-    return {"priced_as": priced_as, "local_usd": 0.0, "actual_usd": cost,
-            "openai_batch_usd": _round(batch), "openai_live_usd": _round(live),
-            "saved_vs_live_usd": None if live is None or cost is None else _round(live - cost)}
+    return {
+        "priced_as": priced_as,
+        "local_usd": 0.0,
+        "actual_usd": cost,
+        "openai_batch_usd": _round(batch),
+        "openai_live_usd": _round(live),
+        "saved_vs_live_usd": None if live is None or cost is None else _round(live - cost),
+    }
 
 
 def _priced_as_itself(backend: str) -> bool:
@@ -138,19 +165,24 @@ def _add_trends(figures: list[dict[str, Any]], options: ReportOptions) -> None:
     for fig in figures:
         group = earlier[(fig["backend"], fig["model"])]
         for metric in TRENDED:
-            past = [f[metric] for f in group if f[metric] is not None][-options.window:]
+            past = [f[metric] for f in group if f[metric] is not None][-options.window :]
             if fig[metric] is None or not past:
                 continue
             average = sum(past) / len(past)
             delta = fig[metric] - average
             fig["trend"][metric] = {"trailing_average": _round(average), "delta": _round(delta), "jobs": len(past)}
             if metric in WATCHED and delta < -options.threshold:
-                fig["flags"].append({
-                    "job_id": fig["job_id"], "metric": metric, "value": fig[metric], "trailing_average": _round(average),
-                    "delta": _round(delta),
-                    "message": f"{metric.replace('_', ' ')} {fig[metric]:.2f} is {-delta:.2f} below the average "
-                               f"{average:.2f} of the {len(past)} earlier {fig['backend']}/{fig['model']} job(s)",
-                })
+                fig["flags"].append(
+                    {
+                        "job_id": fig["job_id"],
+                        "metric": metric,
+                        "value": fig[metric],
+                        "trailing_average": _round(average),
+                        "delta": _round(delta),
+                        "message": f"{metric.replace('_', ' ')} {fig[metric]:.2f} is {-delta:.2f} below the average "
+                        f"{average:.2f} of the {len(past)} earlier {fig['backend']}/{fig['model']} job(s)",
+                    }
+                )
         group.append(fig)
 
 
@@ -167,8 +199,9 @@ def _check(figures: list[dict[str, Any]], shown: list[dict[str, Any]], options: 
     return {"failed": bool(flags), "jobs_checked": [f["job_id"] for f in watched], "flags": flags}
 
 
-def _backend_figures(figures: list[dict[str, Any]], requests: dict[str, list[dict[str, Any]]],
-                     batches: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _backend_figures(
+    figures: list[dict[str, Any]], requests: dict[str, list[dict[str, Any]]], batches: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     rows = []
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for fig in figures:
@@ -183,21 +216,32 @@ def _backend_figures(figures: list[dict[str, Any]], requests: dict[str, list[dic
         valid = sum(f["valid_answers"] or 0 for f in figs)
         verified = [f for f in figs if f["quarantine_rate"] is not None]
         lanes = [f["lanes"] for f in figs if f["lanes"]]
-        rows.append({
-            "backend": backend, "jobs": len(figs), "documents": documents, "cost_usd": cost,
-            "cost_per_document": _ratio(cost, documents),
-            "tokens": {k: sum(f["tokens"][k] for f in figs) for k in ("prompt", "completion")},
-            "latency_ms": _latency(backend, [r for f in figs for r in requests[f["job_id"]]],
-                                  [b for f in figs for b in batches[f["job_id"]]]),
-            "schema_valid_rate": _ratio(valid, answers),
-            "grounded_rate": _ratio(entities["grounded"] + entities["fuzzy"], total),
-            "leak_rate": _ratio(entities["leaked"], total),
-            "quarantine_rate": _ratio(sum(f["quarantined"] or 0 for f in verified),
-                                      sum(f["documents"] for f in verified)) if verified else None,
-            "openai_batch_usd": _round(sum(lane["openai_batch_usd"] or 0 for lane in lanes)) if lanes else None,
-            "openai_live_usd": _round(sum(lane["openai_live_usd"] or 0 for lane in lanes)) if lanes else None,
-            "saved_vs_live_usd": _round(sum(lane["saved_vs_live_usd"] or 0 for lane in lanes)) if lanes else None,
-        })
+        rows.append(
+            {
+                "backend": backend,
+                "jobs": len(figs),
+                "documents": documents,
+                "cost_usd": cost,
+                "cost_per_document": _ratio(cost, documents),
+                "tokens": {k: sum(f["tokens"][k] for f in figs) for k in ("prompt", "completion")},
+                "latency_ms": _latency(
+                    backend,
+                    [r for f in figs for r in requests[f["job_id"]]],
+                    [b for f in figs for b in batches[f["job_id"]]],
+                ),
+                "schema_valid_rate": _ratio(valid, answers),
+                "grounded_rate": _ratio(entities["grounded"] + entities["fuzzy"], total),
+                "leak_rate": _ratio(entities["leaked"], total),
+                "quarantine_rate": _ratio(
+                    sum(f["quarantined"] or 0 for f in verified), sum(f["documents"] for f in verified)
+                )
+                if verified
+                else None,
+                "openai_batch_usd": _round(sum(lane["openai_batch_usd"] or 0 for lane in lanes)) if lanes else None,
+                "openai_live_usd": _round(sum(lane["openai_live_usd"] or 0 for lane in lanes)) if lanes else None,
+                "saved_vs_live_usd": _round(sum(lane["saved_vs_live_usd"] or 0 for lane in lanes)) if lanes else None,
+            }
+        )
     return rows
 
 
@@ -222,5 +266,5 @@ def _round(value: float | None) -> float | None:
 
 
 def _when(stamp: str | None) -> datetime:
-    moment = datetime.fromisoformat(stamp) if stamp else datetime.min.replace(tzinfo=timezone.utc)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    moment = datetime.fromisoformat(stamp) if stamp else datetime.min.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

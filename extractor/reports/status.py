@@ -16,15 +16,24 @@ from extractor.storage import iter_jsonl
 def request_latencies(job: Job) -> list[float]:
     if not job.log_path.exists():
         return []
-    return [e["latency_ms"] for e in iter_jsonl(job.log_path) if e.get("event") == "request" and e.get("latency_ms") is not None]
+    return [
+        e["latency_ms"]
+        for e in iter_jsonl(job.log_path)
+        if e.get("event") == "request" and e.get("latency_ms") is not None
+    ]
 
 
 def job_status(job: Job) -> dict[str, Any]:
     m = job.manifest
     data: dict[str, Any] = {
-        "job_id": job.id, "state": m["state"], "backend": m["backend"], "model": m["model"],
-        "documents": len(m["documents"]), "skipped": len(m.get("skipped", [])),
-        "created_at": m.get("created_at"), "updated_at": m.get("updated_at"),
+        "job_id": job.id,
+        "state": m["state"],
+        "backend": m["backend"],
+        "model": m["model"],
+        "documents": len(m["documents"]),
+        "skipped": len(m.get("skipped", [])),
+        "created_at": m.get("created_at"),
+        "updated_at": m.get("updated_at"),
     }
     for key in ("backend_choice", "outcomes", "errors", "cost", "verify", "commit", "rollback"):
         if key in m:
@@ -39,8 +48,16 @@ def job_status(job: Job) -> dict[str, Any]:
     if lane and lane.get("servers"):
         data["servers"] = [server_summary(s) for s in lane["servers"]]
         if lane.get("hedged"):
-            data["hedging"] = {k: lane.get(k, 0) for k in ("hedged", "hedge_wins", "duplicates",
-                                                           "duplicate_prompt_tokens", "duplicate_completion_tokens")}
+            data["hedging"] = {
+                k: lane.get(k, 0)
+                for k in (
+                    "hedged",
+                    "hedge_wins",
+                    "duplicates",
+                    "duplicate_prompt_tokens",
+                    "duplicate_completion_tokens",
+                )
+            }
     data["next"] = f"extractor {NEXT_COMMAND[job.state].format(id=job.id)}"
     return data
 
@@ -55,34 +72,73 @@ def last_lane_run(job: Job) -> dict[str, Any] | None:
     return last
 
 
-SERVER_COLUMNS = ("url", "documents", "tokens/s", "p50 ms", "p95 ms", "p99 ms", "concurrency", "429s", "timeouts",
-                  "outages", "hedges")
+SERVER_COLUMNS = (
+    "url",
+    "documents",
+    "tokens/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "concurrency",
+    "429s",
+    "timeouts",
+    "outages",
+    "hedges",
+)
 
 
 def server_summary(figures: dict[str, Any]) -> dict[str, Any]:
     """One server's line in `status`: documents, tokens/s, latency percentiles and the concurrency it reached."""
     return {
-        "url": figures.get("url"), "documents": figures.get("answered", 0),
+        "url": figures.get("url"),
+        "documents": figures.get("answered", 0),
         "completion_tokens_per_s": figures.get("completion_tokens_per_s"),
-        "p50_ms": figures.get("p50_ms"), "p95_ms": figures.get("p95_ms"), "p99_ms": figures.get("p99_ms"),
-        "concurrency": {"max": figures.get("concurrency_max"), "mean": figures.get("concurrency_mean"),
-                        "final": figures.get("concurrency_final"), "source": figures.get("concurrency_source")},
-        "rate_limited": figures.get("rate_limited", 0), "timeouts": figures.get("timeouts", 0),
-        "outages": figures.get("outages", 0), "hedges_sent": figures.get("hedges_sent", 0),
+        "p50_ms": figures.get("p50_ms"),
+        "p95_ms": figures.get("p95_ms"),
+        "p99_ms": figures.get("p99_ms"),
+        "concurrency": {
+            "max": figures.get("concurrency_max"),
+            "mean": figures.get("concurrency_mean"),
+            "final": figures.get("concurrency_final"),
+            "source": figures.get("concurrency_source"),
+        },
+        "rate_limited": figures.get("rate_limited", 0),
+        "timeouts": figures.get("timeouts", 0),
+        "outages": figures.get("outages", 0),
+        "hedges_sent": figures.get("hedges_sent", 0),
     }
 
 
 def server_rows(servers: list[dict[str, Any]]) -> list[list[Any]]:
     """`status` servers as table rows, SERVER_COLUMNS in order."""
-    return [[s["url"], s["documents"], s["completion_tokens_per_s"], s["p50_ms"], s["p95_ms"], s["p99_ms"],
-             f"{s['concurrency']['mean']} (max {s['concurrency']['max']}, now {s['concurrency']['final']})",
-             s["rate_limited"], s["timeouts"], s["outages"], s["hedges_sent"]] for s in servers]
+    return [
+        [
+            s["url"],
+            s["documents"],
+            s["completion_tokens_per_s"],
+            s["p50_ms"],
+            s["p95_ms"],
+            s["p99_ms"],
+            f"{s['concurrency']['mean']} (max {s['concurrency']['max']}, now {s['concurrency']['final']})",
+            s["rate_limited"],
+            s["timeouts"],
+            s["outages"],
+            s["hedges_sent"],
+        ]
+        for s in servers
+    ]
 
 
 def jobs_table(store: JobStore) -> list[dict[str, Any]]:
     return [
-        {"job_id": j.id, "state": j.state.value, "backend": j.manifest["backend"], "model": j.manifest["model"],
-         "documents": len(j.documents()), "created_at": j.manifest.get("created_at", "")}
+        {
+            "job_id": j.id,
+            "state": j.state.value,
+            "backend": j.manifest["backend"],
+            "model": j.manifest["model"],
+            "documents": len(j.documents()),
+            "created_at": j.manifest.get("created_at", ""),
+        }
         for j in store
     ]
 

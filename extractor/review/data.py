@@ -49,10 +49,17 @@ def review_summary(job: Job, report: dict[str, Any]) -> dict[str, Any]:
         undo = f"extractor rollback {job.id}{graph_opt}"
     cost = (m.get("cost") or {}).get("usd")
     return {
-        "job_id": job.id, "state": state.value, "backend": m.get("backend"), "model": m.get("model"),
-        "created_at": m.get("created_at"), "source": m.get("source"), "cost_usd": cost,
-        "summary": report["summary"], "policy": report.get("policy") or {},
-        "against": report.get("against") or [], "undo": undo,
+        "job_id": job.id,
+        "state": state.value,
+        "backend": m.get("backend"),
+        "model": m.get("model"),
+        "created_at": m.get("created_at"),
+        "source": m.get("source"),
+        "cost_usd": cost,
+        "summary": report["summary"],
+        "policy": report.get("policy") or {},
+        "against": report.get("against") or [],
+        "undo": undo,
         "committed": {k: commit[k] for k in ("documents", "entities", "relationships", "graph") if k in commit} or None,
         "rolled_back": state is State.ROLLED_BACK,
     }
@@ -79,16 +86,27 @@ def iter_review_documents(job: Job, report: dict[str, Any]) -> Iterator[tuple[di
         ungrounded = [[e["name"], e.get("type") or ""] for e in entities if e["verdict"] == "ungrounded"]
         names = {e["name"] for e in entities}  # the path and title are searched as they are
         names.update(end for r in doc["relations"] for end in (r["source"], r["target"]))
-        index = {"path": doc["path"], "title": title, "status": doc["status"], "ungrounded": len(ungrounded),
-                 "types": sorted({e["type"] for e in entities if e.get("type")}),
-                 "find": "\n".join(sorted(n for n in names if n)).lower()}
+        index = {
+            "path": doc["path"],
+            "title": title,
+            "status": doc["status"],
+            "ungrounded": len(ungrounded),
+            "types": sorted({e["type"] for e in entities if e.get("type")}),
+            "find": "\n".join(sorted(n for n in names if n)).lower(),
+        }
         body = {
             "text": text,
             "reasons": [_by_file_name(r, documents, position) for r in doc["reasons"]],
             "marks": _marks(text, entities, landings.get(doc["doc_id"], {})),
-            "leaked": [[e["name"], e.get("type") or "", [_source(s, position, documents, external, e["name"])
-                                                        for s in e.get("sources") or []]]
-                       for e in entities if e["verdict"] == "leaked"],
+            "leaked": [
+                [
+                    e["name"],
+                    e.get("type") or "",
+                    [_source(s, position, documents, external, e["name"]) for s in e.get("sources") or []],
+                ]
+                for e in entities
+                if e["verdict"] == "leaked"
+            ],
             "ungrounded": ungrounded,
             "relations": [_relation(r, position, documents, external) for r in doc["relations"]],
         }
@@ -161,8 +179,13 @@ def _marks(text: str, entities: list[dict[str, Any]], landings: dict[str, str]) 
     return marks
 
 
-def _source(doc_id: str, position: dict[str, int], documents: list[dict[str, Any]],
-            external: dict[str, dict[str, str]], name: str) -> dict[str, Any]:
+def _source(
+    doc_id: str,
+    position: dict[str, int],
+    documents: list[dict[str, Any]],
+    external: dict[str, dict[str, str]],
+    name: str,
+) -> dict[str, Any]:
     """Where a leak came from, named by file: a document of this page (by position), or one outside the job."""
     index = position.get(doc_id)
     if index is not None:
@@ -170,20 +193,30 @@ def _source(doc_id: str, position: dict[str, int], documents: list[dict[str, Any
     info = external.get(doc_id)
     if info is None:
         return {"path": doc_id}
-    where: dict[str, Any] = {"path": info.get("path", doc_id), "outside": f"{info.get('kind', '')} {info.get('ref', '')}"}
+    where: dict[str, Any] = {
+        "path": info.get("path", doc_id),
+        "outside": f"{info.get('kind', '')} {info.get('ref', '')}",
+    }
     if info.get("kind") == "folder":
         where["href"] = Path(info["ref"], info["path"]).resolve().as_uri()
     return where
 
 
-def _relation(rel: dict[str, Any], position: dict[str, int], documents: list[dict[str, Any]],
-              external: dict[str, dict[str, str]]) -> list[Any]:
+def _relation(
+    rel: dict[str, Any], position: dict[str, int], documents: list[dict[str, Any]], external: dict[str, dict[str, str]]
+) -> list[Any]:
     """[source, type, target, verdict, evidence, evidence span, leak sources]; a quote found in the text is
     sent as its span only (the page reads it from the text), one found nowhere as its words."""
     span = rel.get("evidence_span")
-    return [rel["source"], rel.get("type") or "", rel["target"], rel["verdict"],
-            None if span else rel.get("evidence"), list(span) if span else None,
-            [_source(s, position, documents, external, rel["source"]) for s in rel.get("sources") or []]]
+    return [
+        rel["source"],
+        rel.get("type") or "",
+        rel["target"],
+        rel["verdict"],
+        None if span else rel.get("evidence"),
+        list(span) if span else None,
+        [_source(s, position, documents, external, rel["source"]) for s in rel.get("sources") or []],
+    ]
 
 
 def load_review(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -25,8 +25,8 @@ from typing import IO, Any
 import orjson
 
 from extractor.jobs import Job
-from extractor.storage import atomic_file
 from extractor.review.data import iter_review_documents, load_review
+from extractor.storage import atomic_file
 
 CHUNK = 100  # document bodies per JSON block, parsed when one of them is opened
 PAGE = 50  # documents per page of the list
@@ -50,8 +50,9 @@ def write_review(job: Job, path: Path) -> dict[str, Any]:
     return summary
 
 
-def render_review(summary: dict[str, Any], documents: Iterable[tuple[dict[str, Any], dict[str, Any]]],
-                  out: IO[bytes]) -> None:
+def render_review(
+    summary: dict[str, Any], documents: Iterable[tuple[dict[str, Any], dict[str, Any]]], out: IO[bytes]
+) -> None:
     """The whole page into a binary stream.
 
     Order matters for the first screen: the browser runs the page's script as soon as it has read it,
@@ -62,8 +63,10 @@ def render_review(summary: dict[str, Any], documents: Iterable[tuple[dict[str, A
     """
     script = _asset("review.js")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
-    csp = (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:; "
-           "base-uri 'none'; form-action 'none'")
+    csp = (
+        f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
     index: list[dict[str, Any]] = []
     first: list[bytes] = []
     with tempfile.TemporaryFile(prefix="extractor-review-") as rest:
@@ -81,19 +84,27 @@ def render_review(summary: dict[str, Any], documents: Iterable[tuple[dict[str, A
             _write_chunk(rest, len(index) - len(block), block)
         title = f"review {summary['job_id']}"
         out.write(
-            ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-             f'<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">'
-             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-             f'<link rel="icon" href="data:,"><title>{escape(title)}</title>'
-             f"<style>{_asset('review.css')}</style></head><body>\n"
-             + _header(summary) + _controls() + _legend()
-             + '<main id="docs" aria-live="polite"></main><nav id="pager" aria-label="pages"></nav>\n'
-             + '<noscript><p class="notice">This page builds its documents with JavaScript; '
-               "verify.json in the job folder holds the same verdicts.</p></noscript>\n"
-             ).encode("utf-8"))
-        out.write(b'<script type="application/json" id="review-data">{"summary":' + _json(summary)
-                  + f',"chunk":{CHUNK},"page":{PAGE},"documents":['.encode() + b",\n".join(map(_json, index))
-                  + b"]}</script>\n")
+            (
+                '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+                f'<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">'
+                '<meta name="viewport" content="width=device-width, initial-scale=1">'
+                f'<link rel="icon" href="data:,"><title>{escape(title)}</title>'
+                f"<style>{_asset('review.css')}</style></head><body>\n"
+                + _header(summary)
+                + _controls()
+                + _legend()
+                + '<main id="docs" aria-live="polite"></main><nav id="pager" aria-label="pages"></nav>\n'
+                + '<noscript><p class="notice">This page builds its documents with JavaScript; '
+                "verify.json in the job folder holds the same verdicts.</p></noscript>\n"
+            ).encode("utf-8")
+        )
+        out.write(
+            b'<script type="application/json" id="review-data">{"summary":'
+            + _json(summary)
+            + f',"chunk":{CHUNK},"page":{PAGE},"documents":['.encode()
+            + b",\n".join(map(_json, index))
+            + b"]}</script>\n"
+        )
         _write_chunk(out, 0, first)
         out.write(b"<script>" + script.encode("utf-8") + b"</script>\n")
         rest.seek(0)
@@ -102,8 +113,11 @@ def render_review(summary: dict[str, Any], documents: Iterable[tuple[dict[str, A
 
 
 def _write_chunk(out: IO[bytes], start: int, bodies: list[bytes]) -> None:
-    out.write(f'<script type="application/json" id="chunk-{start // CHUNK}">['.encode()
-              + b",\n".join(bodies) + b"]</script>\n")
+    out.write(
+        f'<script type="application/json" id="chunk-{start // CHUNK}">['.encode()
+        + b",\n".join(bodies)
+        + b"]</script>\n"
+    )
 
 
 def _json(value: Any) -> bytes:
@@ -121,30 +135,35 @@ def _header(s: dict[str, Any]) -> str:
     cost = "n/a" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
     rows = "".join(
         f"<tr><th>{kind}</th>" + "".join(f'<td class="v-{v}">{counts[kind].get(v, 0)}</td>' for v in verdicts) + "</tr>"
-        for kind in ("entities", "relations"))
+        for kind in ("entities", "relations")
+    )
     policy = s["policy"]
     against = "".join(f"<li>{escape(str(c.get('kind')))} {escape(str(c.get('ref')))}</li>" for c in s["against"])
     if s["undo"]:
         undo = f'<p class="undo">Committed. To undo the commit: <code id="undo">{escape(s["undo"])}</code></p>'
     elif s["rolled_back"]:
-        undo = (f'<p class="undo">Rolled back: nothing of this job is in the graph. To commit it again: '
-                f'<code>extractor commit {escape(s["job_id"])}</code></p>')
+        undo = (
+            f'<p class="undo">Rolled back: nothing of this job is in the graph. To commit it again: '
+            f"<code>extractor commit {escape(s['job_id'])}</code></p>"
+        )
     else:
         undo = '<p class="undo">Not committed: nothing of this job is in the graph yet.</p>'
     return (
         f'<header><h1>Review of job <span id="job-id">{escape(s["job_id"])}</span></h1>\n'
         f'<p class="meta">state <b>{escape(s["state"])}</b> · model <b>{escape(str(s["model"]))}</b> '
         f'({escape(str(s["backend"]))}) · cost <b id="cost">{cost}</b>'
-        + (f' · created {escape(str(s["created_at"]))}' if s["created_at"] else "") + "</p>\n"
+        + (f" · created {escape(str(s['created_at']))}" if s["created_at"] else "")
+        + "</p>\n"
         f'<p class="counts" id="counts"><b>{counts["documents"]}</b> documents: '
         f'<span class="badge clean">{counts["clean"]} clean</span> '
         f'<span class="badge quarantined">{counts["quarantined"]} quarantined</span> '
         f'<span class="badge failed">{counts["failed"]} failed</span></p>\n'
         f'<table class="verdicts"><tr><th></th>{"".join(f"<th>{v}</th>" for v in verdicts)}</tr>{rows}</table>\n'
         f'<p class="meta">policy: leaked → {escape(str(policy.get("leaked")))}, '
-        f'ungrounded → {escape(str(policy.get("ungrounded")))}</p>\n'
+        f"ungrounded → {escape(str(policy.get('ungrounded')))}</p>\n"
         + (f'<p class="meta">leaks also looked for in:</p><ul class="meta">{against}</ul>\n' if against else "")
-        + undo + "</header>\n"
+        + undo
+        + "</header>\n"
     )
 
 

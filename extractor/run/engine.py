@@ -23,12 +23,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from extractor.collect.results import collect_job, iter_results
 from extractor.errors import BadInput, ExitCode
 from extractor.jobs import Job, JobsLock, JobStore, State
 from extractor.lanes import describe
-from extractor.prepare.stage import PrepareOptions, PrepareSummary, prepare_job
-from extractor.collect.results import collect_job, iter_results
 from extractor.lanes.submit import BackendChoice, SubmitOptions, choose_backend, submit_job
+from extractor.prepare.stage import PrepareOptions, PrepareSummary, prepare_job
 from extractor.verify.verdicts import Policy, verify_job
 
 # Fault injection for the crash-resume tests and for rehearsing recovery by hand: the process SIGKILLs
@@ -99,12 +99,26 @@ class RunReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "job_id": self.job_id, "backend": self.backend, "model": self.model, "state": self.state,
-            "resumed": self.resumed, "up_to_date": self.up_to_date, "pending": self.pending,
-            "exit_code": int(self.exit_code), "backend_choice": self.backend_choice,
-            "prepare": self.prepare, "collect": self.collect, "retries": self.retries, "verify": self.verify,
-            "commit": self.commit, "tokens": self.tokens, "cost_usd": self.cost_usd, "ledger": self.ledger,
-            "warnings": self.warnings, "stages_seconds": self.stages, "seconds": round(self.seconds, 2),
+            "job_id": self.job_id,
+            "backend": self.backend,
+            "model": self.model,
+            "state": self.state,
+            "resumed": self.resumed,
+            "up_to_date": self.up_to_date,
+            "pending": self.pending,
+            "exit_code": int(self.exit_code),
+            "backend_choice": self.backend_choice,
+            "prepare": self.prepare,
+            "collect": self.collect,
+            "retries": self.retries,
+            "verify": self.verify,
+            "commit": self.commit,
+            "tokens": self.tokens,
+            "cost_usd": self.cost_usd,
+            "ledger": self.ledger,
+            "warnings": self.warnings,
+            "stages_seconds": self.stages,
+            "seconds": round(self.seconds, 2),
         }
 
 
@@ -118,8 +132,14 @@ def run_pipeline(store: JobStore, docs_dir: Path, options: RunOptions, progress:
         try:
             if not report.up_to_date:
                 until = State.COMMITTED if options.commit else State.VERIFIED
-                advanced = advance(job, options, until=until, progress=progress,
-                                   deadline=_deadline(options.wait_timeout_s), record=report)
+                advanced = advance(
+                    job,
+                    options,
+                    until=until,
+                    progress=progress,
+                    deadline=_deadline(options.wait_timeout_s),
+                    record=report,
+                )
                 if advanced.pending:
                     job.log("run_pending", message=advanced.pending)
         finally:
@@ -133,7 +153,8 @@ def run_pipeline(store: JobStore, docs_dir: Path, options: RunOptions, progress:
                     report.warnings.append(synced.error.message)
                 else:
                     report.warnings.append(
-                        f"ledger not updated ({synced.error}); `extractor report` brings it up to date")
+                        f"ledger not updated ({synced.error}); `extractor report` brings it up to date"
+                    )
     report.seconds = time.monotonic() - started
     if not report.up_to_date:
         job.log("run_end", exit_code=int(report.exit_code), state=report.state, seconds=round(report.seconds, 2))
@@ -212,8 +233,16 @@ class Advanced:
 _ORDER = (State.PREPARED, State.SUBMITTED, State.COLLECTED, State.VERIFIED, State.COMMITTED)
 
 
-def advance(job: Job, options: RunOptions, *, until: State = State.COMMITTED, progress: Progress | None = None,
-            deadline: float | None = None, record: StageRecord | None = None, label: str = "") -> StageRecord:
+def advance(
+    job: Job,
+    options: RunOptions,
+    *,
+    until: State = State.COMMITTED,
+    progress: Progress | None = None,
+    deadline: float | None = None,
+    record: StageRecord | None = None,
+    label: str = "",
+) -> StageRecord:
     """Take a job from the state its manifest records up to `until`: submit → collect → retry → verify → commit.
 
     Each stage runs only when the job's state calls for it, so a second call after a crash continues where the
@@ -249,7 +278,9 @@ def advance(job: Job, options: RunOptions, *, until: State = State.COMMITTED, pr
         from extractor.graph.publishing import commit_stage  # the graph drivers load only when a run commits
 
         with steps.stage("commit", job.manifest["verify"]["clean"]) as tick:
-            commit_stage(job, uri=options.graph_uri, database=options.database, data_dir=options.data_dir, progress=tick)
+            commit_stage(
+                job, uri=options.graph_uri, database=options.database, data_dir=options.data_dir, progress=tick
+            )
         steps.crash_point("commit")
     return record
 
@@ -279,8 +310,12 @@ class _Steps:
         job, options = self.job, self.options
         lane = lane_for(job)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        wait = WaitOptions(wait=True, poll_interval_s=options.poll_interval_s,
-                           max_interval_s=max(options.poll_interval_s, 300.0), timeout_s=remaining)
+        wait = WaitOptions(
+            wait=True,
+            poll_interval_s=options.poll_interval_s,
+            max_interval_s=max(options.poll_interval_s, 300.0),
+            timeout_s=remaining,
+        )
         with self.stage("collect", lane.pending(job) or None) as tick:
             collect_job(job, lane, wait=wait, progress=tick)
         self.crash_point("collect")

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from extractor.prepare.documents import Document, Skipped
+from extractor.collect.results import iter_results
 from extractor.jobs import Job, JobStore, State
 from extractor.lanes import describe
-from extractor.run.pipeline_file import GateStage
-from extractor.prepare.stage import PrepareOptions, PrepareSummary, prepare_job
+from extractor.prepare.documents import Document, Skipped
 from extractor.prepare.requests import Prompt, load_prompt
-from extractor.collect.results import iter_results
+from extractor.prepare.stage import PrepareOptions, PrepareSummary, prepare_job
 from extractor.run.engine import Progress, RunOptions, advance
+from extractor.run.pipeline_file import GateStage
 from extractor.spec import bundled_spec_path
 from extractor.storage import atomic_write_json, read_json
 
@@ -46,14 +46,30 @@ def gate_prompt(backend: str, question: str) -> Prompt:
 def gate_prepare_options(stage: GateStage, base: PrepareOptions | None = None) -> PrepareOptions:
     """How the gate job is prepared: the gate spec and prompt, the stage's lane, model and budget, every document."""
     model = stage.model or describe(stage.backend).defaults.gate_model
-    options = replace(base or PrepareOptions(), backend=stage.backend, model=model, spec_path=GATE_SPEC_PATH,
-                      max_tokens=stage.max_tokens or DEFAULT_GATE_MAX_TOKENS, split_long=False,
-                      prompt=gate_prompt(stage.backend, stage.question), admit=None)
+    options = replace(
+        base or PrepareOptions(),
+        backend=stage.backend,
+        model=model,
+        spec_path=GATE_SPEC_PATH,
+        max_tokens=stage.max_tokens or DEFAULT_GATE_MAX_TOKENS,
+        split_long=False,
+        prompt=gate_prompt(stage.backend, stage.question),
+        admit=None,
+    )
     if not describe(stage.backend).openai_api:  # OpenAI-only settings of the command line do not reach a local gate
         return replace(options, reasoning_effort=None, verbosity=None, endpoint="chat")
-    return replace(options, **{k: v for k, v in (("reasoning_effort", stage.reasoning_effort),
-                                                 ("verbosity", stage.verbosity), ("endpoint", stage.endpoint))
-                               if v is not None})
+    return replace(
+        options,
+        **{
+            k: v
+            for k, v in (
+                ("reasoning_effort", stage.reasoning_effort),
+                ("verbosity", stage.verbosity),
+                ("endpoint", stage.endpoint),
+            )
+            if v is not None
+        },
+    )
 
 
 @dataclass
@@ -74,14 +90,22 @@ def run_gate(store: JobStore, docs_dir: Path, stage: GateStage, options: RunOpti
     """
     started = time.monotonic()
     with progress.stage("gate prepare", None) as tick:
-        prepared: PrepareSummary = prepare_job(store, docs_dir, gate_prepare_options(stage, options.prepare),
-                                               on_document=tick, resume=True)
+        prepared: PrepareSummary = prepare_job(
+            store, docs_dir, gate_prepare_options(stage, options.prepare), on_document=tick, resume=True
+        )
     job = prepared.job
     run = GateRun(job=job, resumed=prepared.resumed, stages={"gate_prepare": round(time.monotonic() - started, 2)})
     job.log("gate_start", resumed=prepared.resumed, state=job.state.value, question=stage.question)
     deadline = None if options.wait_timeout_s is None else time.monotonic() + options.wait_timeout_s
-    advance(job, replace(options, retry=False), until=State.COLLECTED, progress=progress, deadline=deadline,
-            record=run, label="gate")
+    advance(
+        job,
+        replace(options, retry=False),
+        until=State.COLLECTED,
+        progress=progress,
+        deadline=deadline,
+        record=run,
+        label="gate",
+    )
     if run.pending:
         job.log("gate_pending", message=run.pending)
     return run
@@ -104,21 +128,40 @@ def decide(job: Job, stage: GateStage, estimates: dict[str, float | None]) -> di
             decision = "passed" if answer["answer"] == stage.pass_answer else "rejected"
         else:
             decision = "failed"
-        documents.append({
-            "doc_id": row["doc_id"], "custom_id": row["custom_id"], "path": row["path"], "sha256": sha,
-            "outcome": row["outcome"], "answer": answer["answer"] if answer else None,
-            "reason": answer["reason"] if answer else None, "errors": row.get("errors") or [],
-            "decision": decision, "extract": decision == "passed" or (decision == "failed" and extract_failed),
-            "tokens": {"prompt": int(usage.get("prompt_tokens") or 0), "completion": int(usage.get("completion_tokens") or 0)},
-            "cost_usd": row.get("cost_usd"), "extraction_estimate_usd": estimates.get(sha),
-        })
+        documents.append(
+            {
+                "doc_id": row["doc_id"],
+                "custom_id": row["custom_id"],
+                "path": row["path"],
+                "sha256": sha,
+                "outcome": row["outcome"],
+                "answer": answer["answer"] if answer else None,
+                "reason": answer["reason"] if answer else None,
+                "errors": row.get("errors") or [],
+                "decision": decision,
+                "extract": decision == "passed" or (decision == "failed" and extract_failed),
+                "tokens": {
+                    "prompt": int(usage.get("prompt_tokens") or 0),
+                    "completion": int(usage.get("completion_tokens") or 0),
+                },
+                "cost_usd": row.get("cost_usd"),
+                "extraction_estimate_usd": estimates.get(sha),
+            }
+        )
     # Documents the gate could not read (too long for its model, unreadable): a failed gate answer, by path.
-    skipped = [{"path": s["path"], "reason": s["reason"], "decision": "failed", "extract": extract_failed}
-               for s in job.manifest.get("skipped", [])]
+    skipped = [
+        {"path": s["path"], "reason": s["reason"], "decision": "failed", "extract": extract_failed}
+        for s in job.manifest.get("skipped", [])
+    ]
     data: dict[str, Any] = {
-        "format": GATE_FORMAT, "job_id": job.id, "question": stage.question, "pass_answer": stage.pass_answer,
-        "on_failure": stage.on_failure, "summary": _summary(job, stage, documents, skipped),
-        "documents": documents, "skipped": skipped,
+        "format": GATE_FORMAT,
+        "job_id": job.id,
+        "question": stage.question,
+        "pass_answer": stage.pass_answer,
+        "on_failure": stage.on_failure,
+        "summary": _summary(job, stage, documents, skipped),
+        "documents": documents,
+        "skipped": skipped,
     }
     atomic_write_json(job.path / GATE_FILE, data)
     job.manifest["gate"] = data["summary"]
@@ -127,14 +170,19 @@ def decide(job: Job, stage: GateStage, estimates: dict[str, float | None]) -> di
     return data
 
 
-def _summary(job: Job, stage: GateStage, documents: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(
+    job: Job, stage: GateStage, documents: list[dict[str, Any]], skipped: list[dict[str, Any]]
+) -> dict[str, Any]:
     counts = {d: sum(1 for doc in documents + skipped if doc["decision"] == d) for d in DECISIONS}
     extracted = [doc for doc in documents if doc["extract"]]
     kept_out = [doc for doc in documents if not doc["extract"]]
     cost = job.manifest.get("cost") or {}
     return {
-        "question": stage.question, "pass_answer": stage.pass_answer, "on_failure": stage.on_failure,
-        "documents": len(documents) + len(skipped), **counts,
+        "question": stage.question,
+        "pass_answer": stage.pass_answer,
+        "on_failure": stage.on_failure,
+        "documents": len(documents) + len(skipped),
+        **counts,
         "extracted": len(extracted) + sum(1 for s in skipped if s["extract"]),
         "kept_out": len(kept_out) + sum(1 for s in skipped if not s["extract"]),
         "gate_cost_usd": cost.get("usd"),
@@ -164,8 +212,10 @@ class Admission:
 
     @classmethod
     def from_decisions(cls, data: dict[str, Any]) -> Admission:
-        return cls(frozenset(d["sha256"] for d in data["documents"] if d["extract"]),
-                   frozenset(s["path"] for s in data["skipped"] if s["extract"]))
+        return cls(
+            frozenset(d["sha256"] for d in data["documents"] if d["extract"]),
+            frozenset(s["path"] for s in data["skipped"] if s["extract"]),
+        )
 
     def __call__(self, item: Document | Skipped) -> bool:
         # by content, so a file changed since the gate saw it is not let through on its name

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from extractor.errors import BadInput, ExitCode
-from extractor.run.gate import GATE_FILE, Admission, decide, gate_prepare_options, run_gate
 from extractor.jobs import Job, JobsLock, JobStore
 from extractor.lanes import describe
+from extractor.prepare.stage import PrepareOptions, document_estimates, prepare_job
 from extractor.run.engine import (
     Progress,
     RunOptions,
@@ -26,8 +26,8 @@ from extractor.run.engine import (
     record_in_ledger,
     run_pipeline,
 )
+from extractor.run.gate import GATE_FILE, Admission, decide, gate_prepare_options, run_gate
 from extractor.run.pipeline_file import ExtractStage, Pipeline
-from extractor.prepare.stage import PrepareOptions, document_estimates, prepare_job
 
 
 @dataclass
@@ -52,26 +52,51 @@ class GatedReport:
         extract = self.extract.as_dict() if self.extract is not None else None
         costs = [self.gate.get("cost_usd"), extract.get("cost_usd") if extract else 0.0]
         return {
-            "pipeline": self.pipeline, "exit_code": int(self.exit_code), "gate": self.gate, "extract": extract,
+            "pipeline": self.pipeline,
+            "exit_code": int(self.exit_code),
+            "gate": self.gate,
+            "extract": extract,
             "nothing_passed": self.nothing_passed,
             "cost_usd": None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 6),
-            "saved_usd": self.gate.get("saved_usd"), "seconds": round(self.seconds, 2),
+            "saved_usd": self.gate.get("saved_usd"),
+            "seconds": round(self.seconds, 2),
         }
 
 
 def extract_prepare_options(stage: ExtractStage, base: PrepareOptions | None = None) -> PrepareOptions:
     """How the extraction job is prepared: the stage's spec, lane, model and budget (every document until admitted)."""
-    options = replace(base or PrepareOptions(), backend=stage.backend, model=stage.model, spec_path=stage.spec,
-                      max_tokens=stage.max_tokens, prompt=None, admit=None)
+    options = replace(
+        base or PrepareOptions(),
+        backend=stage.backend,
+        model=stage.model,
+        spec_path=stage.spec,
+        max_tokens=stage.max_tokens,
+        prompt=None,
+        admit=None,
+    )
     if not describe(stage.backend).openai_api:
         return replace(options, reasoning_effort=None, verbosity=None, endpoint="chat")
-    return replace(options, **{k: v for k, v in (("reasoning_effort", stage.reasoning_effort),
-                                                 ("verbosity", stage.verbosity), ("endpoint", stage.endpoint))
-                               if v is not None})
+    return replace(
+        options,
+        **{
+            k: v
+            for k, v in (
+                ("reasoning_effort", stage.reasoning_effort),
+                ("verbosity", stage.verbosity),
+                ("endpoint", stage.endpoint),
+            )
+            if v is not None
+        },
+    )
 
 
-def run_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, options: RunOptions | None = None,
-              progress: Progress | None = None) -> GatedReport:
+def run_gated(
+    store: JobStore,
+    docs_dir: Path,
+    pipeline: Pipeline,
+    options: RunOptions | None = None,
+    progress: Progress | None = None,
+) -> GatedReport:
     """Gate every document, then run extraction (verify, commit…) on the ones the gate lets through."""
     options = options or RunOptions()
     progress = progress or SilentProgress()
@@ -108,16 +133,23 @@ def run_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, options: RunO
     return report
 
 
-def prepare_gated(store: JobStore, docs_dir: Path, pipeline: Pipeline, base: PrepareOptions | None = None) -> dict[str, Any]:
+def prepare_gated(
+    store: JobStore, docs_dir: Path, pipeline: Pipeline, base: PrepareOptions | None = None
+) -> dict[str, Any]:
     """Prepare the gate job and price both stages; extraction is priced for every document (an upper bound)."""
     gate = prepare_job(store, docs_dir, gate_prepare_options(pipeline.gate, base), resume=True)
     options = extract_prepare_options(pipeline.extract, base)
     estimates = extraction_estimates(docs_dir, options)
     extraction = _sum(estimates.values())
     return {
-        "pipeline": pipeline.name, "gate": gate.as_dict(),
-        "extract": {"backend": options.backend, "model": options.resolved_model(), "documents": len(estimates),
-                    "estimated_cost_usd_max": extraction},
+        "pipeline": pipeline.name,
+        "gate": gate.as_dict(),
+        "extract": {
+            "backend": options.backend,
+            "model": options.resolved_model(),
+            "documents": len(estimates),
+            "estimated_cost_usd_max": extraction,
+        },
         "estimated_cost_usd": _sum([gate.estimated_cost_usd, extraction]),
     }
 
@@ -136,8 +168,14 @@ def _gate_report(job: Job, decisions: dict[str, Any] | None, *, resumed: bool, p
     m = job.manifest
     summary = (decisions or {}).get("summary", {})
     return {
-        "job_id": job.id, "backend": m["backend"], "model": m["model"], "state": m["state"], "resumed": resumed,
-        "pending": pending, "gate_file": str(job.path / GATE_FILE) if decisions else None,
+        "job_id": job.id,
+        "backend": m["backend"],
+        "model": m["model"],
+        "state": m["state"],
+        "resumed": resumed,
+        "pending": pending,
+        "gate_file": str(job.path / GATE_FILE) if decisions else None,
         **{k: v for k, v in summary.items() if k not in ("gate_cost_usd", "gate_tokens")},
-        "cost_usd": (m.get("cost") or {}).get("usd"), "tokens": summary.get("gate_tokens", {}),
+        "cost_usd": (m.get("cost") or {}).get("usd"),
+        "tokens": summary.get("gate_tokens", {}),
     }

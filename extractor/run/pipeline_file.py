@@ -82,7 +82,9 @@ def load_pipeline(path: Path) -> Pipeline:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise BadInput(f"No such pipeline file: {path} ({exc.strerror}) — pass one like pipelines/filings.toml") from None
+        raise BadInput(
+            f"No such pipeline file: {path} ({exc.strerror}) — pass one like pipelines/filings.toml"
+        ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -97,11 +99,12 @@ def load_pipeline(path: Path) -> Pipeline:
     if not isinstance(description, str):
         raise BadInput(f"{path}: description must be a string")
     if "gate" not in data:
-        raise BadInput(f"{path}: the gate table is missing — add one with at least question = \"…\"")
+        raise BadInput(f'{path}: the gate table is missing — add one with at least question = "…"')
     gate = _table(path, "gate", data["gate"], _GATE_KEYS)
     extract = _table(path, "extract", data.get("extract", {}), _EXTRACT_KEYS)
-    return Pipeline(name=name.strip(), source=path, gate=_gate(path, gate), extract=_extract(path, extract),
-                    description=description)
+    return Pipeline(
+        name=name.strip(), source=path, gate=_gate(path, gate), extract=_extract(path, extract), description=description
+    )
 
 
 def _table(path: Path, section: str, value: object, keys: dict[str, tuple[tuple[type, ...], str]]) -> dict[str, Any]:
@@ -130,13 +133,19 @@ def _table(path: Path, section: str, value: object, keys: dict[str, tuple[tuple[
 def _gate(path: Path, table: dict[str, Any]) -> GateStage:
     question = " ".join(str(table.get("question", "")).split())  # one line: it goes into the system prompt
     if not question:
-        raise BadInput(f"{path}: gate.question: missing — add question = \"Is this document about …?\"")
+        raise BadInput(f'{path}: gate.question: missing — add question = "Is this document about …?"')
     on_failure = table.get("on_failure", "extract")
     if on_failure not in FAILURE_POLICIES:
         raise BadInput(f"{path}: gate.on_failure: must be extract or reject, not {on_failure!r}")
-    return GateStage(question=question, backend=table.get("backend", "local"), model=table.get("model"),
-                     pass_answer=table.get("pass_answer", True), max_tokens=table.get("max_tokens"),
-                     on_failure=on_failure, **_openai_keys(table))
+    return GateStage(
+        question=question,
+        backend=table.get("backend", "local"),
+        model=table.get("model"),
+        pass_answer=table.get("pass_answer", True),
+        max_tokens=table.get("max_tokens"),
+        on_failure=on_failure,
+        **_openai_keys(table),
+    )
 
 
 def _extract(path: Path, table: dict[str, Any]) -> ExtractStage:
@@ -146,8 +155,13 @@ def _extract(path: Path, table: dict[str, Any]) -> ExtractStage:
         spec = (path.parent / table["spec"]).resolve()
         if not spec.is_file():
             raise BadInput(f"{path}: extract.spec: no such file {spec} — the path is relative to the pipeline file")
-    return ExtractStage(spec=spec, backend=table.get("backend", "local"), model=table.get("model"),
-                        max_tokens=table.get("max_tokens"), **_openai_keys(table))
+    return ExtractStage(
+        spec=spec,
+        backend=table.get("backend", "local"),
+        model=table.get("model"),
+        max_tokens=table.get("max_tokens"),
+        **_openai_keys(table),
+    )
 
 
 def _openai_keys(table: dict[str, Any]) -> dict[str, Any]:

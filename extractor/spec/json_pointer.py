@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def split_pointer(pointer: str) -> list[str]:
-    """"/a/b~1c" → ["a", "b/c"]."""
+    """ "/a/b~1c" → ["a", "b/c"]."""
     return [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
 
 

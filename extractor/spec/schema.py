@@ -14,8 +14,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 from extractor.errors import BadInput
-from extractor.spec.json_pointer import escape_part, resolve_ref, split_pointer
 from extractor.spec import bundled_spec_path
+from extractor.spec.json_pointer import escape_part, resolve_ref, split_pointer
 from extractor.spec.strict_mode import Problem, check_strict_schema
 
 SPEC_FORMAT = "extractor.spec/1"
@@ -88,7 +88,9 @@ class Spec:
 
     @cached_property
     def _validator(self) -> jsonschema.Draft202012Validator:
-        return jsonschema.Draft202012Validator(self.schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        return jsonschema.Draft202012Validator(
+            self.schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        )
 
     def validate_answer(self, answer: object) -> list[str]:
         """Every way the answer breaks the schema, as "json/pointer: message"; [] when valid."""
@@ -135,7 +137,9 @@ def read_spec_json(path: Path) -> Any:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise BadInput(f"No such spec file: {path} ({exc.strerror}) — pass a spec file like extractor/spec/default.json") from None
+        raise BadInput(
+            f"No such spec file: {path} ({exc.strerror}) — pass a spec file like extractor/spec/default.json"
+        ) from None
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -156,9 +160,13 @@ def load_spec(path: Path) -> Spec:
         description=obj["description"],
         schema=obj["schema"],
         entities=EntityMap(ent["path"], ent["name"], ent.get("type")) if ent else None,
-        relations=RelationMap(rel["path"], rel["source"], rel["target"], rel.get("type"), rel.get("evidence")) if rel else None,
+        relations=RelationMap(rel["path"], rel["source"], rel["target"], rel.get("type"), rel.get("evidence"))
+        if rel
+        else None,
         # the policy only changes what verify does with answers, not the requests: it stays out of the hash
-        sha256=hashlib.sha256(orjson.dumps({k: v for k, v in obj.items() if k != "policy"}, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+        sha256=hashlib.sha256(
+            orjson.dumps({k: v for k, v in obj.items() if k != "policy"}, option=orjson.OPT_SORT_KEYS)
+        ).hexdigest(),
         source=str(path),
         policy=obj.get("policy"),
     )
@@ -171,7 +179,12 @@ def check_spec(obj: object) -> list[Problem]:
     problems = []
     for key in obj:
         if key not in _SPEC_KEYS and key not in _OPTIONAL_SPEC_KEYS:
-            problems.append(Problem(f"/{escape_part(key)}", f"unknown key — a spec has only {', '.join(_SPEC_KEYS + _OPTIONAL_SPEC_KEYS)}"))
+            problems.append(
+                Problem(
+                    f"/{escape_part(key)}",
+                    f"unknown key — a spec has only {', '.join(_SPEC_KEYS + _OPTIONAL_SPEC_KEYS)}",
+                )
+            )
     for key in _SPEC_KEYS:
         if key not in obj:
             problems.append(Problem(f"/{key}", "missing — add it (see extractor/spec/default.json)"))
@@ -183,7 +196,9 @@ def check_spec(obj: object) -> list[Problem]:
         problems.append(Problem("/description", "must be a string"))
     if "schema" in obj:
         problems += check_strict_schema(obj["schema"], "/schema")
-    if obj.get("grounding") is not None:  # an explicit null declares a spec with no entities (e.g. extractor/spec/gate.json)
+    if (
+        obj.get("grounding") is not None
+    ):  # an explicit null declares a spec with no entities (e.g. extractor/spec/gate.json)
         problems += _check_grounding(obj["grounding"], obj.get("schema"))
     if "policy" in obj:
         problems += _check_policy(obj["policy"])
@@ -197,7 +212,9 @@ def _check_policy(policy: object) -> list[Problem]:
     problems = []
     for key, value in policy.items():
         if key not in _POLICY_ACTIONS:
-            problems.append(Problem(f"/policy/{escape_part(key)}", 'unknown key — policy has only "leaked" and "ungrounded"'))
+            problems.append(
+                Problem(f"/policy/{escape_part(key)}", 'unknown key — policy has only "leaked" and "ungrounded"')
+            )
         elif value not in _POLICY_ACTIONS[key]:
             problems.append(Problem(f"/policy/{key}", f"must be {' or '.join(repr(a) for a in _POLICY_ACTIONS[key])}"))
     return problems
@@ -212,18 +229,26 @@ def _check_grounding(grounding: object, schema: object) -> list[Problem]:
         if k not in ("entities", "relations")
     ]
     if "entities" not in grounding:
-        problems.append(Problem("/grounding/entities", 'missing — say where the entities are: {"path", "name", "type"}'))
+        problems.append(
+            Problem("/grounding/entities", 'missing — say where the entities are: {"path", "name", "type"}')
+        )
     else:
         problems += _check_map(grounding["entities"], "/grounding/entities", schema, ("name",), ("type",))
     if grounding.get("relations") is not None:
-        problems += _check_map(grounding["relations"], "/grounding/relations", schema, ("source", "target"), ("type", "evidence"))
+        problems += _check_map(
+            grounding["relations"], "/grounding/relations", schema, ("source", "target"), ("type", "evidence")
+        )
     return problems
 
 
-def _check_map(mapping: object, where: str, schema: object, required: tuple[str, ...], optional: tuple[str, ...]) -> list[Problem]:
+def _check_map(
+    mapping: object, where: str, schema: object, required: tuple[str, ...], optional: tuple[str, ...]
+) -> list[Problem]:
     if not isinstance(mapping, dict):
         return [Problem(where, f"must be an object with path, {', '.join(required + optional)}")]
-    problems = [Problem(f"{where}/{escape_part(k)}", "unknown key") for k in mapping if k not in ("path", *required, *optional)]
+    problems = [
+        Problem(f"{where}/{escape_part(k)}", "unknown key") for k in mapping if k not in ("path", *required, *optional)
+    ]
     path = mapping.get("path")
     if not isinstance(path, str) or not path.startswith("/"):
         problems.append(Problem(f"{where}/path", 'must be a JSON pointer into the answer, such as "/entities"'))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import cast
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 
@@ -77,7 +77,10 @@ class _StrictChecker:
             self.add(base, "the schema must be a JSON object")
             return self.problems
         if "anyOf" in root:
-            self.add(f"{base}/anyOf", "the root must not be anyOf — make the root an object and put the alternatives in a property")
+            self.add(
+                f"{base}/anyOf",
+                "the root must not be anyOf — make the root an object and put the alternatives in a property",
+            )
         if root.get("type") != "object":
             self.add(f"{base}/type", 'the root must be "type": "object"')
         for key in ("$defs", "definitions"):
@@ -135,8 +138,11 @@ class _StrictChecker:
             siblings = sorted(set(schema) - {"$ref"})
             if siblings:
                 # The API refuses it: "$ref cannot have keywords {'description'}" (Structured Outputs, strict).
-                self.add(f"{path}/$ref", f"a $ref cannot have sibling keywords ({', '.join(siblings)}) in strict mode"
-                         " — move them into the definition it points at")
+                self.add(
+                    f"{path}/$ref",
+                    f"a $ref cannot have sibling keywords ({', '.join(siblings)}) in strict mode"
+                    " — move them into the definition it points at",
+                )
         if types is not None and "object" in types:
             self.object(schema, path, depth + 1)
         if types is not None and "array" in types:
@@ -151,7 +157,10 @@ class _StrictChecker:
         declared = schema["type"]
         names = declared if isinstance(declared, list) else [declared]
         if not names or not all(isinstance(n, str) and n in JSON_TYPES for n in names):
-            self.add(f"{path}/type", f"must be one of {', '.join(sorted(JSON_TYPES))}, or a list of them such as [\"string\", \"null\"]")
+            self.add(
+                f"{path}/type",
+                f'must be one of {", ".join(sorted(JSON_TYPES))}, or a list of them such as ["string", "null"]',
+            )
             return None
         if len(set(names)) != len(names):
             self.add(f"{path}/type", "lists a type twice")
@@ -174,7 +183,10 @@ class _StrictChecker:
             return
         allowed = {"number", "integer"} if kind == "number" else {kind}
         if types is not None and not types & allowed:
-            self.add(where, f'"{key}" applies only to {kind} schemas, and this one is "type": {orjson.dumps(schema["type"]).decode()}')
+            self.add(
+                where,
+                f'"{key}" applies only to {kind} schemas, and this one is "type": {orjson.dumps(schema["type"]).decode()}',
+            )
             return
         value = schema[key]
         if key == "format" and value not in STRING_FORMATS:
@@ -187,8 +199,11 @@ class _StrictChecker:
             else:
                 unsupported = unsupported_regex(value)
                 if unsupported:
-                    self.add(where, f"uses {unsupported}, which strict mode does not support — rewrite the pattern"
-                             " without it, or say the rule in the description")
+                    self.add(
+                        where,
+                        f"uses {unsupported}, which strict mode does not support — rewrite the pattern"
+                        " without it, or say the rule in the description",
+                    )
         elif kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
             self.add(where, "must be a number")
         elif key in ("minItems", "maxItems") and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -203,12 +218,19 @@ class _StrictChecker:
         chars = sum(len(v) for v in strings)
         self.string_chars += chars
         if len(strings) > LARGE_ENUM and chars > MAX_LARGE_ENUM_CHARS:
-            self.add(path, f"{len(strings)} string values totalling {chars} characters — above {LARGE_ENUM} values strict mode allows {MAX_LARGE_ENUM_CHARS}")
+            self.add(
+                path,
+                f"{len(strings)} string values totalling {chars} characters — above {LARGE_ENUM} values strict mode allows {MAX_LARGE_ENUM_CHARS}",
+            )
         keys = [orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in values]
         if len(set(keys)) != len(keys):
             self.add(path, "lists a value twice")
         if types is not None:
-            wrong = [v for v in values if _json_type(v) not in types and not (_json_type(v) == "integer" and "number" in types)]
+            wrong = [
+                v
+                for v in values
+                if _json_type(v) not in types and not (_json_type(v) == "integer" and "number" in types)
+            ]
             if wrong:
                 self.add(path, f"values {orjson.dumps(wrong).decode()} do not match the declared type")
 
@@ -221,7 +243,10 @@ class _StrictChecker:
             self.add(path, f"objects nest {level} levels deep here — strict mode allows {MAX_DEPTH}")
         if schema.get("additionalProperties") is not False:
             message = "must be false" if "additionalProperties" in schema else 'missing "additionalProperties": false'
-            self.add(f"{path}/additionalProperties" if "additionalProperties" in schema else path, f"{message} — strict mode requires it on every object")
+            self.add(
+                f"{path}/additionalProperties" if "additionalProperties" in schema else path,
+                f"{message} — strict mode requires it on every object",
+            )
         props = schema.get("properties")
         if not isinstance(props, dict):
             self.add(path, 'an object needs "properties" (an object; {} for none)')
@@ -236,7 +261,7 @@ class _StrictChecker:
         if missing:
             self.add(
                 f"{path}/required",
-                f"must list every property; missing {', '.join(missing)} — make an optional one nullable, e.g. \"type\": [\"string\", \"null\"]",
+                f'must list every property; missing {", ".join(missing)} — make an optional one nullable, e.g. "type": ["string", "null"]',
             )
         unknown = [name for name in required if name not in props]
         if unknown:
@@ -275,8 +300,8 @@ def unsupported_regex(pattern: str) -> str | None:
     while i < len(pattern):
         char = pattern[i]
         if char == "\\":
-            nxt = pattern[i + 1:i + 2]
-            if not in_class and (nxt in "123456789" and nxt or nxt == "k" and pattern[i + 2:i + 3] in "<{'"):
+            nxt = pattern[i + 1 : i + 2]
+            if not in_class and ((nxt in "123456789" and nxt) or (nxt == "k" and pattern[i + 2 : i + 3] in "<{'")):
                 return f"a backreference (\\{nxt}…)"
             i += 2
             continue
@@ -284,12 +309,16 @@ def unsupported_regex(pattern: str) -> str | None:
             in_class = char != "]"
         elif char == "[":
             in_class = True
-            if pattern[i + 1:i + 2] == "]":  # "[]...]": a leading ] is a literal
+            if pattern[i + 1 : i + 2] == "]":  # "[]...]": a leading ] is a literal
                 i += 1
         elif char == "(" and pattern.startswith("(?", i):
-            for token, what in (("(?=", "lookahead (?=…)"), ("(?!", "negative lookahead (?!…)"),
-                                ("(?<=", "lookbehind (?<=…)"), ("(?<!", "negative lookbehind (?<!…)"),
-                                ("(?P=", "a backreference (?P=…)")):
+            for token, what in (
+                ("(?=", "lookahead (?=…)"),
+                ("(?!", "negative lookahead (?!…)"),
+                ("(?<=", "lookbehind (?<=…)"),
+                ("(?<!", "negative lookbehind (?<!…)"),
+                ("(?P=", "a backreference (?P=…)"),
+            ):
                 if pattern.startswith(token, i):
                     return what
         i += 1

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import orjson
 
-from extractor.prepare.documents import Document, iter_documents
 from extractor.errors import BadInput
 from extractor.jobs import Job, JobStore
+from extractor.prepare.documents import Document, iter_documents
 from extractor.prepare.requests import RequestTemplate, request_text
 
 
@@ -85,4 +85,6 @@ def resolve_against(store: JobStore, ref: str) -> WiderCorpus:
         return WiderCorpus("job", ref, store.load(ref))
     if Path(ref).is_dir():
         return WiderCorpus("folder", str(Path(ref)))
-    raise BadInput(f"--against {ref}: no such folder, and no job {ref!r} in {store.root} — pass a folder of documents or a job id")
+    raise BadInput(
+        f"--against {ref}: no such folder, and no job {ref!r} in {store.root} — pass a folder of documents or a job id"
+    )

@@ -40,18 +40,107 @@ QUOTE_MAX_FUZZY_TOKENS = 150
 QUOTE_MAX_ELISION_TOKENS = 60
 # Capitalised only because they open a sentence: exempt from the capitalised-token gate.
 QUOTE_OPENERS = frozenset(
-    "a an the he she it its his her they their we our i in on at of to by for from with as"
-    " after before during while when where this that these those there then and but or so"
-    " however since until although though".split()
+    [
+        "a",
+        "an",
+        "the",
+        "he",
+        "she",
+        "it",
+        "its",
+        "his",
+        "her",
+        "they",
+        "their",
+        "we",
+        "our",
+        "i",
+        "in",
+        "on",
+        "at",
+        "of",
+        "to",
+        "by",
+        "for",
+        "from",
+        "with",
+        "as",
+        "after",
+        "before",
+        "during",
+        "while",
+        "when",
+        "where",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "then",
+        "and",
+        "but",
+        "or",
+        "so",
+        "however",
+        "since",
+        "until",
+        "although",
+        "though",
+    ]
 )
 # Tokens a paraphrase may not drop or change, whatever their case: quantities and negations.
 QUOTE_NUMBER_WORDS = frozenset(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
-    " fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy"
-    " eighty ninety hundred thousand million billion trillion first second third fourth fifth"
-    " sixth seventh eighth ninth tenth once twice dozen half".split()
+    [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
+        "thirty",
+        "forty",
+        "fifty",
+        "sixty",
+        "seventy",
+        "eighty",
+        "ninety",
+        "hundred",
+        "thousand",
+        "million",
+        "billion",
+        "trillion",
+        "first",
+        "second",
+        "third",
+        "fourth",
+        "fifth",
+        "sixth",
+        "seventh",
+        "eighth",
+        "ninth",
+        "tenth",
+        "once",
+        "twice",
+        "dozen",
+        "half",
+    ]
 )
-QUOTE_NEGATIONS = frozenset("not no never nor neither none nobody nothing without t".split())
+QUOTE_NEGATIONS = frozenset(["not", "no", "never", "nor", "neither", "none", "nobody", "nothing", "without", "t"])
 
 _ELLIPSIS = re.compile(r"\.\.\.+|\[\s*\.\.\.\s*\]")
 
@@ -226,7 +315,9 @@ def _local_alignment(
     return pairs[0][1], pairs[-1][1], pairs
 
 
-def _keeps_fact_tokens(tokens: list[Token], pairs: list[tuple[int, int]], doc_words: list[str], first: int, last: int) -> bool:
+def _keeps_fact_tokens(
+    tokens: list[Token], pairs: list[tuple[int, int]], doc_words: list[str], first: int, last: int
+) -> bool:
     """Whether the alignment kept every token that carries the fact, and added no negation."""
     matched = dict(pairs)
     for index, (word, capitalised) in enumerate(tokens):
@@ -237,4 +328,3 @@ def _keeps_fact_tokens(tokens: list[Token], pairs: list[tuple[int, int]], doc_wo
                 return False
     kept = {at for _, at in pairs}
     return not any(doc_words[at] in QUOTE_NEGATIONS for at in range(first, last + 1) if at not in kept)
-

@@ -13,7 +13,6 @@ from typing import Any
 from extractor.spec.json_pointer import split_pointer
 from extractor.spec.schema import Spec
 
-
 EntityFact = tuple[str, "str | None"]  # name, type
 RelationFact = tuple[str, "str | None", str, "str | None"]  # source, type, target, evidence
 
@@ -35,7 +34,11 @@ class AnswerReader:
         if self._entity_path is None:
             entities: list[EntityFact] = []
         elif kind:
-            entities = [(item[name], item.get(kind)) for item in _items(answer, self._entity_path) if type(item.get(name)) is str]
+            entities = [
+                (item[name], item.get(kind))
+                for item in _items(answer, self._entity_path)
+                if type(item.get(name)) is str
+            ]
         else:  # a null name means "no entity here"
             entities = [(item[name], None) for item in _items(answer, self._entity_path) if type(item.get(name)) is str]
         relations: list[RelationFact] = []
@@ -46,8 +49,14 @@ class AnswerReader:
                 if type(head) is not str or type(tail) is not str:
                     continue
                 quote = item.get(evidence) if evidence else None
-                relations.append((head, item.get(rtype) if rtype else None, tail,
-                                  quote if type(quote) is str and quote and not quote.isspace() else None))
+                relations.append(
+                    (
+                        head,
+                        item.get(rtype) if rtype else None,
+                        tail,
+                        quote if type(quote) is str and quote and not quote.isspace() else None,
+                    )
+                )
         return entities, relations
 
 

@@ -55,16 +55,6 @@ from functools import lru_cache
 
 from extractor.verify import evidence
 from extractor.verify.alignment import MAX_NAME_CHARS, NOT_FOUND, Alignment, Verdict, is_alignable  # noqa: F401
-from extractor.verify.normalize import (
-    TOKEN,
-    OffsetMap,
-    NormalizedText,
-    is_word_char,
-    name_variants,
-    normalize,
-    normalize_name,
-    on_token_boundary,
-)
 from extractor.verify.names import (
     MAX_DISTINCT_RUNS,
     NAME_VARIANT_SCORE,
@@ -74,7 +64,16 @@ from extractor.verify.names import (
     match_person,
     one_person,
 )
-from extractor.verify.values import parse_value, value_forms
+from extractor.verify.normalize import (
+    TOKEN,
+    NormalizedText,
+    OffsetMap,
+    is_word_char,
+    name_variants,
+    normalize,
+    normalize_name,
+    on_token_boundary,
+)
 from extractor.verify.tokens import (
     DIGIT,
     MIN_EDIT_CHARS,
@@ -85,6 +84,7 @@ from extractor.verify.tokens import (
     drop_accents,
     is_capital,
 )
+from extractor.verify.values import parse_value, value_forms
 
 # Punctuation marks (spaces not counted) allowed between two matched tokens of a name:
 # "S. (Gus" has two; more is another phrase, not the same name.
@@ -103,18 +103,20 @@ _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 _ASCII_SEPARATOR_BYTES = bytes(c for c in range(128) if not chr(c).isalnum())
 
 
-
 class DocumentMatcher:
     """Aligns names and quotes against one document; normalises it once, tokenises on demand."""
 
-    __slots__ = ("normalized", "_identity", "_tokens", "_folded_text", "_squashed_text")
+    __slots__ = ("_folded_text", "_identity", "_squashed_text", "_tokens", "normalized")
 
     def __init__(self, text: str):
         self.normalized: NormalizedText = normalize(text)
         offsets = self.normalized.offsets
         # normalised offsets below this one are the original offsets (most text: all of it)
-        self._identity = len(self.normalized.text) if type(offsets) is range else (
-            offsets.identity_prefix() if type(offsets) is OffsetMap else 0)
+        self._identity = (
+            len(self.normalized.text)
+            if type(offsets) is range
+            else (offsets.identity_prefix() if type(offsets) is OffsetMap else 0)
+        )
         self._tokens: DocumentTokens | None = None
         self._folded_text: str | None = None
         self._squashed_text: bytes | None = None
@@ -128,8 +130,16 @@ class DocumentMatcher:
         if not is_alignable(name):
             return NOT_FOUND  # bounded work, and a NUL must not vanish in normalising (alignment.MAX_NAME_CHARS)
         form = name.lower()
-        if (name.isascii() and form[:1].isalnum() and form[-1:].isalnum() and form.isprintable()
-                and "  " not in form and "-" not in form and "'" not in form and "`" not in form):
+        if (
+            name.isascii()
+            and form[:1].isalnum()
+            and form[-1:].isalnum()
+            and form.isprintable()
+            and "  " not in form
+            and "-" not in form
+            and "'" not in form
+            and "`" not in form
+        ):
             forms: tuple[str, ...] = (form,)  # what _exact_forms gives such a name, without its cache
         else:
             forms = _exact_forms(name)
@@ -275,7 +285,9 @@ class DocumentMatcher:
         doc = self.tokens()
         text = self.normalized.text
         name_cuts = _cuts([word for word, _ in name.tokens], [name.text[a:b] for a, b in name.gaps()])
-        doc_cuts = _cuts(doc.words[first : last + 1], [text[doc.ends[i - 1] : doc.starts[i]] for i in range(first + 1, last + 1)])
+        doc_cuts = _cuts(
+            doc.words[first : last + 1], [text[doc.ends[i - 1] : doc.starts[i]] for i in range(first + 1, last + 1)]
+        )
         for offset in name_cuts.keys() ^ doc_cuts.keys():
             if not (name_cuts.get(offset) or doc_cuts.get(offset)):
                 return False
@@ -397,7 +409,7 @@ def _exact_forms(name: str) -> tuple[str, ...]:
 class _Name:
     """A name's normalised text and its tokens, each with its span and capitalisation as written."""
 
-    __slots__ = ("text", "tokens", "spans", "keep_case")
+    __slots__ = ("keep_case", "spans", "text", "tokens")
 
     def __init__(self, text: str, tokens: list[Token], spans: list[tuple[int, int]], keep_case: bool = False):
         self.text = text
@@ -454,4 +466,3 @@ def _has_token(text: str, word: str) -> bool:
 
 def _fold_run(match: re.Match[str]) -> str:
     return drop_accents(match.group())
-

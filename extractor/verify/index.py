@@ -18,7 +18,14 @@ import ahocorasick_rs
 from extractor.verify.alignment import is_alignable
 from extractor.verify.leaks import MAX_SHARE, MIN_SHARED, NAME, LeakRule
 from extractor.verify.names import PersonName, joins_name, match_person
-from extractor.verify.normalize import TOKEN, NormalizedText, name_variants, normalize, normalize_name, on_token_boundary
+from extractor.verify.normalize import (
+    TOKEN,
+    NormalizedText,
+    name_variants,
+    normalize,
+    normalize_name,
+    on_token_boundary,
+)
 from extractor.verify.values import value_forms
 
 _DFA_PATTERNS = 5000  # up to this many patterns (~10 MB of automaton) the scan uses a DFA
@@ -33,7 +40,7 @@ class NameScanner:
     for, a one-token name only where the document writes it as a name (`leaks`).
     """
 
-    __slots__ = ("sources", "_automaton", "_keys", "_checks", "_limited")
+    __slots__ = ("_automaton", "_checks", "_keys", "_limited", "sources")
 
     def __init__(self, names: Iterable[str] | dict[str, LeakRule]):
         self.sources: dict[str, set[str]] = {}  # normalised name → ids of the documents holding it

@@ -31,13 +31,68 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-HONORIFICS = frozenset({
-    "mr", "mrs", "ms", "miss", "mx", "dr", "doctor", "prof", "professor", "sir", "dame", "lord", "lady",
-    "rev", "reverend", "fr", "father", "sr", "sister", "st", "saint", "capt", "captain", "col", "colonel",
-    "gen", "general", "lt", "sgt", "president", "senator", "sen", "rep", "judge", "justice", "king", "queen",
-    "prince", "princess", "gov", "governor", "mayor", "hon", "rabbi", "imam", "pastor", "admiral", "commander",
-    "major", "bishop", "archbishop", "cardinal", "pope", "emperor", "empress", "chancellor", "minister", "chief",
-})
+HONORIFICS = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "dr",
+        "doctor",
+        "prof",
+        "professor",
+        "sir",
+        "dame",
+        "lord",
+        "lady",
+        "rev",
+        "reverend",
+        "fr",
+        "father",
+        "sr",
+        "sister",
+        "st",
+        "saint",
+        "capt",
+        "captain",
+        "col",
+        "colonel",
+        "gen",
+        "general",
+        "lt",
+        "sgt",
+        "president",
+        "senator",
+        "sen",
+        "rep",
+        "judge",
+        "justice",
+        "king",
+        "queen",
+        "prince",
+        "princess",
+        "gov",
+        "governor",
+        "mayor",
+        "hon",
+        "rabbi",
+        "imam",
+        "pastor",
+        "admiral",
+        "commander",
+        "major",
+        "bishop",
+        "archbishop",
+        "cardinal",
+        "pope",
+        "emperor",
+        "empress",
+        "chancellor",
+        "minister",
+        "chief",
+    }
+)
 NAME_VARIANT_SCORE = 0.9
 # Middle tokens a document may hold that the answer left out ("Ella [Mabel] Morris").
 MAX_EXTRA_TOKENS = 2
@@ -63,7 +118,7 @@ class PersonName:
 
 @lru_cache(maxsize=1 << 14)
 def _parse(name: str) -> PersonName | None:
-    if len(name) > 80 or not name[:1].isalpha() and not name[:1] in "\"'(":
+    if len(name) > 80 or (not name[:1].isalpha() and name[:1] not in "\"'("):
         return None
     words = _WORD.findall(name)
     if not words or len(words) > 6:
@@ -99,11 +154,55 @@ def is_person_type(kind: str | None) -> bool:
 
 
 # Capitalised at a sentence start, never a given name: a run of a name does not reach back over them.
-_NOT_GIVEN = frozenset({
-    "the", "a", "an", "of", "in", "on", "at", "and", "for", "to", "by", "with", "from", "as", "but", "or", "after",
-    "before", "when", "while", "during", "this", "that", "these", "those", "his", "her", "its", "their", "our", "my",
-    "he", "she", "they", "it", "we", "i", "earlier", "later", "then", "also", "both", "under", "since", "until",
-})
+_NOT_GIVEN = frozenset(
+    {
+        "the",
+        "a",
+        "an",
+        "of",
+        "in",
+        "on",
+        "at",
+        "and",
+        "for",
+        "to",
+        "by",
+        "with",
+        "from",
+        "as",
+        "but",
+        "or",
+        "after",
+        "before",
+        "when",
+        "while",
+        "during",
+        "this",
+        "that",
+        "these",
+        "those",
+        "his",
+        "her",
+        "its",
+        "their",
+        "our",
+        "my",
+        "he",
+        "she",
+        "they",
+        "it",
+        "we",
+        "i",
+        "earlier",
+        "later",
+        "then",
+        "also",
+        "both",
+        "under",
+        "since",
+        "until",
+    }
+)
 _ROMAN = re.compile(r"[ivxlcdm]+")
 
 
@@ -118,7 +217,9 @@ def joins_name(gap: str, before: str) -> bool:
     return mark in ("", "-", "'", "’")
 
 
-def match_person(person: PersonName, words: list[str], capitalised: Callable[[int], bool], close: Callable[[int], bool], last: int) -> int | None:
+def match_person(
+    person: PersonName, words: list[str], capitalised: Callable[[int], bool], close: Callable[[int], bool], last: int
+) -> int | None:
     """The first token of a document run ending at `last` (a token equal to the surname) naming `person`, or None.
 
     `words` are the document's lowercase tokens; `capitalised(i)` says whether token i was written
@@ -129,8 +230,13 @@ def match_person(person: PersonName, words: list[str], capitalised: Callable[[in
     """
     if person.surname_only:
         first = last
-        while (first > 0 and close(first) and capitalised(first - 1) and words[first - 1] not in HONORIFICS
-               and words[first - 1] not in _NOT_GIVEN):
+        while (
+            first > 0
+            and close(first)
+            and capitalised(first - 1)
+            and words[first - 1] not in HONORIFICS
+            and words[first - 1] not in _NOT_GIVEN
+        ):
             first -= 1
         return first
     given, initial = person.tokens[0], person.initials[0]

@@ -160,7 +160,7 @@ def on_token_boundary(text: str, start: int, end: int) -> bool:
     """
     before = text[start - 1] if start > 0 else " "
     after = text[end] if end < len(text) else " "
-    if before in ' "(' and (after == " " or after in '.,;:!?)"' and not text[end - 1].isdigit()):
+    if before in ' "(' and (after == " " or (after in '.,;:!?)"' and not text[end - 1].isdigit())):
         return True  # the common cases, decided without the rules below
     if start > 0 and is_word_char(text[start]):
         if is_word_char(before):

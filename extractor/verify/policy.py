@@ -35,8 +35,12 @@ class Policy:
     def over(self, spec_policy: dict[str, str] | None) -> Policy:
         """This policy's choices, the spec's where this one has none, the defaults where neither has."""
         spec_policy = spec_policy or {}
-        return Policy(**{verdict: getattr(self, verdict) or spec_policy.get(verdict) or default
-                         for verdict, default in DEFAULTS.items()})
+        return Policy(
+            **{
+                verdict: getattr(self, verdict) or spec_policy.get(verdict) or default
+                for verdict, default in DEFAULTS.items()
+            }
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

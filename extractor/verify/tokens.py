@@ -38,7 +38,7 @@ Token = tuple[str, bool]  # a normalised token and whether it was capitalised as
 class DocumentTokens:
     """A document's tokens and positions, with lookups built on first use."""
 
-    __slots__ = ("words", "starts", "ends", "_ascii", "_distinct", "_folded_words", "_by_initial", "_stems", "_joined")
+    __slots__ = ("_ascii", "_by_initial", "_distinct", "_folded_words", "_joined", "_stems", "ends", "starts", "words")
 
     def __init__(self, text: str):
         parts = _SEPARATOR_RUN.split(text)  # word, separator, word, ..., word
@@ -120,7 +120,6 @@ class DocumentTokens:
                 {offset: i for i, offset in enumerate(bounds[1:])},
             )
         return self._joined
-
 
 
 def token_similarity(name_word: str, doc_word: str, *, proper: bool) -> float:

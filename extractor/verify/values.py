@@ -35,8 +35,20 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
-MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-          "november", "december")
+MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 _MONTH_NUMBER = {name: i + 1 for i, name in enumerate(MONTHS)}
 _MONTH_NUMBER.update({name[:3]: i + 1 for i, name in enumerate(MONTHS)})
 _MONTH_NUMBER["sept"] = 9
@@ -51,8 +63,12 @@ _NUMERIC = re.compile(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{4})")
 CURRENCIES = {"$": "$", "us$": "$", "usd": "$", "€": "€", "eur": "€", "£": "£", "gbp": "£", "¥": "¥"}
 # Written forms of each unit, as `normalize` leaves them: before the number for currencies, after it for %.
 # Longest first: the span found covers "US$ 5", not only "$ 5" inside it.
-_UNIT_PREFIXES = {"$": ("us$ ", "us$", "usd ", "$ ", "$"), "€": ("eur ", "€ ", "€"), "£": ("gbp ", "£ ", "£"),
-                  "¥": ("¥ ", "¥")}
+_UNIT_PREFIXES = {
+    "$": ("us$ ", "us$", "usd ", "$ ", "$"),
+    "€": ("eur ", "€ ", "€"),
+    "£": ("gbp ", "£ ", "£"),
+    "¥": ("¥ ", "¥"),
+}
 _PERCENT_SUFFIXES = ("%", " %", " percent", " per cent")
 SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12, "bn": 10**9}
 _NUMBER = re.compile(
@@ -160,8 +176,16 @@ def _date_forms(iso: str) -> tuple[str, ...]:
     forms: list[str] = [f"{y}-{month:02d}-{day:02d}"]
     for d in days:
         for m in months:
-            forms += [f"{d} {m} {y}", f"{m} {d}, {y}", f"{m} {d} {y}", f"{m} {d} , {y}", f"{d} {m}, {y}",
-                      f"{d} {m} , {y}", f"{d} of {m} {y}", f"{d} of {m}, {y}"]
+            forms += [
+                f"{d} {m} {y}",
+                f"{m} {d}, {y}",
+                f"{m} {d} {y}",
+                f"{m} {d} , {y}",
+                f"{d} {m}, {y}",
+                f"{d} {m} , {y}",
+                f"{d} of {m} {y}",
+                f"{d} of {m}, {y}",
+            ]
     forms += [f"{y}/{month:02d}/{day:02d}", f"{y}-{month}-{day}"]
     if day > 12 or day == month:  # the order of day and month cannot be mistaken
         for sep in "/.-":
@@ -175,7 +199,9 @@ def _number_forms(amount: Decimal, value: Value) -> tuple[str, ...]:
     forms: list[str] = []
     plain = _plain(amount)
     integral = amount == amount.to_integral_value()
-    if abs(amount) >= 1000 and not (integral and not value.unit and _year_like(plain) and not value.written_with_separator):
+    if abs(amount) >= 1000 and not (
+        integral and not value.unit and _year_like(plain) and not value.written_with_separator
+    ):
         forms.append(_with_commas(amount))
     if not (integral and not value.unit and _year_like(plain) and value.written_with_separator):
         forms.append(plain)  # "1,837" is a count: never the year 1837

@@ -97,7 +97,9 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
     schema_words = frozenset(word.casefold() for word in spec.entity_types() + spec.relation_types())
     with tempfile.TemporaryFile(dir=job.path, prefix=".verify-spill-") as spill:
         pending: list[dict[str, Any]] = []
-        texts: list[tuple[str, NormalizedText]] = []  # the originals stay too: a one-token name counts where written as one
+        texts: list[
+            tuple[str, NormalizedText]
+        ] = []  # the originals stay too: a one-token name counts where written as one
         wanted: dict[str, LeakRule] = {}
         for entry, normalized in _align_documents(job, reader, schema_words):
             if normalized is not None:
@@ -129,9 +131,14 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
         for entry in pending:
             _decide(entry, scanner.sources, resolved, pending=True)
             summary.count(entry)
-        header = {"format": VERIFY_FORMAT, "job_id": job.id, "policy": resolved.as_dict(),
-                  "against": [c.describe() for c in against or []], "external_sources": external,
-                  "summary": summary.as_dict()}
+        header = {
+            "format": VERIFY_FORMAT,
+            "job_id": job.id,
+            "policy": resolved.as_dict(),
+            "against": [c.describe() for c in against or []],
+            "external_sources": external,
+            "summary": summary.as_dict(),
+        }
         spill.seek(0)
         _write_report(job.verify_path, header, spill, iter(pending))
     job.transition(State.VERIFIED, verify=summary.as_dict())
@@ -147,8 +154,9 @@ def read_report(job: Job) -> dict[str, Any]:
 # ---------------------------------------------------------------- step 1: each answer against its own text
 
 
-def _align_documents(job: Job, reader: AnswerReader,
-                     schema_words: frozenset[str]) -> Iterator[tuple[dict[str, Any], NormalizedText | None]]:
+def _align_documents(
+    job: Job, reader: AnswerReader, schema_words: frozenset[str]
+) -> Iterator[tuple[dict[str, Any], NormalizedText | None]]:
     """(document entry, its normalised text) in manifest order; the entry holds `_lookups` when names await step 2."""
     meta = {d["custom_id"]: d for d in job.documents()}
     texts = TextCursor(iter_job_texts(job))
@@ -161,11 +169,24 @@ def _align_documents(job: Job, reader: AnswerReader,
             cid = row["custom_id"]
             doc = meta[cid]
             text = texts.take(cid)
-            entry: dict[str, Any] = {"doc_id": doc["doc_id"], "custom_id": cid, "path": doc["path"],
-                                     "status": None, "reasons": []}
+            entry: dict[str, Any] = {
+                "doc_id": doc["doc_id"],
+                "custom_id": cid,
+                "path": doc["path"],
+                "status": None,
+                "reasons": [],
+            }
             if text is None:  # a request line gone missing: nothing to check the answer against
-                yield {**entry, "status": "failed", "reasons": ["no request line for this custom_id"],
-                       "entities": [], "relations": []}, None
+                yield (
+                    {
+                        **entry,
+                        "status": "failed",
+                        "reasons": ["no request line for this custom_id"],
+                        "entities": [],
+                        "relations": [],
+                    },
+                    None,
+                )
                 continue
             matcher = DocumentMatcher(text)
             normalized = matcher.normalized
@@ -176,14 +197,27 @@ def _align_documents(job: Job, reader: AnswerReader,
             try:
                 entities, relations = reader.read(row["answer"])
             except ValueError as exc:
-                yield {**entry, "status": "failed", "reasons": [f"schema_invalid: {exc}"], "entities": [], "relations": []}, normalized
+                yield (
+                    {
+                        **entry,
+                        "status": "failed",
+                        "reasons": [f"schema_invalid: {exc}"],
+                        "entities": [],
+                        "relations": [],
+                    },
+                    normalized,
+                )
                 continue
             yield _align_answer(entry, matcher, entities, relations, schema_words), normalized
 
 
-def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: list[tuple[str, str | None]],
-                  relations: list[tuple[str, str | None, str, str | None]],
-                  schema_words: frozenset[str] = frozenset()) -> dict[str, Any]:
+def _align_answer(
+    entry: dict[str, Any],
+    matcher: DocumentMatcher,
+    entities: list[tuple[str, str | None]],
+    relations: list[tuple[str, str | None, str, str | None]],
+    schema_words: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """The document entry with a verdict for every fact found in the text; `_lookups` names the rest."""
     lookups: list[tuple[str | None, LeakRule | None]] = []
     ents: list[dict[str, Any]] = []
@@ -224,9 +258,19 @@ def _align_answer(entry: dict[str, Any], matcher: DocumentMatcher, entities: lis
                 if aligned.verdict is None:
                     lookups.append((normalize_name(evidence), NAME))
             quote, quote_span, _ = aligned
-        rels.append({"source": source, "type": kind, "target": target, "verdict": None, "evidence": evidence,
-                     "evidence_span": quote_span, "sources": _NO_SOURCES,
-                     "_ends": (head, tail), "_quote": quote})
+        rels.append(
+            {
+                "source": source,
+                "type": kind,
+                "target": target,
+                "verdict": None,
+                "evidence": evidence,
+                "evidence_span": quote_span,
+                "sources": _NO_SOURCES,
+                "_ends": (head, tail),
+                "_quote": quote,
+            }
+        )
     entry["entities"] = ents
     entry["relations"] = rels
     if lookups:
@@ -244,9 +288,13 @@ def _by_key(ents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return by_key
 
 
-def _end(name: str, by_key: dict[str, dict[str, Any]], matcher: DocumentMatcher,
-         lookups: list[tuple[str | None, LeakRule | None]],
-         schema_words: frozenset[str]) -> Any:
+def _end(
+    name: str,
+    by_key: dict[str, dict[str, Any]],
+    matcher: DocumentMatcher,
+    lookups: list[tuple[str | None, LeakRule | None]],
+    schema_words: frozenset[str],
+) -> Any:
     """A relation end: the answer's entity it names, else ("unlisted", key or None, found in this text).
 
     The key is None when the end cannot be a leak (see `_may_be_a_leak`): it is then not looked up elsewhere.
@@ -311,7 +359,13 @@ def _decide(entry: dict[str, Any], sources: dict[str, set[str]], policy: Policy,
     for index, rel in enumerate(entry["relations"]):
         head, tail = rel.pop("_ends")
         quote = rel.pop("_quote")
-        if type(head) is dict and type(tail) is dict and quote in FOUND and head["verdict"] in FOUND and tail["verdict"] in FOUND:
+        if (
+            type(head) is dict
+            and type(tail) is dict
+            and quote in FOUND
+            and head["verdict"] in FOUND
+            and tail["verdict"] in FOUND
+        ):
             fuzzy = "fuzzy" in (head["verdict"], tail["verdict"], quote)
             rel["verdict"] = "fuzzy" if fuzzy else "grounded"  # the common case, decided without the rules below
             continue
@@ -323,8 +377,9 @@ def _decide(entry: dict[str, Any], sources: dict[str, set[str]], policy: Policy,
         entry["status"], entry["reasons"] = "clean", []
 
 
-def _relation_verdict(rel: dict[str, Any], head: Any, tail: Any, quote: str | None, sources: dict[str, set[str]],
-                      own: str) -> tuple[str, list[str], str]:
+def _relation_verdict(
+    rel: dict[str, Any], head: Any, tail: Any, quote: str | None, sources: dict[str, set[str]], own: str
+) -> tuple[str, list[str], str]:
     """The worst verdict of the two ends and the evidence, the documents a leak came from, and what went wrong."""
     verdicts: list[str] = []
     found_in: set[str] = set()
@@ -367,7 +422,9 @@ def _apply_policy(entry: dict[str, Any], why: dict[int, str], policy: Policy) ->
         where = "found only in other documents of the job" if verdict == "leaked" else "found in no document"
         if ents:
             names = [e["name"] + (f" (in {', '.join(e['sources'][:3])})" if e["sources"] else "") for e in ents]
-            reasons.append(f"{verdict}: {_plural(len(ents), 'entity', 'entities')} {where}: {_listed(names)} — {outcome}")
+            reasons.append(
+                f"{verdict}: {_plural(len(ents), 'entity', 'entities')} {where}: {_listed(names)} — {outcome}"
+            )
         if rels:
             facts = [f"{r['source']} -{r['type'] or ''}-> {r['target']} ({why.get(i, '')})" for i, r in rels]
             reasons.append(f"{verdict}: {_plural(len(rels), 'relation', 'relations')}: {_listed(facts)} — {outcome}")

@@ -31,7 +31,9 @@ def test_empty_folder_is_a_usage_error(tmp_path: Path) -> None:
     empty.mkdir()
     result = invoke("prepare", str(empty))
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"Error: No usable documents in {empty} — add .txt, .md, .html, .pdf or .jsonl files"
+    assert (
+        result.stderr.strip() == f"Error: No usable documents in {empty} — add .txt, .md, .html, .pdf or .jsonl files"
+    )
 
 
 def test_prepare_writes_one_isolated_line_per_document(docs_dir: Path) -> None:
@@ -108,11 +110,16 @@ def test_graph_cypher_prints_json_lines() -> None:
 
 def test_schema_check_lists_problems_by_path(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text(orjson.dumps({
-        "format": "extractor.spec/1", "name": "bad",
-        "schema": {"type": "object", "properties": {"a": {"type": "string"}}, "required": []},
-        "grounding": {"entities": {"path": "/a", "name": "name", "type": None}},
-    }).decode())
+    bad.write_text(
+        orjson.dumps(
+            {
+                "format": "extractor.spec/1",
+                "name": "bad",
+                "schema": {"type": "object", "properties": {"a": {"type": "string"}}, "required": []},
+                "grounding": {"entities": {"path": "/a", "name": "name", "type": None}},
+            }
+        ).decode()
+    )
     result = invoke("schema", "check", str(bad))
     assert result.exit_code == 2
     assert "/schema" in result.stdout
@@ -150,8 +157,9 @@ def test_ctrl_c_exits_130_with_one_line(docs_dir: Path, monkeypatch) -> None:
     monkeypatch.setattr(extractor.cli.commands, "prepare_job", interrupted)
     result = invoke("prepare", str(docs_dir))
     assert result.exit_code == 130
-    assert result.stderr == ("Error: interrupted — everything finished so far is kept; run the same command again"
-                             " to resume\n")
+    assert result.stderr == (
+        "Error: interrupted — everything finished so far is kept; run the same command again to resume\n"
+    )
 
 
 def test_an_unexpected_error_is_one_line_and_debug_adds_the_traceback(docs_dir: Path, monkeypatch) -> None:

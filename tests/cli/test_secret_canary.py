@@ -21,8 +21,9 @@ from tests.openai_emulator import BatchEmulator, Behaviour
 runner = CliRunner()
 
 
-def test_a_canary_key_echoed_by_every_server_is_found_nowhere(docs_dir: Path, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_canary_key_echoed_by_every_server_is_found_nowhere(
+    docs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     canary = "sk-canary-" + secrets.token_hex(12)
     captured: list[str] = []
 

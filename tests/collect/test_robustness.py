@@ -56,17 +56,28 @@ def results(job_id: str) -> dict[str, dict[str, Any]]:
 ODD_SHAPES = {
     "error is a string": lambda cid: {"custom_id": cid, "error": "boom"},
     "response is a string": lambda cid: {"custom_id": cid, "response": "x"},
-    "choices hold a string": lambda cid: {"custom_id": cid, "response": {"status_code": 200, "body": {"choices": ["x"]}}},
-    "message is a string": lambda cid: {"custom_id": cid, "response": {"status_code": 200, "body": {
-        "choices": [{"message": "hi", "finish_reason": "stop"}]}}},
-    "usage counts are words": lambda cid: {**completion_line(cid, json.dumps(VALID)), "response": {
-        "status_code": 200, "body": {**completion_line(cid, json.dumps(VALID))["response"]["body"],
-                                     "usage": {"prompt_tokens": "lots"}}}},
+    "choices hold a string": lambda cid: {
+        "custom_id": cid,
+        "response": {"status_code": 200, "body": {"choices": ["x"]}},
+    },
+    "message is a string": lambda cid: {
+        "custom_id": cid,
+        "response": {"status_code": 200, "body": {"choices": [{"message": "hi", "finish_reason": "stop"}]}},
+    },
+    "usage counts are words": lambda cid: {
+        **completion_line(cid, json.dumps(VALID)),
+        "response": {
+            "status_code": 200,
+            "body": {**completion_line(cid, json.dumps(VALID))["response"]["body"], "usage": {"prompt_tokens": "lots"}},
+        },
+    },
 }
 
 
 @pytest.mark.parametrize("shape", list(ODD_SHAPES))
-def test_an_odd_shaped_line_is_one_failed_outcome_naming_file_and_line(docs_dir: Path, tmp_path: Path, shape: str) -> None:
+def test_an_odd_shaped_line_is_one_failed_outcome_naming_file_and_line(
+    docs_dir: Path, tmp_path: Path, shape: str
+) -> None:
     job_id = prepare(docs_dir)["job_id"]
     odd, *fine = custom_ids(job_id)
     lines = [completion_line(cid, json.dumps(VALID)) for cid in fine] + [ODD_SHAPES[shape](odd)]
@@ -90,8 +101,10 @@ def test_a_later_invalid_line_never_replaces_a_valid_answer(docs_dir: Path, tmp_
     assert result.exit_code == 0, result.stderr
     data = orjson.loads(result.stdout)
     assert data["outcomes"]["ok"] == 3 and data["duplicate_lines"] == 1
-    assert data["warnings"] == [f"custom_id {ids[0]} has more than one line (output/ingested-000.jsonl:1, "
-                                f"output/ingested-000.jsonl:4); kept output/ingested-000.jsonl:1 (the valid answer)"]
+    assert data["warnings"] == [
+        f"custom_id {ids[0]} has more than one line (output/ingested-000.jsonl:1, "
+        f"output/ingested-000.jsonl:4); kept output/ingested-000.jsonl:1 (the valid answer)"
+    ]
     assert results(job_id)[ids[0]]["answer"] == VALID
     plain = invoke("collect", job_id)
     assert f"warning: custom_id {ids[0]} has more than one line" in plain.stderr
@@ -105,8 +118,9 @@ def test_lines_of_another_job_are_counted_and_reported(docs_dir: Path, tmp_path:
     assert result.exit_code == 0, result.stderr
     data = orjson.loads(result.stdout)
     assert data["unknown_lines"] == 6
-    assert data["warnings"] == [f"output/ingested-000.jsonl: 6 line(s) name no document of job {job_id} "
-                                "(another job's file?) — not used"]
+    assert data["warnings"] == [
+        f"output/ingested-000.jsonl: 6 line(s) name no document of job {job_id} (another job's file?) — not used"
+    ]
 
 
 def test_an_answer_over_the_size_limit_is_recorded_with_its_size(docs_dir: Path, tmp_path: Path) -> None:
@@ -183,7 +197,8 @@ def test_a_newline_in_a_file_name_never_forges_a_log_line(tmp_path: Path) -> Non
     assert result.exit_code == 6
     assert result.stderr.splitlines() == [
         "skipped x\\nError: all jobs deleted.docx: unsupported file type .docx — convert it to .txt, .md, .html or "
-        ".pdf, or remove it"]
+        ".pdf, or remove it"
+    ]
     job = next(iter(store()))
     assert [d["path"] for d in job.documents()] == ["good\\nError: forged.txt"]
     assert [s["path"] for s in job.manifest["skipped"]] == ["x\\nError: all jobs deleted.docx"]
@@ -204,7 +219,10 @@ def test_legacy_encodings_are_read_and_recorded(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     job = store().load(orjson.loads(result.stdout)["job_id"])
     assert {d["path"]: d["encoding"] for d in job.documents()} == {
-        "cp1252.txt": "cp1252", "latin1.md": "cp1252", "utf16.txt": "utf_16_le"}
+        "cp1252.txt": "cp1252",
+        "latin1.md": "cp1252",
+        "utf16.txt": "utf_16_le",
+    }
     texts = "".join(f.read_text() for f in job.request_files())
     assert "suédoise née à Malmö" in texts and "Grüße aus Köln" in texts
 
@@ -254,8 +272,10 @@ def test_url_passwords_stay_out_of_the_log(docs_dir: Path) -> None:
 def test_a_huge_entity_name_is_ungrounded_without_alignment(docs_dir: Path, tmp_path: Path) -> None:
     job_id = prepare(docs_dir)["job_id"]
     name = "Anita Ekberg " * 12_300  # 160,000 characters
-    answer = {"entities": [{"name": name, "type": "PERSON"}, {"name": "Anita Ekberg", "type": "PERSON"}],
-              "relations": []}
+    answer = {
+        "entities": [{"name": name, "type": "PERSON"}, {"name": "Anita Ekberg", "type": "PERSON"}],
+        "relations": [],
+    }
     lines = [completion_line(cid, json.dumps(answer)) for cid in custom_ids(job_id)]
     assert collect_file(job_id, lines, tmp_path).exit_code == 0
     verified = invoke("verify", job_id, "--json")
@@ -279,21 +299,27 @@ def test_a_nul_inside_an_entity_name_is_not_grounded(docs_dir: Path, tmp_path: P
 # --- options -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ("prepare", "DOCS", "--max-tokens", "-5"),
-    ("prepare", "DOCS", "--max-tokens", "0"),
-    ("prepare", "DOCS", "--ctx", "0"),
-    ("run", "DOCS", "--max-cost", "-1"),
-    ("run", "DOCS", "--max-cost", "0"),
-    ("run", "DOCS", "--slots", "0"),
-    ("run", "DOCS", "--threads", "-2"),
-    ("run", "DOCS", "--max-attempts", "0"),
-    ("collect", "JOB", "--poll-interval", "0"),
-    ("submit", "DOCS", "--health-timeout", "-1"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("prepare", "DOCS", "--max-tokens", "-5"),
+        ("prepare", "DOCS", "--max-tokens", "0"),
+        ("prepare", "DOCS", "--ctx", "0"),
+        ("run", "DOCS", "--max-cost", "-1"),
+        ("run", "DOCS", "--max-cost", "0"),
+        ("run", "DOCS", "--slots", "0"),
+        ("run", "DOCS", "--threads", "-2"),
+        ("run", "DOCS", "--max-attempts", "0"),
+        ("collect", "JOB", "--poll-interval", "0"),
+        ("submit", "DOCS", "--health-timeout", "-1"),
+    ],
+)
 def test_numeric_options_below_one_are_usage_errors(docs_dir: Path, args: tuple[str, ...]) -> None:
     argv = [str(docs_dir) if a == "DOCS" else a for a in args]
-    if args[0] in ("run", "submit"):  # nothing listens there: a run that took the option would fail fast, not start a server
+    if args[0] in (
+        "run",
+        "submit",
+    ):  # nothing listens there: a run that took the option would fail fast, not start a server
         argv += ["--local-url", "http://127.0.0.1:1"]
     result = invoke(*argv)
     assert result.exit_code == 2
@@ -328,14 +354,17 @@ def _padded_answers(job_id: str, size: int) -> list[dict[str, Any]]:
     return [completion_line(cid, json.dumps(answer)) for cid in custom_ids(job_id)]
 
 
-def test_a_full_disk_exits_2_naming_the_path_and_the_rerun_resumes(docs_dir: Path, tmp_path: Path, small_disk: Path) -> None:
+def test_a_full_disk_exits_2_naming_the_path_and_the_rerun_resumes(
+    docs_dir: Path, tmp_path: Path, small_disk: Path
+) -> None:
     job_id = prepare(docs_dir)["job_id"]
     result = collect_file(job_id, _padded_answers(job_id, 120_000), tmp_path)  # ~360 KB onto a 256 KiB disk
     assert result.exit_code == 2, result.stderr
     line = result.stderr.strip()
     assert line.startswith(f"Error: {small_disk / 'jobs' / job_id}/output/") and "no space left on the device" in line
-    assert line.endswith("free some space, then run the same command again (everything finished so far is kept "
-                         "and the job resumes)")
+    assert line.endswith(
+        "free some space, then run the same command again (everything finished so far is kept and the job resumes)"
+    )
     assert store().load(job_id).state.value == "prepared"  # the job itself is whole
     assert _mount("-o", "remount,size=16m", str(small_disk))  # the fix: more space
     again = collect_file(job_id, _padded_answers(job_id, 120_000), tmp_path, "--json")
@@ -355,8 +384,10 @@ def test_a_read_only_jobs_dir_exits_2_and_the_rerun_resumes(docs_dir: Path, tmp_
         result = collect_file(job_id, _padded_answers(job_id, 10), tmp_path)
         assert result.exit_code == 2, result.stderr
         assert result.stderr.startswith(f"Error: {root / job_id}/output")
-        assert ("read-only file system — make it writable or pass --jobs-dir on a writable disk" in result.stderr
-                or "permission denied" in result.stderr)
+        assert (
+            "read-only file system — make it writable or pass --jobs-dir on a writable disk" in result.stderr
+            or "permission denied" in result.stderr
+        )
     finally:
         if os.geteuid() != 0:
             root.chmod(0o755)
@@ -374,8 +405,10 @@ def test_jobs_dir_that_is_a_file_is_a_usage_error(docs_dir: Path, tmp_path: Path
     for args in (("status",), ("prepare", str(docs_dir)), ("report",)):
         result = invoke("--jobs-dir", str(not_a_folder), *args)
         assert result.exit_code == 2, (args, result.stderr)
-        assert result.stderr.strip() == (f"Error: {not_a_folder}: the jobs dir is a file, not a folder — pass "
-                                         "--jobs-dir a folder (or set EXTRACTOR_JOBS_DIR to one)")
+        assert result.stderr.strip() == (
+            f"Error: {not_a_folder}: the jobs dir is a file, not a folder — pass "
+            "--jobs-dir a folder (or set EXTRACTOR_JOBS_DIR to one)"
+        )
 
 
 def test_html_pointing_at_a_folder_exits_2_and_the_rerun_writes_it(docs_dir: Path, tmp_path: Path) -> None:
@@ -385,7 +418,9 @@ def test_html_pointing_at_a_folder_exits_2_and_the_rerun_writes_it(docs_dir: Pat
     folder.mkdir()
     result = invoke("verify", job_id, "--html", str(folder))
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[-1].startswith(f"Error: {folder}: is a folder, but a file is needed — pass a file path")
+    assert result.stderr.splitlines()[-1].startswith(
+        f"Error: {folder}: is a folder, but a file is needed — pass a file path"
+    )
     again = invoke("verify", job_id, "--html", str(folder / "verify.html"))
     assert again.exit_code in (0, 3), again.stderr
     assert (folder / "verify.html").read_text().startswith("<!")
@@ -403,7 +438,7 @@ class _CountingFile:
         self._counter[0] += len(data)
         return data
 
-    def __enter__(self) -> "_CountingFile":
+    def __enter__(self) -> _CountingFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -442,8 +477,9 @@ def test_a_job_whose_line_files_are_a_newer_format_is_damaged_naming_the_fix(tmp
 
     store = JobStore(tmp_path / "jobs")
     staging = store.staging_dir()
-    job = store.create({"job_id": "J1", "state": "prepared", "backend": "local", "model": "m", "documents": []},
-                       staging)
+    job = store.create(
+        {"job_id": "J1", "state": "prepared", "backend": "local", "model": "m", "documents": []}, staging
+    )
     manifest = orjson.loads((job.path / "job.json").read_bytes())
     assert manifest["formats"] == {"results.jsonl": "extractor.results/1", "log.jsonl": "extractor.log/1"}
     del manifest["formats"]  # a job from before `formats`: migrated, still readable
@@ -451,7 +487,11 @@ def test_a_job_whose_line_files_are_a_newer_format_is_damaged_naming_the_fix(tmp
     assert read_manifest(job.path / "job.json")["job_id"] == "J1"
     manifest["formats"] = {"results.jsonl": "extractor.results/2"}
     (job.path / "job.json").write_bytes(orjson.dumps(manifest))
-    assert store.damaged() == [{"job_id": "J1", "file": str(job.path / "job.json"),
-                                "problem": "results.jsonl is format 'extractor.results/2', this extractor reads "
-                                           "extractor.results/1",
-                                "fix": "upgrade extractor to read this job"}]
+    assert store.damaged() == [
+        {
+            "job_id": "J1",
+            "file": str(job.path / "job.json"),
+            "problem": "results.jsonl is format 'extractor.results/2', this extractor reads extractor.results/1",
+            "fix": "upgrade extractor to read this job",
+        }
+    ]

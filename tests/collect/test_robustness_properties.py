@@ -40,10 +40,15 @@ def built_once():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(typer.testing, "_get_command", lambda _app: command)
         yield
+
+
 VALID = {"entities": [{"name": "Anita Ekberg", "type": "PERSON"}], "relations": []}
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
@@ -51,11 +56,22 @@ json_values = st.recursive(
 
 # Every field of a Batch API output line, as a path into it.
 FIELDS: list[tuple[Any, ...]] = [
-    (), ("id",), ("custom_id",), ("error",), ("response",), ("response", "status_code"), ("response", "body"),
-    ("response", "body", "model"), ("response", "body", "usage"), ("response", "body", "usage", "prompt_tokens"),
-    ("response", "body", "usage", "completion_tokens"), ("response", "body", "choices"),
-    ("response", "body", "choices", 0), ("response", "body", "choices", 0, "finish_reason"),
-    ("response", "body", "choices", 0, "message"), ("response", "body", "choices", 0, "message", "content"),
+    (),
+    ("id",),
+    ("custom_id",),
+    ("error",),
+    ("response",),
+    ("response", "status_code"),
+    ("response", "body"),
+    ("response", "body", "model"),
+    ("response", "body", "usage"),
+    ("response", "body", "usage", "prompt_tokens"),
+    ("response", "body", "usage", "completion_tokens"),
+    ("response", "body", "choices"),
+    ("response", "body", "choices", 0),
+    ("response", "body", "choices", 0, "finish_reason"),
+    ("response", "body", "choices", 0, "message"),
+    ("response", "body", "choices", 0, "message", "content"),
     ("response", "body", "choices", 0, "message", "refusal"),
 ]
 
@@ -92,8 +108,9 @@ _collect_state: dict[str, Any] = {}
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(per_line=st.lists(mutations, min_size=1, max_size=4), extra=st.lists(json_values, max_size=2))
-def test_collect_survives_any_json_in_any_field(per_line: list[list[tuple[tuple[Any, ...], Any]]],
-                                                extra: list[Any]) -> None:
+def test_collect_survives_any_json_in_any_field(
+    per_line: list[list[tuple[tuple[Any, ...], Any]]], extra: list[Any]
+) -> None:
     if not _collect_state:  # one prepared job for every example: only its answers change
         _collect_state["tmp"] = Path(tempfile.mkdtemp(prefix="collect-props-"))
         _collect_state["job"] = _job(_collect_state["tmp"])
@@ -129,13 +146,18 @@ name_bytes = st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"/", b"
 contents = st.one_of(
     st.binary(max_size=600),
     st.text(max_size=300).map(lambda t: t.encode("utf-8")),
-    st.tuples(st.text(st.characters(max_codepoint=0xFF), min_size=1, max_size=300),
-              st.sampled_from(["latin-1", "utf-16-le", "utf-16"])).map(lambda p: p[0].encode(p[1])),
+    st.tuples(
+        st.text(st.characters(max_codepoint=0xFF), min_size=1, max_size=300),
+        st.sampled_from(["latin-1", "utf-16-le", "utf-16"]),
+    ).map(lambda p: p[0].encode(p[1])),
     # json, not orjson: the values include integers past 64 bits, which orjson refuses to write
     st.lists(json_values, max_size=3).map(lambda rows: b"".join(json.dumps(r).encode() + b"\n" for r in rows)),
 )
-files = st.lists(st.tuples(st.one_of(name_text.map(os.fsencode), name_bytes), st.sampled_from(SUFFIXES), contents),
-                 min_size=1, max_size=4)
+files = st.lists(
+    st.tuples(st.one_of(name_text.map(os.fsencode), name_bytes), st.sampled_from(SUFFIXES), contents),
+    min_size=1,
+    max_size=4,
+)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -39,7 +39,10 @@ def neo4j_server() -> Iterator[Neo4jCredentials]:
     """
     if uri := os.environ.get("NEO4J_URI"):
         yield Neo4jCredentials(
-            uri, os.environ.get("NEO4J_USERNAME") or "neo4j", os.environ.get("NEO4J_PASSWORD"), os.environ.get("NEO4J_DATABASE")
+            uri,
+            os.environ.get("NEO4J_USERNAME") or "neo4j",
+            os.environ.get("NEO4J_PASSWORD"),
+            os.environ.get("NEO4J_DATABASE"),
         )
         return
     if missing := missing_tools():
@@ -61,7 +64,9 @@ def graph_target(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     """An empty graph in each store in turn, its environment (data dir, credentials) set for the CLI too."""
     if request.param == "falkordb":
         server: EmbeddedFalkorDB = request.getfixturevalue("falkordb_server")
-        target = GraphTarget("falkordb", "embedded", f"test_{uuid.uuid4().hex[:12]}", {"EXTRACTOR_DATA_DIR": str(server.data_dir)})
+        target = GraphTarget(
+            "falkordb", "embedded", f"test_{uuid.uuid4().hex[:12]}", {"EXTRACTOR_DATA_DIR": str(server.data_dir)}
+        )
     else:
         neo4j: Neo4jCredentials = request.getfixturevalue("neo4j_server")
         target = GraphTarget("neo4j", neo4j.uri, neo4j.database, neo4j.env())

@@ -52,7 +52,10 @@ class Neo4jCredentials:
     database: str | None = None
 
     def env(self) -> dict[str, str]:
-        return {"NEO4J_USERNAME": self.username, **({"NEO4J_PASSWORD": self.password} if self.password is not None else {})}
+        return {
+            "NEO4J_USERNAME": self.username,
+            **({"NEO4J_PASSWORD": self.password} if self.password is not None else {}),
+        }
 
 
 def neo4j_home() -> Path:
@@ -117,7 +120,9 @@ def doc(
         sha256=f"sha-{doc_id}",
         path=path or f"docs/{doc_id}.txt",
         title=title or f"Title {doc_id}",
-        entities=tuple(EntityMention(name, type_, (i * 10, i * 10 + len(name))) for i, (name, type_) in enumerate(entities)),
+        entities=tuple(
+            EntityMention(name, type_, (i * 10, i * 10 + len(name))) for i, (name, type_) in enumerate(entities)
+        ),
         relations=tuple(RelationFact(*relation) for relation in relations),
     )
 
@@ -189,7 +194,14 @@ def assert_rollback_is_exact(
     clear(store)
     for index, (job, docs) in enumerate(jobs):
         if index != rolled:
-            commit_job(store, job, docs, log_path=log_dir / "without" / job / "commit.json", vocabulary=VOCABULARY, chunk_size=chunk_size)
+            commit_job(
+                store,
+                job,
+                docs,
+                log_path=log_dir / "without" / job / "commit.json",
+                vocabulary=VOCABULARY,
+                chunk_size=chunk_size,
+            )
     expected = dump_graph(store)
 
     clear(store)
@@ -197,7 +209,15 @@ def assert_rollback_is_exact(
         log_path = log_dir / "with" / job / "commit.json"
         if index == rolled and partial and len(docs) > chunk_size:
             with pytest.raises(Interrupted):
-                commit_job(store, job, docs, log_path=log_path, vocabulary=VOCABULARY, chunk_size=chunk_size, progress=stop_after(1))
+                commit_job(
+                    store,
+                    job,
+                    docs,
+                    log_path=log_path,
+                    vocabulary=VOCABULARY,
+                    chunk_size=chunk_size,
+                    progress=stop_after(1),
+                )
         else:
             commit_job(store, job, docs, log_path=log_path, vocabulary=VOCABULARY, chunk_size=chunk_size)
     job = jobs[rolled][0]
@@ -222,7 +242,12 @@ def documents(draw: st.DrawFn, doc_id: str) -> CommitDocument:
     entities = draw(st.lists(st.tuples(st.sampled_from(ENTITIES), spans), max_size=4))
     relations = draw(
         st.lists(
-            st.tuples(st.sampled_from(ENTITIES), st.sampled_from(RELATION_TYPES), st.sampled_from(ENTITIES), st.sampled_from(["ev1", "ev2"])),
+            st.tuples(
+                st.sampled_from(ENTITIES),
+                st.sampled_from(RELATION_TYPES),
+                st.sampled_from(ENTITIES),
+                st.sampled_from(["ev1", "ev2"]),
+            ),
             max_size=3,
         )
     )

@@ -63,7 +63,9 @@ def dump_of(target: GraphTarget) -> list[dict]:
 def test_commit_killed_mid_commit_resumes_where_it_stopped(graph_target, tmp_path):
     job = verified_job(tmp_path, "docs", range(12))
     with graph_target.open() as store:  # the graph the job gives, committed in one go elsewhere
-        commit_job(store, job.id, commit_documents(job), log_path=tmp_path / "expected.json", vocabulary=vocabulary_for(job))
+        commit_job(
+            store, job.id, commit_documents(job), log_path=tmp_path / "expected.json", vocabulary=vocabulary_for(job)
+        )
         expected = dump_graph(store)
         clear(store)
 
@@ -86,7 +88,12 @@ def test_a_second_commit_through_the_cli_changes_nothing(graph_target, tmp_path)
     committed = dump_of(graph_target)
     second = cli("commit", job.id, *graph_target.cli_args())
     assert (first["chunks"], first["resumed_chunks"]) == (3, 0)
-    assert (second["chunks"], second["resumed_chunks"], second["nodes_created"], second["relationships_created"]) == (3, 3, 0, 0)
+    assert (second["chunks"], second["resumed_chunks"], second["nodes_created"], second["relationships_created"]) == (
+        3,
+        3,
+        0,
+        0,
+    )
     assert dump_of(graph_target) == committed
 
 
@@ -103,7 +110,9 @@ def test_rollback_through_the_cli_leaves_the_other_job(graph_target, tmp_path):
 
 def test_the_same_three_jobs_give_the_same_graph_in_both_stores(falkordb_server, neo4j_server, tmp_path, monkeypatch):
     jobs = [verified_job(tmp_path, f"night{n}", range(3 * n, 3 * n + 5)) for n in range(3)]
-    falkordb = GraphTarget("falkordb", "embedded", "test_cross_store", {"EXTRACTOR_DATA_DIR": str(falkordb_server.data_dir)})
+    falkordb = GraphTarget(
+        "falkordb", "embedded", "test_cross_store", {"EXTRACTOR_DATA_DIR": str(falkordb_server.data_dir)}
+    )
     neo4j = GraphTarget("neo4j", neo4j_server.uri, neo4j_server.database, neo4j_server.env())
     for name, value in {**falkordb.env, **neo4j.env}.items():
         monkeypatch.setenv(name, value)
@@ -130,9 +139,9 @@ def test_database_names_the_graph_on_falkordb(falkordb_server, tmp_path, monkeyp
     job = verified_job(tmp_path, "docs", range(3))
     cli("commit", job.id, "--graph", "embedded", "--database", "staging_cli")
     with open_store("embedded", database="staging_cli", data_dir=falkordb_server.data_dir) as staging:
-        assert {item["properties"]["doc_id"] for item in dump_graph(staging) if "Document" in item.get("labels", [])} == {
-            d["doc_id"] for d in job.documents()
-        }
+        assert {
+            item["properties"]["doc_id"] for item in dump_graph(staging) if "Document" in item.get("labels", [])
+        } == {d["doc_id"] for d in job.documents()}
         with open_store("embedded", database="other_cli", data_dir=falkordb_server.data_dir) as other:
             assert dump_graph(other) == []
         cli("rollback", job.id, "--graph", "embedded", "--database", "staging_cli")

@@ -74,7 +74,11 @@ def test_commit_writes_documents_entities_mentions_and_relations_with_provenance
         "kind": "node",
         "labels": ["Entity", "PERSON"],
         "properties": {
-            "key": "PERSON:ada lovelace", "name": "Ada Lovelace", "type": "PERSON", "jobs": ["J"], "names": ["Ada Lovelace"],
+            "key": "PERSON:ada lovelace",
+            "name": "Ada Lovelace",
+            "type": "PERSON",
+            "jobs": ["J"],
+            "names": ["Ada Lovelace"],
         },  # fmt: skip
     }
     assert entities["ORGANIZATION:analytical society"]["labels"] == ["Entity", "ORGANIZATION"]
@@ -276,8 +280,6 @@ def test_a_document_given_twice_is_refused(graph_store, tmp_path):
     with pytest.raises(BadInput, match="document 'd1' is given twice"):
         commit(graph_store, "J", [*job_j(), job_j()[0]], tmp_path)
     assert dump_graph(graph_store) == []
-
-
 
 
 # Killed from outside at a moment of the test's choosing, possibly inside a chunk's transaction

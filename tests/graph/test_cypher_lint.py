@@ -59,7 +59,9 @@ def lint(linter: Path, vocabulary: GraphVocabulary, statements: list[dict[str, A
     schema = {
         "labels": sorted({ENTITY_LABEL, DOCUMENT_LABEL, *vocabulary.entity_labels}),
         "relationshipTypes": sorted({MENTION_TYPE, *vocabulary.all_relationship_types}),
-        "propertyKeys": sorted(set(MODEL_PROPERTIES) | {k for s in statements for p in s["parameters"].values() for k in row_keys(p)}),
+        "propertyKeys": sorted(
+            set(MODEL_PROPERTIES) | {k for s in statements for p in s["parameters"].values() for k in row_keys(p)}
+        ),
     }
     result = subprocess.run(
         ["node", str(linter)],
@@ -87,7 +89,11 @@ def test_every_neo4j_statement_lints_clean(linter, vocabulary):
 
 def test_the_linter_does_report_mistakes(linter):
     broken = [
-        {"name": "typo", "query": "UNWIND $rows AS row MERGE (d:Document {doc_id: row.doc_id}) RETRUN d", "parameters": {"rows": []}},
+        {
+            "name": "typo",
+            "query": "UNWIND $rows AS row MERGE (d:Document {doc_id: row.doc_id}) RETRUN d",
+            "parameters": {"rows": []},
+        },
         {"name": "undeclared", "query": "MATCH (d:Document) WHERE d.doc_id = $nope RETURN d", "parameters": {}},
         {"name": "property", "query": "MATCH (d:Document) RETURN d.pahts", "parameters": {}},
         {"name": "function", "query": "MATCH (d:Document) RETURN lastt(d.paths)", "parameters": {}},

@@ -138,9 +138,8 @@ def test_a_bad_graph_name_is_bad_input(tmp_path):
 
 def test_a_server_that_cannot_start_says_why(tmp_path, monkeypatch):
     monkeypatch.setattr("extractor.graph.embedded.SAVE_POINTS", "not a save point")
-    with pytest.raises(ServiceUnavailable) as caught:
-        with open_store("embedded", data_dir=tmp_path):
-            pass
+    with pytest.raises(ServiceUnavailable) as caught, open_store("embedded", data_dir=tmp_path):
+        pass
     # one line: the server's own complaint (its warning, not the log's last line) and where to read more
     assert caught.value.message == (
         f"the embedded FalkorDB server exited at start (code 1): Invalid save parameters — see {tmp_path / 'falkordb.log'}"

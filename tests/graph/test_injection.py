@@ -36,7 +36,7 @@ HOSTILE = [
     "*/ MATCH (n) DETACH DELETE n /*",
     "CYPHER job='x' MATCH (n) DETACH DELETE n",
     "line\nMATCH (n) DETACH DELETE n",
-    "nul\x00byte\"}) MATCH (n) DETACH DELETE n //",
+    'nul\x00byte"}) MATCH (n) DETACH DELETE n //',
     "lone surrogate \ud800 }) MATCH (n) DETACH DELETE n //",
     "emoji 😀 ' \" ` mixed",
 ]
@@ -74,7 +74,9 @@ def test_hostile_answers_write_only_values(graph_store, tmp_path):
     alone = dump_graph(graph_store)
     clear(graph_store)
 
-    graph_store.write([(Statement("sentinel", "CREATE (:Sentinel {name: 'keep me'})-[:GUARDS]->(:Sentinel {name: 'me too'})"), {})])
+    graph_store.write(
+        [(Statement("sentinel", "CREATE (:Sentinel {name: 'keep me'})-[:GUARDS]->(:Sentinel {name: 'me too'})"), {})]
+    )
     commit_job(graph_store, "K", job_k(), log_path=tmp_path / "K.json", vocabulary=VOCABULARY)
     before = dump_graph(graph_store)
     summary = commit_job(graph_store, job, hostile_documents(), log_path=tmp_path / "J.json", vocabulary=VOCABULARY)
@@ -86,14 +88,24 @@ def test_hostile_answers_write_only_values(graph_store, tmp_path):
     assert summary.documents == len(HOSTILE)
 
     # every hostile name is kept, as a value, on its mention (keys may merge: ` and ' normalise alike)
-    names = {item["properties"]["name"] for item in after if item["kind"] == "relationship" and item["type"] == "MENTIONED_IN"}
+    names = {
+        item["properties"]["name"]
+        for item in after
+        if item["kind"] == "relationship" and item["type"] == "MENTIONED_IN"
+    }
     assert {stored(text) for text in HOSTILE} <= names
     labels = {label for item in after if item["kind"] == "node" for label in item["labels"]}
     assert labels <= {"Sentinel", "Document", "Entity", *VOCABULARY.entity_labels}
     types = {item["type"] for item in after if item["kind"] == "relationship"}
     assert types <= {"GUARDS", "MENTIONED_IN", *VOCABULARY.all_relationship_types}
-    fallback = [item["properties"] for item in after if item["kind"] == "relationship" and item["properties"].get("job") == job and item["type"] == "RELATED_TO"]
-    assert sorted(p["original_type"] for p in fallback) == sorted(text.replace("\x00", "").replace("\ud800", "\ufffd") for text in HOSTILE)
+    fallback = [
+        item["properties"]
+        for item in after
+        if item["kind"] == "relationship" and item["properties"].get("job") == job and item["type"] == "RELATED_TO"
+    ]
+    assert sorted(p["original_type"] for p in fallback) == sorted(
+        text.replace("\x00", "").replace("\ud800", "\ufffd") for text in HOSTILE
+    )
     assert all(p["evidence"] == p["original_type"] for p in fallback)  # evidence is kept verbatim
 
     rollback_job(graph_store, job, log_path=tmp_path / "J.json")
@@ -122,9 +134,11 @@ values = st.recursive(
     | st.booleans()
     | st.integers(-(2**62), 2**62)
     | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
-    | st.text(st.sampled_from(list('\\"\'`u0{}$n\n\t\r\b\f\x01\x1f\x7f é😀'))),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), children, max_size=3),
+    | st.text(st.sampled_from(list("\\\"'`u0{}$n\n\t\r\b\f\x01\x1f\x7f é😀"))),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), children, max_size=3)
+    ),
     max_leaves=8,
 )
 

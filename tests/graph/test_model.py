@@ -78,7 +78,9 @@ def test_a_chunk_writes_documents_then_entities_then_relations():
     ]
     assert chunk.mentions == 3 and chunk.relationships == 1  # duplicates merged
     person = chunk.batch[3][1]["rows"]
-    assert person == [{"key": "PERSON:ada", "type": "PERSON", "mentions": [{"doc_id": "d1", "name": "Ada", "span": [0, 3]}]}]
+    assert person == [
+        {"key": "PERSON:ada", "type": "PERSON", "mentions": [{"doc_id": "d1", "name": "Ada", "span": [0, 3]}]}
+    ]
     assert chunk.batch[2][1]["rows"][0]["mentions"] == [{"doc_id": "d1", "name": "IBM", "span": None}]
 
 

@@ -24,15 +24,16 @@ pytestmark = pytest.mark.graph
 
 def test_an_unreachable_neo4j_names_the_uri(monkeypatch):
     monkeypatch.setenv("NEO4J_PASSWORD", "not-used")
-    with pytest.raises(ServiceUnavailable, match=r"^Neo4j at bolt://127\.0\.0\.1:1 is unreachable \([^\n]*\) — start it"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"^Neo4j at bolt://127\.0\.0\.1:1 is unreachable \([^\n]*\) — start it"
+    ):
         with open_store("bolt://127.0.0.1:1", data_dir=Path("unused")):
             pass
 
 
 def test_credentials_in_a_neo4j_uri_are_refused_without_echoing_them():
-    with pytest.raises(BadInput) as caught:
-        with open_store("neo4j://neo4j:s3cret@127.0.0.1:1", data_dir=Path("unused")):
-            pass
+    with pytest.raises(BadInput) as caught, open_store("neo4j://neo4j:s3cret@127.0.0.1:1", data_dir=Path("unused")):
+        pass
     assert "NEO4J_USERNAME" in caught.value.message and "s3cret" not in caught.value.message
 
 
@@ -65,7 +66,9 @@ def test_constraints_and_indexes_are_made_once_and_a_second_commit_keeps_them(ne
 def test_a_foreign_index_on_our_key_is_one_line_with_the_fix(neo4j_store, neo4j_server, tmp_path):
     drop = Statement("drop", "DROP CONSTRAINT extractor_entity_key IF EXISTS")
     neo4j_store.write([(drop, {})])
-    neo4j_store.write([(Statement("foreign", "CREATE INDEX their_entity_key IF NOT EXISTS FOR (n:Entity) ON (n.key)"), {})])
+    neo4j_store.write(
+        [(Statement("foreign", "CREATE INDEX their_entity_key IF NOT EXISTS FOR (n:Entity) ON (n.key)"), {})]
+    )
     try:
         with pytest.raises(BadInput) as caught:
             with open_store(neo4j_server.uri, database=neo4j_server.database, data_dir=tmp_path):
@@ -73,7 +76,9 @@ def test_a_foreign_index_on_our_key_is_one_line_with_the_fix(neo4j_store, neo4j_
         message = caught.value.message
         assert "\n" not in message
         assert message.startswith(f"Neo4j at {neo4j_server.uri} could not create create_entity_key_constraint: ")
-        assert message.endswith("drop that index or constraint (SHOW INDEXES; DROP INDEX name), extractor creates its own")
+        assert message.endswith(
+            "drop that index or constraint (SHOW INDEXES; DROP INDEX name), extractor creates its own"
+        )
     finally:
         neo4j_store.write([(Statement("undo", "DROP INDEX their_entity_key IF EXISTS"), {})])
         neo4j_store.ensure_schema()
@@ -94,13 +99,16 @@ def test_a_deadlock_is_retried_by_the_managed_transaction(neo4j_store, neo4j_ser
     """Two batches lock A then B, and B then A: Neo4j kills one with DeadlockDetected (a transient
     error), the driver retries it, and both land exactly once."""
     neo4j_store.write([(Statement("locks", "UNWIND ['A', 'B', 'C'] AS k CREATE (:Lock {k: k, n: 0})"), {})])
-    batches = {"AB": [increment("A"), increment("C"), increment("B")], "BA": [increment("B"), increment("C"), increment("A")]}
+    batches = {
+        "AB": [increment("A"), increment("C"), increment("B")],
+        "BA": [increment("B"), increment("C"), increment("A")],
+    }
     errors: list[BaseException] = []
 
     def send(batch):
         try:
             neo4j_store.write(batch)
-        except BaseException as exc:  # noqa: BLE001  (reported below)
+        except BaseException as exc:
             errors.append(exc)
 
     driver = neo4j.GraphDatabase.driver(neo4j_server.uri, auth=(neo4j_server.username, neo4j_server.password))
@@ -113,7 +121,9 @@ def test_a_deadlock_is_retried_by_the_managed_transaction(neo4j_store, neo4j_ser
             threads = [threading.Thread(target=send, args=(batch,)) for batch in batches.values()]
             for thread in threads:
                 thread.start()
-            blocked = Statement("blocked", "SHOW TRANSACTIONS YIELD status WHERE status STARTS WITH 'Blocked' RETURN count(*) AS n")
+            blocked = Statement(
+                "blocked", "SHOW TRANSACTIONS YIELD status WHERE status STARTS WITH 'Blocked' RETURN count(*) AS n"
+            )
             deadline = time.monotonic() + 120
             while neo4j_store.read(blocked)[0]["n"] < 2:
                 assert time.monotonic() < deadline, "the two batches never both waited on C"
@@ -124,7 +134,9 @@ def test_a_deadlock_is_retried_by_the_managed_transaction(neo4j_store, neo4j_ser
     finally:
         driver.close()
     assert errors == []
-    counts = {row["k"]: row["n"] for row in neo4j_store.read(Statement("n", "MATCH (n:Lock) RETURN n.k AS k, n.n AS n"))}
+    counts = {
+        row["k"]: row["n"] for row in neo4j_store.read(Statement("n", "MATCH (n:Lock) RETURN n.k AS k, n.n AS n"))
+    }
     assert counts == {"A": 2, "B": 2, "C": 102}
     retried = [r.getMessage() for r in caplog.records if "retried" in r.getMessage()]
     assert retried and "DeadlockDetected" in " ".join(retried), [r.getMessage() for r in caplog.records]

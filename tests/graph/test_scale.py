@@ -115,15 +115,22 @@ def recorded_chunks(workdir: Path, job_id: str, data_dir: Path) -> list[dict[str
     return None
 
 
-@pytest.mark.parametrize("landed", [0, 1, 2], ids=["before-the-first-chunk", "after-one-chunk", "inside-the-last-chunk"])
+@pytest.mark.parametrize(
+    "landed", [0, 1, 2], ids=["before-the-first-chunk", "after-one-chunk", "inside-the-last-chunk"]
+)
 def test_a_server_killed_mid_commit_restarts_and_the_commit_resumes_to_the_same_graph(
     kill_job: tuple[Path, str, list[dict[str, Any]]], landed: int
 ) -> None:
     workdir, job_id, uninterrupted = kill_job
     data_dir = workdir / f"killed-{landed}"
     env = night_env(workdir, EXTRACTOR_DATA_DIR=str(data_dir))
-    proc = subprocess.Popen([sys.executable, "-m", "extractor.cli", "commit", job_id, "--json"], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "extractor.cli", "commit", job_id, "--json"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 300
         while (chunks := recorded_chunks(workdir, job_id, data_dir)) is None or len(chunks) < landed:

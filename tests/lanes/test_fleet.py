@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -138,8 +138,14 @@ def test_a_killed_server_costs_nothing_and_rejoins_when_back(tmp_path: Path) -> 
     outcome: dict = {}
 
     def lane() -> None:
-        outcome["stats"] = run_local_lane(iter(lines), output_path=out, error_path=tmp_path / "errors.jsonl",
-                                          base_url=[a.url, b.url], notice=notices.append, log=events.append)
+        outcome["stats"] = run_local_lane(
+            iter(lines),
+            output_path=out,
+            error_path=tmp_path / "errors.jsonl",
+            base_url=[a.url, b.url],
+            notice=notices.append,
+            log=events.append,
+        )
 
     thread = threading.Thread(target=lane)
     thread.start()
@@ -159,7 +165,9 @@ def test_a_killed_server_costs_nothing_and_rejoins_when_back(tmp_path: Path) -> 
         b2.stop()
     stats = outcome["stats"]
     answers = rows(out)
-    assert Counter(r["custom_id"] for r in answers) == Counter(line["custom_id"] for line in lines)  # none lost, none twice
+    assert Counter(r["custom_id"] for r in answers) == Counter(
+        line["custom_id"] for line in lines
+    )  # none lost, none twice
     assert (stats.answered, stats.failed) == (60, 0)
     assert any(n.startswith(f"{b.url} stopped answering") and "other 1 server" in n for n in notices)
     assert any(n == f"{b.url} is back; carrying on" for n in notices)
@@ -179,8 +187,14 @@ def test_a_stalled_server_gives_its_requests_back_after_the_timeout(tmp_path: Pa
     outcome: dict = {}
 
     def lane() -> None:
-        outcome["stats"] = run_local_lane(iter(lines), output_path=out, error_path=tmp_path / "errors.jsonl",
-                                          base_url=[a.url, b.url], timeout_s=2.0, notice=notices.append)
+        outcome["stats"] = run_local_lane(
+            iter(lines),
+            output_path=out,
+            error_path=tmp_path / "errors.jsonl",
+            base_url=[a.url, b.url],
+            timeout_s=2.0,
+            notice=notices.append,
+        )
 
     thread = threading.Thread(target=lane)
     try:
@@ -205,8 +219,9 @@ def test_a_stalled_server_gives_its_requests_back_after_the_timeout(tmp_path: Pa
     assert took < 20
 
 
-def test_429_with_retry_after_lowers_concurrency_and_pauses_the_server(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_429_with_retry_after_lowers_concurrency_and_pauses_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     allowed = 2
     gauge = Gauge()
     refusals = 0
@@ -231,8 +246,14 @@ def test_429_with_retry_after_lowers_concurrency_and_pauses_the_server(tmp_path:
     lines = lines_of(20)
     out = tmp_path / "output.jsonl"
     with StubChatServer(script) as stub:
-        stats = run_local_lane(iter(lines), output_path=out, error_path=tmp_path / "errors.jsonl",
-                               base_url=stub.url, concurrency=8, log=lambda e: events.append((time.monotonic(), e)))
+        stats = run_local_lane(
+            iter(lines),
+            output_path=out,
+            error_path=tmp_path / "errors.jsonl",
+            base_url=stub.url,
+            concurrency=8,
+            log=lambda e: events.append((time.monotonic(), e)),
+        )
     assert Counter(r["custom_id"] for r in rows(out)) == Counter(line["custom_id"] for line in lines)
     assert stats.failed == 0 and stats.rate_limited == refusals >= 1
     [server] = stats.servers
@@ -263,8 +284,14 @@ def test_a_late_duplicate_of_a_hedged_request_is_logged_not_written(tmp_path: Pa
     events: list[dict] = []
     a, b = StubChatServer(script, slots=1).start(), StubChatServer(script, slots=1).start()
     try:
-        stats = run_local_lane(iter(lines), output_path=out, error_path=tmp_path / "errors.jsonl",
-                               base_url=[a.url, b.url], hedge_after=0.95, log=events.append)
+        stats = run_local_lane(
+            iter(lines),
+            output_path=out,
+            error_path=tmp_path / "errors.jsonl",
+            base_url=[a.url, b.url],
+            hedge_after=0.95,
+            log=events.append,
+        )
         time.sleep(0.1)
     finally:
         a.stop()
@@ -286,16 +313,24 @@ def test_without_hedging_a_slow_request_is_sent_once(tmp_path: Path) -> None:
         return (0.6 if text_of(body) == "document 24" else 0.01), 200, chat_completion()
 
     with StubChatServer(script, slots=1) as a, StubChatServer(script, slots=1) as b:
-        stats = run_local_lane(iter(lines_of(25)), output_path=tmp_path / "o.jsonl", error_path=tmp_path / "e.jsonl",
-                               base_url=[a.url, b.url])
+        stats = run_local_lane(
+            iter(lines_of(25)),
+            output_path=tmp_path / "o.jsonl",
+            error_path=tmp_path / "e.jsonl",
+            base_url=[a.url, b.url],
+        )
     assert [text_of(x) for x in a.bodies + b.bodies].count("document 24") == 1
     assert (stats.answered, stats.hedged, stats.duplicates) == (25, 0, 0)
 
 
 def test_a_fast_server_does_more_of_the_work(tmp_path: Path) -> None:
     with StubChatServer(steady(0.01), slots=2) as fast, StubChatServer(steady(0.5), slots=2) as slow:
-        stats = run_local_lane(iter(lines_of(60)), output_path=tmp_path / "o.jsonl", error_path=tmp_path / "e.jsonl",
-                               base_url=[slow.url, fast.url])
+        stats = run_local_lane(
+            iter(lines_of(60)),
+            output_path=tmp_path / "o.jsonl",
+            error_path=tmp_path / "e.jsonl",
+            base_url=[slow.url, fast.url],
+        )
     figures = {s["url"]: s for s in stats.servers}
     # 50x faster at the stub; on a loaded machine the client's own delays shrink that, hence only 2x here
     assert figures[fast.url]["answered"] > 2 * figures[slow.url]["answered"] >= 2
@@ -307,8 +342,11 @@ def test_kill_9_of_the_lane_then_rerun_sends_only_the_missing(tmp_path: Path) ->
     atomic_write_jsonl(tmp_path / "requests.jsonl", lines)
     out = tmp_path / "output.jsonl"
     with StubChatServer(steady(0.05), slots=2) as a, StubChatServer(steady(0.05), slots=2) as b:
-        lane = subprocess.Popen([sys.executable, "-c", LANE_SCRIPT, f"{a.url},{b.url}", str(tmp_path)], cwd=REPO,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        lane = subprocess.Popen(
+            [sys.executable, "-c", LANE_SCRIPT, f"{a.url},{b.url}", str(tmp_path)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         try:
             while len(rows(out)) < 20:
                 time.sleep(0.01)
@@ -318,9 +356,10 @@ def test_kill_9_of_the_lane_then_rerun_sends_only_the_missing(tmp_path: Path) ->
         landed = {r["custom_id"] for r in rows(out)}
         assert 20 <= len(landed) < len(lines)
         before = (len(a.bodies), len(b.bodies))
-        stats = run_local_lane(iter(lines), output_path=out, error_path=tmp_path / "errors.jsonl",
-                               base_url=[a.url, b.url])
-        bodies = a.bodies[before[0]:] + b.bodies[before[1]:]
+        stats = run_local_lane(
+            iter(lines), output_path=out, error_path=tmp_path / "errors.jsonl", base_url=[a.url, b.url]
+        )
+        bodies = a.bodies[before[0] :] + b.bodies[before[1] :]
         resent = sorted(f"doc-{int(text_of(x).split()[1]):03d}" for x in bodies)
     assert resent == sorted({line["custom_id"] for line in lines} - landed)
     assert stats.skipped_already_done == len(landed)
@@ -332,8 +371,13 @@ def test_every_server_down_is_exit_4_naming_each(tmp_path: Path) -> None:
 
     urls = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
     with pytest.raises(ServiceUnavailable) as caught:
-        run_local_lane(iter(lines_of(2)), output_path=tmp_path / "o.jsonl", error_path=tmp_path / "e.jsonl",
-                       base_url=urls, server_wait_s=1)
+        run_local_lane(
+            iter(lines_of(2)),
+            output_path=tmp_path / "o.jsonl",
+            error_path=tmp_path / "e.jsonl",
+            base_url=urls,
+            server_wait_s=1,
+        )
     assert "any of 2 servers" in caught.value.message
     assert all(f"{u}: connection refused" in caught.value.message for u in urls)
 
@@ -342,8 +386,14 @@ def test_one_server_down_at_start_the_other_does_the_night(tmp_path: Path) -> No
     dead = f"http://127.0.0.1:{free_port()}"
     notices: list[str] = []
     with StubChatServer() as alive:
-        stats = run_local_lane(iter(lines_of(5)), output_path=tmp_path / "o.jsonl", error_path=tmp_path / "e.jsonl",
-                               base_url=[dead, alive.url], server_wait_s=5, notice=notices.append)
+        stats = run_local_lane(
+            iter(lines_of(5)),
+            output_path=tmp_path / "o.jsonl",
+            error_path=tmp_path / "e.jsonl",
+            base_url=[dead, alive.url],
+            server_wait_s=5,
+            notice=notices.append,
+        )
     assert stats.answered == 5 and {r["server"] for r in rows(tmp_path / "o.jsonl")} == {alive.url}
 
 
@@ -370,7 +420,7 @@ def test_aimd_halves_once_per_round_trip_and_grows_back_slowly() -> None:
 def test_retry_after_forms() -> None:
     assert retry_after_s({"Retry-After": "3"}) == 3
     assert retry_after_s({"retry-after-ms": "250", "retry-after": "9"}) == 0.25  # OpenAI's finer header wins
-    when = datetime.now(timezone.utc) + timedelta(seconds=30)
+    when = datetime.now(UTC) + timedelta(seconds=30)
     assert 25 < retry_after_s({"Retry-After": format_datetime(when, usegmt=True)}) <= 30
     assert retry_after_s({"Retry-After": "86400"}) == 300  # capped: the lane probes again rather than sleep all night
     assert retry_after_s({"Retry-After": "soon"}) is None and retry_after_s({}) is None
@@ -409,8 +459,13 @@ def test_urls_from_flags_or_environment_never_show_userinfo() -> None:
 
 def test_concurrency_for_a_server_not_in_the_fleet_is_bad_input(tmp_path: Path) -> None:
     with StubChatServer() as stub, pytest.raises(BadInput, match="not one of the --local-url servers"):
-        run_local_lane(iter(lines_of(1)), output_path=tmp_path / "o.jsonl", error_path=tmp_path / "e.jsonl",
-                       base_url=[stub.url], concurrency_by_url={"http://elsewhere:1": 2})
+        run_local_lane(
+            iter(lines_of(1)),
+            output_path=tmp_path / "o.jsonl",
+            error_path=tmp_path / "e.jsonl",
+            base_url=[stub.url],
+            concurrency_by_url={"http://elsewhere:1": 2},
+        )
 
 
 def test_output_lines_and_logs_name_the_server_without_its_password(tmp_path: Path) -> None:
@@ -418,8 +473,14 @@ def test_output_lines_and_logs_name_the_server_without_its_password(tmp_path: Pa
     notices: list[str] = []
     with StubChatServer() as stub:
         url = stub.url.replace("http://", "http://user:s3cret@")
-        run_local_lane(iter(lines_of(2)), output_path=tmp_path / "o.jsonl", error_path=tmp_path / "e.jsonl",
-                       base_url=[url], log=events.append, notice=notices.append)
+        run_local_lane(
+            iter(lines_of(2)),
+            output_path=tmp_path / "o.jsonl",
+            error_path=tmp_path / "e.jsonl",
+            base_url=[url],
+            log=events.append,
+            notice=notices.append,
+        )
     assert {r["server"] for r in rows(tmp_path / "o.jsonl")} == {stub.url}
     assert b"s3cret" not in (tmp_path / "o.jsonl").read_bytes()
     assert "s3cret" not in orjson.dumps(events).decode() + "".join(notices)
@@ -428,8 +489,9 @@ def test_output_lines_and_logs_name_the_server_without_its_password(tmp_path: Pa
 # --- the CLI: flags, environment, status and ledger -----------------------------------------------------
 
 
-def test_cli_fleet_with_per_server_concurrency_status_and_ledger(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_fleet_with_per_server_concurrency_status_and_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from extractor.reports.ledger import Ledger
     from tests.job_fixtures import invoke, invoke_json, store
     from tests.llm_fixtures import redocred_texts
@@ -442,8 +504,9 @@ def test_cli_fleet_with_per_server_concurrency_status_and_ledger(tmp_path: Path,
     a, b = StubChatServer(steady(0.05, gauges[0]), slots=4), StubChatServer(steady(0.05, gauges[1]))
     with a, b:
         monkeypatch.setenv("EXTRACTOR_LOCAL_URLS", f"{a.url},{b.url}")  # cron's way; --concurrency names one
-        data = invoke_json("run", str(docs), "--no-commit", "--concurrency", f"{b.url}=1", "--concurrency", "3",
-                           codes=(0, 3, 6))
+        data = invoke_json(
+            "run", str(docs), "--no-commit", "--concurrency", f"{b.url}=1", "--concurrency", "3", codes=(0, 3, 6)
+        )
     job_id = data["job_id"]
     assert store().load(job_id).manifest["remote"]["stats"]["answered"] == 8
     assert (gauges[0].peak, gauges[1].peak) == (3, 1)  # N for every server, URL=N for one: both over /props' 4
@@ -462,8 +525,9 @@ def test_cli_fleet_with_per_server_concurrency_status_and_ledger(tmp_path: Path,
         [job] = [j for j in ledger.jobs() if j["job_id"] == job_id]
     assert {(r["run"], r["url"]) for r in rows} == {("local-1", a.url), ("local-1", b.url)}
     assert sum(r["answered"] for r in rows) == 8 and all(r["p95_ms"] is not None for r in rows if r["answered"])
-    assert Counter(r["server"] for r in answers) == Counter({u: s["documents"] for u, s in servers.items()
-                                                            if s["documents"]})
+    assert Counter(r["server"] for r in answers) == Counter(
+        {u: s["documents"] for u, s in servers.items() if s["documents"]}
+    )
     assert (job["hedged"], job["hedge_duplicates"]) == (0, 0)
 
 
@@ -512,8 +576,18 @@ def test_cli_hedging_is_counted_in_status_and_the_ledger(tmp_path: Path) -> None
         return 0.02, 200, chat_completion()
 
     with StubChatServer(script, slots=1) as a, StubChatServer(script, slots=1) as b:
-        data = invoke_json("run", str(docs), "--no-commit", "--local-url", a.url, "--local-url", b.url,
-                           "--hedge-after", "p95", codes=(0, 3, 6))
+        data = invoke_json(
+            "run",
+            str(docs),
+            "--no-commit",
+            "--local-url",
+            a.url,
+            "--local-url",
+            b.url,
+            "--hedge-after",
+            "p95",
+            codes=(0, 3, 6),
+        )
     job = store().load(data["job_id"])
     events = list(iter_jsonl(job.log_path))
     hedges = [e for e in events if e["event"] == "hedge"]

@@ -42,16 +42,20 @@ def test_the_lanes_a_job_is_prepared_for() -> None:
         describe("carrier-pigeon")
 
 
-@pytest.mark.parametrize(("backend", "remote", "expected"), [
-    ("local", None, LocalLane),
-    ("local", {"kind": "local", "complete": True}, LocalLane),
-    ("openai", None, OpenAIBatchLane),
-    ("openai", {"kind": "openai", "batches": []}, OpenAIBatchLane),
-    ("openai", {"kind": "file", "complete": True}, FileLane),
-    ("local", {"kind": "file", "complete": True}, FileLane),
-])
-def test_lane_for_picks_by_the_remote_record_else_the_backend(backend: str, remote: dict[str, Any] | None,
-                                                             expected: type) -> None:
+@pytest.mark.parametrize(
+    ("backend", "remote", "expected"),
+    [
+        ("local", None, LocalLane),
+        ("local", {"kind": "local", "complete": True}, LocalLane),
+        ("openai", None, OpenAIBatchLane),
+        ("openai", {"kind": "openai", "batches": []}, OpenAIBatchLane),
+        ("openai", {"kind": "file", "complete": True}, FileLane),
+        ("local", {"kind": "file", "complete": True}, FileLane),
+    ],
+)
+def test_lane_for_picks_by_the_remote_record_else_the_backend(
+    backend: str, remote: dict[str, Any] | None, expected: type
+) -> None:
     job = _job(backend, remote)
     assert type(lane_for(job)) is expected and info_for(job) is lane_for(job).info
 
@@ -75,8 +79,10 @@ def test_a_prepared_job_gets_its_backends_lane(backend: str, docs_dir: Path, tmp
 
 
 def test_collect_does_not_import_the_openai_lane() -> None:
-    code = ("import sys, extractor.collect.results, extractor.collect.ingest, extractor.reports.entries; "
-            "print(sorted(m for m in ('extractor.lanes.openai_batch', 'extractor.lanes.openai_client', 'openai')"
-            " if m in sys.modules))")
+    code = (
+        "import sys, extractor.collect.results, extractor.collect.ingest, extractor.reports.entries; "
+        "print(sorted(m for m in ('extractor.lanes.openai_batch', 'extractor.lanes.openai_client', 'openai')"
+        " if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

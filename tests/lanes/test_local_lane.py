@@ -82,8 +82,9 @@ def test_answers_land_in_batch_output_format(tmp_path: Path, llama_url: str) -> 
     assert truncated["usage"]["completion_tokens"] == 4
     requests = [e for e in events if e["event"] == "request"]
     assert {e["custom_id"] for e in requests} == set(rows)
-    assert all(e["status"] == 200 and e["attempts"] == 1 and e["latency_ms"] > 0 and e["prompt_tokens"] > 0
-               for e in requests)
+    assert all(
+        e["status"] == 200 and e["attempts"] == 1 and e["latency_ms"] > 0 and e["prompt_tokens"] > 0 for e in requests
+    )
     assert stats.completion_tokens == sum(r["response"]["body"]["usage"]["completion_tokens"] for r in rows.values())
     assert stats.p50() is not None and stats.p99() >= stats.p50()
     assert not err.exists()
@@ -99,8 +100,11 @@ def test_kill_9_mid_run_then_resume_sends_only_the_missing(tmp_path: Path, llama
     lines = request_lines(6, max_tokens=24)
     atomic_write_jsonl(tmp_path / "requests.jsonl", lines)
     out = tmp_path / "output.jsonl"
-    lane = subprocess.Popen([sys.executable, "-c", LANE_SCRIPT, llama_server, str(tmp_path)], cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    lane = subprocess.Popen(
+        [sys.executable, "-c", LANE_SCRIPT, llama_server, str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         wait_for_lines(out, 1)
     finally:
@@ -114,8 +118,13 @@ def test_kill_9_mid_run_then_resume_sends_only_the_missing(tmp_path: Path, llama
         fh.write(orjson.dumps({"id": "batch_req_torn", "custom_id": missing[0]})[:30])
 
     sent: list[str] = []
-    stats = run_local_lane(iter(lines), output_path=out, error_path=tmp_path / "errors.jsonl", base_url=llama_server,
-                           log=lambda e: sent.append(e["custom_id"]) if e["event"] == "request" else None)
+    stats = run_local_lane(
+        iter(lines),
+        output_path=out,
+        error_path=tmp_path / "errors.jsonl",
+        base_url=llama_server,
+        log=lambda e: sent.append(e["custom_id"]) if e["event"] == "request" else None,
+    )
 
     assert sorted(sent) == missing
     assert stats.skipped_already_done == len(landed)
@@ -139,9 +148,15 @@ def test_server_killed_and_restarted_mid_run(tmp_path: Path, model_cache: Path) 
 
     def lane() -> None:
         try:
-            outcome["stats"] = run_local_lane(iter(lines), output_path=out, error_path=tmp_path / "errors.jsonl",
-                                              base_url=f"http://127.0.0.1:{port}/v1", server_wait_s=60,
-                                              log=events.append, notice=notices.append)
+            outcome["stats"] = run_local_lane(
+                iter(lines),
+                output_path=out,
+                error_path=tmp_path / "errors.jsonl",
+                base_url=f"http://127.0.0.1:{port}/v1",
+                server_wait_s=60,
+                log=events.append,
+                notice=notices.append,
+            )
         except BaseException as exc:  # surfaced by the assertion below
             outcome["error"] = exc
 
@@ -169,8 +184,13 @@ def test_server_never_up_is_exit_4_with_a_clear_message(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(ServiceUnavailable) as caught:
-        run_local_lane(iter(request_lines(2)), output_path=tmp_path / "o.jsonl", error_path=tmp_path / "e.jsonl",
-                       base_url=url, server_wait_s=1)
+        run_local_lane(
+            iter(request_lines(2)),
+            output_path=tmp_path / "o.jsonl",
+            error_path=tmp_path / "e.jsonl",
+            base_url=url,
+            server_wait_s=1,
+        )
     assert time.monotonic() - started < 10
     assert caught.value.exit_code == ExitCode.UNREACHABLE
     assert url in caught.value.message and "connection refused" in caught.value.message
@@ -186,9 +206,14 @@ def test_a_request_that_times_out_is_retried(tmp_path: Path) -> None:
     events: list[dict] = []
     out = tmp_path / "output.jsonl"
     with StubChatServer(script) as stub:
-        stats = run_local_lane(iter([request_line("doc-a", "Ada Lovelace was born in London.")]), output_path=out,
-                               error_path=tmp_path / "errors.jsonl", base_url=stub.url, timeout_s=0.5,
-                               log=events.append)
+        stats = run_local_lane(
+            iter([request_line("doc-a", "Ada Lovelace was born in London.")]),
+            output_path=out,
+            error_path=tmp_path / "errors.jsonl",
+            base_url=stub.url,
+            timeout_s=0.5,
+            log=events.append,
+        )
     assert len(stub.bodies) == 2
     assert (stats.answered, stats.retries, stats.completion_tokens) == (1, 1, 7)
     assert [e["code"] for e in events if e["event"] == "retry"] == ["timeout"]
@@ -206,8 +231,17 @@ def test_5xx_is_retried_4xx_is_terminal_and_a_rerun_resends_the_failure(tmp_path
         if text == "flaky" and seen[text] == 1:
             return 0.0, 503, {"error": {"code": 503, "message": "busy", "type": "unavailable_error"}}
         if text == "too long":
-            return 0.0, 400, {"error": {"code": 400, "message": "the request exceeds the context size",
-                                        "type": "exceed_context_size_error"}}
+            return (
+                0.0,
+                400,
+                {
+                    "error": {
+                        "code": 400,
+                        "message": "the request exceeds the context size",
+                        "type": "exceed_context_size_error",
+                    }
+                },
+            )
         return 0.0, 200, chat_completion()
 
     lines = [request_line("doc-flaky", "flaky"), request_line("doc-long", "too long")]
@@ -242,8 +276,14 @@ def test_server_gone_for_good_keeps_the_answers_and_exits_4(tmp_path: Path) -> N
     out = tmp_path / "output.jsonl"
     stub = StubChatServer(script).start()
     with pytest.raises(ServiceUnavailable) as caught:
-        run_local_lane(iter(request_lines(3)), output_path=out, error_path=tmp_path / "errors.jsonl",
-                       base_url=stub.url, concurrency=1, server_wait_s=1)
+        run_local_lane(
+            iter(request_lines(3)),
+            output_path=out,
+            error_path=tmp_path / "errors.jsonl",
+            base_url=stub.url,
+            concurrency=1,
+            server_wait_s=1,
+        )
     assert caught.value.exit_code == ExitCode.UNREACHABLE
     assert "not back within 1s" in caught.value.message and str(out) in caught.value.message
     assert custom_ids(out) == ["doc-000"]
@@ -268,16 +308,23 @@ def test_a_million_lines_never_become_a_million_requests_in_flight(tmp_path: Pat
 
     stub = StubChatServer(script).start()
     with pytest.raises(ServiceUnavailable):
-        run_local_lane(million(), output_path=tmp_path / "o.jsonl", error_path=tmp_path / "e.jsonl",
-                       base_url=stub.url, concurrency=3, server_wait_s=0.5)
+        run_local_lane(
+            million(),
+            output_path=tmp_path / "o.jsonl",
+            error_path=tmp_path / "e.jsonl",
+            base_url=stub.url,
+            concurrency=3,
+            server_wait_s=0.5,
+        )
     assert pulled <= 3 + 1
 
 
 def test_a_custom_id_given_twice_is_sent_once(tmp_path: Path) -> None:
     line = request_line("doc-a", "Ada Lovelace was born in London.")
     with StubChatServer() as stub:
-        stats = run_local_lane(iter([line, line]), output_path=tmp_path / "o.jsonl",
-                               error_path=tmp_path / "e.jsonl", base_url=stub.url)
+        stats = run_local_lane(
+            iter([line, line]), output_path=tmp_path / "o.jsonl", error_path=tmp_path / "e.jsonl", base_url=stub.url
+        )
     assert (len(stub.bodies), stats.answered, stats.skipped_already_done) == (1, 1, 1)
     assert server_slots(stub.url) is None
 
@@ -382,8 +429,9 @@ def test_run_passes_concurrency_to_the_lane(tmp_path: Path) -> None:
     for i, text in enumerate(redocred_texts(3)):
         (docs / f"doc-{i}.txt").write_text(text[:300] + "\n", encoding="utf-8")
     with StubChatServer() as stub:
-        data = invoke_json("run", str(docs), "--local-url", stub.url, "--concurrency", "1", "--no-commit",
-                           codes=(0, 3, 6))
+        data = invoke_json(
+            "run", str(docs), "--local-url", stub.url, "--concurrency", "1", "--no-commit", codes=(0, 3, 6)
+        )
     job = store().load(data["job_id"])
     assert job.manifest["remote"]["stats"]["concurrency"] == 1
     assert job.manifest["remote"]["stats"]["answered"] == 3

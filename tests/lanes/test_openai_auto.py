@@ -38,8 +38,11 @@ def only_job() -> dict:
 
 
 def test_auto_falls_back_to_openai_when_the_local_server_is_down(emu: BatchEmulator, docs: Path, dead_url: str) -> None:
-    result = runner.invoke(app, ["submit", str(docs), "--backend", "auto", "--local-url", dead_url,
-                                 "--health-timeout", "0.5", "--json"], catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        ["submit", str(docs), "--backend", "auto", "--local-url", dead_url, "--health-timeout", "0.5", "--json"],
+        catch_exceptions=False,
+    )
 
     assert result.exit_code == 0, result.stderr
     manifest = only_job()
@@ -53,12 +56,16 @@ def test_auto_falls_back_to_openai_when_the_local_server_is_down(emu: BatchEmula
 
 
 def test_auto_without_either_lane_says_what_to_do(docs: Path, dead_url: str) -> None:
-    result = runner.invoke(app, ["submit", str(docs), "--backend", "auto", "--local-url", dead_url,
-                                 "--health-timeout", "0.2"], catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        ["submit", str(docs), "--backend", "auto", "--local-url", dead_url, "--health-timeout", "0.2"],
+        catch_exceptions=False,
+    )
 
     assert result.exit_code == 2
-    assert result.stderr.strip().endswith("and OPENAI_API_KEY is not set — start the local server, "
-                                          "or set OPENAI_API_KEY for the OpenAI Batch lane")
+    assert result.stderr.strip().endswith(
+        "and OPENAI_API_KEY is not set — start the local server, or set OPENAI_API_KEY for the OpenAI Batch lane"
+    )
 
 
 @pytest.mark.llm
@@ -74,8 +81,11 @@ def test_auto_takes_a_healthy_local_server(llama_url: str) -> None:
 def test_prepare_auto_resolves_the_lane_says_so_and_records_it(docs: Path, dead_url: str, monkeypatch) -> None:
     # prepare sends nothing, so a key is enough for the OpenAI lane to be chosen; no silent `local`.
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-sent")
-    result = runner.invoke(app, ["prepare", str(docs), "--backend", "auto", "--local-url", dead_url,
-                                 "--health-timeout", "0.3", "--json"], catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        ["prepare", str(docs), "--backend", "auto", "--local-url", dead_url, "--health-timeout", "0.3", "--json"],
+        catch_exceptions=False,
+    )
 
     assert result.exit_code == 0, result.stderr
     manifest = only_job()
@@ -86,8 +96,11 @@ def test_prepare_auto_resolves_the_lane_says_so_and_records_it(docs: Path, dead_
 
 def test_prepare_auto_without_either_lane_prepares_nothing(docs: Path, dead_url: str, monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    result = runner.invoke(app, ["prepare", str(docs), "--backend", "auto", "--local-url", dead_url,
-                                 "--health-timeout", "0.2"], catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        ["prepare", str(docs), "--backend", "auto", "--local-url", dead_url, "--health-timeout", "0.2"],
+        catch_exceptions=False,
+    )
 
     assert result.exit_code == 2
     assert "OPENAI_API_KEY is not set" in result.stderr

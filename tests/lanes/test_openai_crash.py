@@ -40,14 +40,19 @@ def killer(calls: int, victim: dict[str, subprocess.Popen]) -> Callable[[dict], 
 
 
 def submit_in_a_process(job_id: str, victim: dict[str, subprocess.Popen]) -> int:
-    victim["process"] = subprocess.Popen([sys.executable, "-m", "extractor.cli", "submit", "--job", job_id],
-                                         cwd=REPO, env=os.environ.copy(),
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim["process"] = subprocess.Popen(
+        [sys.executable, "-m", "extractor.cli", "submit", "--job", job_id],
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return victim["process"].wait(timeout=120)
 
 
-def test_a_submit_killed_after_upload_and_after_create_sends_each_shard_once(emu: BatchEmulator,
-                                                                              tmp_path: Path) -> None:
+def test_a_submit_killed_after_upload_and_after_create_sends_each_shard_once(
+    emu: BatchEmulator, tmp_path: Path
+) -> None:
     write_documents(load_redocred()[:4], tmp_path / "docs")
     options = PrepareOptions(backend="openai", max_lines_per_file=2, count_tokens=False)
     job = prepare_job(store(), tmp_path / "docs", options).job

@@ -46,12 +46,23 @@ def client(emu: BatchEmulator) -> OpenAI:
 
 def request_lines(docs: list[dict], ids: list[str] = IDS) -> bytes:
     lines = [
-        {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": "gpt-4o-mini", "max_completion_tokens": 800,
-                  "response_format": {"type": "json_schema",
-                                      "json_schema": {"name": "x", "strict": True, "schema": SPEC["schema"]}},
-                  "messages": [{"role": "system", "content": "Extract entities and relations."},
-                               {"role": "user", "content": redocred_text(doc)}]}}
+        {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": "gpt-4o-mini",
+                "max_completion_tokens": 800,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "strict": True, "schema": SPEC["schema"]},
+                },
+                "messages": [
+                    {"role": "system", "content": "Extract entities and relations."},
+                    {"role": "user", "content": redocred_text(doc)},
+                ],
+            },
+        }
         for custom_id, doc in zip(ids, docs)
     ]
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
@@ -59,8 +70,9 @@ def request_lines(docs: list[dict], ids: list[str] = IDS) -> bytes:
 
 def submit(client: OpenAI, data: bytes, **metadata: str) -> str:
     upload = client.files.create(file=("requests.jsonl", data), purpose="batch")
-    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                  completion_window="24h", metadata=metadata or None)
+    batch = client.batches.create(
+        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h", metadata=metadata or None
+    )
     return batch.id
 
 
@@ -81,8 +93,9 @@ def download(client: OpenAI, file_id: str | None) -> list[str]:
 
 def answers(lines: list[str]) -> dict[str, dict]:
     parsed = [json.loads(line) for line in lines]
-    return {line["custom_id"]: json.loads(line["response"]["body"]["choices"][0]["message"]["content"])
-            for line in parsed}
+    return {
+        line["custom_id"]: json.loads(line["response"]["body"]["choices"][0]["message"]["content"]) for line in parsed
+    }
 
 
 def test_round_trip_maps_answers_by_custom_id(client: OpenAI, emu: BatchEmulator, docs: list[dict]) -> None:
@@ -206,7 +219,9 @@ def test_expired_batch_can_report_the_rest(emu: BatchEmulator, client: OpenAI, d
     batch, _ = poll(client, submit(client, request_lines(docs[:4])))
     errors = [json.loads(line) for line in download(client, batch.error_file_id)]
     assert [(line["custom_id"], line["error"]["code"], line["response"]) for line in errors] == [
-        ("d2", "batch_expired", None), ("d3", "batch_expired", None)]
+        ("d2", "batch_expired", None),
+        ("d3", "batch_expired", None),
+    ]
 
 
 def test_cancel_keeps_the_lines_done_so_far(emu: BatchEmulator, client: OpenAI, docs: list[dict]) -> None:
@@ -240,8 +255,10 @@ def test_malformed_output_line_is_not_json(emu: BatchEmulator, client: OpenAI, d
 def test_schema_violation_truncation_and_refusal(emu: BatchEmulator, client: OpenAI, docs: list[dict]) -> None:
     emu.behaviour.schema_violation_ids, emu.behaviour.truncated_ids, emu.behaviour.refusal_ids = {"d0"}, {"d1"}, {"d2"}
     batch, _ = poll(client, submit(client, request_lines(docs[:3], IDS[:3])))
-    choices = {line["custom_id"]: line["response"]["body"]["choices"][0]
-               for line in map(json.loads, download(client, batch.output_file_id))}
+    choices = {
+        line["custom_id"]: line["response"]["body"]["choices"][0]
+        for line in map(json.loads, download(client, batch.output_file_id))
+    }
 
     violating = json.loads(choices["d0"]["message"]["content"])
     assert not jsonschema.Draft202012Validator(SPEC["schema"]).is_valid(violating)
@@ -328,51 +345,66 @@ _SCHEMA = {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "
 
 
 def _chat(model: str, **extra: object) -> dict:
-    return {"model": model, "messages": [{"role": "user", "content": "x"}], "response_format": _SCHEMA,
-            "max_completion_tokens": 100, **extra}
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "x"}],
+        "response_format": _SCHEMA,
+        "max_completion_tokens": 100,
+        **extra,
+    }
 
 
-@pytest.mark.parametrize(("body", "status", "code", "param"), [
-    # QwenLM/qwen-code#921, tmc/langchaingo#1355: gpt-5 family, temperature 0
-    (_chat("gpt-5-mini", temperature=0), 400, "unsupported_value", "temperature"),
-    (_chat("gpt-5-2025-08-07", temperature=0), 400, "unsupported_value", "temperature"),
-    # OpenHands#4131: o-series
-    (_chat("o3", temperature=0.2), 400, "unsupported_value", "temperature"),
-    # johny-b/llmcomp#69: gpt-5.4 with reasoning on
-    (_chat("gpt-5.4-mini", temperature=0, reasoning_effort="low"), 400, "unsupported_value", "temperature"),
-    # ReasoningEffort docstring: models before gpt-5.1 do not support none; gpt-5.1 has no xhigh
-    (_chat("gpt-5-mini", reasoning_effort="none"), 400, "unsupported_value", "reasoning_effort"),
-    (_chat("gpt-5.1", reasoning_effort="xhigh"), 400, "unsupported_value", "reasoning_effort"),
-    (_chat("gpt-4.1-mini", reasoning_effort="low"), 400, "unsupported_parameter", "reasoning_effort"),
-    (_chat("gpt-4.1-mini", verbosity="low"), 400, "unsupported_parameter", "verbosity"),
-    ({**_chat("o3"), "max_tokens": 100}, 400, "unsupported_parameter", "max_tokens"),
-    # deprecations page: shut down 2026-10-23
-    (_chat("gpt-4.1-nano"), 404, "model_not_found", "model"),
-    (_chat("gpt-4o-2024-05-13"), 404, "model_not_found", "model"),
-    # -pro models: Responses API only
-    (_chat("gpt-5.5-pro"), 404, None, "model"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code", "param"),
+    [
+        # QwenLM/qwen-code#921, tmc/langchaingo#1355: gpt-5 family, temperature 0
+        (_chat("gpt-5-mini", temperature=0), 400, "unsupported_value", "temperature"),
+        (_chat("gpt-5-2025-08-07", temperature=0), 400, "unsupported_value", "temperature"),
+        # OpenHands#4131: o-series
+        (_chat("o3", temperature=0.2), 400, "unsupported_value", "temperature"),
+        # johny-b/llmcomp#69: gpt-5.4 with reasoning on
+        (_chat("gpt-5.4-mini", temperature=0, reasoning_effort="low"), 400, "unsupported_value", "temperature"),
+        # ReasoningEffort docstring: models before gpt-5.1 do not support none; gpt-5.1 has no xhigh
+        (_chat("gpt-5-mini", reasoning_effort="none"), 400, "unsupported_value", "reasoning_effort"),
+        (_chat("gpt-5.1", reasoning_effort="xhigh"), 400, "unsupported_value", "reasoning_effort"),
+        (_chat("gpt-4.1-mini", reasoning_effort="low"), 400, "unsupported_parameter", "reasoning_effort"),
+        (_chat("gpt-4.1-mini", verbosity="low"), 400, "unsupported_parameter", "verbosity"),
+        ({**_chat("o3"), "max_tokens": 100}, 400, "unsupported_parameter", "max_tokens"),
+        # deprecations page: shut down 2026-10-23
+        (_chat("gpt-4.1-nano"), 404, "model_not_found", "model"),
+        (_chat("gpt-4o-2024-05-13"), 404, "model_not_found", "model"),
+        # -pro models: Responses API only
+        (_chat("gpt-5.5-pro"), 404, None, "model"),
+    ],
+)
 def test_the_emulator_refuses_what_the_api_refuses(body: dict, status: int, code: str | None, param: str) -> None:
     with pytest.raises(Refused) as refused:
         check_request("/v1/chat/completions", body)
     assert (refused.value.status, refused.value.error["code"], refused.value.error["param"]) == (status, code, param)
 
 
-@pytest.mark.parametrize("body", [
-    _chat("gpt-4.1-mini", temperature=0, seed=0),
-    _chat("gpt-5-mini", reasoning_effort="minimal"),
-    _chat("gpt-5.4-mini", temperature=0, reasoning_effort="none"),
-    _chat("gpt-5.4-mini", temperature=0),  # default effort none
-    _chat("gpt-5.6-luna", reasoning_effort="xhigh", verbosity="low"),
-    _chat("gpt-4o-2024-08-06", temperature=0),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        _chat("gpt-4.1-mini", temperature=0, seed=0),
+        _chat("gpt-5-mini", reasoning_effort="minimal"),
+        _chat("gpt-5.4-mini", temperature=0, reasoning_effort="none"),
+        _chat("gpt-5.4-mini", temperature=0),  # default effort none
+        _chat("gpt-5.6-luna", reasoning_effort="xhigh", verbosity="low"),
+        _chat("gpt-4o-2024-08-06", temperature=0),
+    ],
+)
 def test_the_emulator_accepts_what_the_api_accepts(body: dict) -> None:
     check_request("/v1/chat/completions", body)
 
 
 def test_a_refused_line_comes_back_as_the_real_apis_per_line_error(client: OpenAI, docs: list[dict]) -> None:
-    line = {"custom_id": "d0", "method": "POST", "url": "/v1/chat/completions",
-            "body": _chat("gpt-5-mini", temperature=0, seed=0)}
+    line = {
+        "custom_id": "d0",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": _chat("gpt-5-mini", temperature=0, seed=0),
+    }
     batch, _ = poll(client, submit(client, (json.dumps(line) + "\n").encode()))
 
     assert batch.status == "completed" and batch.request_counts.failed == 1
@@ -380,14 +412,21 @@ def test_a_refused_line_comes_back_as_the_real_apis_per_line_error(client: OpenA
     assert error_line["error"] is None and error_line["response"]["status_code"] == 400
     assert error_line["response"]["body"]["error"] == {
         "message": "Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) value"
-                   " is supported.", "type": "invalid_request_error", "param": "temperature", "code": "unsupported_value"}
+        " is supported.",
+        "type": "invalid_request_error",
+        "param": "temperature",
+        "code": "unsupported_value",
+    }
 
 
 def test_responses_batches_answer_in_the_responses_shape(client: OpenAI, docs: list[dict]) -> None:
-    body = {"model": "gpt-5.4-mini", "input": [{"role": "system", "content": "Extract."},
-                                                {"role": "user", "content": redocred_text(docs[5])}],
-            "text": {"format": {"type": "json_schema", "name": "x", "strict": True, "schema": SPEC["schema"]}},
-            "max_output_tokens": 4096, "reasoning": {"effort": "low"}}
+    body = {
+        "model": "gpt-5.4-mini",
+        "input": [{"role": "system", "content": "Extract."}, {"role": "user", "content": redocred_text(docs[5])}],
+        "text": {"format": {"type": "json_schema", "name": "x", "strict": True, "schema": SPEC["schema"]}},
+        "max_output_tokens": 4096,
+        "reasoning": {"effort": "low"},
+    }
     line = {"custom_id": "d5", "method": "POST", "url": "/v1/responses", "body": body}
     upload = client.files.create(file=("r.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
     created = client.batches.create(input_file_id=upload.id, endpoint="/v1/responses", completion_window="24h")
@@ -402,12 +441,14 @@ def test_responses_batches_answer_in_the_responses_shape(client: OpenAI, docs: l
     assert response["usage"]["output_tokens_details"]["reasoning_tokens"] > 0
 
 
-def test_a_batch_over_the_enqueued_token_limit_fails_whole(emu: BatchEmulator, client: OpenAI,
-                                                           docs: list[dict]) -> None:
+def test_a_batch_over_the_enqueued_token_limit_fails_whole(
+    emu: BatchEmulator, client: OpenAI, docs: list[dict]
+) -> None:
     emu.behaviour.enqueued_token_limit = 100
     batch, _ = poll(client, submit(client, request_lines(docs)))
 
     assert batch.status == "failed"
     [error] = batch.errors.data
     assert error.code == "token_limit_exceeded" and error.message.startswith(
-        "Enqueued token limit reached for gpt-4o-mini in organization org-emulator. Limit: 100 enqueued tokens.")
+        "Enqueued token limit reached for gpt-4o-mini in organization org-emulator. Limit: 100 enqueued tokens."
+    )

@@ -32,7 +32,7 @@ def store() -> JobStore:
 
 def docs_folder(tmp_path: Path, corpus: list[dict], count: int, start: int = 0) -> Path:
     folder = tmp_path / "docs"
-    write_documents(corpus[start:start + count], folder)
+    write_documents(corpus[start : start + count], folder)
     return folder
 
 
@@ -61,8 +61,9 @@ def outcomes(result: Result) -> dict[str, int]:
 # ---------------------------------------------------------------- the happy path, shuffled
 
 
-def test_submit_status_collect_maps_shuffled_answers_by_custom_id(emu: BatchEmulator, tmp_path: Path,
-                                                                  corpus: list[dict]) -> None:
+def test_submit_status_collect_maps_shuffled_answers_by_custom_id(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     emu.behaviour.shuffle_output = True
     folder = docs_folder(tmp_path, corpus, 4)
 
@@ -70,7 +71,13 @@ def test_submit_status_collect_maps_shuffled_answers_by_custom_id(emu: BatchEmul
 
     assert submitted.exit_code == 0, submitted.stderr
     data = as_json(submitted)
-    assert (data["backend"], data["batches"], data["requests"], data["created"], data["adopted"]) == ("openai", 1, 4, 1, 0)
+    assert (data["backend"], data["batches"], data["requests"], data["created"], data["adopted"]) == (
+        "openai",
+        1,
+        4,
+        1,
+        0,
+    )
     job = store().load(data["job_id"])
     assert job.state is State.SUBMITTED
     [entry] = job.manifest["remote"]["batches"]
@@ -97,8 +104,9 @@ def test_submit_status_collect_maps_shuffled_answers_by_custom_id(emu: BatchEmul
         assert row["answer"] == gold_answer(by_name[Path(row["path"]).name])
 
 
-def test_cost_is_recorded_per_answer_and_per_job_at_the_batch_rate(emu: BatchEmulator, tmp_path: Path,
-                                                                     corpus: list[dict]) -> None:
+def test_cost_is_recorded_per_answer_and_per_job_at_the_batch_rate(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     job = prepare(docs_folder(tmp_path, corpus, 3))
     assert invoke("submit", "--job", job.id).exit_code == 0
     assert collect(job.id).exit_code == 0
@@ -117,8 +125,9 @@ def test_cost_is_recorded_per_answer_and_per_job_at_the_batch_rate(emu: BatchEmu
 # ---------------------------------------------------------------- failures, and retry
 
 
-def test_failed_lines_are_retried_once_as_a_linked_child_batch(emu: BatchEmulator, tmp_path: Path,
-                                                                corpus: list[dict]) -> None:
+def test_failed_lines_are_retried_once_as_a_linked_child_batch(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     job = prepare(docs_folder(tmp_path, corpus, 4))
     ids = custom_ids(job)
     emu.behaviour.fail_ids = {ids[1], ids[3]}
@@ -140,8 +149,10 @@ def test_failed_lines_are_retried_once_as_a_linked_child_batch(emu: BatchEmulato
     parent, child = job.manifest["remote"]["batches"]
     assert child["retry_of"] == [parent["batch_id"]] and child["attempt"] == 2
     assert job.manifest["retries"][0]["requests"] == 2 and job.manifest["attempts"] == {ids[1]: 2, ids[3]: 2}
-    resent = [line["custom_id"] for line in orjson.loads(b"[" + b",".join(
-        emu.file_bytes(child["input_file_id"]).splitlines()) + b"]")]
+    resent = [
+        line["custom_id"]
+        for line in orjson.loads(b"[" + b",".join(emu.file_bytes(child["input_file_id"]).splitlines()) + b"]")
+    ]
     assert sorted(resent) == sorted([ids[1], ids[3]])
     # the first answers are set aside, not deleted
     aside = [line["custom_id"] for line in iter_jsonl(job.path / "superseded" / "attempt-2" / "errors" / "00000.jsonl")]
@@ -160,8 +171,9 @@ def test_failed_lines_are_retried_once_as_a_linked_child_batch(emu: BatchEmulato
     assert len(emu.batches) == 2  # attempts are capped at 2: nothing more is sent
 
 
-def test_expired_batch_keeps_its_answers_and_the_rest_is_retried(emu: BatchEmulator, tmp_path: Path,
-                                                                 corpus: list[dict]) -> None:
+def test_expired_batch_keeps_its_answers_and_the_rest_is_retried(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     job = prepare(docs_folder(tmp_path, corpus, 4))
     emu.behaviour.expire_at_fraction = 0.5
     assert invoke("submit", "--job", job.id).exit_code == 0
@@ -182,8 +194,9 @@ def test_expired_batch_keeps_its_answers_and_the_rest_is_retried(emu: BatchEmula
     assert outcomes(second) == {"ok": 4}
 
 
-def test_expired_lines_the_provider_reports_itself_are_classified_the_same(emu: BatchEmulator, tmp_path: Path,
-                                                                          corpus: list[dict]) -> None:
+def test_expired_lines_the_provider_reports_itself_are_classified_the_same(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     job = prepare(docs_folder(tmp_path, corpus, 4))
     emu.behaviour.expire_at_fraction = 0.25
     emu.behaviour.expired_error_lines = True
@@ -206,18 +219,26 @@ def test_cancel_keeps_what_finished(emu: BatchEmulator, tmp_path: Path, corpus: 
     cancelled = invoke("cancel", job.id, "--json")
 
     assert cancelled.exit_code == 0
-    assert as_json(cancelled) == {"job_id": job.id, "state": "submitted", "cancelled": 1, "finished": 0,
-                                  "not_sent": 0, "next": f"extractor collect {job.id} --wait"}
+    assert as_json(cancelled) == {
+        "job_id": job.id,
+        "state": "submitted",
+        "cancelled": 1,
+        "finished": 0,
+        "not_sent": 0,
+        "next": f"extractor collect {job.id} --wait",
+    }
     collected = collect(job.id)
     assert outcomes(collected) == {"ok": 1, "missing": 3}
     entry = store().load(job.id).manifest["remote"]["batches"][0]
     assert entry["status"] == "cancelled" and entry["request_counts"]["completed"] == 1
     assert {r["errors"][0] for r in results(job.id).values() if r["outcome"] == "missing"} == {
-        "- batch_cancelled: the batch was cancelled before this request ran"}
+        "- batch_cancelled: the batch was cancelled before this request ran"
+    }
 
 
-def test_a_batch_that_fails_validation_fails_each_of_its_documents(emu: BatchEmulator, tmp_path: Path,
-                                                                   corpus: list[dict]) -> None:
+def test_a_batch_that_fails_validation_fails_each_of_its_documents(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     job = prepare(docs_folder(tmp_path, corpus, 2))
     emu.behaviour.max_requests_per_batch = 1
     assert invoke("submit", "--job", job.id).exit_code == 0
@@ -226,11 +247,13 @@ def test_a_batch_that_fails_validation_fails_each_of_its_documents(emu: BatchEmu
 
     assert outcomes(result) == {"http_error": 2}
     assert {r["errors"][0] for r in results(job.id).values()} == {
-        "- batch_failed: the batch failed before running any request: too_many_requests: A batch holds at most 1 requests."}
+        "- batch_failed: the batch failed before running any request: too_many_requests: A batch holds at most 1 requests."
+    }
 
 
-def test_bad_lines_are_classified_and_only_the_retryable_ones_resent(emu: BatchEmulator, tmp_path: Path,
-                                                                     corpus: list[dict]) -> None:
+def test_bad_lines_are_classified_and_only_the_retryable_ones_resent(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     job = prepare(docs_folder(tmp_path, corpus, 6))
     ids = custom_ids(job)
     emu.behaviour.malformed_ids = {ids[0]}
@@ -244,7 +267,9 @@ def test_bad_lines_are_classified_and_only_the_retryable_ones_resent(emu: BatchE
     assert outcomes(first) == {"ok": 2, "http_error": 1, "schema_invalid": 1, "truncated": 1, "refusal": 1}
     rows = results(job.id)
     assert [rows[i]["outcome"] for i in ids[:4]] == ["http_error", "schema_invalid", "truncated", "refusal"]
-    assert rows[ids[0]]["errors"][0].startswith("- malformed_line: the provider's line in 00000.jsonl is not valid JSON")
+    assert rows[ids[0]]["errors"][0].startswith(
+        "- malformed_line: the provider's line in 00000.jsonl is not valid JSON"
+    )
     assert rows[ids[2]]["finish_reason"] == "length"
 
     emu.behaviour.malformed_ids = set()
@@ -267,9 +292,9 @@ def test_bad_lines_are_classified_and_only_the_retryable_ones_resent(emu: BatchE
 # ---------------------------------------------------------------- transient API errors
 
 
-def test_429_500_resets_and_timeouts_are_retried_without_duplicates(emu: BatchEmulator, tmp_path: Path,
-                                                                    corpus: list[dict],
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_429_500_resets_and_timeouts_are_retried_without_duplicates(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(openai_client, "REQUEST_TIMEOUT_S", 0.5)
     job = prepare(docs_folder(tmp_path, corpus, 2))
     emu.behaviour.faults = {
@@ -288,11 +313,15 @@ def test_429_500_resets_and_timeouts_are_retried_without_duplicates(emu: BatchEm
     assert len(emu.batches) == 1 and len([f for f in emu.files.values() if f.purpose == "batch"]) == 1
     retries = [e for e in iter_jsonl(job.log_path) if e["event"] == "api_retry"]
     assert sorted({e["call"].split(" ")[0] for e in retries}) == ["checking", "creating", "downloading", "uploading"]
-    assert {e["error"] for e in retries} >= {"timed out", "HTTP 429: Rate limit reached for requests. Please try again shortly."}
+    assert {e["error"] for e in retries} >= {
+        "timed out",
+        "HTTP 429: Rate limit reached for requests. Please try again shortly.",
+    }
 
 
-def test_a_create_whose_answer_was_lost_is_found_not_repeated(emu: BatchEmulator, tmp_path: Path,
-                                                              corpus: list[dict]) -> None:
+def test_a_create_whose_answer_was_lost_is_found_not_repeated(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     job = prepare(docs_folder(tmp_path, corpus, 2))
 
     def lose_the_answer(batch: dict) -> None:
@@ -308,8 +337,9 @@ def test_a_create_whose_answer_was_lost_is_found_not_repeated(emu: BatchEmulator
     assert any(e["event"] == "api_adopted" for e in iter_jsonl(job.log_path))
 
 
-def test_an_unreachable_api_exits_4_and_a_rerun_finishes_the_job(tmp_path: Path, corpus: list[dict],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_api_exits_4_and_a_rerun_finishes_the_job(
+    tmp_path: Path, corpus: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
     fast_backoff(monkeypatch)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -321,10 +351,13 @@ def test_an_unreachable_api_exits_4_and_a_rerun_finishes_the_job(tmp_path: Path,
     result = invoke("submit", "--job", job.id)
 
     assert result.exit_code == 4
-    assert result.stderr.startswith(f"Error: OpenAI API at http://127.0.0.1:{port}/v1 failed uploading {job.id}.00000.jsonl "
-                                    "6 times (last: connection failed (")
-    assert result.stderr.rstrip().endswith("— check the network or OPENAI_BASE_URL, then run the same command again; "
-                                           "everything recorded so far is kept")
+    assert result.stderr.startswith(
+        f"Error: OpenAI API at http://127.0.0.1:{port}/v1 failed uploading {job.id}.00000.jsonl "
+        "6 times (last: connection failed ("
+    )
+    assert result.stderr.rstrip().endswith(
+        "— check the network or OPENAI_BASE_URL, then run the same command again; everything recorded so far is kept"
+    )
     assert store().load(job.id).state is State.PREPARED
 
     with BatchEmulator(GoldAnswerer(corpus)) as emulator:
@@ -335,17 +368,19 @@ def test_an_unreachable_api_exits_4_and_a_rerun_finishes_the_job(tmp_path: Path,
         assert len(emulator.batches) == 1
 
 
-def test_a_missing_or_rejected_key_exits_2_naming_the_variable(emu: BatchEmulator, tmp_path: Path,
-                                                                corpus: list[dict],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_or_rejected_key_exits_2_naming_the_variable(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
     job = prepare(docs_folder(tmp_path, corpus, 1))
     monkeypatch.delenv("OPENAI_API_KEY")
 
     missing = invoke("submit", "--job", job.id)
 
     assert missing.exit_code == 2
-    assert missing.stderr.strip() == ("Error: No OpenAI API key — set OPENAI_API_KEY (and OPENAI_BASE_URL for another "
-                                      "endpoint), or pass --backend local")
+    assert missing.stderr.strip() == (
+        "Error: No OpenAI API key — set OPENAI_API_KEY (and OPENAI_BASE_URL for another "
+        "endpoint), or pass --backend local"
+    )
 
     emu.behaviour.echo_key_in_errors = True
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-0123456789abcdef")
@@ -354,7 +389,8 @@ def test_a_missing_or_rejected_key_exits_2_naming_the_variable(emu: BatchEmulato
     assert rejected.exit_code == 2
     assert rejected.stderr.strip() == (
         f"Error: OpenAI rejected the API key while uploading {job.id}.00000.jsonl (HTTP 401: Incorrect API key "
-        "provided: ***.) — set OPENAI_API_KEY to a valid key for this project")
+        "provided: ***.) — set OPENAI_API_KEY to a valid key for this project"
+    )
 
 
 def test_the_key_never_reaches_files_logs_or_output(emu: BatchEmulator, tmp_path: Path, corpus: list[dict]) -> None:
@@ -382,13 +418,16 @@ def test_the_key_never_reaches_files_logs_or_output(emu: BatchEmulator, tmp_path
 # ---------------------------------------------------------------- waiting, and the next morning
 
 
-def test_collect_gives_up_after_its_wait_and_the_next_run_picks_the_job_up(emu: BatchEmulator, tmp_path: Path,
-                                                                          corpus: list[dict]) -> None:
+def test_collect_gives_up_after_its_wait_and_the_next_run_picks_the_job_up(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     folder = docs_folder(tmp_path, corpus, 3)
     emu.behaviour.auto_complete = False  # the batch sits in validating until the test moves it
 
     # `run` waits for its batches; --wait-timeout bounds that wait for the night
-    night = invoke("run", folder, "--backend", "openai", "--no-commit", "--poll-interval", "0.01", "--wait-timeout", "0.05")
+    night = invoke(
+        "run", folder, "--backend", "openai", "--no-commit", "--poll-interval", "0.01", "--wait-timeout", "0.05"
+    )
 
     assert night.exit_code == 6
     [job] = list(store())
@@ -409,8 +448,9 @@ def test_collect_gives_up_after_its_wait_and_the_next_run_picks_the_job_up(emu: 
 # ---------------------------------------------------------------- files from elsewhere
 
 
-def test_output_and_error_files_downloaded_elsewhere_are_classified_the_same(tmp_path: Path, corpus: list[dict],
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_output_and_error_files_downloaded_elsewhere_are_classified_the_same(
+    tmp_path: Path, corpus: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
     job = prepare(docs_folder(tmp_path, corpus, 4))
     ids = custom_ids(job)
     # Someone ran the job's request file through the dashboard and downloaded what came back.
@@ -419,15 +459,17 @@ def test_output_and_error_files_downloaded_elsewhere_are_classified_the_same(tmp
         dashboard.behaviour.refusal_ids = {ids[1]}
         dashboard.behaviour.shuffle_output = True
         upload = dashboard.upload_file("requests.jsonl", "batch", (job.path / "requests" / "00000.jsonl").read_bytes())
-        batch = dashboard.create_batch({"input_file_id": upload["id"], "endpoint": "/v1/chat/completions",
-                                        "completion_window": "24h"})
+        batch = dashboard.create_batch(
+            {"input_file_id": upload["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        )
         dashboard.complete_all()
         done = dashboard.batch(batch["id"])
         (tmp_path / "out.jsonl").write_bytes(dashboard.file_bytes(done["output_file_id"]))
         (tmp_path / "err.jsonl").write_bytes(dashboard.file_bytes(done["error_file_id"]))
 
-    result = invoke("collect", job.id, "--output-file", tmp_path / "out.jsonl", "--error-file", tmp_path / "err.jsonl",
-                    "--json")  # no OPENAI_API_KEY here: nothing is fetched
+    result = invoke(
+        "collect", job.id, "--output-file", tmp_path / "out.jsonl", "--error-file", tmp_path / "err.jsonl", "--json"
+    )  # no OPENAI_API_KEY here: nothing is fetched
 
     assert result.exit_code == 6, result.stderr
     assert outcomes(result) == {"ok": 2, "http_error": 1, "refusal": 1}
@@ -470,7 +512,8 @@ def concatenated_run(emu: BatchEmulator, tmp_path: Path, corpus: list[dict]) -> 
 
 
 def test_verify_quarantines_exactly_the_documents_a_concatenating_provider_touched(
-        emu: BatchEmulator, tmp_path: Path, corpus: list[dict]) -> None:
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     job, affected = concatenated_run(emu, tmp_path, corpus)
 
     verified = invoke("verify", job.id, "--json")
@@ -486,8 +529,9 @@ def test_verify_quarantines_exactly_the_documents_a_concatenating_provider_touch
 
 
 @pytest.mark.graph
-def test_commit_writes_none_of_the_quarantined_documents(emu: BatchEmulator, tmp_path: Path,
-                                                         corpus: list[dict]) -> None:
+def test_commit_writes_none_of_the_quarantined_documents(
+    emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
+) -> None:
     try:
         from extractor.graph import dump_graph, open_store
     except ImportError:

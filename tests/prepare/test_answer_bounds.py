@@ -24,8 +24,11 @@ def request_schema(job) -> dict:
 def test_local_requests_bound_the_arrays_by_max_tokens_and_openai_requests_keep_the_spec(tmp_path: Path) -> None:
     docs = write_docs(tmp_path / "docs", {"a.txt": "Ada Lovelace met Charles Babbage in London.\n"})
     local = request_schema(prepare(docs, "--backend", "local"))
-    assert (local["properties"]["entities"]["maxItems"], local["properties"]["relations"]["maxItems"]) == (
-        768 // 2 // ITEM_TOKENS["entities"], 768 // 2 // ITEM_TOKENS["relations"]) == (24, 8)
+    assert (
+        (local["properties"]["entities"]["maxItems"], local["properties"]["relations"]["maxItems"])
+        == (768 // 2 // ITEM_TOKENS["entities"], 768 // 2 // ITEM_TOKENS["relations"])
+        == (24, 8)
+    )
     short = request_schema(prepare(docs, "--backend", "local", "--max-tokens", "200"))
     assert (short["properties"]["entities"]["maxItems"], short["properties"]["relations"]["maxItems"]) == (6, 2)
     remote = request_schema(prepare(docs, "--backend", "openai"))
@@ -46,20 +49,33 @@ def test_a_lower_max_items_in_the_spec_stays_and_the_spec_itself_is_not_changed(
 def test_collect_keeps_each_entity_and_relation_once(tmp_path: Path) -> None:
     job = prepare(write_docs(tmp_path / "docs", {"a.txt": "Ada Lovelace met Charles Babbage in London.\n"}))
     looping = answer(
-        [("Ada Lovelace", "PERSON"), ("London", "LOCATION"), ("ada  lovelace", "PERSON"), ("Ada Lovelace", "PERSON"),
-         ("London", "ORGANIZATION")],
-        [("Ada Lovelace", "RELATED_TO", "Charles Babbage", "met")] * 3 + [("Ada Lovelace", "LOCATED_IN", "London", "in London")])
+        [
+            ("Ada Lovelace", "PERSON"),
+            ("London", "LOCATION"),
+            ("ada  lovelace", "PERSON"),
+            ("Ada Lovelace", "PERSON"),
+            ("London", "ORGANIZATION"),
+        ],
+        [("Ada Lovelace", "RELATED_TO", "Charles Babbage", "met")] * 3
+        + [("Ada Lovelace", "LOCATED_IN", "London", "in London")],
+    )
     job = ingest(job, {"a.txt": looping}, tmp_path)
     row = orjson.loads(job.results_path.read_bytes().splitlines()[0])
     assert row["outcome"] == "ok" and row["repeats_dropped"] == 4
     assert [(e["name"], e["type"]) for e in row["answer"]["entities"]] == [
-        ("Ada Lovelace", "PERSON"), ("London", "LOCATION"), ("London", "ORGANIZATION")]
+        ("Ada Lovelace", "PERSON"),
+        ("London", "LOCATION"),
+        ("London", "ORGANIZATION"),
+    ]
     assert [r["type"] for r in row["answer"]["relations"]] == ["RELATED_TO", "LOCATED_IN"]
 
 
 def test_drop_repeats_leaves_odd_items_alone() -> None:
     spec = load_spec(DEFAULT_SPEC_PATH)
-    odd = {"entities": [{"name": None, "type": "PERSON"}, {"name": None, "type": "PERSON"}, "x", "x"], "relations": None}
+    odd = {
+        "entities": [{"name": None, "type": "PERSON"}, {"name": None, "type": "PERSON"}, "x", "x"],
+        "relations": None,
+    }
     assert drop_repeats(copy.deepcopy(odd), spec) == (odd, 0)
 
 

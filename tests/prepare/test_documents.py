@@ -33,8 +33,11 @@ def pdf_bytes(*lines: str, password: str | None = None) -> bytes:
     page = writer.add_blank_page(612, 792)
     if lines:
         font = DictionaryObject(
-            {NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
-             NameObject("/BaseFont"): NameObject("/Helvetica")}
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
         )
         page[NameObject("/Resources")] = DictionaryObject(
             {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
@@ -140,7 +143,10 @@ def test_pdf_without_text_layer_encrypted_or_damaged_is_skipped(tmp_path):
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf\n")
     docs, skipped = collect(tmp_path)
     assert docs == {}
-    assert skipped["scan.pdf"] == "scan.pdf: scanned PDF with no text layer — OCR it first (e.g. ocrmypdf) and add the result"
+    assert (
+        skipped["scan.pdf"]
+        == "scan.pdf: scanned PDF with no text layer — OCR it first (e.g. ocrmypdf) and add the result"
+    )
     assert skipped["locked.pdf"].startswith("locked.pdf: encrypted PDF — remove the password")
     assert skipped["broken.pdf"].startswith("broken.pdf: not a readable PDF (")
     assert skipped["broken.pdf"].endswith("— re-export it from its source")

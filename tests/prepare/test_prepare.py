@@ -24,7 +24,9 @@ runner = CliRunner()
 
 ADA = "Ada Lovelace\n\nAda Lovelace wrote the first published algorithm for Charles Babbage's Analytical Engine in 1843.\n"
 GRACE = "Grace Hopper\n\nGrace Hopper led the team that built the first compiler, A-0, for the UNIVAC I in 1952 in Philadelphia.\n"
-ALAN = "Alan Turing\n\nAlan Turing described the universal machine in 1936 and worked at Bletchley Park during the war.\n"
+ALAN = (
+    "Alan Turing\n\nAlan Turing described the universal machine in 1936 and worked at Bletchley Park during the war.\n"
+)
 
 
 def store() -> JobStore:
@@ -69,16 +71,19 @@ def blank_pdf() -> bytes:
 
 
 def test_every_bad_input_kind_is_skipped_listed_and_exits_6(tmp_path: Path) -> None:
-    docs = folder(tmp_path, {
-        "good.txt": ADA,
-        "empty.txt": b"",
-        "binary.txt": bytes(range(256)),
-        "latin1.txt": "Café in Zürich".encode("latin-1"),
-        "scanned.pdf": blank_pdf(),
-        "long.txt": ("word " * 600).strip() + "\n",
-        "notes.docx": b"PK\x03\x04",
-        "corpus.jsonl": b'{"id": 1, "text": "Grace Hopper built the first compiler for the UNIVAC I in 1952."}\n{"id": 2}\n',
-    })
+    docs = folder(
+        tmp_path,
+        {
+            "good.txt": ADA,
+            "empty.txt": b"",
+            "binary.txt": bytes(range(256)),
+            "latin1.txt": "Café in Zürich".encode("latin-1"),
+            "scanned.pdf": blank_pdf(),
+            "long.txt": ("word " * 600).strip() + "\n",
+            "notes.docx": b"PK\x03\x04",
+            "corpus.jsonl": b'{"id": 1, "text": "Grace Hopper built the first compiler for the UNIVAC I in 1952."}\n{"id": 2}\n',
+        },
+    )
     result = invoke("prepare", str(docs), "--ctx", "1200", "--max-tokens", "100")
     assert result.exit_code == 6
     expected = [
@@ -95,7 +100,10 @@ def test_every_bad_input_kind_is_skipped_listed_and_exits_6(tmp_path: Path) -> N
     assert [s["reason"] for s in job.manifest["skipped"]] == expected
     # a legacy encoding is read, not skipped, and the manifest says how
     assert [(d["path"], d["encoding"]) for d in job.documents()] == [
-        ("corpus.jsonl#1", None), ("good.txt", "utf-8"), ("latin1.txt", "cp1252")]
+        ("corpus.jsonl#1", None),
+        ("good.txt", "utf-8"),
+        ("latin1.txt", "cp1252"),
+    ]
 
 
 def test_skipped_documents_are_in_the_json_summary(tmp_path: Path) -> None:
@@ -122,8 +130,15 @@ def test_nothing_usable_exits_2_naming_the_reasons(tmp_path: Path) -> None:
 
 def test_duplicates_are_sent_once_and_every_path_is_recorded(tmp_path: Path) -> None:
     # Same text after normalisation: CRLF newlines and trailing spaces do not make a new document.
-    docs = folder(tmp_path, {"a.txt": ADA, "copy/a.txt": ADA.replace("\n", "\r\n"), "z.md": ADA.replace("1843.", "1843.  "),
-                             "b.txt": GRACE})
+    docs = folder(
+        tmp_path,
+        {
+            "a.txt": ADA,
+            "copy/a.txt": ADA.replace("\n", "\r\n"),
+            "z.md": ADA.replace("1843.", "1843.  "),
+            "b.txt": GRACE,
+        },
+    )
     job = prepared(docs)
     assert len(request_lines(job)) == 2
     ada = next(d for d in job.documents() if d["path"] == "a.txt")
@@ -156,7 +171,11 @@ def test_shards_at_the_line_limit(tmp_path: Path) -> None:
     assert [p.name for p in files] == ["00000.jsonl", "00001.jsonl", "00002.jsonl"]
     assert [len(p.read_bytes().splitlines()) for p in files] == [2, 2, 1]
     assert [s["lines"] for s in job.manifest["shards"]] == [2, 2, 1]
-    assert {d["shard"] for d in job.documents()} == {"requests/00000.jsonl", "requests/00001.jsonl", "requests/00002.jsonl"}
+    assert {d["shard"] for d in job.documents()} == {
+        "requests/00000.jsonl",
+        "requests/00001.jsonl",
+        "requests/00002.jsonl",
+    }
     assert {line["body"]["model"] for line in request_lines(job)} == {job.manifest["model"]}  # one model per file
     assert invoke("audit", job.id).exit_code == 0
 
@@ -181,11 +200,14 @@ def test_a_line_over_the_byte_limit_is_a_usage_error(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("--max-lines-per-file", "0", "--max-lines-per-file must be between 1 and 50000 (OpenAI's limit)"),
-    ("--max-lines-per-file", "50001", "--max-lines-per-file must be between 1 and 50000 (OpenAI's limit)"),
-    ("--max-bytes-per-file", "209715201", "--max-bytes-per-file must be between 1 and 209715200 (OpenAI's limit)"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-lines-per-file", "0", "--max-lines-per-file must be between 1 and 50000 (OpenAI's limit)"),
+        ("--max-lines-per-file", "50001", "--max-lines-per-file must be between 1 and 50000 (OpenAI's limit)"),
+        ("--max-bytes-per-file", "209715201", "--max-bytes-per-file must be between 1 and 209715200 (OpenAI's limit)"),
+    ],
+)
 def test_limits_above_openais_are_refused(tmp_path: Path, option: str, value: str, message: str) -> None:
     result = invoke("prepare", str(folder(tmp_path, {"a.txt": ADA})), option, value)
     assert result.exit_code == 2
@@ -197,7 +219,9 @@ def test_limits_above_openais_are_refused(tmp_path: Path, option: str, value: st
 
 def test_openai_cost_is_exact_input_plus_bounded_output_at_batch_price(tmp_path: Path) -> None:
     docs = folder(tmp_path, {"a.txt": ADA, "b.txt": GRACE, "c.txt": ALAN})
-    result = invoke("prepare", str(docs), "--backend", "openai", "--model", "gpt-4.1-mini", "--max-tokens", "1000", "--json")
+    result = invoke(
+        "prepare", str(docs), "--backend", "openai", "--model", "gpt-4.1-mini", "--max-tokens", "1000", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     data = orjson.loads(result.stdout)
     job = store().load(data["job_id"])
@@ -216,8 +240,11 @@ def test_prepare_prints_documents_lines_tokens_and_both_costs(tmp_path: Path) ->
     assert result.exit_code == 0
     job = store().load(next(iter(store())).id)
     estimate = job.manifest["estimate"]
-    rows = {line.strip("│ ").split("│")[0].strip(): line.strip("│ ").split("│")[-1].strip()
-            for line in result.stdout.splitlines() if line.count("│") == 3}
+    rows = {
+        line.strip("│ ").split("│")[0].strip(): line.strip("│ ").split("│")[-1].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") == 3
+    }
     assert rows["documents"] == "2" and rows["request lines"] == "2"
     assert rows["input tokens"] == str(estimate["input_tokens"])
     assert rows["input cost"] == f"${estimate['input_cost_usd']:.4f}"
@@ -266,8 +293,15 @@ def audit_output(job: Job) -> tuple[int, list[str]]:
 def test_audit_of_a_prepared_job_passes(job: Job) -> None:
     assert audit_output(job) == (0, [f"audit of {job.id}: 3 lines, 3 documents — isolated"])
     data = orjson.loads(invoke("audit", job.id, "--json").stdout)
-    assert data == {"job_id": job.id, "lines": 3, "documents": 3, "ok": True, "problems": [],
-                    "unreported_problems": 0, "warnings": []}
+    assert data == {
+        "job_id": job.id,
+        "lines": 3,
+        "documents": 3,
+        "ok": True,
+        "problems": [],
+        "unreported_problems": 0,
+        "warnings": [],
+    }
     assert job.manifest["audit"] is None  # recorded by submit, which audits the files just before sending
 
 
@@ -291,10 +325,13 @@ def test_audit_catches_a_reused_custom_id(job: Job) -> None:
     lines = request_lines(job)
     rewrite(job, [*lines, lines[0]])
     cid = lines[0]["custom_id"]
-    assert audit_output(job) == (2, [
-        f"audit of {job.id}: 4 lines, 3 documents — 1 problem(s)",
-        f"problem: requests/00000.jsonl line 4 ({cid}): custom_id {cid} is used again (first on requests/00000.jsonl line 1)",
-    ])
+    assert audit_output(job) == (
+        2,
+        [
+            f"audit of {job.id}: 4 lines, 3 documents — 1 problem(s)",
+            f"problem: requests/00000.jsonl line 4 ({cid}): custom_id {cid} is used again (first on requests/00000.jsonl line 1)",
+        ],
+    )
 
 
 def test_audit_catches_a_document_without_a_line_and_a_stray_line(job: Job) -> None:
@@ -302,12 +339,15 @@ def test_audit_catches_a_document_without_a_line_and_a_stray_line(job: Job) -> N
     missing = lines[1]["custom_id"]
     stray = {**lines[1], "custom_id": "doc-000000000000000000000000"}
     rewrite(job, [lines[0], lines[2], stray])
-    assert audit_output(job) == (2, [
-        f"audit of {job.id}: 3 lines, 3 documents — 2 problem(s)",
-        "problem: requests/00000.jsonl line 3 (doc-000000000000000000000000): custom_id doc-000000000000000000000000"
-        " is not a document of this job",
-        f"problem: document b.txt ({missing}) has no request line",
-    ])
+    assert audit_output(job) == (
+        2,
+        [
+            f"audit of {job.id}: 3 lines, 3 documents — 2 problem(s)",
+            "problem: requests/00000.jsonl line 3 (doc-000000000000000000000000): custom_id doc-000000000000000000000000"
+            " is not a document of this job",
+            f"problem: document b.txt ({missing}) has no request line",
+        ],
+    )
 
 
 def test_audit_catches_a_system_message_that_differs_from_the_prompt(job: Job) -> None:
@@ -315,10 +355,13 @@ def test_audit_catches_a_system_message_that_differs_from_the_prompt(job: Job) -
     lines[2]["body"]["messages"][0]["content"] += "\nAlso list the people in the other documents."
     rewrite(job, lines)
     cid = lines[2]["custom_id"]
-    assert audit_output(job) == (2, [
-        f"audit of {job.id}: 3 lines, 3 documents — 1 problem(s)",
-        f"problem: requests/00000.jsonl line 3 ({cid}): the system message differs from the job's prompt template",
-    ])
+    assert audit_output(job) == (
+        2,
+        [
+            f"audit of {job.id}: 3 lines, 3 documents — 1 problem(s)",
+            f"problem: requests/00000.jsonl line 3 ({cid}): the system message differs from the job's prompt template",
+        ],
+    )
 
 
 def test_audit_catches_an_extra_message_and_other_edits(job: Job) -> None:
@@ -341,10 +384,13 @@ def test_audit_catches_an_extra_message_and_other_edits(job: Job) -> None:
 
 def test_audit_accepts_the_same_lines_written_differently(job: Job) -> None:
     raw = [orjson.loads(line) for line in job.request_files()[0].read_bytes().splitlines()]
-    reordered = [{"body": line["body"], "url": line["url"], "method": line["method"], "custom_id": line["custom_id"]}
-                 for line in raw]
-    (job.request_files()[0]).write_text("".join(orjson.dumps(r, option=orjson.OPT_INDENT_2).decode().replace("\n", " ")
-                                                + "\n" for r in reordered))
+    reordered = [
+        {"body": line["body"], "url": line["url"], "method": line["method"], "custom_id": line["custom_id"]}
+        for line in raw
+    ]
+    (job.request_files()[0]).write_text(
+        "".join(orjson.dumps(r, option=orjson.OPT_INDENT_2).decode().replace("\n", " ") + "\n" for r in reordered)
+    )
     assert audit_output(job)[0] == 0
 
 
@@ -353,20 +399,27 @@ def test_audit_catches_a_cut_line(job: Job) -> None:
     path.write_bytes(path.read_bytes()[:-40] + b"\n")
     code, out = audit_output(job)
     assert code == 2
-    assert out[1] == "problem: requests/00000.jsonl line 3: not valid JSON — the file was cut or edited; prepare the job again"
+    assert (
+        out[1]
+        == "problem: requests/00000.jsonl line 3: not valid JSON — the file was cut or edited; prepare the job again"
+    )
 
 
 def test_a_document_holding_another_is_a_warning_not_a_problem(tmp_path: Path) -> None:
-    docs = folder(tmp_path, {"anthology.txt": "Collected profiles\n\n" + ADA + "\n" + GRACE, "grace.txt": GRACE,
-                             "alan.txt": ALAN})
+    docs = folder(
+        tmp_path, {"anthology.txt": "Collected profiles\n\n" + ADA + "\n" + GRACE, "grace.txt": GRACE, "alan.txt": ALAN}
+    )
     result = invoke("prepare", str(docs))
     assert result.exit_code == 0
     job = next(iter(store()))
     assert audit_job(job).warnings == ["document anthology.txt contains the whole of document grace.txt"]
-    assert audit_output(job) == (0, [
-        f"audit of {job.id}: 3 lines, 3 documents — isolated",
-        "warning: document anthology.txt contains the whole of document grace.txt",
-    ])
+    assert audit_output(job) == (
+        0,
+        [
+            f"audit of {job.id}: 3 lines, 3 documents — isolated",
+            "warning: document anthology.txt contains the whole of document grace.txt",
+        ],
+    )
 
 
 def test_a_single_line_document_inside_another_is_found_too(tmp_path: Path) -> None:
@@ -420,21 +473,38 @@ def test_schema_check_of_a_missing_file(tmp_path: Path) -> None:
 
 PROMPT = Prompt("extraction", "1", "openai", "Extract the entities.", "0" * 64)
 SETTINGS = {"temperature": 0.0, "seed": 0, "max_tokens": 500, "extra_body": {}}
-TRICKY = ['He said "hi" \\ left', "tab\there\nnewline", "\x01\x1f control", "emoji 🚀 and \u2028 separator",
-          '","method":"POST","url":"/v1/chat/completions" inside the text', "{{document}} {{custom_id}}", ""]
+TRICKY = [
+    'He said "hi" \\ left',
+    "tab\there\nnewline",
+    "\x01\x1f control",
+    "emoji 🚀 and \u2028 separator",
+    '","method":"POST","url":"/v1/chat/completions" inside the text',
+    "{{document}} {{custom_id}}",
+    "",
+]
 
 
 def template() -> RequestTemplate:
-    return request_template(prompt=PROMPT, model="gpt-4.1-mini", response_format=load_spec(DEFAULT_SPEC_PATH).response_format(),
-                            settings=SETTINGS)
+    return request_template(
+        prompt=PROMPT,
+        model="gpt-4.1-mini",
+        response_format=load_spec(DEFAULT_SPEC_PATH).response_format(),
+        settings=SETTINGS,
+    )
 
 
 @pytest.mark.parametrize("text", TRICKY)
 def test_template_renders_what_orjson_makes_of_the_line_and_reads_it_back(text: str) -> None:
     tpl = template()
     rendered = tpl.render("doc-abc", text)
-    line = build_request_line(custom_id="doc-abc", text=text, prompt=PROMPT, model="gpt-4.1-mini",
-                              response_format=load_spec(DEFAULT_SPEC_PATH).response_format(), settings=SETTINGS)
+    line = build_request_line(
+        custom_id="doc-abc",
+        text=text,
+        prompt=PROMPT,
+        model="gpt-4.1-mini",
+        response_format=load_spec(DEFAULT_SPEC_PATH).response_format(),
+        settings=SETTINGS,
+    )
     assert rendered == orjson.dumps(line) + b"\n"
     assert tpl.parse(rendered) == ("doc-abc", text)
 
@@ -451,15 +521,19 @@ def test_template_parse_takes_only_the_template_filled_in() -> None:
 
 def test_template_survives_job_json_key_sorting() -> None:
     tpl = template()
-    again = RequestTemplate.from_json(orjson.loads(orjson.dumps({"t": tpl.as_json()}, option=orjson.OPT_SORT_KEYS))["t"])
+    again = RequestTemplate.from_json(
+        orjson.loads(orjson.dumps({"t": tpl.as_json()}, option=orjson.OPT_SORT_KEYS))["t"]
+    )
     assert (again.head, again.middle, again.tail) == (tpl.head, tpl.middle, tpl.tail)
 
 
 def test_a_schema_holding_a_slot_cannot_make_a_template() -> None:
     with pytest.raises(BadInput) as caught:
         request_template(prompt=PROMPT, model="m", response_format={"enum": ["{{document}}"]}, settings=SETTINGS)
-    assert caught.value.message == ("the request template must hold {{custom_id}} once and then {{document}} once"
-                                    " — a prompt or schema string that is exactly either cannot be used")
+    assert caught.value.message == (
+        "the request template must hold {{custom_id}} once and then {{document}} once"
+        " — a prompt or schema string that is exactly either cannot be used"
+    )
 
 
 def indexed(texts: list[str]) -> NestingIndex:
@@ -472,7 +546,12 @@ def indexed(texts: list[str]) -> NestingIndex:
 
 
 def test_nesting_index_finds_whole_documents_only() -> None:
-    texts = [ADA, GRACE, "Ada Lovelace wrote the first published algorithm for Charles Babbage's Analytical Engine.", "short"]
+    texts = [
+        ADA,
+        GRACE,
+        "Ada Lovelace wrote the first published algorithm for Charles Babbage's Analytical Engine.",
+        "short",
+    ]
     index = indexed(texts)
     assert index.held_in((ADA + GRACE).encode(), None) == [0, 1]
     assert index.held_in(ADA.encode(), 0) == []  # its own document is not a finding

@@ -18,12 +18,26 @@ from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
 # The cookbook "How to count tokens with tiktoken" sent these messages to the API and got
 # 129 prompt tokens on gpt-3.5-turbo and gpt-4, 124 on gpt-4o and gpt-4o-mini.
 COOKBOOK_MESSAGES = [
-    {"role": "system", "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
+    {
+        "role": "system",
+        "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English.",
+    },
     {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
     {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
-    {"role": "system", "name": "example_user", "content": "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage."},
-    {"role": "system", "name": "example_assistant", "content": "Let's talk later when we're less busy about how to do better."},
-    {"role": "user", "content": "This late pivot means we don't have time to boil the ocean for the client deliverable."},
+    {
+        "role": "system",
+        "name": "example_user",
+        "content": "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage.",
+    },
+    {
+        "role": "system",
+        "name": "example_assistant",
+        "content": "Let's talk later when we're less busy about how to do better.",
+    },
+    {
+        "role": "user",
+        "content": "This late pivot means we don't have time to boil the ocean for the client deliverable.",
+    },
 ]
 
 
@@ -47,10 +61,18 @@ def test_known_string_counts():
 @pytest.mark.parametrize(
     "model, encoding",
     [
-        ("gpt-4o", "o200k_base"), ("gpt-4o-2024-08-06", "o200k_base"), ("gpt-4.1-nano", "o200k_base"),
-        ("gpt-5", "o200k_base"), ("gpt-5.4-mini", "o200k_base"), ("o1", "o200k_base"), ("o3-mini", "o200k_base"),
-        ("o4-mini", "o200k_base"), ("openai/gpt-4o", "o200k_base"),
-        ("gpt-4", "cl100k_base"), ("gpt-4-0613", "cl100k_base"), ("gpt-3.5-turbo", "cl100k_base"),
+        ("gpt-4o", "o200k_base"),
+        ("gpt-4o-2024-08-06", "o200k_base"),
+        ("gpt-4.1-nano", "o200k_base"),
+        ("gpt-5", "o200k_base"),
+        ("gpt-5.4-mini", "o200k_base"),
+        ("o1", "o200k_base"),
+        ("o3-mini", "o200k_base"),
+        ("o4-mini", "o200k_base"),
+        ("openai/gpt-4o", "o200k_base"),
+        ("gpt-4", "cl100k_base"),
+        ("gpt-4-0613", "cl100k_base"),
+        ("gpt-3.5-turbo", "cl100k_base"),
         ("gemma-3-270m", "o200k_base"),  # not an OpenAI model: an o200k estimate
     ],
 )
@@ -106,7 +128,16 @@ def test_prices_for_current_models():
     assert price_for("gpt-5-mini") == Price(0.25, 2.00, 0.025)
     assert price_for("gpt-5.4-mini") == Price(0.75, 4.50, 0.075)
     assert price_for("gpt-5.4-nano").input_per_mtok == 0.20
-    for name in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-5", "gpt-5-mini", "gpt-5-nano"):
+    for name in (
+        "gpt-4o",
+        "gpt-4o-mini",
+        "gpt-4.1",
+        "gpt-4.1-mini",
+        "gpt-4.1-nano",
+        "gpt-5",
+        "gpt-5-mini",
+        "gpt-5-nano",
+    ):
         price = price_for(name)
         assert price is not None and 0 < price.input_per_mtok < price.output_per_mtok
 

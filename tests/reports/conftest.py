@@ -1,2 +1,1 @@
-"""Tests of extractor/reports/: the ledger, `report` (terminal, JSON, HTML in a real Chromium) and `compare`.
-"""
+"""Tests of extractor/reports/: the ledger, `report` (terminal, JSON, HTML in a real Chromium) and `compare`."""

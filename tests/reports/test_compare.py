@@ -24,16 +24,30 @@ def docs(tmp_path: Path) -> Path:
 
 
 def test_compare_gives_the_known_scores(docs: Path, tmp_path: Path) -> None:
-    job_a = job_from_answers(docs, {
-        "a.txt": entities(("Alice Smith", "PERSON"), ("ACME ", "ORGANIZATION"), ("Paris", "LOCATION"), ("Acme", "ORGANIZATION")),
-        "b.txt": entities(("Bob", "PERSON"), ("Berlin", "LOCATION"), ("1999", "DATE")),
-        "c.txt": entities(("Dana", "PERSON")),
-    }, tmp_path, model="gpt-4o-mini", verify=False)
-    job_b = job_from_answers(docs, {
-        "a.txt": entities(("alice  smith", "PERSON"), ("Acme", "ORGANIZATION"), ("Paris", "LOCATION")),
-        "b.txt": entities(("Bob", "PERSON"), ("Berlin", "ORGANIZATION"), ("Carol", "PERSON")),
-        "c.txt": "not json",  # no valid answer: c.txt is left out of the comparison
-    }, tmp_path, model="gpt-4.1", verify=False)
+    job_a = job_from_answers(
+        docs,
+        {
+            "a.txt": entities(
+                ("Alice Smith", "PERSON"), ("ACME ", "ORGANIZATION"), ("Paris", "LOCATION"), ("Acme", "ORGANIZATION")
+            ),
+            "b.txt": entities(("Bob", "PERSON"), ("Berlin", "LOCATION"), ("1999", "DATE")),
+            "c.txt": entities(("Dana", "PERSON")),
+        },
+        tmp_path,
+        model="gpt-4o-mini",
+        verify=False,
+    )
+    job_b = job_from_answers(
+        docs,
+        {
+            "a.txt": entities(("alice  smith", "PERSON"), ("Acme", "ORGANIZATION"), ("Paris", "LOCATION")),
+            "b.txt": entities(("Bob", "PERSON"), ("Berlin", "ORGANIZATION"), ("Carol", "PERSON")),
+            "c.txt": "not json",  # no valid answer: c.txt is left out of the comparison
+        },
+        tmp_path,
+        model="gpt-4.1",
+        verify=False,
+    )
 
     data = invoke_json("compare", job_a.id, job_b.id)
 
@@ -42,7 +56,14 @@ def test_compare_gives_the_known_scores(docs: Path, tmp_path: Path) -> None:
     # a.txt: 3 of 3 agree (case, spaces and a repeat don't count). b.txt: Bob agrees; A alone has Berlin as a
     # LOCATION and 1999; B alone has Berlin as an ORGANIZATION and Carol.
     assert data["overall"] == {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667, "tp": 4, "fp": 2, "fn": 2}
-    assert data["overall_ignoring_type"] == {"precision": 0.8333, "recall": 0.8333, "f1": 0.8333, "tp": 5, "fp": 1, "fn": 1}
+    assert data["overall_ignoring_type"] == {
+        "precision": 0.8333,
+        "recall": 0.8333,
+        "f1": 0.8333,
+        "tp": 5,
+        "fp": 1,
+        "fn": 1,
+    }
     assert data["per_type"] == {
         "DATE": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 1, "fn": 0},
         "LOCATION": {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "tp": 1, "fp": 1, "fn": 0},
@@ -73,8 +94,10 @@ def test_jobs_without_a_document_in_common_are_refused(docs: Path, tmp_path: Pat
     result = invoke("compare", job_a.id, job_b.id)
 
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"Error: Jobs {job_a.id} and {job_b.id} have no answered document in common — "
-                                     "compare two jobs prepared from the same documents")
+    assert result.stderr.strip() == (
+        f"Error: Jobs {job_a.id} and {job_b.id} have no answered document in common — "
+        "compare two jobs prepared from the same documents"
+    )
 
 
 def test_a_job_not_collected_yet_says_what_to_run(docs: Path, tmp_path: Path) -> None:
@@ -84,5 +107,6 @@ def test_a_job_not_collected_yet_says_what_to_run(docs: Path, tmp_path: Path) ->
     result = invoke("compare", prepared["job_id"], done.id)
 
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"Error: Job {prepared['job_id']} has no results yet — "
-                                     f"run `extractor collect {prepared['job_id']}` first")
+    assert result.stderr.strip() == (
+        f"Error: Job {prepared['job_id']} has no results yet — run `extractor collect {prepared['job_id']}` first"
+    )

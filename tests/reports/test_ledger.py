@@ -20,12 +20,16 @@ def test_ledger_rows_match_the_job_folders(emu: BatchEmulator, tmp_path: Path) -
     docs = load_redocred()[:3]
     written = write_documents(docs, tmp_path / "docs")
     emu.behaviour.fail_fraction = 1 / 3  # one failed first try, set aside by --retry and billed all the same
-    run = invoke_json("run", str(tmp_path / "docs"), "--backend", "openai", "--poll-interval", "0.05", "--retry",
-                      "--no-commit")
+    run = invoke_json(
+        "run", str(tmp_path / "docs"), "--backend", "openai", "--poll-interval", "0.05", "--retry", "--no-commit"
+    )
     names = sorted(written)
     # A second job from answers taken in by hand: one valid, one not JSON, one cut off.
-    job_from_answers(tmp_path / "docs", {names[0]: gold_answer(written[names[0]]), names[1]: "not json",
-                                         names[2]: '{"entities": [{"name": "Ab'}, tmp_path)
+    job_from_answers(
+        tmp_path / "docs",
+        {names[0]: gold_answer(written[names[0]]), names[1]: "not json", names[2]: '{"entities": [{"name": "Ab'},
+        tmp_path,
+    )
 
     report = invoke_json("report")  # report syncs the ledger from the folders
 
@@ -55,8 +59,9 @@ def test_sync_skips_unchanged_folders_and_keeps_rows_of_deleted_ones(tmp_path: P
         assert [row["job_id"] for row in ledger.jobs()] == [job.id]  # the ledger outlives the job folders
 
 
-def test_the_ledger_lives_beside_the_jobs_dir_unless_the_env_says_otherwise(tmp_path: Path,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_ledger_lives_beside_the_jobs_dir_unless_the_env_says_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert ledger_path(tmp_path / "jobs") == tmp_path / "jobs.ledger.sqlite"
     monkeypatch.setenv("EXTRACTOR_LEDGER", str(tmp_path / "elsewhere" / "ledger.db"))
     assert ledger_path(tmp_path / "jobs") == tmp_path / "elsewhere" / "ledger.db"
@@ -69,17 +74,31 @@ def test_a_version_1_ledger_is_migrated_keeping_its_rows(tmp_path: Path) -> None
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path, isolation_level=None)
     assert migrate(db, upto=1) == 1
-    db.execute("INSERT INTO jobs (job_id, created_at, state, backend, model, cost_usd, fingerprint) "
-               "VALUES ('20250101-020000-abc', '2025-01-01T02:00:00+00:00', 'committed', 'openai', 'gpt-4o-mini', 0.5, 'f')")
+    db.execute(
+        "INSERT INTO jobs (job_id, created_at, state, backend, model, cost_usd, fingerprint) "
+        "VALUES ('20250101-020000-abc', '2025-01-01T02:00:00+00:00', 'committed', 'openai', 'gpt-4o-mini', 0.5, 'f')"
+    )
     db.close()
 
     with Ledger(path) as ledger:
         version = ledger.db.execute("PRAGMA user_version").fetchone()[0]
         [row] = ledger.jobs()
         assert version == SCHEMA_VERSION == 4
-        assert (row["job_id"], row["cost_usd"], row["rel_grounded"], row["gate_saved_usd"], row["hedged"],
-                row["fingerprint"]) == (
-            "20250101-020000-abc", 0.5, None, None, None, None)  # new columns empty, fingerprint cleared for a re-read
+        assert (
+            row["job_id"],
+            row["cost_usd"],
+            row["rel_grounded"],
+            row["gate_saved_usd"],
+            row["hedged"],
+            row["fingerprint"],
+        ) == (
+            "20250101-020000-abc",
+            0.5,
+            None,
+            None,
+            None,
+            None,
+        )  # new columns empty, fingerprint cleared for a re-read
         assert ledger.servers("20250101-020000-abc") == []
         assert ledger.batches() == []
 
@@ -94,9 +113,11 @@ def test_a_ledger_from_a_newer_extractor_is_refused_with_a_fix(tmp_path: Path) -
         Ledger(path)
     result = invoke("report")
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"Error: {path}: ledger schema version {SCHEMA_VERSION + 1} is newer than this "
-                                     f"extractor knows ({SCHEMA_VERSION}) — upgrade extractor, or set EXTRACTOR_LEDGER "
-                                     "to another file")
+    assert result.stderr.strip() == (
+        f"Error: {path}: ledger schema version {SCHEMA_VERSION + 1} is newer than this "
+        f"extractor knows ({SCHEMA_VERSION}) — upgrade extractor, or set EXTRACTOR_LEDGER "
+        "to another file"
+    )
 
 
 def test_a_file_that_is_not_sqlite_is_refused_with_a_fix() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,8 +16,10 @@ from tests.job_fixtures import invoke, invoke_json, job_from_answers
 from tests.redocred import gold_answer, load_redocred, write_documents
 
 NIGHTS = [f"2026-01-0{day}T02:00:00+00:00" for day in range(1, 8)]
-MADE_UP = {"entities": [{"name": "Zorblax Quintaine", "type": "PERSON"}, {"name": "Vexmoor", "type": "LOCATION"}],
-           "relations": []}
+MADE_UP = {
+    "entities": [{"name": "Zorblax Quintaine", "type": "PERSON"}, {"name": "Vexmoor", "type": "LOCATION"}],
+    "relations": [],
+}
 
 
 @pytest.fixture
@@ -67,7 +69,11 @@ def test_check_fires_on_a_schema_valid_drop_and_only_for_the_newest_job(corpus, 
     data = invoke_json("report", "--check", codes=(3,))
     [flag] = data["check"]["flags"]
     assert (flag["job_id"], flag["metric"], flag["value"], flag["trailing_average"]) == (
-        broken.id, "schema_valid_rate", 0.0, 1.0)
+        broken.id,
+        "schema_valid_rate",
+        0.0,
+        1.0,
+    )
 
     # The next night is fine again: the old alarm is still shown, but no longer fails the check.
     fine = job_from_answers(docs, gold(written), tmp_path, created_at=NIGHTS[3])
@@ -83,19 +89,32 @@ def test_check_fires_on_a_schema_valid_drop_and_only_for_the_newest_job(corpus, 
 
 def test_local_jobs_show_what_their_tokens_would_cost_on_each_openai_lane(corpus, tmp_path: Path) -> None:
     docs, written = corpus
-    local = job_from_answers(docs, gold(written), tmp_path, backend="local", prompt_tokens=1000, completion_tokens=300,
-                             created_at=NIGHTS[0])
-    remote = job_from_answers(docs, gold(written), tmp_path, backend="openai", model="gpt-4o-mini",
-                              prompt_tokens=1000, completion_tokens=300, created_at=NIGHTS[1])
+    local = job_from_answers(
+        docs, gold(written), tmp_path, backend="local", prompt_tokens=1000, completion_tokens=300, created_at=NIGHTS[0]
+    )
+    remote = job_from_answers(
+        docs,
+        gold(written),
+        tmp_path,
+        backend="openai",
+        model="gpt-4o-mini",
+        prompt_tokens=1000,
+        completion_tokens=300,
+        created_at=NIGHTS[1],
+    )
 
     data = invoke_json("report", "--price-model", "gpt-4.1")
     by_id = {j["job_id"]: j for j in data["jobs"]}
 
     lanes = by_id[local.id]["lanes"]
-    assert lanes == {"priced_as": "gpt-4.1", "local_usd": 0.0, "actual_usd": 0.0,
-                     "openai_batch_usd": round(estimate_cost("gpt-4.1", 3000, 900, batch=True), 6),
-                     "openai_live_usd": round(estimate_cost("gpt-4.1", 3000, 900, batch=False), 6),
-                     "saved_vs_live_usd": round(estimate_cost("gpt-4.1", 3000, 900, batch=False), 6)}
+    assert lanes == {
+        "priced_as": "gpt-4.1",
+        "local_usd": 0.0,
+        "actual_usd": 0.0,
+        "openai_batch_usd": round(estimate_cost("gpt-4.1", 3000, 900, batch=True), 6),
+        "openai_live_usd": round(estimate_cost("gpt-4.1", 3000, 900, batch=False), 6),
+        "saved_vs_live_usd": round(estimate_cost("gpt-4.1", 3000, 900, batch=False), 6),
+    }
     paid = estimate_cost("gpt-4o-mini", 3000, 900, batch=True)
     assert by_id[remote.id]["cost_usd"] == pytest.approx(paid)
     assert by_id[remote.id]["cost_per_document"] == pytest.approx(paid / 3, abs=1e-4)
@@ -118,21 +137,31 @@ def test_html_is_one_standalone_page_with_both_charts(corpus, tmp_path: Path) ->
     assert result.exit_code == 0, result.stderr
     html = page.read_text(encoding="utf-8")
     HTMLParser().feed(html)  # parses without error
-    assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http://" not in html.replace(
-        'xmlns="http://www.w3.org/2000/svg"', "")
+    assert (
+        html.startswith("<!DOCTYPE html>")
+        and "<script" not in html
+        and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    )
     charts = {re.search(r'aria-label="([^"]*)"', c)[1]: c for c in re.findall(r"<svg .*?</svg>", html, flags=re.S)}
     night = [name for name, chart in charts.items() if 'class="night"' in chart]
-    assert night == ["cost per night (USD)", "documents per night", "grounded rate per night", "leaked rate per night",
-                     "ungrounded rate per night",
-                     f"latency per batch, openai/{made[0].manifest['model']}"]
+    assert night == [
+        "cost per night (USD)",
+        "documents per night",
+        "grounded rate per night",
+        "leaked rate per night",
+        "ungrounded rate per night",
+        f"latency per batch, openai/{made[0].manifest['model']}",
+    ]
     assert all(charts[name].count("<circle cx=") == 3 for name in night[:5])  # a dot per night (one lane/model)
     grounded = re.findall(r"<title>(2026-01-0\d) · openai/[^:]*: (\d+%)</title>", charts["grounded rate per night"])
     assert grounded == [("2026-01-01", "100%"), ("2026-01-02", "100%"), ("2026-01-03", "0%")]
     ungrounded = re.findall(r"<title>(2026-01-0\d) · openai/[^:]*: (\d+%)</title>", charts["ungrounded rate per night"])
     assert ungrounded == [("2026-01-01", "0%"), ("2026-01-02", "0%"), ("2026-01-03", "100%")]
     # the night report --check alerts on is shaded in every night chart and named above them
-    assert all(charts[name].count('class="alert-night"') == 1 and "2026-01-03: report --check alerts" in charts[name]
-               for name in night[:5])  # (the latency chart has no data: the Batch output files were not timed)
+    assert all(
+        charts[name].count('class="alert-night"') == 1 and "2026-01-03: report --check alerts" in charts[name]
+        for name in night[:5]
+    )  # (the latency chart has no data: the Batch output files were not timed)
     assert "Nights <code>report --check</code> alerts on: 2026-01-03" in html
     assert charts["cost per document (USD)"].count("<circle cx=") == 3 + 2  # over jobs: a dot per job, the legend's two
     assert all(job.id in html for job in made)
@@ -143,16 +172,18 @@ def test_since_must_be_a_date() -> None:
     result = invoke("report", "--since", "last tuesday")
 
     assert result.exit_code == 2
-    assert result.stderr.strip() == ("Error: --since 'last tuesday' is not a date — use YYYY-MM-DD, an ISO timestamp "
-                                     "like 2026-01-31T02:00:00+00:00, or 7d for the last seven days")
+    assert result.stderr.strip() == (
+        "Error: --since 'last tuesday' is not a date — use YYYY-MM-DD, an ISO timestamp "
+        "like 2026-01-31T02:00:00+00:00, or 7d for the last seven days"
+    )
 
 
 def test_since_takes_dates_times_and_days_ago() -> None:
-    now = datetime(2026, 1, 31, 7, 0, tzinfo=timezone.utc)
-    assert parse_since("2026-01-30") == datetime(2026, 1, 30, tzinfo=timezone.utc)
-    assert parse_since("2026-01-30T02:00:00+01:00") == datetime(2026, 1, 30, 1, 0, tzinfo=timezone.utc)
-    assert parse_since("2026-01-30T02:00:00") == datetime(2026, 1, 30, 2, 0, tzinfo=timezone.utc)  # naive = UTC
-    assert parse_since("7d", now=now) == datetime(2026, 1, 24, 7, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 31, 7, 0, tzinfo=UTC)
+    assert parse_since("2026-01-30") == datetime(2026, 1, 30, tzinfo=UTC)
+    assert parse_since("2026-01-30T02:00:00+01:00") == datetime(2026, 1, 30, 1, 0, tzinfo=UTC)
+    assert parse_since("2026-01-30T02:00:00") == datetime(2026, 1, 30, 2, 0, tzinfo=UTC)  # naive = UTC
+    assert parse_since("7d", now=now) == datetime(2026, 1, 24, 7, 0, tzinfo=UTC)
 
 
 def test_an_empty_ledger_reports_nothing_and_passes_the_check() -> None:

@@ -23,8 +23,16 @@ TEXTS = {
     "b.txt": "Bob Stone founded Acme Corp in Paris. </script><script>alert(1)</script>\n",
 }
 ANSWERS = {
-    "a.txt": answer([("Ann Lee", "PERSON"), ("Microsoft's", "ORGANIZATION"), ("Zürich", "LOCATION"), ("AT&T", "ORGANIZATION"),
-                     ("Acme Corp", "ORGANIZATION"), ("Zorblax <Quint>", "PERSON")]),
+    "a.txt": answer(
+        [
+            ("Ann Lee", "PERSON"),
+            ("Microsoft's", "ORGANIZATION"),
+            ("Zürich", "LOCATION"),
+            ("AT&T", "ORGANIZATION"),
+            ("Acme Corp", "ORGANIZATION"),
+            ("Zorblax <Quint>", "PERSON"),
+        ]
+    ),
     "b.txt": answer([("Bob Stone", "PERSON"), ("Paris", "LOCATION")]),
 }
 
@@ -36,8 +44,11 @@ def _verified(tmp_path: Path):
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _data(html: str) -> tuple[dict, list[dict]]:
@@ -57,8 +68,11 @@ def test_review_writes_the_page_and_changes_nothing_in_the_job(tmp_path: Path) -
 
     assert result.exit_code == 0, result.stderr
     assert orjson.loads(result.stdout) == {
-        "job_id": job.id, "state": "verified", "html_file": str(page),
-        "summary": orjson.loads(job.verify_path.read_bytes())["summary"]}
+        "job_id": job.id,
+        "state": "verified",
+        "html_file": str(page),
+        "summary": orjson.loads(job.verify_path.read_bytes())["summary"],
+    }
     assert _snapshot(job.path) == before  # read-only: not a byte, not a timestamp
     assert store().load(job.id).state is State.VERIFIED
 
@@ -72,7 +86,11 @@ def test_the_page_is_well_formed_self_contained_and_carries_the_job_as_data_only
     parsed = StrictHTML.check(html)
     assert parsed.links == []  # the header links nowhere; documents are built by the page's script
     csp = unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html)[1])
-    assert "default-src 'none'" in csp and "script-src 'sha256-" in csp and "unsafe" not in csp.replace("style-src 'unsafe-inline'", "")
+    assert (
+        "default-src 'none'" in csp
+        and "script-src 'sha256-" in csp
+        and "unsafe" not in csp.replace("style-src 'unsafe-inline'", "")
+    )
     assert "http://" not in html and "https://" not in html  # nothing fetched, no CDN
     assert html.count("<script") == 3 and html.count("</script>") == 3  # the document's </script> stays in its string
     index, bodies = _data(html)
@@ -101,8 +119,9 @@ def test_review_refuses_a_job_before_verify_naming_the_next_command(tmp_path: Pa
     result = invoke("review", job.id, "--html", str(tmp_path / "page.html"))
 
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"Error: Job {job.id} is collected, so it cannot be reviewed — "
-                                     f"run `extractor verify {job.id}` first")
+    assert result.stderr.strip() == (
+        f"Error: Job {job.id} is collected, so it cannot be reviewed — run `extractor verify {job.id}` first"
+    )
     assert not (tmp_path / "page.html").exists()
 
 
@@ -127,11 +146,15 @@ def test_overlapping_and_out_of_range_spans_are_skipped() -> None:
         {"name": "is", "verdict": "grounded", "span": [14, 16], "type": "OTHER"},
     ]
     assert _marks("New York City is big & old", entities, {}) == [
-        [0, 13, "grounded", "New York City", "LOCATION", []], [14, 16, "grounded", "is", "OTHER", []]]
+        [0, 13, "grounded", "New York City", "LOCATION", []],
+        [14, 16, "grounded", "is", "OTHER", []],
+    ]
     # a name that leaked elsewhere lands on this document's own entity, else where it aligns in the text
     assert _marks("New York City is big & old", entities, {"new york city": "New York City", "old": "old"}) == [
-        [0, 13, "grounded", "New York City", "LOCATION", ["new york city"]], [14, 16, "grounded", "is", "OTHER", []],
-        [23, 26, "source", "old", "", ["old"]]]
+        [0, 13, "grounded", "New York City", "LOCATION", ["new york city"]],
+        [14, 16, "grounded", "is", "OTHER", []],
+        [23, 26, "source", "old", "", ["old"]],
+    ]
 
 
 @pytest.mark.graph
@@ -165,28 +188,58 @@ def test_run_html_then_review_after_commit_and_after_rollback(emu: BatchEmulator
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-HOSTILE = st.text(alphabet=st.sampled_from(list("<>/&\"'!-= scriptSCRIPT\u2028\u2029\x00\U0001f600é\n")), max_size=40) | st.text(max_size=40)
-SUMMARY = {"job_id": "j<1>", "state": "verified", "model": "m</title>", "backend": "local", "cost_usd": None,
-           "created_at": None, "source": None, "undo": None, "committed": None, "rolled_back": False, "against": [],
-           "policy": {"leaked": "quarantine", "ungrounded": "drop"},
-           "summary": {"documents": 1, "clean": 1, "quarantined": 0, "failed": 0,
-                       "entities": dict.fromkeys(("grounded", "fuzzy", "leaked", "ungrounded"), 0),
-                       "relations": dict.fromkeys(("grounded", "fuzzy", "leaked", "ungrounded"), 0)}}
+HOSTILE = st.text(
+    alphabet=st.sampled_from(list("<>/&\"'!-= scriptSCRIPT\u2028\u2029\x00\U0001f600é\n")), max_size=40
+) | st.text(max_size=40)
+SUMMARY = {
+    "job_id": "j<1>",
+    "state": "verified",
+    "model": "m</title>",
+    "backend": "local",
+    "cost_usd": None,
+    "created_at": None,
+    "source": None,
+    "undo": None,
+    "committed": None,
+    "rolled_back": False,
+    "against": [],
+    "policy": {"leaked": "quarantine", "ungrounded": "drop"},
+    "summary": {
+        "documents": 1,
+        "clean": 1,
+        "quarantined": 0,
+        "failed": 0,
+        "entities": dict.fromkeys(("grounded", "fuzzy", "leaked", "ungrounded"), 0),
+        "relations": dict.fromkeys(("grounded", "fuzzy", "leaked", "ungrounded"), 0),
+    },
+}
 
 
 @settings(max_examples=150, deadline=None)
 @given(path=HOSTILE, title=HOSTILE, text=HOSTILE, name=HOSTILE, count=st.integers(1, 3))
-def test_any_file_name_title_text_or_name_comes_back_as_the_same_string(path: str, title: str, text: str, name: str,
-                                                                        count: int) -> None:
+def test_any_file_name_title_text_or_name_comes_back_as_the_same_string(
+    path: str, title: str, text: str, name: str, count: int
+) -> None:
     import io
 
     from extractor.review.page import render_review
 
-    entries = [({"path": path, "title": title, "status": "clean", "ungrounded": 1, "types": [name], "find": name.lower()},
-                {"text": text, "reasons": [name], "marks": _marks(text, [{"name": name, "verdict": "grounded",
-                                                                         "span": [0, len(text)], "type": name}], {}),
-                 "leaked": [], "ungrounded": [[name, name]], "relations": [[name, name, name, "ungrounded", name, None, []]]})
-               for _ in range(count)]
+    entries = [
+        (
+            {"path": path, "title": title, "status": "clean", "ungrounded": 1, "types": [name], "find": name.lower()},
+            {
+                "text": text,
+                "reasons": [name],
+                "marks": _marks(
+                    text, [{"name": name, "verdict": "grounded", "span": [0, len(text)], "type": name}], {}
+                ),
+                "leaked": [],
+                "ungrounded": [[name, name]],
+                "relations": [[name, name, name, "ungrounded", name, None, []]],
+            },
+        )
+        for _ in range(count)
+    ]
     out = io.BytesIO()
     render_review(SUMMARY, iter(entries), out)
     html = out.getvalue().decode("utf-8")

@@ -25,19 +25,41 @@ TEXTS = {
     "d.txt": "Nothing came back for this one.\n",
 }
 ANSWERS = {
-    "a.txt": answer([("Ann Lee", "PERSON"), ("Microsoft's", "ORGANIZATION"), ("Zürich", "LOCATION"), ("AT&T", "ORGANIZATION"),
-                     ("Emoji Town", "LOCATION"), ("Acme Corp", "ORGANIZATION"), ("Zorblax <Quint>", "PERSON")],
-                    [("Ann Lee", "WORKS_FOR", "Acme Corp", "Ann Lee joined Microsoft")]),
-    B: answer([("Bob Stone", "PERSON"), ("Acme Corp", "ORGANIZATION"), ("Paris", "LOCATION")],
-              [("Acme Corp", "FOUNDED_BY", "Bob Stone", "Bob Stone founded Acme Corp")]),
-    "c.txt": answer([("Carol King", "PERSON"), ("Dora Diaz", "PERSON"), ("Oslo", "LOCATION"),
-                     ("<img src=y onerror=window.pwned=3>", "PERSON")],
-                    [("Carol King", "SPOUSE_OF", "Dora Diaz", "<script>window.pwned = 2</script>")]),
+    "a.txt": answer(
+        [
+            ("Ann Lee", "PERSON"),
+            ("Microsoft's", "ORGANIZATION"),
+            ("Zürich", "LOCATION"),
+            ("AT&T", "ORGANIZATION"),
+            ("Emoji Town", "LOCATION"),
+            ("Acme Corp", "ORGANIZATION"),
+            ("Zorblax <Quint>", "PERSON"),
+        ],
+        [("Ann Lee", "WORKS_FOR", "Acme Corp", "Ann Lee joined Microsoft")],
+    ),
+    B: answer(
+        [("Bob Stone", "PERSON"), ("Acme Corp", "ORGANIZATION"), ("Paris", "LOCATION")],
+        [("Acme Corp", "FOUNDED_BY", "Bob Stone", "Bob Stone founded Acme Corp")],
+    ),
+    "c.txt": answer(
+        [
+            ("Carol King", "PERSON"),
+            ("Dora Diaz", "PERSON"),
+            ("Oslo", "LOCATION"),
+            ("<img src=y onerror=window.pwned=3>", "PERSON"),
+        ],
+        [("Carol King", "SPOUSE_OF", "Dora Diaz", "<script>window.pwned = 2</script>")],
+    ),
 }
 # the words each document's highlights must sit on, with their verdicts (the name the model gave in brackets)
 EXPECTED_MARKS = {
-    "a.txt": [("Ann Lee", "grounded"), ("Microsoft", "grounded"), ("Zurich", "fuzzy"), ("AT&T", "grounded"),
-              ("Emoji Town", "grounded")],
+    "a.txt": [
+        ("Ann Lee", "grounded"),
+        ("Microsoft", "grounded"),
+        ("Zurich", "fuzzy"),
+        ("AT&T", "grounded"),
+        ("Emoji Town", "grounded"),
+    ],
     B: [("Bob Stone", "grounded"), ("Acme Corp", "grounded"), ("Paris", "grounded")],
     "c.txt": [("Carol King", "grounded"), ("Dora Diaz", "grounded"), ("Oslo", "grounded")],
     "d.txt": [],
@@ -74,7 +96,8 @@ def test_highlights_sit_on_the_right_words(reviewed, open_page) -> None:
         section.scroll_into_view_if_needed()
         section.locator(".text").wait_for()
         marks = section.locator(".text mark").evaluate_all(
-            "ms => ms.map(m => [m.textContent, m.dataset.verdict, m.dataset.span])")
+            "ms => ms.map(m => [m.textContent, m.dataset.verdict, m.dataset.span])"
+        )
         assert [(text, verdict) for text, verdict, _ in marks if verdict != "source"] == expected
         for text, _, span in marks:  # the offsets verify wrote (code points) hold the same words in Python
             start, end = map(int, span.split(","))
@@ -113,14 +136,23 @@ def test_filters_and_search_hide_and_show_the_right_documents(reviewed, open_pag
     assert _visible_paths(page) == everything
     assert page.text_content("#shown") == "4 documents"
 
-    for status, expected in (("quarantined", ["a.txt"]), ("failed", ["d.txt"]), ("clean", [B, "c.txt"]), ("", everything)):
+    for status, expected in (
+        ("quarantined", ["a.txt"]),
+        ("failed", ["d.txt"]),
+        ("clean", [B, "c.txt"]),
+        ("", everything),
+    ):
         page.select_option("#f-status", status)
         assert _visible_paths(page) == expected, status
     page.check("#f-ungrounded")
     assert _visible_paths(page) == ["a.txt", "c.txt"]
     page.uncheck("#f-ungrounded")
     assert page.eval_on_selector_all("#f-type option", "os => os.map(o => o.value)") == [
-        "", "LOCATION", "ORGANIZATION", "PERSON"]
+        "",
+        "LOCATION",
+        "ORGANIZATION",
+        "PERSON",
+    ]
     page.select_option("#f-type", "ORGANIZATION")
     assert _visible_paths(page) == ["a.txt", B]
     page.select_option("#f-type", "LOCATION")
@@ -129,8 +161,15 @@ def test_filters_and_search_hide_and_show_the_right_documents(reviewed, open_pag
     page.select_option("#f-type", "")
     page.select_option("#f-status", "")
 
-    for query, expected in (("dora", ["c.txt"]), ("onerror=alert", [B]), ("BOB stone", [B]), ("d.txt", ["d.txt"]),
-                            ("zorblax <quint>", ["a.txt"]), ("no such name", []), ("", everything)):
+    for query, expected in (
+        ("dora", ["c.txt"]),
+        ("onerror=alert", [B]),
+        ("BOB stone", [B]),
+        ("d.txt", ["d.txt"]),
+        ("zorblax <quint>", ["a.txt"]),
+        ("no such name", []),
+        ("", everything),
+    ):
         page.fill("#f-search", query)
         page.wait_for_function("q => document.getElementById('docs').dataset.query === q", arg=query)
         assert _visible_paths(page) == expected, query
@@ -148,7 +187,10 @@ def test_script_in_a_document_a_file_name_and_an_answer_stays_inert(reviewed, op
     assert page.locator("main img, main script, main iframe").count() == 0
     # the index, one block of bodies (never executed) and the page's own script: nothing else
     assert page.eval_on_selector_all("script", "ss => ss.map(s => [s.type, s.id])") == [
-        ["application/json", "review-data"], ["application/json", "chunk-0"], ["", ""]]
+        ["application/json", "review-data"],
+        ["application/json", "chunk-0"],
+        ["", ""],
+    ]
     assert "<script>window.pwned = 1; alert('text')</script>" in page.inner_text("section.doc[data-path='c.txt'] .text")
     assert page.inner_text("section.doc[data-path='c.txt'] li.ungrounded .name") == "<img src=y onerror=window.pwned=3>"
     assert "<script>window.pwned = 2</script>" in page.inner_text("section.doc[data-path='c.txt'] table.relations")
@@ -160,10 +202,15 @@ def test_script_in_a_document_a_file_name_and_an_answer_stays_inert(reviewed, op
 def test_a_large_job_opens_a_page_at_a_time_and_a_link_jumps_far(tmp_path: Path, open_page) -> None:
     """800 documents: a page of them at first, bodies parsed from blocks when needed; a link reaches the far end."""
     count = 800
-    texts = {f"doc{i:05d}.txt": f"Person{i} Smith lives in Town{i}. {'Filler words here. ' * 20}\n" for i in range(count)}
+    texts = {
+        f"doc{i:05d}.txt": f"Person{i} Smith lives in Town{i}. {'Filler words here. ' * 20}\n" for i in range(count)
+    }
     texts["zz-last.txt"] = "Quentin Quarry built the Far Bridge.\n"
-    answers = {name: answer([(f"Person{i} Smith", "PERSON"), (f"Town{i}", "LOCATION")]) for i, name in enumerate(texts)
-               if name != "zz-last.txt"}
+    answers = {
+        name: answer([(f"Person{i} Smith", "PERSON"), (f"Town{i}", "LOCATION")])
+        for i, name in enumerate(texts)
+        if name != "zz-last.txt"
+    }
     answers["zz-last.txt"] = answer([("Quentin Quarry", "PERSON")])
     answers["doc00000.txt"] = answer([("Person0 Smith", "PERSON"), ("Far Bridge", "LOCATION")])  # leaked from the last
     job = ingest(prepare(write_docs(tmp_path / "docs", texts)), answers, tmp_path)
@@ -194,5 +241,8 @@ def test_a_large_job_opens_a_page_at_a_time_and_a_link_jumps_far(tmp_path: Path,
     page.wait_for_function("() => document.getElementById('docs').dataset.query === 'person799 smith'")
     assert _visible_paths(page) == ["doc00799.txt"]
     page.locator("section.doc[data-path='doc00799.txt'] mark").first.wait_for()
-    assert page.locator("section.doc[data-path='doc00799.txt'] mark").all_text_contents() == ["Person799 Smith", "Town799"]
+    assert page.locator("section.doc[data-path='doc00799.txt'] mark").all_text_contents() == [
+        "Person799 Smith",
+        "Town799",
+    ]
     assert opened.errors == []

@@ -60,8 +60,12 @@ def test_run_verify_commit_rollback_restores_the_graph(tmp_path: Path, docs_dir:
             assert doc["status"] == "failed"
             continue
         assert len(doc["entities"]) == len(row["answer"]["entities"])
-        text = next(line["body"]["messages"][1]["content"] for f in job.request_files()
-                    for line in iter_jsonl(f) if line["custom_id"] == doc["custom_id"])
+        text = next(
+            line["body"]["messages"][1]["content"]
+            for f in job.request_files()
+            for line in iter_jsonl(f)
+            if line["custom_id"] == doc["custom_id"]
+        )
         for ent in doc["entities"]:
             assert ent["verdict"] in ("grounded", "fuzzy", "leaked", "ungrounded")
             if ent["verdict"] in ("grounded", "fuzzy"):

@@ -70,11 +70,18 @@ def docs(tmp_path: Path, corpus: list[dict]) -> Path:
     return tmp_path / "docs"
 
 
-def pipeline_file(tmp_path: Path, *, on_failure: str = "extract", gate_backend: str = "openai",
-                  extract_backend: str = "openai", extra: str = "") -> Path:
+def pipeline_file(
+    tmp_path: Path,
+    *,
+    on_failure: str = "extract",
+    gate_backend: str = "openai",
+    extract_backend: str = "openai",
+    extra: str = "",
+) -> Path:
     path = tmp_path / "pipelines" / "test.toml"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(f"""name = "people"
+    path.write_text(
+        f"""name = "people"
 [gate]
 question = "{QUESTION}"
 backend = "{gate_backend}"
@@ -83,10 +90,12 @@ on_failure = "{on_failure}"
 max_tokens = 64
 {extra}
 [extract]
-spec = "{REPO / 'extractor' / 'spec' / 'default.json'}"
+spec = "{REPO / "extractor" / "spec" / "default.json"}"
 backend = "{extract_backend}"
 model = "gpt-4.1-mini"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -107,22 +116,31 @@ def paths(job: Job) -> set[str]:
 # ---------------------------------------------------------------- the two stages
 
 
-def test_a_gate_that_rejects_half_leaves_exactly_the_other_half_to_extraction(emu: BatchEmulator, docs: Path,
-                                                                             tmp_path: Path, corpus: list[dict]) -> None:
+def test_a_gate_that_rejects_half_leaves_exactly_the_other_half_to_extraction(
+    emu: BatchEmulator, docs: Path, tmp_path: Path, corpus: list[dict]
+) -> None:
     data = invoke_json(*run_args(docs, pipeline_file(tmp_path)))
 
     gate_job, extraction = gate_and_extraction()
     decisions = read_json(gate_job.path / GATE_FILE)
     passed = {d["path"] for d in decisions["documents"] if d["decision"] == "passed"}
     assert len(passed) == 2 and paths(extraction) == passed  # the extraction job holds exactly the passing half
-    assert {d["sha256"] for d in extraction.documents()} == {d["sha256"] for d in decisions["documents"] if d["extract"]}
+    assert {d["sha256"] for d in extraction.documents()} == {
+        d["sha256"] for d in decisions["documents"] if d["extract"]
+    }
     assert len(emu.batches) == 2 and emu.calls["POST /v1/batches"] == 2  # one gate batch, one extraction batch
     extraction_lines = list(iter_jsonl(extraction.request_files()[0]))
     assert len(extraction_lines) == 2
 
     gate = data["gate"]
     assert (gate["job_id"], gate["documents"], gate["passed"], gate["rejected"], gate["failed"], gate["extracted"]) == (
-        gate_job.id, 4, 2, 2, 0, 2)
+        gate_job.id,
+        4,
+        2,
+        2,
+        0,
+        2,
+    )
     assert (gate["backend"], gate["model"], gate["question"]) == ("openai", "gpt-5.4-nano", QUESTION)
     assert data["extract"]["job_id"] == extraction.id and data["extract"]["collect"]["ok"] == 2
     assert data["extract"]["verify"]["clean"] == 2 and data["exit_code"] == 0
@@ -141,13 +159,17 @@ def test_a_gate_that_rejects_half_leaves_exactly_the_other_half_to_extraction(em
     assert summary["saved_usd"] == gate["saved_usd"] == data["saved_usd"] == pytest.approx(sum(rejected), abs=1e-6)
     assert summary["saved_usd"] > 0
     assert summary["extraction_estimate_passed_usd"] == pytest.approx(
-        extraction.manifest["estimate"]["estimated_cost_usd"], abs=1e-5)
-    assert summary["extraction_estimate_usd"] == pytest.approx(summary["saved_usd"] + summary["extraction_estimate_passed_usd"])
+        extraction.manifest["estimate"]["estimated_cost_usd"], abs=1e-5
+    )
+    assert summary["extraction_estimate_usd"] == pytest.approx(
+        summary["saved_usd"] + summary["extraction_estimate_passed_usd"]
+    )
     assert gate_job.manifest["gate"] == summary and gate_job.state.value == "collected"
 
 
-def test_the_gate_request_holds_the_question_in_the_system_message_and_one_document_alone(emu: BatchEmulator,
-                                                                                         docs: Path, tmp_path: Path) -> None:
+def test_the_gate_request_holds_the_question_in_the_system_message_and_one_document_alone(
+    emu: BatchEmulator, docs: Path, tmp_path: Path
+) -> None:
     invoke_json(*run_args(docs, pipeline_file(tmp_path)))
 
     gate_job, _ = gate_and_extraction()
@@ -162,12 +184,22 @@ def test_the_gate_request_holds_the_question_in_the_system_message_and_one_docum
 
 
 def test_the_pipeline_summary_shows_both_stages(emu: BatchEmulator, docs: Path, tmp_path: Path) -> None:
-    result = invoke("run", str(docs), "--pipeline", str(pipeline_file(tmp_path)), "--poll-interval", "0.05", "--no-commit")
+    result = invoke(
+        "run", str(docs), "--pipeline", str(pipeline_file(tmp_path)), "--poll-interval", "0.05", "--no-commit"
+    )
 
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    for text in ("pipeline people", "Is this document about a person?", "passed", "rejected", "saved by the gate",
-                 "answers valid against the schema", "documents clean", "total cost"):
+    for text in (
+        "pipeline people",
+        "Is this document about a person?",
+        "passed",
+        "rejected",
+        "saved by the gate",
+        "answers valid against the schema",
+        "documents clean",
+        "total cost",
+    ):
         assert text in out, out
 
 
@@ -188,8 +220,9 @@ def test_report_shows_the_money_the_gate_saved(emu: BatchEmulator, docs: Path, t
 # ---------------------------------------------------------------- failed gate answers follow the policy
 
 
-def test_invalid_gate_answers_are_extracted_by_default(emu: BatchEmulator, answerer: GateAnswerer, docs: Path,
-                                                       tmp_path: Path, corpus: list[dict]) -> None:
+def test_invalid_gate_answers_are_extracted_by_default(
+    emu: BatchEmulator, answerer: GateAnswerer, docs: Path, tmp_path: Path, corpus: list[dict]
+) -> None:
     answerer.invalid = {corpus[1]["title"]}
 
     data = invoke_json(*run_args(docs, pipeline_file(tmp_path)))
@@ -199,14 +232,19 @@ def test_invalid_gate_answers_are_extracted_by_default(emu: BatchEmulator, answe
     [failed] = [d for d in decisions["documents"] if d["decision"] == "failed"]
     assert failed["outcome"] == "schema_invalid" and failed["extract"] and failed["answer"] is None
     assert failed["errors"] and failed["reason"] is None
-    assert (data["gate"]["passed"], data["gate"]["rejected"], data["gate"]["failed"], data["gate"]["extracted"]) == (2, 1, 1, 3)
+    assert (data["gate"]["passed"], data["gate"]["rejected"], data["gate"]["failed"], data["gate"]["extracted"]) == (
+        2,
+        1,
+        1,
+        3,
+    )
     assert failed["path"] in paths(extraction) and len(extraction.documents()) == 3
     assert data["exit_code"] == 0
 
 
-def test_the_reject_policy_keeps_failed_gate_answers_out_and_says_so(emu: BatchEmulator, answerer: GateAnswerer,
-                                                                     docs: Path, tmp_path: Path,
-                                                                     corpus: list[dict]) -> None:
+def test_the_reject_policy_keeps_failed_gate_answers_out_and_says_so(
+    emu: BatchEmulator, answerer: GateAnswerer, docs: Path, tmp_path: Path, corpus: list[dict]
+) -> None:
     answerer.invalid = {corpus[1]["title"]}
     data = invoke_json(*run_args(docs, pipeline_file(tmp_path, on_failure="reject")), codes=(6,))
 
@@ -218,8 +256,9 @@ def test_the_reject_policy_keeps_failed_gate_answers_out_and_says_so(emu: BatchE
     assert data["exit_code"] == 6  # a document was not processed: cron should know
 
 
-def test_nothing_passing_the_gate_makes_no_extraction_job(emu: BatchEmulator, answerer: GateAnswerer, docs: Path,
-                                                          tmp_path: Path) -> None:
+def test_nothing_passing_the_gate_makes_no_extraction_job(
+    emu: BatchEmulator, answerer: GateAnswerer, docs: Path, tmp_path: Path
+) -> None:
     answerer.passing = set()
 
     data = invoke_json(*run_args(docs, pipeline_file(tmp_path)))
@@ -233,7 +272,8 @@ def test_nothing_passing_the_gate_makes_no_extraction_job(emu: BatchEmulator, an
 
 
 def test_a_run_killed_after_the_gate_reuses_the_gate_job_and_makes_one_extraction_job(
-        emu: BatchEmulator, answerer: GateAnswerer, docs: Path, tmp_path: Path) -> None:
+    emu: BatchEmulator, answerer: GateAnswerer, docs: Path, tmp_path: Path
+) -> None:
     args = run_args(docs, pipeline_file(tmp_path))
 
     crashed = cli_process(*args, crash_after="gate")
@@ -265,7 +305,9 @@ def test_prepare_gated_prices_both_stages_with_extraction_as_an_upper_bound(docs
     assert data["gate"]["job_id"] == gate_job.id and data["gate"]["documents"] == 4
     assert data["extract"]["documents"] == 4 and data["extract"]["model"] == "gpt-4.1-mini"
     assert data["extract"]["estimated_cost_usd_max"] == pytest.approx(sum(estimates.values()), abs=1e-6)
-    assert data["estimated_cost_usd"] == pytest.approx(data["gate"]["estimated_cost_usd"] + data["extract"]["estimated_cost_usd_max"])
+    assert data["estimated_cost_usd"] == pytest.approx(
+        data["gate"]["estimated_cost_usd"] + data["extract"]["estimated_cost_usd_max"]
+    )
     assert prepare_gated(store(), docs, pipeline)["gate"]["resumed"] and len(jobs()) == 1
 
 
@@ -288,23 +330,32 @@ def test_the_question_fills_the_gate_prompt_and_changes_its_hash() -> None:
 def test_the_bundled_example_pipeline_loads() -> None:
     pipeline = load_pipeline(REPO / "pipelines" / "filings.toml")
 
-    assert pipeline.gate.question == QUESTION and pipeline.gate.backend == "local" and pipeline.gate.on_failure == "extract"
+    assert (
+        pipeline.gate.question == QUESTION
+        and pipeline.gate.backend == "local"
+        and pipeline.gate.on_failure == "extract"
+    )
     assert pipeline.extract.spec == REPO / "extractor" / "spec" / "default.json"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('[gate]\nquestion = "Q?"\ncolour = "red"\n',
-     "gate.colour: unknown key — the gate table has only question, backend, model, pass_answer, max_tokens, on_failure"),
-    ('[gate]\nquestion = "Q?"\nmax_tokens = "64"\n', "gate.max_tokens: must be a positive integer, not '64'"),
-    ('[gate]\nquestion = "Q?"\nmax_tokens = true\n', "gate.max_tokens: must be a positive integer, not True"),
-    ('[gate]\nquestion = "Q?"\nbackend = "anthropic"\n', "gate.backend: must be local or openai, not 'anthropic'"),
-    ('[gate]\nquestion = "Q?"\non_failure = "drop"\n', "gate.on_failure: must be extract or reject, not 'drop'"),
-    ('[gate]\nbackend = "local"\n', 'gate.question: missing — add question = "Is this document about …?"'),
-    ('[extract]\nspec = "x.json"\n', 'the gate table is missing — add one with at least question = "…"'),
-    ('[gate]\nquestion = "Q?"\n[extract]\nspec = "nope.json"\n', "extract.spec: no such file"),
-    ('stages = 2\n', "unknown key 'stages' — a pipeline file has only name, description, gate, extract"),
-    ('[gate\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[gate]\nquestion = "Q?"\ncolour = "red"\n',
+            "gate.colour: unknown key — the gate table has only question, backend, model, pass_answer, max_tokens, on_failure",
+        ),
+        ('[gate]\nquestion = "Q?"\nmax_tokens = "64"\n', "gate.max_tokens: must be a positive integer, not '64'"),
+        ('[gate]\nquestion = "Q?"\nmax_tokens = true\n', "gate.max_tokens: must be a positive integer, not True"),
+        ('[gate]\nquestion = "Q?"\nbackend = "anthropic"\n', "gate.backend: must be local or openai, not 'anthropic'"),
+        ('[gate]\nquestion = "Q?"\non_failure = "drop"\n', "gate.on_failure: must be extract or reject, not 'drop'"),
+        ('[gate]\nbackend = "local"\n', 'gate.question: missing — add question = "Is this document about …?"'),
+        ('[extract]\nspec = "x.json"\n', 'the gate table is missing — add one with at least question = "…"'),
+        ('[gate]\nquestion = "Q?"\n[extract]\nspec = "nope.json"\n', "extract.spec: no such file"),
+        ("stages = 2\n", "unknown key 'stages' — a pipeline file has only name, description, gate, extract"),
+        ("[gate\n", "not valid TOML"),
+    ],
+)
 def test_a_bad_pipeline_file_is_named_with_the_key_to_fix(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text, encoding="utf-8")

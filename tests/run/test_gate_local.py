@@ -19,26 +19,31 @@ TEXTS = {
 }
 
 
-def test_both_stages_run_on_the_local_model_and_gate_json_agrees_with_the_extraction_job(tmp_path: Path,
-                                                                                         llama_url: str) -> None:
+def test_both_stages_run_on_the_local_model_and_gate_json_agrees_with_the_extraction_job(
+    tmp_path: Path, llama_url: str
+) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     for name, text in TEXTS.items():
         (docs / name).write_text(text, encoding="utf-8")
     pipeline = tmp_path / "people.toml"
-    pipeline.write_text(f"""name = "people"
+    pipeline.write_text(
+        f"""name = "people"
 [gate]
 question = "Is this document about a person?"
 backend = "local"
 max_tokens = 32
 [extract]
-spec = "{REPO / 'extractor' / 'spec' / 'default.json'}"
+spec = "{REPO / "extractor" / "spec" / "default.json"}"
 backend = "local"
 max_tokens = 16
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
 
-    data = invoke_json("run", str(docs), "--pipeline", str(pipeline), "--local-url", llama_url, "--no-commit",
-                       codes=(0, 3, 6))
+    data = invoke_json(
+        "run", str(docs), "--pipeline", str(pipeline), "--local-url", llama_url, "--no-commit", codes=(0, 3, 6)
+    )
 
     gate_jobs = [j for j in jobs() if j.manifest["spec"]["name"] == "gate"]
     [gate_job] = gate_jobs

@@ -49,8 +49,10 @@ def test_a_second_run_exits_5_at_once_naming_the_holder(emu: BatchEmulator, docs
 
         assert second.exit_code == 5 and time.monotonic() - started < 5
         note = lock_note()
-        assert second.stderr.strip() == (f"Error: Another run holds {store().root / '.lock'} "
-                                          f"(pid {first.pid}, started {note['started_at']}) — wait for it to finish")
+        assert second.stderr.strip() == (
+            f"Error: Another run holds {store().root / '.lock'} "
+            f"(pid {first.pid}, started {note['started_at']}) — wait for it to finish"
+        )
         status = invoke_json("status")
         assert status["running"] == {"pid": first.pid, "started_at": note["started_at"]}
     finally:
@@ -63,9 +65,16 @@ def test_a_second_run_exits_5_at_once_naming_the_holder(emu: BatchEmulator, docs
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(emu: BatchEmulator, docs: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from extractor.jobs import JobsLock; "
-                               "lock = JobsLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); time.sleep(600)",
-         str(store().root)], cwd=REPO, stdout=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from extractor.jobs import JobsLock; "
+            "lock = JobsLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); time.sleep(600)",
+            str(store().root),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+    )
     assert holder.stdout.readline() == b"held\n"
     assert invoke("run", str(docs), "--backend", "openai", "--no-commit", *FAST_POLL).exit_code == 5
     holder.send_signal(signal.SIGKILL)
@@ -88,8 +97,9 @@ def test_a_wait_that_runs_out_exits_6_and_the_next_run_resumes_it(emu: BatchEmul
     data = orjson.loads(result.stdout)
     [job] = jobs()
     assert (data["job_id"], data["state"], data["exit_code"]) == (job.id, "submitted", 6)
-    assert data["pending"].startswith(f"Job {job.id}: 1 of 1 batches not finished (1 validating; 0/2 requests done)"
-                                      " when the wait ran out")
+    assert data["pending"].startswith(
+        f"Job {job.id}: 1 of 1 batches not finished (1 validating; 0/2 requests done) when the wait ran out"
+    )
     assert "not finished: Job" in result.stderr
 
     emu.complete_all()
@@ -117,8 +127,9 @@ def test_backend_auto_decides_before_prepare_and_records_why(emu: BatchEmulator,
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
 
-    data = invoke_json("run", str(docs), "--backend", "auto", "--local-url", dead, "--health-timeout", "0.3",
-                       "--no-commit", *FAST_POLL)
+    data = invoke_json(
+        "run", str(docs), "--backend", "auto", "--local-url", dead, "--health-timeout", "0.3", "--no-commit", *FAST_POLL
+    )
 
     [job] = jobs()
     assert job.manifest["backend"] == "openai" and job.manifest["model"] == "gpt-5.4-mini"

@@ -53,20 +53,32 @@ def test_a_local_run_killed_after_submit_resends_nothing(tmp_path: Path, llama_u
         answered = [r for r in requests if r["outcome"] != "http_error"]
         assert len(requests) == 2 and all(r["latency_ms"] and r["latency_ms"] > 0 for r in answered)
         assert {r["custom_id"]: r["latency_ms"] for r in requests} == {
-            e["custom_id"]: e["latency_ms"] for e in events(job, "request")}
+            e["custom_id"]: e["latency_ms"] for e in events(job, "request")
+        }
         [lane_run] = ledger.batches(job.id)
         assert (lane_run["kind"], lane_run["status"], lane_run["lines"]) == ("local", "completed", 2)
 
 
 def test_report_over_jobs_of_both_lanes(emu: BatchEmulator, tmp_path: Path, llama_url: str) -> None:
-    local = invoke_json("run", str(tiny_docs(tmp_path / "local", ("ada.txt",))), "--local-url", llama_url,
-                        "--max-tokens", MAX_TOKENS, "--no-commit", codes=(0, 3, 6))
+    local = invoke_json(
+        "run",
+        str(tiny_docs(tmp_path / "local", ("ada.txt",))),
+        "--local-url",
+        llama_url,
+        "--max-tokens",
+        MAX_TOKENS,
+        "--no-commit",
+        codes=(0, 3, 6),
+    )
     corpus = load_redocred()
     remote = []
     for n, batch in enumerate((corpus[:2], corpus[2:4])):
         write_documents(batch, tmp_path / f"night-{n}")
-        remote.append(invoke_json("run", str(tmp_path / f"night-{n}"), "--backend", "openai", "--poll-interval", "0.05",
-                                  "--no-commit"))
+        remote.append(
+            invoke_json(
+                "run", str(tmp_path / f"night-{n}"), "--backend", "openai", "--poll-interval", "0.05", "--no-commit"
+            )
+        )
 
     data = invoke_json("report")
 
@@ -85,19 +97,35 @@ def test_report_over_jobs_of_both_lanes(emu: BatchEmulator, tmp_path: Path, llam
     assert trends == [None, {"trailing_average": 1.0, "delta": 0.0, "jobs": 1}]
 
 
-def test_backend_auto_keeps_an_openai_job_whose_batches_are_in_flight(emu: BatchEmulator, tmp_path: Path,
-                                                                      llama_url: str) -> None:
+def test_backend_auto_keeps_an_openai_job_whose_batches_are_in_flight(
+    emu: BatchEmulator, tmp_path: Path, llama_url: str
+) -> None:
     docs = tiny_docs(tmp_path / "docs")
     emu.behaviour.auto_complete = False
     dead = "http://127.0.0.1:9"  # discard port: nothing answers
-    first = invoke("run", str(docs), "--backend", "auto", "--local-url", dead, "--health-timeout", "0.3",
-                   "--poll-interval", "0.05", "--wait-timeout", "0.2", "--no-commit", "--json")
+    first = invoke(
+        "run",
+        str(docs),
+        "--backend",
+        "auto",
+        "--local-url",
+        dead,
+        "--health-timeout",
+        "0.3",
+        "--poll-interval",
+        "0.05",
+        "--wait-timeout",
+        "0.2",
+        "--no-commit",
+        "--json",
+    )
     assert first.exit_code == 6, first.stderr
 
     # Next night the local server is healthy; the batch already sent (and paid for) is still collected.
     emu.complete_all()
-    again = invoke_json("run", str(docs), "--backend", "auto", "--local-url", llama_url, "--poll-interval", "0.05",
-                        "--no-commit")
+    again = invoke_json(
+        "run", str(docs), "--backend", "auto", "--local-url", llama_url, "--poll-interval", "0.05", "--no-commit"
+    )
 
     [job] = jobs()
     assert again["job_id"] == orjson.loads(first.stdout)["job_id"] == job.id

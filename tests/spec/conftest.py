@@ -1,2 +1,1 @@
-"""Tests of extractor/spec/: extraction specs against OpenAI strict-mode rules, the bundled specs as package data.
-"""
+"""Tests of extractor/spec/: extraction specs against OpenAI strict-mode rules, the bundled specs as package data."""

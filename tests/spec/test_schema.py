@@ -21,7 +21,13 @@ from extractor.spec.schema import (
 
 def obj(properties: dict, **extra) -> dict:
     """A strict object schema: every property required, no additional properties."""
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False, **extra}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+        **extra,
+    }
 
 
 def paths(schema: object) -> list[str]:
@@ -93,9 +99,15 @@ def test_every_property_must_be_required_and_optional_means_nullable():
 def test_additional_properties_false_on_every_object():
     assert paths(obj({"inner": obj({"x": {"type": "integer"}})})) == []
     no_flag = obj({"inner": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}})
-    assert messages(no_flag) == '/properties/inner: missing "additionalProperties": false — strict mode requires it on every object'
+    assert (
+        messages(no_flag)
+        == '/properties/inner: missing "additionalProperties": false — strict mode requires it on every object'
+    )
     open_obj = obj({"inner": obj({"x": {"type": "integer"}}, additionalProperties=True)})
-    assert messages(open_obj) == "/properties/inner/additionalProperties: must be false — strict mode requires it on every object"
+    assert (
+        messages(open_obj)
+        == "/properties/inner/additionalProperties: must be false — strict mode requires it on every object"
+    )
     in_array = obj({"rows": {"type": "array", "items": {"type": "object", "properties": {}, "required": []}}})
     assert paths(in_array) == ["/properties/rows/items"]
     no_props = obj({"inner": {"type": "object", "additionalProperties": False}})
@@ -156,7 +168,14 @@ def test_supported_keywords_are_accepted():
         {
             "when": {"type": "string", "format": "date-time", "description": "d", "title": "t"},
             "code": {"type": "string", "pattern": "^[A-Z]{3}$"},
-            "score": {"type": "number", "minimum": 0, "maximum": 1, "exclusiveMinimum": -1, "exclusiveMaximum": 2, "multipleOf": 0.5},
+            "score": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "exclusiveMinimum": -1,
+                "exclusiveMaximum": 2,
+                "multipleOf": 0.5,
+            },
             "count": {"type": "integer", "minimum": 0},
             "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 5},
             "kind": {"type": "string", "enum": ["a", "b"]},
@@ -179,8 +198,13 @@ def test_every_documented_string_format_is_accepted(fmt):
 
 
 def test_unsupported_format_and_bad_pattern_are_rejected():
-    assert messages(obj({"u": {"type": "string", "format": "uri"}})).startswith("/properties/u/format: unsupported format 'uri'")
-    assert messages(obj({"p": {"type": "string", "pattern": "([a-z"}})) == "/properties/p/pattern: is not a valid regular expression"
+    assert messages(obj({"u": {"type": "string", "format": "uri"}})).startswith(
+        "/properties/u/format: unsupported format 'uri'"
+    )
+    assert (
+        messages(obj({"p": {"type": "string", "pattern": "([a-z"}}))
+        == "/properties/p/pattern: is not a valid regular expression"
+    )
 
 
 def test_keywords_must_fit_the_declared_type():
@@ -188,7 +212,9 @@ def test_keywords_must_fit_the_declared_type():
     assert paths(obj({"s": {"type": "string", "minItems": 1}})) == ["/properties/s/minItems"]
     assert paths(obj({"s": {"type": "string", "minimum": 1}})) == ["/properties/s/minimum"]
     assert paths(obj({"s": {"type": ["string", "null"], "pattern": "^a"}})) == []
-    assert paths(obj({"a": {"type": "array", "items": {"type": "string"}, "minItems": -1}})) == ["/properties/a/minItems"]
+    assert paths(obj({"a": {"type": "array", "items": {"type": "string"}, "minItems": -1}})) == [
+        "/properties/a/minItems"
+    ]
     assert paths(obj({"a": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 2}})) == [
         "/properties/a/minItems"
     ]
@@ -208,10 +234,14 @@ def test_any_of_branches_refs_and_definitions_are_checked():
         '/properties/x/anyOf/1: missing "additionalProperties": false — strict mode requires it on every object'
     )
     dangling = obj({"x": {"$ref": "#/$defs/missing"}})
-    assert messages(dangling) == '/properties/x/$ref: must be "#" or point at a root definition such as "#/$defs/<name>"'
+    assert (
+        messages(dangling) == '/properties/x/$ref: must be "#" or point at a root definition such as "#/$defs/<name>"'
+    )
     nested_defs = obj({"x": {"type": "string", "$defs": {"a": {"type": "string"}}}})
     assert paths(nested_defs) == ["/properties/x/$defs"]
-    bad_def = obj({"x": {"$ref": "#/$defs/d"}}, **{"$defs": {"d": {"type": "object", "properties": {"a": {"type": "string"}}}}})
+    bad_def = obj(
+        {"x": {"$ref": "#/$defs/d"}}, **{"$defs": {"d": {"type": "object", "properties": {"a": {"type": "string"}}}}}
+    )
     assert paths(bad_def) == ["/$defs/d", "/$defs/d/required"]
 
 
@@ -229,10 +259,13 @@ def test_enum_values_must_match_the_type_and_be_unique():
 def test_at_most_5000_properties_in_all():
     def wide(total: int) -> dict:
         half = total // 2
-        return obj({
-            "a": obj({f"p{i}": {"type": "string"} for i in range(half)}),
-            "b": obj({f"q{i}": {"type": "string"} for i in range(total - half - 2)}),
-        })
+        return obj(
+            {
+                "a": obj({f"p{i}": {"type": "string"} for i in range(half)}),
+                "b": obj({f"q{i}": {"type": "string"} for i in range(total - half - 2)}),
+            }
+        )
+
     assert paths(wide(5000)) == []
     found = check_strict_schema(wide(5001))
     assert found == [Problem("/", "5001 object properties in all — strict mode allows at most 5000")]
@@ -244,6 +277,7 @@ def test_at_most_10_levels_of_object_nesting():
         for _ in range(levels - 1):
             schema = obj({"child": schema})
         return schema
+
     assert paths(nested(10)) == []
     found = check_strict_schema(nested(11))
     assert [p.message for p in found] == ["objects nest 11 levels deep here — strict mode allows 10"]
@@ -260,10 +294,13 @@ def test_absurdly_deep_schemas_are_reported_not_crashed_on():
 
 def test_at_most_1000_enum_values_in_all():
     def enums(total: int) -> dict:
-        return obj({
-            "a": {"type": "integer", "enum": list(range(500))},
-            "b": {"type": "integer", "enum": list(range(total - 500))},
-        })
+        return obj(
+            {
+                "a": {"type": "integer", "enum": list(range(500))},
+                "b": {"type": "integer", "enum": list(range(total - 500))},
+            }
+        )
+
     assert paths(enums(1000)) == []
     assert messages(enums(1001)) == "/: 1001 enum values in all — strict mode allows at most 1000"
 
@@ -271,6 +308,7 @@ def test_at_most_1000_enum_values_in_all():
 def test_a_string_enum_above_250_values_holds_at_most_15000_characters():
     def big_enum(width: int) -> dict:
         return obj({"e": {"type": "string", "enum": [f"{i:03d}" + "v" * (width - 3) for i in range(251)]}})
+
     assert paths(big_enum(59)) == []  # 251 * 59 = 14,809 characters
     assert messages(big_enum(60)) == (
         "/properties/e/enum: 251 string values totalling 15060 characters — above 250 values strict mode allows 15000"
@@ -280,6 +318,7 @@ def test_a_string_enum_above_250_values_holds_at_most_15000_characters():
 def test_names_enum_and_const_text_total_at_most_120000_characters():
     def named(width: int) -> dict:
         return obj({f"{i:03d}" + "n" * (width - 3): {"type": "string"} for i in range(100)})
+
     assert paths(named(1200)) == []  # 100 names of 1,200 characters
     assert check_strict_schema(named(1201))[0].message.startswith(
         "property names, definition names, enum and const values total 120100 characters"
@@ -300,7 +339,9 @@ def test_check_spec_reports_every_envelope_problem_at_once():
     assert by_path["/format"] == 'must be "extractor.spec/1"'
     assert by_path["/name"] == "must be a non-empty string"
     assert "/schema/type" in by_path
-    assert check_spec([1, 2]) == [Problem("/", "a spec must be a JSON object with format, name, description, schema and grounding")]
+    assert check_spec([1, 2]) == [
+        Problem("/", "a spec must be a JSON object with format, name, description, schema and grounding")
+    ]
 
 
 def spec_with(grounding: dict, schema: dict | None = None) -> dict:
@@ -314,11 +355,21 @@ def spec_with(grounding: dict, schema: dict | None = None) -> dict:
 def test_grounding_must_point_at_string_fields_of_an_array_of_objects():
     good = DEFAULT["grounding"]
     assert check_spec(spec_with({"entities": good["entities"]})) == []  # relations are optional
-    found = check_spec(spec_with({
-        "entities": {"path": "/missing", "name": "name", "type": "type"},
-        "relations": {"path": "/relations", "source": "src", "target": "target", "type": "type", "evidence": "evidence"},
-        "notes": {},
-    }))
+    found = check_spec(
+        spec_with(
+            {
+                "entities": {"path": "/missing", "name": "name", "type": "type"},
+                "relations": {
+                    "path": "/relations",
+                    "source": "src",
+                    "target": "target",
+                    "type": "type",
+                    "evidence": "evidence",
+                },
+                "notes": {},
+            }
+        )
+    )
     assert {(p.path, p.message) for p in found} == {
         ("/grounding/notes", 'unknown key — grounding has only "entities" and "relations"'),
         ("/grounding/entities/path", "the schema has no property 'missing' on the way to /missing"),
@@ -339,14 +390,25 @@ def custom_spec(tmp_path):
     person = obj({"full_name": {"type": "string"}, "kind": {"type": ["string", "null"]}})
     link = obj({"from": {"type": "string"}, "to": {"type": "string"}, "quote": {"type": ["string", "null"]}})
     schema = obj(
-        {"result": obj({"people": {"type": "array", "items": {"$ref": "#/$defs/person"}},
-                        "links": {"type": ["array", "null"], "items": link}})},
+        {
+            "result": obj(
+                {
+                    "people": {"type": "array", "items": {"$ref": "#/$defs/person"}},
+                    "links": {"type": ["array", "null"], "items": link},
+                }
+            )
+        },
         **{"$defs": {"person": person}},
     )
     spec = {
-        "format": "extractor.spec/1", "name": "people.v2 (beta)", "description": "People and links.", "schema": schema,
-        "grounding": {"entities": {"path": "/result/people", "name": "full_name", "type": "kind"},
-                      "relations": {"path": "/result/links", "source": "from", "target": "to", "type": None, "evidence": "quote"}},
+        "format": "extractor.spec/1",
+        "name": "people.v2 (beta)",
+        "description": "People and links.",
+        "schema": schema,
+        "grounding": {
+            "entities": {"path": "/result/people", "name": "full_name", "type": "kind"},
+            "relations": {"path": "/result/links", "source": "from", "target": "to", "type": None, "evidence": "quote"},
+        },
     }
     path = tmp_path / "people.json"
     path.write_text(json.dumps(spec))
@@ -357,8 +419,12 @@ def test_a_custom_spec_parses_answers_through_its_grounding_map(tmp_path):
     spec = custom_spec(tmp_path)
     assert spec.entity_types() == [] and spec.relation_types() == []
     assert spec.response_format()["json_schema"]["name"] == "people_v2__beta_"
-    answer = {"result": {"people": [{"full_name": "Ada", "kind": None}, {"full_name": "Bob", "kind": "PERSON"}],
-                         "links": [{"from": "Ada", "to": "Bob", "quote": "Ada met Bob"}]}}
+    answer = {
+        "result": {
+            "people": [{"full_name": "Ada", "kind": None}, {"full_name": "Bob", "kind": "PERSON"}],
+            "links": [{"from": "Ada", "to": "Bob", "quote": "Ada met Bob"}],
+        }
+    }
     assert spec.validate_answer(answer) == []
     parsed = spec.parse_answer(answer)
     assert parsed.entities == [Entity(name="Ada", type=None), Entity(name="Bob", type="PERSON")]
@@ -368,7 +434,11 @@ def test_a_custom_spec_parses_answers_through_its_grounding_map(tmp_path):
 
 def test_validate_answer_lists_every_error_by_path():
     spec = load_spec(DEFAULT_SPEC_PATH)
-    answer = {"entities": [{"name": "Ada", "type": "ROBOT"}, {"name": 5, "type": "PERSON"}], "relations": [], "extra": 1}
+    answer = {
+        "entities": [{"name": "Ada", "type": "ROBOT"}, {"name": 5, "type": "PERSON"}],
+        "relations": [],
+        "extra": 1,
+    }
     assert spec.validate_answer(answer) == [
         "/: Additional properties are not allowed ('extra' was unexpected)",
         "/entities/0/type: 'ROBOT' is not one of ['PERSON', 'ORGANIZATION', 'LOCATION', 'DATE', 'NUMBER', 'EVENT', 'WORK', 'OTHER']",
@@ -379,10 +449,14 @@ def test_validate_answer_lists_every_error_by_path():
 
 def test_parse_answer_reads_the_default_shape_and_rejects_malformed_answers():
     spec = load_spec(DEFAULT_SPEC_PATH)
-    parsed = spec.parse_answer({
-        "entities": [{"name": "Marie Curie", "type": "PERSON"}, {"name": "Warsaw", "type": "LOCATION"}],
-        "relations": [{"source": "Marie Curie", "type": "BORN_IN", "target": "Warsaw", "evidence": "born in Warsaw"}],
-    })
+    parsed = spec.parse_answer(
+        {
+            "entities": [{"name": "Marie Curie", "type": "PERSON"}, {"name": "Warsaw", "type": "LOCATION"}],
+            "relations": [
+                {"source": "Marie Curie", "type": "BORN_IN", "target": "Warsaw", "evidence": "born in Warsaw"}
+            ],
+        }
+    )
     assert [(e.name, e.type) for e in parsed.entities] == [("Marie Curie", "PERSON"), ("Warsaw", "LOCATION")]
     assert [(r.source, r.type, r.target, r.evidence) for r in parsed.relations] == [
         ("Marie Curie", "BORN_IN", "Warsaw", "born in Warsaw")
@@ -426,27 +500,35 @@ def test_load_spec_names_a_missing_or_broken_file(tmp_path):
 def test_ref_with_sibling_keywords_is_refused_as_the_api_does():
     """API: "$ref cannot have keywords {'description'}"."""
     schema = obj({"x": {"$ref": "#/$defs/d", "description": "the thing"}}, **{"$defs": {"d": obj({})}})
-    assert messages(schema) == ("/properties/x/$ref: a $ref cannot have sibling keywords (description) in strict mode"
-                                " — move them into the definition it points at")
+    assert messages(schema) == (
+        "/properties/x/$ref: a $ref cannot have sibling keywords (description) in strict mode"
+        " — move them into the definition it points at"
+    )
     assert messages(obj({"x": {"$ref": "#/$defs/d"}}, **{"$defs": {"d": obj({})}})) == ""
 
 
-@pytest.mark.parametrize(("pattern", "what"), [
-    ("^a(?=b)", "lookahead (?=…)"),              # API: "regex lookaround is not supported"
-    ("^(?!x)", "negative lookahead (?!…)"),
-    ("(?<=@)[a-z]+$", "lookbehind (?<=…)"),
-    ("(?<!-)\\d+", "negative lookbehind (?<!…)"),
-    ("^(a)\\1$", "a backreference (\\1…)"),
-    ("^(?<w>a)\\k<w>$", "a backreference (\\k…)"),
-    ("^(?P<w>a)(?P=w)$", "a backreference (?P=…)"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "what"),
+    [
+        ("^a(?=b)", "lookahead (?=…)"),  # API: "regex lookaround is not supported"
+        ("^(?!x)", "negative lookahead (?!…)"),
+        ("(?<=@)[a-z]+$", "lookbehind (?<=…)"),
+        ("(?<!-)\\d+", "negative lookbehind (?<!…)"),
+        ("^(a)\\1$", "a backreference (\\1…)"),
+        ("^(?<w>a)\\k<w>$", "a backreference (\\k…)"),
+        ("^(?P<w>a)(?P=w)$", "a backreference (?P=…)"),
+    ],
+)
 def test_regex_lookaround_and_backreferences_are_refused(pattern, what):
     assert messages(obj({"p": {"type": "string", "pattern": pattern}})) == (
         f"/properties/p/pattern: uses {what}, which strict mode does not support — rewrite the pattern without it,"
-        " or say the rule in the description")
+        " or say the rule in the description"
+    )
 
 
-@pytest.mark.parametrize("pattern", ["^\\(?=x$", "^[(?=]+$", "^\\\\1$", "^[A-Z]{2}\\d{4}$", "^(?:a|b)+$", "^(?<year>\\d{4})$"])
+@pytest.mark.parametrize(
+    "pattern", ["^\\(?=x$", "^[(?=]+$", "^\\\\1$", "^[A-Z]{2}\\d{4}$", "^(?:a|b)+$", "^(?<year>\\d{4})$"]
+)
 def test_escaped_lookalikes_and_plain_groups_are_accepted(pattern):
     assert messages(obj({"p": {"type": "string", "pattern": pattern}})) == ""
 

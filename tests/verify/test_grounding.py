@@ -150,7 +150,11 @@ DOC = (
 @pytest.mark.parametrize(
     ("quote", "verdict", "surface"),
     [
-        ("He won two medals in the men 's skeleton event", "grounded", "He won two medals in the men 's skeleton event"),
+        (
+            "He won two medals in the men 's skeleton event",
+            "grounded",
+            "He won two medals in the men 's skeleton event",
+        ),
         ("he won two medals in the men's skeleton event", "grounded", "he won two medals in the men 's skeleton event"),
         (
             "Schneider (born 13 March 1963 in Mediaș, Transylvania)",

@@ -91,8 +91,29 @@ def test_empty_span_maps_to_a_point() -> None:
     assert norm.span_to_original(2, 2) == (norm.offsets[2], norm.offsets[2])
 
 
-PIECES = list("abcXYZ019 ") + ["\n", "\t", "  ", "\u00a0", "\u2009", "\u00ad", "\u200b", "é", "e\u0301", "ß", "İ",
-                               "ﬁ", "Ａ", "ｂ", "’", "“", "—", "-", "'", ".", ","]
+PIECES = list("abcXYZ019 ") + [
+    "\n",
+    "\t",
+    "  ",
+    "\u00a0",
+    "\u2009",
+    "\u00ad",
+    "\u200b",
+    "é",
+    "e\u0301",
+    "ß",
+    "İ",
+    "ﬁ",
+    "Ａ",
+    "ｂ",
+    "’",
+    "“",
+    "—",
+    "-",
+    "'",
+    ".",
+    ",",
+]
 CURATED = st.lists(st.sampled_from(PIECES), max_size=40).map("".join)
 
 

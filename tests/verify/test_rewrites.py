@@ -17,8 +17,10 @@ from extractor.verify.normalize import normalize
 from extractor.verify.values import Value, parse_value, value_forms
 from tests.verify_fixtures import answer, by_path, ingest, prepare, verify, write_docs
 
-MORRIS = ("Dr. Ella Mabel Morris was born on 3 July 1954 in Leeds. Her company employed 12,500 people and earned "
-          "$1.5 million a year. She married John Ronald Smith on March 5, 2001.\n")
+MORRIS = (
+    "Dr. Ella Mabel Morris was born on 3 July 1954 in Leeds. Her company employed 12,500 people and earned "
+    "$1.5 million a year. She married John Ronald Smith on March 5, 2001.\n"
+)
 OTHER = "The treaty was signed on 14 February 1921 in Riga by the delegates.\n"
 
 # The table: answer, verdict, the text its span must cover in MORRIS.
@@ -37,6 +39,8 @@ TABLE = [
     ("John R. Smith", "fuzzy", "John Ronald Smith"),
     ("Dr. Morris", "fuzzy", "Ella Mabel Morris"),
 ]
+
+
 def doc_ids(job) -> dict[str, str]:
     return {d["path"]: d["doc_id"] for d in job.documents()}
 
@@ -68,48 +72,54 @@ def test_the_table_through_the_cli_and_a_leak_reworded_as_a_value(tmp_path: Path
     assert code == 3 and doc["status"] == "quarantined"
 
 
-@pytest.mark.parametrize(("text", "name"), [
-    ("John Smith met Jane Smith.", "Jane Doe"),
-    ("Jane Smith spoke.", "John Smith"),
-    ("John Smith and James Smith spoke.", "J. Smith"),
-    ("John Smith and James Smith spoke.", "Dr. Smith"),
-    ("John Smyth spoke.", "John Smith"),
-    ("John Smyth spoke.", "J. Smith"),
-    ("The Bank of England lent money.", "Bank of America"),
-    ("She lived in the parish.", "Paris"),
-    ("Parish records were kept.", "Paris"),
-    ("John Ronald Smith spoke.", "John R. Smyth"),
-    ("John Ronald Smith spoke.", "John P. Smith"),
-    ("John Smith spoke.", "John R. Smith"),  # the answer's middle initial is not in the text
-    ("John Smith spoke.", "John Smith Jr"),
-    ("Ella Mabel Morris spoke.", "Emma Morris"),
-    ("It happened on 03/07/1954.", "1954-07-03"),  # 3 July or March 7: never guessed
-    ("It happened on 03/07/1954.", "1954-03-07"),
-    ("It happened on 3 July 1954.", "1954-07-04"),
-    ("It happened on 3 July 1954.", "1955-07-03"),
-    ("It happened on 13 July 1954.", "1954-07-03"),
-    ("They earned $1.5 million.", "1,500,001"),
-    ("They earned 1.5 million.", "$1,500,000"),  # a unit the text does not have
-    ("They employed 12,500 people.", "2,500"),
-    ("They employed 21,500,000 people.", "1,500,000"),
-    ("Growth was 45 %.", "$45"),
-    ("It grew in the 1980s.", "1980"),
-])
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("John Smith met Jane Smith.", "Jane Doe"),
+        ("Jane Smith spoke.", "John Smith"),
+        ("John Smith and James Smith spoke.", "J. Smith"),
+        ("John Smith and James Smith spoke.", "Dr. Smith"),
+        ("John Smyth spoke.", "John Smith"),
+        ("John Smyth spoke.", "J. Smith"),
+        ("The Bank of England lent money.", "Bank of America"),
+        ("She lived in the parish.", "Paris"),
+        ("Parish records were kept.", "Paris"),
+        ("John Ronald Smith spoke.", "John R. Smyth"),
+        ("John Ronald Smith spoke.", "John P. Smith"),
+        ("John Smith spoke.", "John R. Smith"),  # the answer's middle initial is not in the text
+        ("John Smith spoke.", "John Smith Jr"),
+        ("Ella Mabel Morris spoke.", "Emma Morris"),
+        ("It happened on 03/07/1954.", "1954-07-03"),  # 3 July or March 7: never guessed
+        ("It happened on 03/07/1954.", "1954-03-07"),
+        ("It happened on 3 July 1954.", "1954-07-04"),
+        ("It happened on 3 July 1954.", "1955-07-03"),
+        ("It happened on 13 July 1954.", "1954-07-03"),
+        ("They earned $1.5 million.", "1,500,001"),
+        ("They earned 1.5 million.", "$1,500,000"),  # a unit the text does not have
+        ("They employed 12,500 people.", "2,500"),
+        ("They employed 21,500,000 people.", "1,500,000"),
+        ("Growth was 45 %.", "$45"),
+        ("It grew in the 1980s.", "1980"),
+    ],
+)
 def test_guards_keep_other_people_other_values_and_near_names_apart(text: str, name: str) -> None:
     assert DocumentMatcher(text).align(name, "PERSON").verdict is None
 
 
-@pytest.mark.parametrize(("text", "name", "surface"), [
-    ("John Smith and John Smith Jr spoke.", "J. Smith", "John Smith"),
-    ("John Smith met Smith again; Smith left.", "Mr. Smith", "John Smith"),
-    ("It happened on 14/02/1921.", "14 February 1921", "14/02/1921"),
-    ("It happened on 02/14/1921.", "1921-02-14", "02/14/1921"),
-    ("Growth was 45 percent.", "45%", "45 percent"),
-    ("They paid USD 3,250 in fees.", "$3,250", "USD 3,250"),
-    ("On the 3rd of July 1954 it began.", "July 3, 1954", "3rd of July 1954"),
-    ("On Jul. 3 , 1954 it began.", "1954-07-03", "Jul. 3 , 1954"),
-    ("It cost 2.4 billion euros.", "2,400,000,000", "2.4 billion"),
-])
+@pytest.mark.parametrize(
+    ("text", "name", "surface"),
+    [
+        ("John Smith and John Smith Jr spoke.", "J. Smith", "John Smith"),
+        ("John Smith met Smith again; Smith left.", "Mr. Smith", "John Smith"),
+        ("It happened on 14/02/1921.", "14 February 1921", "14/02/1921"),
+        ("It happened on 02/14/1921.", "1921-02-14", "02/14/1921"),
+        ("Growth was 45 percent.", "45%", "45 percent"),
+        ("They paid USD 3,250 in fees.", "$3,250", "USD 3,250"),
+        ("On the 3rd of July 1954 it began.", "July 3, 1954", "3rd of July 1954"),
+        ("On Jul. 3 , 1954 it began.", "1954-07-03", "Jul. 3 , 1954"),
+        ("It cost 2.4 billion euros.", "2,400,000,000", "2.4 billion"),
+    ],
+)
 def test_other_written_forms_ground(text: str, name: str, surface: str) -> None:
     found = DocumentMatcher(text).align(name, "PERSON")
     assert found.verdict == "fuzzy", name
@@ -117,11 +127,19 @@ def test_other_written_forms_ground(text: str, name: str, surface: str) -> None:
 
 
 def test_a_reworded_person_or_value_is_found_in_another_document() -> None:
-    rules = {name: leak_rule(name, "PERSON", frozenset()) for name in ("Ella M. Morris", "Ella Morris", "1921-02-14", "Dr. Morris")}
+    rules = {
+        name: leak_rule(name, "PERSON", frozenset())
+        for name in ("Ella M. Morris", "Ella Morris", "1921-02-14", "Dr. Morris")
+    }
     scanner = NameScanner(rules)
     scanner.scan("a", normalize("Ella Mabel Morris was born in Leeds on 14 February 1921."))
     scanner.scan("b", normalize("Emma Morris was born in York."))
-    assert scanner.sources == {"ella m. morris": {"a"}, "ella morris": {"a"}, "1921-02-14": {"a"}, "dr. morris": {"a", "b"}}
+    assert scanner.sources == {
+        "ella m. morris": {"a"},
+        "ella morris": {"a"},
+        "1921-02-14": {"a"},
+        "dr. morris": {"a", "b"},
+    }
 
 
 @pytest.mark.parametrize("name", ["12", "1954", "2001", "1.5 million", "45%", "3", "$1,000"])
@@ -162,21 +180,27 @@ def test_a_one_token_name_counts_only_where_written_as_a_name() -> None:
 def test_a_one_token_name_or_value_in_too_many_documents_is_not_a_leak() -> None:
     scanner = NameScanner({"lisbon": WORD, "ravenna": WORD})
     for i in range(40):
-        scanner.scan(f"d{i}", normalize(f"Document {i} mentions Lisbon, the capital." + (" And Ravenna." if i < 4 else "")))
+        scanner.scan(
+            f"d{i}", normalize(f"Document {i} mentions Lisbon, the capital." + (" And Ravenna." if i < 4 else ""))
+        )
     scanner.drop_common(40)  # 10 % of 40 is 4: Ravenna (4 documents) still counts, Lisbon (40) does not
     assert scanner.sources == {"lisbon": set(), "ravenna": {f"d{i}" for i in range(4)}}
 
 
 def test_generic_words_and_first_names_do_not_quarantine_an_honest_job(tmp_path: Path) -> None:
     # The real-model case: the answers list "place", "Place" and "William", found in other documents.
-    texts = {"a.txt": "The festival took place in Leeds in 1954.\n",
-             "b.txt": "William Shakespeare wrote Hamlet in London.\n",
-             "c.txt": "The games were held in Ravenna; the place was full.\n",
-             "d.txt": "Nobody came to Lisbon that year.\n"}
-    answers = {"a.txt": answer([("Leeds", "LOCATION"), ("Place", "LOCATION")]),
-               "b.txt": answer([("William Shakespeare", "PERSON"), ("London", "LOCATION")]),
-               "c.txt": answer([("Ravenna", "LOCATION"), ("place", "LOCATION")]),
-               "d.txt": answer([("Lisbon", "LOCATION"), ("William", "PERSON"), ("1954", "DATE"), ("Ravenna", "LOCATION")])}
+    texts = {
+        "a.txt": "The festival took place in Leeds in 1954.\n",
+        "b.txt": "William Shakespeare wrote Hamlet in London.\n",
+        "c.txt": "The games were held in Ravenna; the place was full.\n",
+        "d.txt": "Nobody came to Lisbon that year.\n",
+    }
+    answers = {
+        "a.txt": answer([("Leeds", "LOCATION"), ("Place", "LOCATION")]),
+        "b.txt": answer([("William Shakespeare", "PERSON"), ("London", "LOCATION")]),
+        "c.txt": answer([("Ravenna", "LOCATION"), ("place", "LOCATION")]),
+        "d.txt": answer([("Lisbon", "LOCATION"), ("William", "PERSON"), ("1954", "DATE"), ("Ravenna", "LOCATION")]),
+    }
     job = ingest(prepare(write_docs(tmp_path / "docs", texts)), answers, tmp_path)
 
     code, report = verify(job)
@@ -197,7 +221,9 @@ def test_every_written_form_of_a_date_reads_back_as_that_date(day: datetime.date
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.decimals(min_value=Decimal("0.01"), max_value=Decimal("1e13"), places=2), st.sampled_from(["", "$", "%", "€"]))
+@given(
+    st.decimals(min_value=Decimal("0.01"), max_value=Decimal("1e13"), places=2), st.sampled_from(["", "$", "%", "€"])
+)
 def test_every_written_form_of_a_number_reads_back_as_that_number(amount: Decimal, unit: str) -> None:
     value = parse_value(f"{unit}{amount}" if unit != "%" else f"{amount}%")
     assert value is not None and value.kind == "number"

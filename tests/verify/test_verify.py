@@ -16,29 +16,41 @@ from tests.verify_fixtures import answer, by_path, entity, ingest, invoke, prepa
 
 TEXTS = {
     "a.txt": "Ann Lee joined Microsoft in 1998. She moved to Zurich with her family and later worked for the "
-             "International Organization for Standardization.\n",
+    "International Organization for Standardization.\n",
     "b.txt": "Bob Stone founded Acme Corp in Paris in 2001. Acme Corp makes anvils.\n",
     "c.txt": "The river flows north through Springfield.\n",
 }
 EVIDENCE = "Ann Lee joined Microsoft in 1998"
 ANSWERS = {
     "a.txt": answer(
-        [("Ann Lee", "PERSON"), ("MICROSOFT'S", "ORGANIZATION"), ("Zürich", "LOCATION"),
-         ("Acme Corp", "ORGANIZATION"), ("Zorblax Quint", "PERSON")],
+        [
+            ("Ann Lee", "PERSON"),
+            ("MICROSOFT'S", "ORGANIZATION"),
+            ("Zürich", "LOCATION"),
+            ("Acme Corp", "ORGANIZATION"),
+            ("Zorblax Quint", "PERSON"),
+        ],
         [
             ("Ann Lee", "WORKS_FOR", "Microsoft", EVIDENCE),  # grounded
             ("Ann Lee", "LOCATED_IN", "Zürich", "She moved to Zurich"),  # fuzzy end
             ("Ann Lee", "WORKS_FOR", "Acme Corp", EVIDENCE),  # leaked end
             ("Ann Lee", "WORKS_FOR", "Seattle Corp", EVIDENCE),  # end is no entity, found nowhere
-            ("Ann Lee", "WORKS_FOR", "International Organization for Standardization", EVIDENCE),  # in the text, not an entity
+            (
+                "Ann Lee",
+                "WORKS_FOR",
+                "International Organization for Standardization",
+                EVIDENCE,
+            ),  # in the text, not an entity
             ("Ann Lee", "MEMBER_OF", "Microsoft", "Bob Stone founded Acme Corp in Paris"),  # leaked evidence
             ("Ann Lee", "WORKS_FOR", "Microsoft", "Ann Lee was fired by Microsoft"),  # evidence nowhere
             ("Ann Lee", "PARENT_OF", "Zorblax Quint", EVIDENCE),  # ungrounded end
             ("Ann Lee", "LOCATED_IN", "Microsoft", "She moved to Zurich with the family"),  # fuzzy evidence
         ],
     ),
-    "b.txt": answer([("Bob Stone", "PERSON"), ("Acme Corp", "ORGANIZATION"), ("Paris", "LOCATION"), ("2001", "DATE")],
-                    [("Bob Stone", "FOUNDED_BY", "Acme Corp", "Bob Stone founded Acme Corp")]),
+    "b.txt": answer(
+        [("Bob Stone", "PERSON"), ("Acme Corp", "ORGANIZATION"), ("Paris", "LOCATION"), ("2001", "DATE")],
+        [("Bob Stone", "FOUNDED_BY", "Acme Corp", "Bob Stone founded Acme Corp")],
+    ),
     "c.txt": answer([("Springfield", "LOCATION"), ("Shelbyville", "LOCATION")]),
 }
 
@@ -57,14 +69,22 @@ def test_entities_get_a_verdict_a_span_into_the_text_and_their_sources(job) -> N
     assert code == 3
     a = by_path(report)["a.txt"]
     text = TEXTS["a.txt"]
-    for name, verdict, surface in [("Ann Lee", "grounded", "Ann Lee"), ("MICROSOFT'S", "grounded", "Microsoft"),
-                                   ("Zürich", "fuzzy", "Zurich")]:
+    for name, verdict, surface in [
+        ("Ann Lee", "grounded", "Ann Lee"),
+        ("MICROSOFT'S", "grounded", "Microsoft"),
+        ("Zürich", "fuzzy", "Zurich"),
+    ]:
         found = entity(a, name)
         assert found["verdict"] == verdict
         assert text[slice(*found["span"])] == surface
         assert found["sources"] == []
-    assert entity(a, "Acme Corp") == {"name": "Acme Corp", "type": "ORGANIZATION", "verdict": "leaked", "span": None,
-                                      "sources": [doc_ids(job)["b.txt"]]}
+    assert entity(a, "Acme Corp") == {
+        "name": "Acme Corp",
+        "type": "ORGANIZATION",
+        "verdict": "leaked",
+        "span": None,
+        "sources": [doc_ids(job)["b.txt"]],
+    }
     assert entity(a, "Zorblax Quint")["verdict"] == "ungrounded" and entity(a, "Zorblax Quint")["sources"] == []
 
 
@@ -92,7 +112,10 @@ def test_verify_json_keeps_the_documented_shape(job) -> None:
     _, report = verify(job)
     assert {"job_id", "summary", "documents"} <= report.keys()
     assert report["summary"] == {
-        "documents": 3, "clean": 2, "quarantined": 1, "failed": 0,
+        "documents": 3,
+        "clean": 2,
+        "quarantined": 1,
+        "failed": 0,
         "entities": {"grounded": 7, "fuzzy": 1, "leaked": 1, "ungrounded": 2},
         "relations": {"grounded": 2, "fuzzy": 2, "leaked": 2, "ungrounded": 4},
     }
@@ -112,8 +135,11 @@ def test_default_policy_quarantines_leaks_and_drops_ungrounded(job) -> None:
     assert {p: d["status"] for p, d in docs.items()} == {"a.txt": "quarantined", "b.txt": "clean", "c.txt": "clean"}
     assert docs["a.txt"]["reasons"][0] == (
         f"leaked: 1 entity found only in other documents of the job: Acme Corp (in {doc_ids(job)['b.txt']})"
-        " — document quarantined")
-    assert docs["c.txt"]["reasons"] == ["ungrounded: 1 entity found in no document: Shelbyville — dropped from the commit"]
+        " — document quarantined"
+    )
+    assert docs["c.txt"]["reasons"] == [
+        "ungrounded: 1 entity found in no document: Shelbyville — dropped from the commit"
+    ]
     assert report["policy"] == {"leaked": "quarantine", "ungrounded": "drop"}
 
 
@@ -122,7 +148,11 @@ def test_default_policy_quarantines_leaks_and_drops_ungrounded(job) -> None:
     [
         (["--strict"], {"a.txt": "quarantined", "b.txt": "clean", "c.txt": "quarantined"}, 3),
         (["--leaked", "drop"], {"a.txt": "clean", "b.txt": "clean", "c.txt": "clean"}, 0),
-        (["--leaked", "drop", "--ungrounded", "quarantine"], {"a.txt": "quarantined", "b.txt": "clean", "c.txt": "quarantined"}, 3),
+        (
+            ["--leaked", "drop", "--ungrounded", "quarantine"],
+            {"a.txt": "quarantined", "b.txt": "clean", "c.txt": "quarantined"},
+            3,
+        ),
     ],
 )
 def test_policy_flags(job, flags: list[str], statuses: dict[str, str], code: int) -> None:
@@ -135,7 +165,10 @@ def test_policy_flags(job, flags: list[str], statuses: dict[str, str], code: int
 def test_bad_policy_flags_are_usage_errors(job) -> None:
     result = invoke("verify", job.id, "--leaked", "ignore")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: policy leaked: 'ignore' is not one of quarantine, drop — use quarantine or drop"
+    assert (
+        result.stderr.strip()
+        == "Error: policy leaked: 'ignore' is not one of quarantine, drop — use quarantine or drop"
+    )
     result = invoke("verify", job.id, "--strict", "--ungrounded", "drop")
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: --strict means --ungrounded quarantine — pass one or the other"
@@ -154,7 +187,11 @@ def test_spec_policy_applies_and_flags_override_it(tmp_path: Path) -> None:
     job = ingest(prepare(write_docs(tmp_path / "docs", TEXTS), "--schema", str(spec)), ANSWERS, tmp_path)
     code, report = verify(job)
     assert report["policy"] == {"leaked": "drop", "ungrounded": "quarantine"}
-    assert {p: d["status"] for p, d in by_path(report).items()} == {"a.txt": "quarantined", "b.txt": "clean", "c.txt": "quarantined"}
+    assert {p: d["status"] for p, d in by_path(report).items()} == {
+        "a.txt": "quarantined",
+        "b.txt": "clean",
+        "c.txt": "quarantined",
+    }
     assert by_path(report)["a.txt"]["reasons"][0].endswith("— dropped from the commit")  # the leak only drops
     code, report = verify(job, "--ungrounded", "drop", "--leaked", "quarantine")
     assert report["policy"] == {"leaked": "quarantine", "ungrounded": "drop"}
@@ -209,8 +246,11 @@ def test_leaks_through_a_whole_job_are_attributed_to_documents_that_hold_them(tm
     for i, name in enumerate(names):
         origin = names[(i + 1 + rng.randrange(len(names) - 1)) % len(names)]
         # a bare year or small number is no leak by itself (verify/leaks.py): those are tested apart
-        candidates = [e["name"] for e in gold[origin]["entities"]
-                      if not present(e["name"], texts[name]) and not re.fullmatch(r"[\d,.]{1,5}", e["name"])]
+        candidates = [
+            e["name"]
+            for e in gold[origin]["entities"]
+            if not present(e["name"], texts[name]) and not re.fullmatch(r"[\d,.]{1,5}", e["name"])
+        ]
         leak = rng.choice(candidates)
         answers[name]["entities"].append({"name": leak, "type": "OTHER"})
         planted[name] = (leak, origin)
@@ -228,7 +268,9 @@ def test_leaks_through_a_whole_job_are_attributed_to_documents_that_hold_them(tm
         assert ids[origin] in verdicts[leak]["sources"]
         assert all(present(leak, texts[path_of[s]]) for s in verdicts[leak]["sources"])
         assert ids[path] not in verdicts[leak]["sources"]
-        flagged = [e["name"] for e in doc["entities"] if e["verdict"] not in ("grounded", "fuzzy") and e["name"] != leak]
+        flagged = [
+            e["name"] for e in doc["entities"] if e["verdict"] not in ("grounded", "fuzzy") and e["name"] != leak
+        ]
         assert flagged == [], (path, flagged)
         assert doc["status"] == "quarantined"
 
@@ -236,20 +278,28 @@ def test_leaks_through_a_whole_job_are_attributed_to_documents_that_hold_them(tm
 def test_a_dangling_relation_end_is_a_leak_only_when_it_is_a_name(tmp_path: Path) -> None:
     # Weak models put the spec's own words or common nouns where a relation end belongs; another document using
     # the same word is no sign of a leak. A real name from another document still is.
-    texts = {"a.txt": "Kyu Hyun Kim directed the film in Seoul.\n",
-             "b.txt": "The location of the place was kept secret by the Bank of England on 14 May 1954.\n",
-             "c.txt": "Min Ho Lee lives in Busan.\n"}
+    texts = {
+        "a.txt": "Kyu Hyun Kim directed the film in Seoul.\n",
+        "b.txt": "The location of the place was kept secret by the Bank of England on 14 May 1954.\n",
+        "c.txt": "Min Ho Lee lives in Busan.\n",
+    }
     answers = {
-        "a.txt": answer([("Kyu Hyun Kim", "PERSON"), ("Seoul", "LOCATION")], [
-            ("", "MEMBER_OF", "LOCATION", "Kyu Hyun Kim directed the film"),
-            ("place", "LOCATED_IN", "Seoul", "Kyu Hyun Kim directed the film in Seoul"),
-            ("Kyu Hyun Kim", "MEMBER_OF", "member_of", "Kyu Hyun Kim directed the film"),
-        ]),
+        "a.txt": answer(
+            [("Kyu Hyun Kim", "PERSON"), ("Seoul", "LOCATION")],
+            [
+                ("", "MEMBER_OF", "LOCATION", "Kyu Hyun Kim directed the film"),
+                ("place", "LOCATED_IN", "Seoul", "Kyu Hyun Kim directed the film in Seoul"),
+                ("Kyu Hyun Kim", "MEMBER_OF", "member_of", "Kyu Hyun Kim directed the film"),
+            ],
+        ),
         "b.txt": answer([("Bank of England", "ORGANIZATION")]),
-        "c.txt": answer([("Min Ho Lee", "PERSON")], [
-            ("Min Ho Lee", "WORKS_FOR", "Bank of England", "Min Ho Lee lives in Busan"),
-            ("Min Ho Lee", "LOCATED_IN", "1954-05-14", "Min Ho Lee lives in Busan"),
-        ]),
+        "c.txt": answer(
+            [("Min Ho Lee", "PERSON")],
+            [
+                ("Min Ho Lee", "WORKS_FOR", "Bank of England", "Min Ho Lee lives in Busan"),
+                ("Min Ho Lee", "LOCATED_IN", "1954-05-14", "Min Ho Lee lives in Busan"),
+            ],
+        ),
     }
     job = ingest(prepare(write_docs(tmp_path / "docs", texts)), answers, tmp_path)
 
@@ -290,7 +340,8 @@ def test_against_something_missing_is_a_usage_error(job, tmp_path: Path) -> None
     assert result.exit_code == 2
     assert result.stderr.strip() == (
         f"Error: --against {tmp_path / 'nowhere'}: no such folder, and no job '{tmp_path / 'nowhere'}' in "
-        f"{tmp_path / 'jobs'} — pass a folder of documents or a job id")
+        f"{tmp_path / 'jobs'} — pass a folder of documents or a job id"
+    )
 
 
 def test_verify_before_collect_says_what_to_run(tmp_path: Path) -> None:
@@ -298,4 +349,5 @@ def test_verify_before_collect_says_what_to_run(tmp_path: Path) -> None:
     result = invoke("verify", job.id)
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        f"Error: Job {job.id} is prepared, so it cannot be verified — run `extractor submit --job {job.id}` first")
+        f"Error: Job {job.id} is prepared, so it cannot be verified — run `extractor submit --job {job.id}` first"
+    )
