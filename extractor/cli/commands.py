@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -59,7 +59,9 @@ class ErrorBoundary(TyperGroup):
 
 
 def secret_urls(value: Any) -> Any:
-    """Option callback for --graph, --local-url and --concurrency URL=N: the passwords in them are secrets from here on."""
+    """Option callback for --graph, --local-url and --concurrency URL=N: the passwords in them are secrets from
+    here on.
+    """
     for item in [value] if isinstance(value, str) else (value or ()):
         if isinstance(item, str) and "://" in item:
             redaction.register_url(item.rsplit("=", 1)[0] if item.rsplit("=", 1)[-1].isdigit() else item)
@@ -106,7 +108,8 @@ EffortOpt = Annotated[
     str | None,
     typer.Option(
         "--reasoning-effort",
-        help="OpenAI: none | minimal | low | medium | high | xhigh, as the model allows (default: the lowest it allows).",
+        help="OpenAI: none | minimal | low | medium | high | xhigh, as the model allows (default: the lowest it "
+        "allows).",
     ),
 ]
 VerbosityOpt = Annotated[
@@ -123,12 +126,13 @@ EnqueuedOpt = Annotated[
     int | None,
     typer.Option(
         "--max-enqueued-tokens",
-        help="OpenAI: input tokens in unfinished batches at once; shards go out in waves under it (default per model, env EXTRACTOR_MAX_ENQUEUED_TOKENS).",
+        help="OpenAI: input tokens in unfinished batches at once; shards go out in waves under it (default per model, "
+        "env EXTRACTOR_MAX_ENQUEUED_TOKENS).",
     ),
 ]
 
 
-class Backend(str, Enum):
+class Backend(StrEnum):
     """The lanes a job can use; `auto` picks local when its server passes a health check, else OpenAI."""
 
     LOCAL = "local"
@@ -136,7 +140,7 @@ class Backend(str, Enum):
     AUTO = "auto"
 
 
-class Dialect(str, Enum):
+class Dialect(StrEnum):
     NEO4J = "neo4j"
     FALKORDB = "falkordb"
 
@@ -219,7 +223,8 @@ LocalUrlOpt = Annotated[
     typer.Option(
         "--local-url",
         callback=secret_urls,
-        help="An external llama.cpp / OpenAI-compatible server instead of the embedded one; give it once per server of a fleet (default: $EXTRACTOR_LOCAL_URLS, comma-separated).",
+        help="An external llama.cpp / OpenAI-compatible server instead of the embedded one; give it once per server "
+        "of a fleet (default: $EXTRACTOR_LOCAL_URLS, comma-separated).",
     ),
 ]
 ModelPathOpt = Annotated[
@@ -236,7 +241,8 @@ ConcurrencyOpt = Annotated[
     typer.Option(
         "--concurrency",
         callback=_check_concurrency,
-        help="Most requests in flight: N for every local server, URL=N for one (repeatable; default: a server's slot count from /props or /slots, else 4).",
+        help="Most requests in flight: N for every local server, URL=N for one (repeatable; default: a server's slot "
+        "count from /props or /slots, else 4).",
     ),
 ]
 HedgeOpt = Annotated[
@@ -244,7 +250,8 @@ HedgeOpt = Annotated[
     typer.Option(
         "--hedge-after",
         callback=_check_hedge_after,
-        help="Resend a request waiting longer than this latency percentile (e.g. p95) to another local server; keeps the first answer. Off by default: on a paid endpoint it costs money.",
+        help="Resend a request waiting longer than this latency percentile (e.g. p95) to another local server; keeps "
+        "the first answer. Off by default: on a paid endpoint it costs money.",
     ),
 ]
 MaxCostOpt = Annotated[
@@ -297,7 +304,8 @@ def prepare(
         Backend,
         typer.Option(
             "--backend",
-            help="auto: local if its server passes a health check now, else openai (said on stderr, recorded in the job).",
+            help="auto: local if its server passes a health check now, else openai (said on stderr, recorded in the "
+            "job).",
         ),
     ] = Backend.LOCAL,
     model: Annotated[str | None, typer.Option("--model")] = None,
@@ -660,7 +668,8 @@ def verify(
         Path | None,
         typer.Option(
             "--html",
-            help="Also write the review page (see `extractor review`); on a committed or rolled-back job, only the page.",
+            help="Also write the review page (see `extractor review`); on a committed or rolled-back job, only the "
+            "page.",
         ),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Quarantine documents with ungrounded facts too.")] = False,
@@ -714,7 +723,8 @@ def verify(
         verdicts = ("grounded", "fuzzy", "leaked", "ungrounded")
         console.err.print(
             console.rows_table(
-                f"verified job {job.id}: {s['documents']} documents — {s['clean']} clean, {s['quarantined']} quarantined, {s['failed']} failed",
+                f"verified job {job.id}: {s['documents']} documents — {s['clean']} clean, {s['quarantined']} "
+                f"quarantined, {s['failed']} failed",
                 ["facts", *verdicts],
                 [[kind, *(s[kind][v] for v in verdicts)] for kind in ("entities", "relations")],
             )
@@ -830,7 +840,8 @@ def run(
         Backend,
         typer.Option(
             "--backend",
-            help="auto: local if its server passes a health check, else openai (an OpenAI job with batches in flight is continued).",
+            help="auto: local if its server passes a health check, else openai (an OpenAI job with batches in flight "
+            "is continued).",
         ),
     ] = Backend.LOCAL,
     model: Annotated[str | None, typer.Option("--model")] = None,
@@ -860,7 +871,8 @@ def run(
         typer.Option(
             "--wait-timeout",
             callback=positive,
-            help="Seconds to wait for OpenAI batches (default: until they end); when it runs out the run exits 6 and the next run resumes waiting.",
+            help="Seconds to wait for OpenAI batches (default: until they end); when it runs out the run exits 6 and "
+            "the next run resumes waiting.",
         ),
     ] = None,
     poll_interval: Annotated[
@@ -876,7 +888,8 @@ def run(
         Path | None,
         typer.Option(
             "--pipeline",
-            help="A pipeline file (pipelines/*.toml): a cheap yes/no gate job first, then extraction of the documents that pass.",
+            help="A pipeline file (pipelines/*.toml): a cheap yes/no gate job first, then extraction of the documents "
+            "that pass.",
         ),
     ] = None,
     encoding: EncodingOpt = None,
@@ -889,7 +902,9 @@ def run(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """prepare → submit → wait → collect → retry → verify → commit, resumable, for cron (exit 5 if another run holds the lock)."""
+    """prepare → submit → wait → collect → retry → verify → commit, resumable, for cron (exit 5 if another run holds the
+    lock).
+    """
     if pipeline is not None:  # each stage's backend, model and spec come from the file (extractor/run/gated.py)
         from extractor.cli.gate_view import run_gated_cli
 
@@ -1014,7 +1029,9 @@ def report(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Cost, tokens, latency and quality per job and per backend, with trends; syncs the ledger from the job folders first."""
+    """Cost, tokens, latency and quality per job and per backend, with trends; syncs the ledger from the job folders
+    first.
+    """
     from extractor.cli.report_view import render_report
     from extractor.errors import BadInput
     from extractor.reports.ledger import Ledger

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def sorted_documents(documents: Iterable[CommitDocument]) -> list[CommitDocument
         if not isinstance(doc.doc_id, str) or not doc.doc_id:
             raise BadInput(f"a document without a doc_id cannot be committed ({doc.path!r})")
     ordered = sorted(docs, key=lambda doc: doc.doc_id)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in itertools.pairwise(ordered):
         if before.doc_id == after.doc_id:
             raise BadInput(f"document {before.doc_id!r} is given twice to one commit — commit each document once")
     return ordered

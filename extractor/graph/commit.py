@@ -176,7 +176,9 @@ def rollback_job(
     chunk_size: int = ROLLBACK_CHUNK_SIZE,
     progress: Callable[[int], None] | None = None,
 ) -> RollbackSummary:
-    """Remove exactly what `job_id` wrote: its relationships and mentions, it from shared nodes, nodes left with no job."""
+    """Remove exactly what `job_id` wrote: its relationships and mentions, it from shared nodes, nodes left
+    with no job.
+    """
     doc_ids = [row["doc_id"] for row in store.read(cypher.JOB_DOCUMENTS, {"job": job_id})]
     # the types in the graph, not a spec's: the job may have been committed under another one
     types = {row["relationshipType"] for row in store.read(cypher.RELATIONSHIP_TYPES)}

@@ -37,7 +37,9 @@ INDEXED_KEYS: tuple[tuple[str, str], ...] = (("Entity", "key"), ("Document", "do
 
 
 def schema_statements(dialect: Dialect) -> tuple[Statement, ...]:
-    """The indexes every MERGE relies on, one per INDEXED_KEYS (Neo4j: uniqueness constraints, which bring their index)."""
+    """The indexes every MERGE relies on, one per INDEXED_KEYS (Neo4j: uniqueness constraints, which bring
+    their index).
+    """
     if dialect == "neo4j":
         return tuple(
             Statement(

@@ -34,6 +34,7 @@ shutdown goes on.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -311,10 +312,8 @@ class EmbeddedFalkorDB:
         """
         if self._incremental_aof_bytes() < REWRITE_MIN_BYTES:
             return
-        try:
+        with contextlib.suppress(redis.exceptions.ResponseError):  # one is already running: wait for it
             client.execute_command("BGREWRITEAOF")  # type: ignore[no-untyped-call]
-        except redis.exceptions.ResponseError:
-            pass  # one is already running: wait for it
         deadline = time.monotonic() + REWRITE_TIMEOUT_S
         while time.monotonic() < deadline:
             info = client.info("persistence")
@@ -352,7 +351,9 @@ class EmbeddedFalkorDB:
             time.sleep(0.02)
 
     def _last_log_line(self, offset: int | None = None) -> str:
-        """The last warning line (redis marks them '#': a failed assertion, a bad file) from `offset` on, else the last line."""
+        """The last warning line (redis marks them '#': a failed assertion, a bad file) from `offset` on, else the last
+        line.
+        """
         try:
             with self.log_path.open("rb") as fh:
                 end = fh.seek(0, os.SEEK_END)

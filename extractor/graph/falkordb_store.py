@@ -68,7 +68,7 @@ class FalkorStore:
         existing = self._indexed_keys()
         wanted = [
             (("NODE", label, key), statement)
-            for (label, key), statement in zip(INDEXED_KEYS, schema_statements(self.dialect))
+            for (label, key), statement in zip(INDEXED_KEYS, schema_statements(self.dialect), strict=True)
         ]
         wanted += [
             (("RELATIONSHIP", t, "doc_id"), relationship_index(self.dialect, t))
@@ -107,7 +107,7 @@ class FalkorStore:
                 return []  # the graph does not exist yet
             raise self._failed(statement, exc) from exc
         names = [column[1] for column in result.header]
-        return [dict(zip(names, row)) for row in result.result_set]
+        return [dict(zip(names, row, strict=True)) for row in result.result_set]
 
     def write(self, batch: Sequence[tuple[Statement, Mapping[str, Any]]]) -> WriteCounts:
         return self.send(self.prepare(batch))
@@ -127,7 +127,7 @@ class FalkorStore:
         except _UNREACHABLE as exc:
             raise ServiceUnavailable(f"FalkorDB at {self.target} is unreachable: {exc}") from exc
         counts = WriteCounts()
-        for (statement, _), reply in zip(prepared, replies):
+        for (statement, _), reply in zip(prepared, replies, strict=True):
             if isinstance(reply, Exception):
                 raise self._failed(statement, reply)
             try:

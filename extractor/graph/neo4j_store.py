@@ -145,7 +145,8 @@ class Neo4jStore:
             ) from exc
         except (neo.ServiceUnavailable, neo.SessionExpired, neo.DatabaseUnavailable, OSError) as exc:
             raise ServiceUnavailable(
-                f"Neo4j at {at} is unreachable ({one_line(exc)}) — start it or fix --graph; a commit resumes where it stopped"
+                f"Neo4j at {at} is unreachable ({one_line(exc)}) — start it or fix --graph; a commit resumes where it "
+                "stopped"
             ) from exc
         except neo.TransientError as exc:
             raise ServiceUnavailable(

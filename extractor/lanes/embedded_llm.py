@@ -196,7 +196,8 @@ class EmbeddedLlamaServer:
         # xllamacpp only says "Failed to init server"; name the likely cause the user can fix.
         if self.port and _port_taken(self.host, self.port):
             return ServiceUnavailable(
-                f"llama.cpp could not listen on {self.host}:{self.port}: the port is in use; pick another port or omit it"
+                f"llama.cpp could not listen on {self.host}:{self.port}: the port is in use; pick another port or "
+                "omit it"
             )
         return ServiceUnavailable(
             f"llama.cpp could not load {path} (slots={self.slots}, ctx={self.ctx}); "

@@ -76,7 +76,9 @@ def entries(job: Job) -> list[dict[str, Any]]:
 def submit_openai(
     job: Job, *, progress: Progress | None = None, max_enqueued_tokens: int | None = None
 ) -> dict[str, Any]:
-    """Upload and create a batch for every shard that fits the enqueued-token budget; a re-run sends only what is missing."""
+    """Upload and create a batch for every shard that fits the enqueued-token budget; a re-run sends only what is
+    missing.
+    """
     remote = job.manifest.get("remote")
     if remote and remote.get("kind") == "file":
         raise BadInput(

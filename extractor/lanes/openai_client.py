@@ -1,4 +1,5 @@
-"""The Files and Batches calls of the OpenAI lane: key from the environment, transient errors retried, failures mapped to exit codes.
+"""The Files and Batches calls of the OpenAI lane: key from the environment, transient errors retried, failures mapped
+to exit codes.
 
 Every call goes through `BatchApi.call`: 429, 408, 409, 5xx, timeouts and dropped connections are retried
 with exponential backoff and full jitter (a `retry-after` header is honoured); what is left after
@@ -75,7 +76,9 @@ class BatchApi:
     # ------------------------------------------------------------ the retry loop
 
     def call(self, what: str, fn: Callable[[], T], recheck: Callable[[], T | None] | None = None) -> T:
-        """fn(), retried on transient failures; `recheck` looks, before each retry, whether the failed try took effect."""
+        """fn(), retried on transient failures; `recheck` looks, before each retry, whether the failed try took
+        effect.
+        """
         last, maybe_done = "", False
         for attempt in range(API_ATTEMPTS):
             if maybe_done and recheck is not None and (found := recheck()) is not None:

@@ -8,6 +8,7 @@ runs out or a request falls due for hedging, and fills every server's room again
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -51,7 +52,9 @@ class Work:
 
 
 class Scheduler:
-    """The async part: one queue, one dispatcher filling every server's room, one writer thread, one watch per outage."""
+    """The async part: one queue, one dispatcher filling every server's room, one writer thread, one watch per
+    outage.
+    """
 
     def __init__(
         self,
@@ -137,10 +140,8 @@ class Scheduler:
             if self._finished():
                 return
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._next_deadline())
-            except TimeoutError:
-                pass
 
     def _finished(self) -> bool:
         return self._exhausted and not self._queue and not self._flying and not self._delayed
@@ -183,7 +184,9 @@ class Scheduler:
         )
 
     def _dispatch(self) -> None:
-        """Fill every server's room: requeued work first, then new lines, then (in the tail) overdue requests to hedge."""
+        """Fill every server's room: requeued work first, then new lines, then (in the tail) overdue requests
+        to hedge.
+        """
         now = time.monotonic()
         for server in sorted(self.servers, key=FleetServer.expected_ms):
             while server.can_take(now):

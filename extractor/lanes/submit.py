@@ -135,7 +135,9 @@ def choose_backend(options: SubmitOptions, timeout_s: float = DEFAULT_HEALTH_TIM
 
 
 def _first_healthy(urls: list[str], timeout_s: float) -> str:
-    """The first of the servers to pass its health check and a warm-up request; raises the first's error if none does."""
+    """The first of the servers to pass its health check and a warm-up request; raises the first's error if
+    none does.
+    """
     import queue
     import threading
 

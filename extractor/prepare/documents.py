@@ -58,7 +58,9 @@ def normalise_text(text: str) -> str:
 
 
 def _has_trailing_space(text: str) -> bool:
-    """Whether a line ends in whitespace: looks only before each newline (a regex over every character is 10x slower)."""
+    """Whether a line ends in whitespace: looks only before each newline (a regex over every character is 10x
+    slower).
+    """
     end = text.find("\n", 1)
     while end > 0:
         before = text[end - 1]
@@ -231,7 +233,8 @@ def _checked(
     if max_chars is not None and len(text) > max_chars:
         return Skipped(
             rel,
-            f"{rel}: {len(text)} chars exceeds the model context (max {max_chars}) — pass --split-long or split the file",
+            f"{rel}: {len(text)} chars exceeds the model context (max {max_chars}) — pass --split-long or split the "
+            "file",
         )
     return make_document(rel, text, title, encoding)
 
@@ -240,7 +243,7 @@ def _read_jsonl(path: str | Path, rel: str, max_chars: int | None) -> Iterator[D
     seen: dict[str, int] = {}
     any_line = False
     try:
-        fh = open(path, "rb")
+        fh = open(path, "rb")  # noqa: SIM115 - a file that cannot be opened is skipped with a reason, not raised
     except OSError as exc:
         yield Skipped(rel, f"{rel}: cannot read ({exc.strerror}) — check its permissions")
         return

@@ -1,4 +1,5 @@
-"""What each OpenAI model family accepts: one table, each rule next to its source, and the request settings built from it.
+"""What each OpenAI model family accepts: one table, each rule next to its source, and the request settings built from
+it.
 
 `prepare` builds every request line from `request_params`, so a setting a model refuses is refused here,
 with one line naming the model, the setting and the fix, and is never sent. The emulator in
@@ -206,7 +207,9 @@ def check_available(model: str, today: dt.date | None = None) -> str | None:
 
 
 def enqueued_limit(model: str, override: int | None = None) -> int:
-    """The enqueued-token budget of a model: the flag, else EXTRACTOR_MAX_ENQUEUED_TOKENS, else the profile's default."""
+    """The enqueued-token budget of a model: the flag, else EXTRACTOR_MAX_ENQUEUED_TOKENS, else the profile's
+    default.
+    """
     if override is not None:
         if override < 1:
             raise BadInput(f"--max-enqueued-tokens must be at least 1, not {override}")

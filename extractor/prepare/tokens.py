@@ -1,4 +1,6 @@
-"""Exact offline token counts for OpenAI models: tiktoken's encoder over BPE files shipped in a wheel, never downloaded."""
+"""Exact offline token counts for OpenAI models: tiktoken's encoder over BPE files shipped in a wheel, never
+downloaded.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`compare A B`: entity-level precision / recall / F1 of job A against job B (the reference) on the documents both answered.
+"""`compare A B`: entity-level precision / recall / F1 of job A against job B (the reference) on the documents both
+answered.
 
 An entity is (type, normalised name), once per document: precision = share of A's entities that B also
 has, recall = share of B's entities that A found. Documents are matched by content hash, so two jobs over

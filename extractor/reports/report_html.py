@@ -72,7 +72,10 @@ def render_report_html(report: dict[str, Any]) -> str:
 def _chart(title: str, jobs: list[dict[str, Any]], metric: str, fmt: Any, fixed_max: float | None = None) -> str:
     """Jobs left to right in time, one dot per job coloured by backend; hover a dot for its job."""
     points = [(i, job[metric], job) for i, job in enumerate(jobs) if job[metric] is not None]
-    head = f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(title)}">'
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}">'
+    )
     label = f'<text x="{LEFT}" y="14" font-size="12">{escape(title)}</text>'
     if not points:
         return f'{head}{label}<text x="{PAD}" y="{HEIGHT // 2}" font-size="12" fill="#777">no data yet</text></svg>'
@@ -88,7 +91,8 @@ def _chart(title: str, jobs: list[dict[str, Any]], metric: str, fmt: Any, fixed_
     line = " ".join(f"{x},{y}" for x, y in coords)
     dots = "".join(
         f'<circle cx="{x}" cy="{y}" r="4" fill="{COLOURS.get(job["backend"], OTHER_COLOUR)}">'
-        f"<title>{escape(job['job_id'])} ({escape(job['backend'])}/{escape(job['model'])}): {escape(fmt(v))}</title></circle>"
+        f"<title>{escape(job['job_id'])} ({escape(job['backend'])}/{escape(job['model'])}): "
+        f"{escape(fmt(v))}</title></circle>"
         for (x, y), (_, v, job) in zip(coords, points, strict=True)
     )
     axis = (
@@ -277,7 +281,8 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> str:
                 _pct(job["leak_rate"]),
                 _pct(job["quarantine_rate"]),
                 (
-                    f'<span class="{"alert" if flagged else "muted"}">{trend["delta"]:+.2f} vs {trend["trailing_average"]:.2f}</span>'
+                    f'<span class="{"alert" if flagged else "muted"}">{trend["delta"]:+.2f} vs '
+                    f"{trend['trailing_average']:.2f}</span>"
                     if trend
                     else ""
                 ),

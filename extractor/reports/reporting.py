@@ -57,7 +57,9 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
 
 
 def build_report(ledger: Ledger, options: ReportOptions) -> dict[str, Any]:
-    """Every job's figures and trend (earlier jobs count for trends even when --since hides them), per backend totals."""
+    """Every job's figures and trend (earlier jobs count for trends even when --since hides them), per backend
+    totals.
+    """
     requests, batches = _by_job(ledger.requests()), _by_job(ledger.batches())
     figures = [_job_figures(j, requests[j["job_id"]], batches[j["job_id"]], options) for j in ledger.jobs()]
     _add_trends(figures, options)

@@ -182,4 +182,7 @@ def _controls() -> str:
 
 def _legend() -> str:
     items = "".join(f'<li><mark class="v-{v}">{v}</mark> {escape(text)}</li>' for v, text in LEGEND)
-    return f'<ul id="legend" class="legend">{items}<li><mark class="evidence">evidence</mark> a relation\'s quote, shown on demand</li></ul>\n'
+    return (
+        f'<ul id="legend" class="legend">{items}<li><mark class="evidence">evidence</mark> a relation\'s quote, '
+        "shown on demand</li></ul>\n"
+    )

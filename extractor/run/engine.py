@@ -1,4 +1,5 @@
-"""`run`: prepare → submit → wait → collect → retry → verify → commit, each stage skipped when the job folder says it is done.
+"""`run`: prepare → submit → wait → collect → retry → verify → commit, each stage skipped when the job folder says it is
+done.
 
 Re-running the same command after any crash continues the same job: `prepare` finds the unfinished job
 with the same content key (documents, spec, prompt, model, settings), and each later stage starts from
@@ -184,7 +185,9 @@ def _prepare(store: JobStore, docs_dir: Path, options: RunOptions, report: RunRe
 
 
 def _choose_lane(store: JobStore, docs_dir: Path, options: RunOptions) -> BackendChoice:
-    """An OpenAI job of this folder with batches in flight is continued (they are paid for); else a fresh health check."""
+    """An OpenAI job of this folder with batches in flight is continued (they are paid for); else a fresh
+    health check.
+    """
     for job in sorted(store, key=lambda j: j.manifest.get("created_at", ""), reverse=True):
         m = job.manifest
         if m.get("source") != str(docs_dir) or (m.get("backend_choice") or {}).get("requested") != "auto":

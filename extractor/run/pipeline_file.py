@@ -77,7 +77,9 @@ _EXTRACT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 
 
 def load_pipeline(path: Path) -> Pipeline:
-    """Read and check a pipeline file; BadInput names the file and the key to fix (as table.key: no brackets, which rich would eat)."""
+    """Read and check a pipeline file; BadInput names the file and the key to fix (as table.key: no brackets, which rich
+    would eat).
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()

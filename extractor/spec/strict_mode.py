@@ -185,7 +185,8 @@ class _StrictChecker:
         if types is not None and not types & allowed:
             self.add(
                 where,
-                f'"{key}" applies only to {kind} schemas, and this one is "type": {orjson.dumps(schema["type"]).decode()}',
+                f'"{key}" applies only to {kind} schemas, and this one is "type": '
+                f"{orjson.dumps(schema['type']).decode()}",
             )
             return
         value = schema[key]
@@ -220,7 +221,8 @@ class _StrictChecker:
         if len(strings) > LARGE_ENUM and chars > MAX_LARGE_ENUM_CHARS:
             self.add(
                 path,
-                f"{len(strings)} string values totalling {chars} characters — above {LARGE_ENUM} values strict mode allows {MAX_LARGE_ENUM_CHARS}",
+                f"{len(strings)} string values totalling {chars} characters — above {LARGE_ENUM} values strict mode "
+                f"allows {MAX_LARGE_ENUM_CHARS}",
             )
         keys = [orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in values]
         if len(set(keys)) != len(keys):
@@ -261,7 +263,8 @@ class _StrictChecker:
         if missing:
             self.add(
                 f"{path}/required",
-                f'must list every property; missing {", ".join(missing)} — make an optional one nullable, e.g. "type": ["string", "null"]',
+                f"must list every property; missing {', '.join(missing)} — make an optional one nullable, e.g. "
+                '"type": ["string", "null"]',
             )
         unknown = [name for name in required if name not in props]
         if unknown:

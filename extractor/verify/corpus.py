@@ -37,7 +37,9 @@ def iter_job_texts(job: Job) -> Iterator[tuple[str, str]]:
 
 
 class TextCursor:
-    """Request texts by custom_id from a stream in (nearly) the same order as the results; out-of-order ones wait in a dict."""
+    """Request texts by custom_id from a stream in (nearly) the same order as the results; out-of-order ones wait in a
+    dict.
+    """
 
     def __init__(self, lines: Iterator[tuple[str, str]]):
         self._lines = lines

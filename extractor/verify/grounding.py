@@ -122,7 +122,8 @@ class DocumentMatcher:
         self._squashed_text: bytes | None = None
 
     def align(self, name: str, kind: str | None = None) -> Alignment:
-        """Align an entity name: exact, then token by token, then joined, then as a value or a person (module docstring).
+        """Align an entity name: exact, then token by token, then joined, then as a value or a person (module
+        docstring).
 
         `kind` is the entity's type as the answer gave it: the person rules apply to a person's type,
         to an untyped name, and to any name written with an honorific.
@@ -288,10 +289,7 @@ class DocumentMatcher:
         doc_cuts = _cuts(
             doc.words[first : last + 1], [text[doc.ends[i - 1] : doc.starts[i]] for i in range(first + 1, last + 1)]
         )
-        for offset in name_cuts.keys() ^ doc_cuts.keys():
-            if not (name_cuts.get(offset) or doc_cuts.get(offset)):
-                return False
-        return True
+        return all(name_cuts.get(offset) or doc_cuts.get(offset) for offset in name_cuts.keys() ^ doc_cuts.keys())
 
     def _symbols_agree(self, name: _Name, first: int, last: int) -> tuple[int, int] | None:
         """The normalised span of tokens first..last, widened to the name's edge symbols, if symbols agree.

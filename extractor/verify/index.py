@@ -70,14 +70,17 @@ class NameScanner:
         self._automaton = ahocorasick_rs.AhoCorasick(patterns, implementation=implementation) if patterns else None
 
     def scan(self, doc_id: str, text: str | NormalizedText) -> bool:
-        """Record every name that `text` (`normalize(...)`, or its `.text`: case then unknown) holds; whether it held any."""
+        """Record every name that `text` (`normalize(...)`, or its `.text`: case then unknown) holds; whether it held
+        any.
+        """
         if self._automaton is None:
             return False
         normalized = text if isinstance(text, NormalizedText) else None
         text = normalized.text if normalized is not None else str(text)
         found: set[str] = set()
         keys_of, checks_of = self._keys, self._checks
-        # overlapping: every occurrence is seen, so a name inside a longer one (or off a token boundary once) still counts
+        # overlapping: every occurrence is seen, so a name inside a longer one (or off a token boundary once) still
+        # counts
         for pattern, start, end in self._automaton.find_matches_as_indexes(text, overlapping=True):
             keys = keys_of[pattern]
             checks = checks_of[pattern]
@@ -126,7 +129,8 @@ def _patterns(key: str, rule: LeakRule) -> list[tuple[str, Check | None]]:
 
 
 def _written_as_name(text: str, normalized: NormalizedText | None, start: int, end: int) -> bool:
-    """Whether a one-token hit is written as a name: capitalised, not at a sentence start, not a first name of a longer one.
+    """Whether a one-token hit is written as a name: capitalised, not at a sentence start, not a first name of a longer
+    one.
 
     True where the document's case is unknown (a bare normalised text).
     """

@@ -240,7 +240,7 @@ def match_person(
             first -= 1
         return first
     given, initial = person.tokens[0], person.initials[0]
-    middles = list(zip(person.tokens[1:-1], person.initials[1:-1]))
+    middles = list(zip(person.tokens[1:-1], person.initials[1:-1], strict=True))
     lowest = max(0, last - 1 - len(middles) - MAX_EXTRA_TOKENS)
     for first in range(last - 1, lowest - 1, -1):
         if not (close(first + 1) and capitalised(first)) or words[first] in _NOT_GIVEN or words[first] in HONORIFICS:
@@ -269,7 +269,9 @@ def one_person(runs: list[tuple[str, ...]]) -> tuple[str, ...] | None:
 
 
 def _middles_fit(middles: list[tuple[str, bool]], between: list[str]) -> bool:
-    """Whether the answer's middle tokens appear in order among the document's, with at most MAX_EXTRA_TOKENS left over."""
+    """Whether the answer's middle tokens appear in order among the document's, with at most MAX_EXTRA_TOKENS
+    left over.
+    """
     if len(between) - len(middles) > MAX_EXTRA_TOKENS or len(between) < len(middles):
         return False
     at = 0

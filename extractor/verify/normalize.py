@@ -173,9 +173,13 @@ def on_token_boundary(text: str, start: int, end: int) -> bool:
         if is_word_char(after):
             return False
         following = text[end + 1] if end + 1 < len(text) else ""
-        if after == "'" and following and is_word_char(following):
-            if following != "s" or (end + 2 < len(text) and is_word_char(text[end + 2])):
-                return False
+        if (
+            after == "'"
+            and following
+            and is_word_char(following)
+            and (following != "s" or (end + 2 < len(text) and is_word_char(text[end + 2])))
+        ):
+            return False
         if after in ".," and following.isdigit() and text[end - 1].isdigit():
             return False
     return True
