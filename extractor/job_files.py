@@ -97,6 +97,8 @@ class Remote(TypedDict, total=False):
     waves: int
     max_enqueued_tokens: int
     ingested: dict[str, Any]
+    cancel_requested_at: str
+    expired: bool
     # local
     url: str
     embedded: bool

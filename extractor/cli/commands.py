@@ -8,7 +8,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -285,8 +285,8 @@ def _choose_backend(
     return choice
 
 
-def _record_choice(job: Job, choice: BackendChoice) -> dict[str, str]:
-    job.manifest["backend_choice"] = cast(BackendChoiceRecord, choice.as_dict())
+def _record_choice(job: Job, choice: BackendChoice) -> BackendChoiceRecord:
+    job.manifest["backend_choice"] = choice.as_dict()
     job.save()
     job.log("backend_choice", **choice.as_dict())
     return choice.as_dict()

@@ -436,6 +436,7 @@ def collect_job(
         for doc in job.documents():
             cid = doc["custom_id"]
             kept = lines.rows.get(cid)
+            row: dict[str, Any]
             if kept is None:
                 row = {
                     "outcome": "expired" if expired else "missing",

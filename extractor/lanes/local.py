@@ -93,7 +93,7 @@ def compact_errors(error_path: Path, answered: set[str]) -> set[str]:
 
 
 def run_local_lane(
-    lines: Iterable[dict],
+    lines: Iterable[dict[str, Any]],
     *,
     output_path: Path,
     error_path: Path,
@@ -107,14 +107,14 @@ def run_local_lane(
     resend_errors: bool = True,
     hedge_after: float | None = None,
     progress: Callable[[LaneEvent], None] | None = None,
-    log: Callable[[dict], None] | None = None,
+    log: Callable[[dict[str, Any]], None] | None = None,
     notice: Callable[[str], None] | None = None,
 ) -> LaneStats:
     """Answer every line not yet answered in output_path; see the module docstring for the guarantees.
 
     `base_url` is one server or several. `concurrency` caps every server, `concurrency_by_url` one
     (keyed by `fleet.server_key`); otherwise a server's slot count, else DEFAULT_CONCURRENCY.
-    `progress` gets one LaneEvent per finished line; `log` gets one dict per request, retry, duplicate
+    `progress` gets one LaneEvent per finished line; `log` gets one dict[str, Any] per request, retry, duplicate
     and server outage (for log.jsonl); `notice` gets a sentence when a server goes away or comes back.
     """
     stats = LaneStats()
@@ -180,7 +180,7 @@ def _fleet(urls: list[str], every: int | None, per_url: Mapping[str, int]) -> li
     return servers
 
 
-def _pending(lines: Iterable[dict], skip: set[str], stats: LaneStats) -> Iterator[dict]:
+def _pending(lines: Iterable[dict[str, Any]], skip: set[str], stats: LaneStats) -> Iterator[dict[str, Any]]:
     """Lines still to send, lazily; a custom_id met twice is sent once."""
     for line in lines:
         custom_id = line.get("custom_id") if isinstance(line, dict) else None

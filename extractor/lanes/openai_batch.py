@@ -27,7 +27,7 @@ import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,7 +122,7 @@ def submit_openai(
     }
 
 
-def shard_tokens(shard: dict[str, Any]) -> int:
+def shard_tokens(shard: Mapping[str, Any]) -> int:
     """The input tokens a request file puts in the queue: counted at prepare, else bounded from its size."""
     counted = shard.get("input_tokens")
     return int(counted) if isinstance(counted, int) else -(-int(shard["bytes"]) // BYTES_PER_TOKEN_FLOOR)
@@ -174,8 +174,9 @@ def send_pending(job: Job, api: BatchApi, progress: Progress | None = None) -> d
         entry["wave"] = job.manifest["remote"]["waves"]
         counts[_send(job, api, entry)] += 1
         held += _tokens(entry)
-        for _ in range(entry["lines"] if progress else 0):
-            progress(None)
+        if progress is not None:
+            for _ in range(entry["lines"]):
+                progress(None)
     if counts["waiting"]:
         job.log("batches_waiting", batches=counts["waiting"], enqueued_tokens=held, limit=limit)
     return {"created": counts["created"], "adopted": counts["adopted"], "waiting": counts["waiting"]}
@@ -289,8 +290,9 @@ def fetch_batches(job: Job, wait: WaitOptions | None = None, progress: Progress 
         if any(not e.get("batch_id") and not e.get("skipped") for e in entries(job)):
             send_pending(job, api)  # the next wave: what fits now that earlier batches finished
         done = sum(_done(e) for e in entries(job) if e["name"] in watched)
-        for _ in range(done - shown if progress else 0):
-            progress(None)
+        if progress is not None:
+            for _ in range(done - shown):
+                progress(None)
         shown = max(shown, done)
         pending = [e for e in entries(job) if not e.get("collected")]
         if not pending:
@@ -386,7 +388,7 @@ def input_ids(job: Job, entry: dict[str, Any]) -> list[str]:
 
 def _done(entry: dict[str, Any]) -> int:
     counts = entry.get("request_counts") or {}
-    return min(entry["lines"], counts.get("completed", 0) + counts.get("failed", 0))
+    return min(int(entry["lines"]), int(counts.get("completed", 0)) + int(counts.get("failed", 0)))
 
 
 def batch_progress(job: Job) -> dict[str, Any]:
@@ -548,7 +550,7 @@ class OpenAIBatchLane:
                 "kind": self.info.name,
                 "endpoint": api.endpoint,
                 "batches": [],
-                "ingested": remote,
+                "ingested": dict(remote),
             }
         set_aside()
         children = write_retry_inputs(job, ids, attempt, truncated)

@@ -191,9 +191,9 @@ class BatchApi:
             lambda: self.client.batches.create(
                 # the SDK types endpoint as a Literal; ours comes from the manifest, and the API refuses any other
                 input_file_id=input_file_id,
-                endpoint=endpoint,
+                endpoint=endpoint,  # type: ignore[arg-type]
                 completion_window="24h",
-                metadata=metadata,  # type: ignore[arg-type]
+                metadata=metadata,
             ).model_dump(),
             recheck=lambda: self.find_batch(metadata, since),
         )

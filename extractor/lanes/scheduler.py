@@ -13,7 +13,7 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ class Work:
     """One request line on its way: in the queue, in flight (once, or twice when hedged), or done."""
 
     custom_id: str
-    body: dict
+    body: dict[str, Any]
     timeout_s: float
     attempts: int = 0  # attempts that count against max_retries
     requeues: int = 0  # 429s and outages met, which do not
@@ -71,7 +71,7 @@ class Scheduler:
         stats: LaneStats,
         started: float,
         progress: Callable[[LaneEvent], None] | None,
-        log: Callable[[dict], None] | None,
+        log: Callable[[dict[str, Any]], None] | None,
         notice: Callable[[str], None] | None,
     ):
         self.servers = servers
@@ -104,8 +104,9 @@ class Scheduler:
 
     # -- the loop
 
-    async def run(self, first: dict, pending: Iterator[dict]) -> None:
-        self._first, self._pending = first, pending
+    async def run(self, first: dict[str, Any], pending: Iterator[dict[str, Any]]) -> None:
+        self._first: dict[str, Any] | None = first
+        self._pending = pending
         # fsync can take milliseconds on slow disks: one writer thread keeps it off the event loop.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lane-writer")
         self._clients = {
@@ -231,8 +232,8 @@ class Scheduler:
                 self.log({"event": "hedge", "custom_id": work.custom_id, "server": server.name})
         self._attempt_tasks[attempt_id] = self._spawn(self._attempt(work, server, attempt_id, now, hedge))
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -252,7 +253,7 @@ class Scheduler:
                 "/chat/completions", body=work.body, cast_to=bytes, options={"timeout": timeout_s}
             )
         except openai.APITimeoutError:
-            outcome: Failure | dict = Failure("timeout", f"no answer within {timeout_s:g}s")
+            outcome: Failure | dict[str, Any] = Failure("timeout", f"no answer within {timeout_s:g}s")
         except openai.APIConnectionError as exc:
             outcome = Failure("connection_error", str(exc) or type(exc).__name__)
         except openai.APIStatusError as exc:
@@ -286,7 +287,9 @@ class Scheduler:
             del self._flying[work.custom_id]
         self._wake.set()
 
-    async def _answered(self, work: Work, server: FleetServer, answer: dict, latency_ms: float, hedge: bool) -> None:
+    async def _answered(
+        self, work: Work, server: FleetServer, answer: dict[str, Any], latency_ms: float, hedge: bool
+    ) -> None:
         usage = answer.get("usage") or {}
         prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         duplicate = work.custom_id in self.answered_ids  # the other copy of a hedged request answered first
@@ -456,13 +459,13 @@ class Scheduler:
             )
         self._emit("failed", work.custom_id, message=failure.message)
 
-    def _write_out(self, line: dict) -> None:
+    def _write_out(self, line: dict[str, Any]) -> None:
         # Opened on the first answer: a run that never reached a server leaves no empty output file.
         if self._out is None:
             self._out = JsonlAppender(self.output_path)
         self._out.write(line)
 
-    def _write_error(self, line: dict) -> None:
+    def _write_error(self, line: dict[str, Any]) -> None:
         if self._err is None:
             self._err = JsonlAppender(self.error_path)
         self._err.write(line)

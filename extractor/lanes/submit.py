@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from extractor.errors import BadInput, ExtractorError
+from extractor.job_files import BackendChoice as BackendChoiceRecord
 from extractor.jobs import Job, State
 from extractor.lanes import lane_for
 from extractor.prepare.isolation import require_isolated
@@ -105,7 +106,7 @@ class BackendChoice:
     backend: str
     reason: str
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> BackendChoiceRecord:
         return {"requested": "auto", "chosen": self.backend, "reason": self.reason}
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from extractor.collect.results import collect_job, iter_results
 from extractor.errors import BadInput, ExitCode
+from extractor.job_files import BackendChoice as BackendChoiceRecord
 from extractor.jobs import Job, JobsLock, JobStore, State
 from extractor.lanes import describe
 from extractor.lanes.submit import BackendChoice, SubmitOptions, choose_backend, submit_job
@@ -77,7 +78,7 @@ class RunReport:
     resumed: bool = False
     up_to_date: bool = False
     pending: str | None = None  # set when the wait for batches ran out: the next run resumes waiting
-    backend_choice: dict[str, Any] | None = None
+    backend_choice: BackendChoiceRecord | None = None
     stages: dict[str, float] = field(default_factory=dict)
     prepare: dict[str, Any] = field(default_factory=dict)
     collect: dict[str, Any] = field(default_factory=dict)
@@ -190,7 +191,8 @@ def _choose_lane(store: JobStore, docs_dir: Path, options: RunOptions) -> Backen
     """
     for job in sorted(store, key=lambda j: j.manifest.get("created_at", ""), reverse=True):
         m = job.manifest
-        if m.get("source") != str(docs_dir) or (m.get("backend_choice") or {}).get("requested") != "auto":
+        choice = m.get("backend_choice")
+        if m.get("source") != str(docs_dir) or choice is None or choice.get("requested") != "auto":
             continue
         sent = any(e.get("batch_id") for e in (m.get("remote") or {}).get("batches", []))
         if describe(m["backend"]).is_batch and sent and job.state in (State.SUBMITTED, State.COLLECTED, State.VERIFIED):

@@ -58,18 +58,16 @@ def gate_prepare_options(stage: GateStage, base: PrepareOptions | None = None) -
     )
     if not describe(stage.backend).openai_api:  # OpenAI-only settings of the command line do not reach a local gate
         return replace(options, reasoning_effort=None, verbosity=None, endpoint="chat")
-    return replace(
-        options,
-        **{
-            k: v
-            for k, v in (
-                ("reasoning_effort", stage.reasoning_effort),
-                ("verbosity", stage.verbosity),
-                ("endpoint", stage.endpoint),
-            )
-            if v is not None
-        },
-    )
+    given: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("reasoning_effort", stage.reasoning_effort),
+            ("verbosity", stage.verbosity),
+            ("endpoint", stage.endpoint),
+        )
+        if v is not None
+    }
+    return replace(options, **given)
 
 
 @dataclass

@@ -76,18 +76,16 @@ def extract_prepare_options(stage: ExtractStage, base: PrepareOptions | None = N
     )
     if not describe(stage.backend).openai_api:
         return replace(options, reasoning_effort=None, verbosity=None, endpoint="chat")
-    return replace(
-        options,
-        **{
-            k: v
-            for k, v in (
-                ("reasoning_effort", stage.reasoning_effort),
-                ("verbosity", stage.verbosity),
-                ("endpoint", stage.endpoint),
-            )
-            if v is not None
-        },
-    )
+    given: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("reasoning_effort", stage.reasoning_effort),
+            ("verbosity", stage.verbosity),
+            ("endpoint", stage.endpoint),
+        )
+        if v is not None
+    }
+    return replace(options, **given)
 
 
 def run_gated(
