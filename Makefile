@@ -22,8 +22,7 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# Every gate, each reported even when an earlier one fails. Not in .ci/run yet: the tree gets one formatting
-# commit first (see .git-blame-ignore-revs), then `make lint` joins `make test` there.
+# Every gate, each reported even when an earlier one fails; .ci/run runs it before `make test`.
 lint: install
 	@status=0; \
 	$(BIN)/ruff check . || status=1; \

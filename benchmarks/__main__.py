@@ -20,10 +20,16 @@ HERE = Path(__file__).resolve().parent
 
 # Small sizes for --quick: every benchmark must have an entry (tests/test_benchmarks_main.py checks).
 QUICK: dict[str, list[str]] = {
+    "concatenation": ["--docs", "2"],
+    "fleet": ["--requests", "100", "--hosted-requests", "60", "--service-ms", "20", "--settle-s", "1"],
     "graph": ["--docs", "300", "--jobs", "3"],
     # the llama.cpp phases take minutes even at 4 documents on a shared 2-core machine: the client overhead only
     "local_lane": ["--skip-llama", "--stub-requests", "200", "--repeat", "1"],
+    "night": ["--docs", "300", "--sizes", ""],
+    "openai_night": ["--docs", "60", "--lines-per-file", "20"],
     "prepare": ["--docs", "2000", "--small", "500", "--repeat", "1"],
+    "review_page": ["--docs", "200", "--repeat", "1"],
+    "robustness": ["--events", "2000", "--names", "1000,4000"],
     "verify_quality": ["--seeds", "1"],
     "verify_speed": ["--docs", "2000", "--sizes", "500"],
 }
