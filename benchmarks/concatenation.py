@@ -1,6 +1,7 @@
 """Concatenation: does verify catch a provider that stitches neighbours into one prompt, with a real model?
 
-    .venv/bin/python -m benchmarks.concatenation [--docs 30] [--max-tokens 256] [--chars 500] [--keep DIR | --answers DIR] [--write-docs]
+    .venv/bin/python -m benchmarks.concatenation [--docs 30] [--max-tokens 256] [--chars 500]
+        [--keep DIR | --answers DIR] [--write-docs]
 
 What our user met: a provider that packed several documents into one prompt and returned the
 answer as if it were the first document's. Reproduced with the embedded llama.cpp server and the
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         folder = tmp / "docs"
         folder.mkdir()
-        for name, text in zip(names, texts):
+        for name, text in zip(names, texts, strict=True):
             (folder / name).write_text(text + "\n", encoding="utf-8")
         store = JobStore(tmp / "lines")
         job = prepare_job(
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             # one lane run, stitched and honest lines of each document in turn (a cut-short run still pairs them);
             # answers are appended to KEEP/answers.jsonl as they come, under "s:"/"h:" + the document's custom_id
             interleaved = []
-            for stitched, honest in zip(stitched_lines, lines):
+            for stitched, honest in zip(stitched_lines, lines, strict=True):
                 interleaved += [
                     {**stitched, "custom_id": "s:" + stitched["custom_id"]},
                     {**honest, "custom_id": "h:" + honest["custom_id"]},
@@ -245,10 +246,12 @@ def report(
         "|---|---|---|",
         f"| stitched answers that really contain a neighbour's name | | {pct(carriers, answered)} |",
         f"| … of those, quarantined by verify | ≥ 95 % | {pct(caught, carriers)} |",
-        f"| stitched answers without a neighbour's name, quarantined anyway | | {pct(stitched_other_quarantined, answered - carriers)} |",
+        f"| stitched answers without a neighbour's name, quarantined anyway | "
+        f"| {pct(stitched_other_quarantined, answered - carriers)} |",
         f"| honest answers quarantined | ≤ 5 % | {pct(len(false_q), len(honest_ok))} |",
         f"| documents reached (both answers in) | | {len(reached)} of {len(names)} |",
-        f"| answers lost (failed: truncated or invalid), stitched / honest | | {len(lost)} / {len(reached) - len(honest_ok)}"
+        f"| answers lost (failed: truncated or invalid), stitched / honest "
+        f"| | {len(lost)} / {len(reached) - len(honest_ok)}"
         f" (truncated: {truncated['stitched']} / {truncated['honest']}) |",
         "",
         "Misses (a neighbour's name in the answer, document not quarantined; verdict of each such name):",

@@ -324,7 +324,7 @@ def part_slow(args: argparse.Namespace, workdir: Path) -> dict:
         without = run_lane([s.url for s in fast], args.requests, workdir)
         hedged = run_lane([s.url for s in fast] + [slow.url], args.requests, workdir, hedge_after=0.95)
     finally:
-        for stub in fast + [slow]:
+        for stub in [*fast, slow]:
             stub.kill()
     row = {
         "with_slow_s": round(with_slow["seconds"], 2),

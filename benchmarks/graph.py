@@ -1,7 +1,8 @@
 """Graph benchmark: `commit` into the embedded FalkorDB (or Neo4j) against the ceiling of raw `UNWIND … MERGE`,
 and rollback of one job in a graph of ten jobs against that job's commit.
 
-    .venv/bin/python -m benchmarks.graph [--store falkordb|neo4j] [--docs 20000] [--entities 20] [--chunk-size 500] [--json]
+    .venv/bin/python -m benchmarks.graph [--store falkordb|neo4j] [--docs 20000] [--entities 20]
+        [--chunk-size 500] [--json]
 
 `--store neo4j` starts the test suite's Neo4j Community (tests/neo4j_server.py: embedded, fetched
 by Maven on first use, data on disk, 1 GiB page cache, 2 GiB heap) unless NEO4J_URI names a server
@@ -245,7 +246,7 @@ def _neo4j(
             sys.path.insert(0, str(REPO))
             from tests.neo4j_server import JVM_OPTIONS, Neo4jServer, neo4j_version
 
-            options = tuple(o for o in JVM_OPTIONS if not o.startswith("-Xm")) + ("-Xms2g", "-Xmx2g")
+            options = (*(o for o in JVM_OPTIONS if not o.startswith("-Xm")), "-Xms2g", "-Xmx2g")
             server = stack.enter_context(Neo4jServer(tmp / "neo4j", jvm_options=options, pagecache_mb=1024))
             uri, database, auth = server.uri, None, (server.username, server.password)
             os.environ["NEO4J_USERNAME"], os.environ["NEO4J_PASSWORD"] = auth
@@ -321,21 +322,26 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
     else:
         print(
-            f"{args.store}: {len(docs):,} documents × {args.entities} entities ({mentions:,} mentions, {relations:,} relations), chunks of {args.chunk_size}"
+            f"{args.store}: {len(docs):,} documents × {args.entities} entities "
+            f"({mentions:,} mentions, {relations:,} relations), chunks of {args.chunk_size}"
         )
         print(f"  ceiling (bare UNWIND … MERGE): {ceiling_s:8.2f} s  {result['ceiling_docs_per_s']:>7,} docs/s")
         print(
-            f"  commit_job:                    {commit_s:8.2f} s  {result['commit_docs_per_s']:>7,} docs/s  = {result['commit_vs_ceiling']:.2f} × ceiling (goal ≥ 0.5)"
+            f"  commit_job:                    {commit_s:8.2f} s  {result['commit_docs_per_s']:>7,} docs/s  "
+            f"= {result['commit_vs_ceiling']:.2f} × ceiling (goal ≥ 0.5)"
         )
         print(f"{args.jobs} jobs of {per_job:,} documents sharing entities; rolling back job{rolled}:")
         print(
-            f"  its commit: {commit_times[rolled]:.2f} s   rollback: {rollback_s:.2f} s  = {result['rollback_vs_commit']:.2f} × commit (goal ≤ 1)"
+            f"  its commit: {commit_times[rolled]:.2f} s   rollback: {rollback_s:.2f} s  "
+            f"= {result['rollback_vs_commit']:.2f} × commit (goal ≤ 1)"
         )
         print(
-            f"  relationship types the job wrote (one rollback statement each): {', '.join(result['rollback_relationship_types'])}"
+            "  relationship types the job wrote (one rollback statement each): "
+            f"{', '.join(result['rollback_relationship_types'])}"
         )
         print(
-            f"  deleted {rollback.nodes_deleted:,} nodes and {rollback.relationships_deleted:,} relationships; job left in graph: {left}"
+            f"  deleted {rollback.nodes_deleted:,} nodes and {rollback.relationships_deleted:,} relationships; "
+            f"job left in graph: {left}"
         )
     return 0
 

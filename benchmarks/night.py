@@ -159,7 +159,8 @@ runpy.run_module("extractor.cli", run_name="__main__", alter_sys=True)
 
 
 def cli(env: dict[str, str], *args: str, codes: tuple[int, ...] = (0,)) -> dict[str, Any]:
-    """`extractor ARGS --json` in its own process: its JSON answer, seconds and peak RSS (MiB, the server's not included)."""
+    """`extractor ARGS --json` in its own process: its JSON answer, seconds and peak RSS (MiB, the server's not
+    included)."""
     with tempfile.TemporaryDirectory() as tmp:
         peak_file = Path(tmp) / "peak"
         out_path, err_path = Path(tmp) / "out", Path(tmp) / "err"
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
             workdir = base / f"night-{count}"
             shutil.rmtree(workdir, ignore_errors=True)
 
-            def show(name: str, figures: dict[str, Any]) -> None:
+            def show(name: str, figures: dict[str, Any], count: int = count) -> None:
                 print(
                     f"{count:>7,} {name:<9} {figures['seconds']:8.1f} s {figures['peak_rss_mib']:7.0f} MiB",
                     file=sys.stderr,
@@ -339,7 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     for result in results:
         commit = result["stages"]["commit"]["data"]
         print(
-            f"{result['documents']:,}: emulator answering {result['provider_s']:.1f} s (not in the night); {commit.get('nodes', 0):,} nodes, {commit.get('relationships', 0):,} "
+            f"{result['documents']:,}: emulator answering {result['provider_s']:.1f} s (not in the night); "
+            f"{commit.get('nodes', 0):,} nodes, {commit.get('relationships', 0):,} "
             f"relationships committed; server loads: {'; '.join(result['server_loads'])}"
         )
 

@@ -92,8 +92,8 @@ def open_timed(page_path: Path, repeat: int) -> list[dict[str, Any]]:
         for _ in range(repeat):
             page = context.new_page()
             errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+            page.on("console", lambda msg, errors=errors: errors.append(msg.text) if msg.type == "error" else None)
             cdp = context.new_cdp_session(page)
             cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
             before = _busy(cdp)
@@ -156,7 +156,8 @@ def main() -> None:
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| {written['documents']:,} | {written['page_mb']:.1f} | {written['write_s']:.2f} ({written['write_cpu_s']:.2f}) "
+        f"| {written['documents']:,} | {written['page_mb']:.1f} "
+        f"| {written['write_s']:.2f} ({written['write_cpu_s']:.2f}) "
         f"| {median['first_screen_s']:.2f} ({median['first_screen_busy_s']:.2f}) "
         f"| {median['loaded_s']:.2f} ({median['loaded_busy_s']:.2f}) | {median['ready_ms']:.0f} "
         f"| {median['fcp_ms']:.0f} | {runs[0]['built']} | {median['filter_ms']:.0f} | {median['search_ms']:.0f} |"

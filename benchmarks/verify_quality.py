@@ -1,4 +1,5 @@
-"""Verify quality: answers with known truth over Re-DocRED, through the real prepare → collect --output-file → verify path.
+"""Verify quality: answers with known truth over Re-DocRED, through the real prepare → collect --output-file → verify
+path.
 
     .venv/bin/python -m benchmarks.verify_quality [--split held-out|tuning|both] [--seed 6] [--write-docs]
 
@@ -105,7 +106,8 @@ def specific(name: str, origin_text: str, text_words: dict[str, str]) -> bool:
 
 
 def fresh(seen: set[tuple[str, str]], name: str, kind: str) -> bool:
-    """Whether (name, type) is new to this answer, as collect compares them (casefolded, spaces collapsed); records it."""
+    """Whether (name, type) is new to this answer, as collect compares them (casefolded, spaces collapsed); records
+    it."""
     key = (" ".join(name.casefold().split()), kind)
     if key in seen:
         return False
@@ -285,7 +287,8 @@ _MDY = re.compile(r"([A-Z][a-z]+) (\d{1,2}) , (\d{4})")
 _GROUPED = re.compile(r"\d{1,3}(?: ?, ?\d{3})+")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?) (?:percent|%)")
 HONORIFICS = ["Dr.", "Mr.", "Ms.", "Prof.", "Sir"]
-# Words that make a "name" a title or a phrase, not a given name and a surname ("The Phantom", "St Anne", "Crown Prince Yin").
+# Words that make a "name" a title or a phrase, not a given name and a surname ("The Phantom", "St Anne", "Crown
+# Prince Yin").
 NOT_NAMES = {
     "the",
     "st",
@@ -379,7 +382,8 @@ def rewrite(ent: dict[str, str], people: list[list[str]], rng: random.Random, te
             (f"{MONTHS[m - 1].title()} {d}, {y}", "date month first"),
             (f"{d} {MONTHS[m - 1].title()} {y}", "date day first"),
             (
-                f"{d}{'th' if 10 <= d <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(d % 10, 'th')} of {MONTHS[m - 1].title()} {y}",
+                f"{d}{'th' if 10 <= d <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(d % 10, 'th')} "
+                f"of {MONTHS[m - 1].title()} {y}",
                 "date ordinal",
             ),
         ]
@@ -428,9 +432,9 @@ def build_rewrites(
     from tests.redocred import gold_answer, redocred_text
 
     names = [f"{i:03d}.txt" for i in range(len(docs))]
-    texts = {n: redocred_text(doc) for n, doc in zip(names, docs)}
+    texts = {n: redocred_text(doc) for n, doc in zip(names, docs, strict=True)}
     text_words = {n: words(t) for n, t in texts.items()}
-    golds = {n: gold_answer(doc) for n, doc in zip(names, docs)}
+    golds = {n: gold_answer(doc) for n, doc in zip(names, docs, strict=True)}
     people = {
         n: [p for p in (person_parts(e["name"]) for e in g["entities"] if e["type"] == "PERSON") if p]
         for n, g in golds.items()
@@ -506,7 +510,7 @@ def evaluate_rewrites(split: str, docs: list[dict[str, Any]], seed: int) -> dict
     for n, doc in report_docs.items():
         ents = doc["entities"]
         rewrites = truth["rewrites"][n]
-        for (form, kind), ent in zip(rewrites, ents[: len(rewrites)]):
+        for (form, kind), ent in zip(rewrites, ents[: len(rewrites)], strict=True):
             m["rewrites"] += 1
             by_kind[kind] += 1
             if ent["verdict"] not in ("grounded", "fuzzy"):
@@ -771,7 +775,8 @@ def report(results: list[dict[str, Any]]) -> str:
         )
         kinds = ", ".join(f"{k} {r['caught_by_kind'].get(k, 0)}/{v}" for k, v in sorted(r["invented_by_kind"].items()))
         lines.append(
-            f"{r['split']}: gold entities flagged by surface variant: {variants}; invented names caught by kind: {kinds}."
+            f"{r['split']}: gold entities flagged by surface variant: {variants}; "
+            f"invented names caught by kind: {kinds}."
         )
         for miss in r["misses"][:8]:
             lines.append(f"- {miss}")

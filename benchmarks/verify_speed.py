@@ -1,4 +1,5 @@
-"""Verify speed: `verify_job` on a prepared and collected job against the floor of reading and normalising every document once.
+"""Verify speed: `verify_job` on a prepared and collected job against the floor of reading and normalising every
+document once.
 
     .venv/bin/python -m benchmarks.verify_speed [--docs 100000] [--sizes 10000,30000] [--workdir DIR] [--write-docs]
 
@@ -132,7 +133,8 @@ def build_job(workdir: Path, count: int) -> tuple[str, dict[str, Any]]:
 
 
 def measure(kind: str, jobs_dir: Path, job_id: str) -> dict[str, Any]:
-    """One measurement in this process: wall and CPU seconds; RSS after imports, after loading the job, at the end; peak RSS."""
+    """One measurement in this process: wall and CPU seconds; RSS after imports, after loading the job, at the end;
+    peak RSS."""
     from extractor.jobs import JobStore
     from extractor.verify.corpus import iter_job_texts
     from extractor.verify.normalize import normalize
@@ -225,7 +227,7 @@ def report(results: dict[int, dict[str, Any]]) -> str:
         per_doc = [results[n]["verify"]["cpu_seconds"] / n * 1e6 for n in sizes]
         lines.append(
             "verify CPU µs per document by size: "
-            + ", ".join(f"{n:,}: {v:.0f}" for n, v in zip(sizes, per_doc))
+            + ", ".join(f"{n:,}: {v:.0f}" for n, v in zip(sizes, per_doc, strict=True))
             + " (flat = linear)"
         )
     return "\n".join(lines)
@@ -281,7 +283,8 @@ def main() -> None:
             results[size][kind] = best_of(kind, workdir / "jobs", job_id, args.repeat)
             r = results[size][kind]
             print(
-                f"  {kind}: {r['cpu_seconds']:.2f} s CPU, {r['seconds']:.2f} s wall, peak RSS {r['peak_rss_mb']:.0f} MiB",
+                f"  {kind}: {r['cpu_seconds']:.2f} s CPU, {r['seconds']:.2f} s wall, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MiB",
                 file=sys.stderr,
             )
     text = report(results)

@@ -67,7 +67,8 @@ def _handler(stub: ChatStub) -> type[BaseHTTPRequestHandler]:
             presented = self.headers.get("Authorization", "")
             if presented == f"Bearer {stub.api_key}":
                 return True
-            # llama.cpp answers 401 {"error": {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}}
+            # llama.cpp answers 401 with
+            # {"error": {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}}
             message = f"Invalid API Key: {presented}" if stub.echo_key else "Invalid API Key"
             self._send(401, {"error": {"code": 401, "message": message, "type": "authentication_error"}})
             return False

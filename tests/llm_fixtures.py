@@ -1,4 +1,5 @@
-"""Helpers for the local-lane tests: request lines from Re-DocRED, a llama.cpp server in a child process, a scripted stub."""
+"""Helpers for the local-lane tests: request lines from Re-DocRED, a llama.cpp server in a child process, a scripted
+stub."""
 
 from __future__ import annotations
 

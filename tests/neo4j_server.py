@@ -234,12 +234,12 @@ class Neo4jServer:
             pass
         try:
             process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             raise RuntimeError(
                 f"Neo4j did not stop within {timeout_s:.0f} s and was killed; last lines:\n{self.logs()}"
-            )
+            ) from exc
 
     def _kill(self) -> None:
         process, self._process = self._process, None

@@ -416,7 +416,8 @@ class BatchEmulator:
                         "code": "token_limit_exceeded",
                         "param": None,
                         "line": None,
-                        "message": f"Enqueued token limit reached for {model} in organization org-emulator. Limit: {limit:,}"
+                        "message": f"Enqueued token limit reached for {model} in organization org-emulator."
+                        f" Limit: {limit:,}"
                         " enqueued tokens. Please try again once some in_progress batches have been completed.",
                     }
                 ]

@@ -72,7 +72,7 @@ def gold_answer(doc: dict) -> dict:
     """A document's gold entities and relations in the default spec shape, every string verbatim from its text."""
     names = [mention_text(doc, cluster[0]) for cluster in doc["vertexSet"]]
     entities: list[dict] = []
-    for name, cluster in zip(names, doc["vertexSet"]):
+    for name, cluster in zip(names, doc["vertexSet"], strict=True):
         entity = {"name": name, "type": REDOCRED_TYPES.get(cluster[0]["type"], "OTHER")}
         if entity not in entities:
             entities.append(entity)

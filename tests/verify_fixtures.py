@@ -1,4 +1,5 @@
-"""Jobs for verify tests, built the way users build them: `prepare` on a folder, answers ingested with `collect --output-file`."""
+"""Jobs for verify tests, built the way users build them: `prepare` on a folder, answers ingested with
+`collect --output-file`."""
 
 from __future__ import annotations
 

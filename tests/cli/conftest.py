@@ -1,1 +1,2 @@
-"""Tests of extractor/cli/: the command line's contract: exit codes, one-line errors, --version, help, and no secret in any output."""
+"""Tests of extractor/cli/: the command line's contract: exit codes, one-line errors, --version, help, and no secret
+in any output."""

@@ -1,1 +1,2 @@
-"""Tests of extractor/collect/: one outcome per document from whatever a provider sends back: odd JSON shapes, broken files, damaged jobs."""
+"""Tests of extractor/collect/: one outcome per document from whatever a provider sends back: odd JSON shapes, broken
+files, damaged jobs."""

@@ -1,4 +1,5 @@
-"""Helpers for the graph tests (their fixtures are in tests/graph/conftest.py): a real embedded FalkorDB and a real Neo4j, one each per session.
+"""Helpers for the graph tests (their fixtures are in tests/graph/conftest.py): a real embedded FalkorDB and a real
+Neo4j, one each per session.
 
 `graph_target` (and `graph_store` on it) is parametrised over both stores, so a test written once
 runs on each. FalkorDB gives each test a graph of its own; Neo4j Community has one database per
@@ -114,7 +115,8 @@ def doc(
     path: str | None = None,
     title: str | None = None,
 ) -> CommitDocument:
-    """A document from (name, type) entities and (source, source_type, type, target, target_type, evidence) relations."""
+    """A document from (name, type) entities and (source, source_type, type, target, target_type, evidence)
+    relations."""
     return CommitDocument(
         doc_id=doc_id,
         sha256=f"sha-{doc_id}",
@@ -130,7 +132,8 @@ def doc(
 def job_j() -> list[CommitDocument]:
     return [
         doc("d1", [("Ada Lovelace", "PERSON"), ("Analytical Society", "ORGANIZATION")],
-            [("Ada Lovelace", "PERSON", "WORKS_FOR", "Analytical Society", "ORGANIZATION", "Ada worked for the Society")]),
+            [("Ada Lovelace", "PERSON", "WORKS_FOR", "Analytical Society", "ORGANIZATION",
+              "Ada worked for the Society")]),
         doc("d2", [("Charles Babbage", "PERSON"), ("London", "LOCATION")],
             [("Charles Babbage", "PERSON", "knew", "Ada Lovelace", "PERSON", "Babbage knew Ada")]),
     ]  # fmt: skip

@@ -217,5 +217,6 @@ def test_a_neo4j_uri_with_credentials_is_refused_without_echoing_them(tmp_path):
     result = invoke("commit", job.id, "--graph", "neo4j://neo4j:s3cret-pw@127.0.0.1:7687")
     assert result.exit_code == 2
     assert result.stderr == (
-        "Error: graph URI neo4j://127.0.0.1:7687: put Neo4j credentials in NEO4J_USERNAME / NEO4J_PASSWORD, not in the URI\n"
+        "Error: graph URI neo4j://127.0.0.1:7687: put Neo4j credentials in NEO4J_USERNAME / NEO4J_PASSWORD,"
+        " not in the URI\n"
     )

@@ -79,7 +79,7 @@ def test_commit_writes_documents_entities_mentions_and_relations_with_provenance
             "type": "PERSON",
             "jobs": ["J"],
             "names": ["Ada Lovelace"],
-        },  # fmt: skip
+        },
     }
     assert entities["ORGANIZATION:analytical society"]["labels"] == ["Entity", "ORGANIZATION"]
     assert relationships(dump, "MENTIONED_IN") == [
@@ -91,7 +91,8 @@ def test_commit_writes_documents_entities_mentions_and_relations_with_provenance
         ("PERSON:charles babbage", "d2", {"job": "J", "name": "Charles Babbage", "span": [0, 15]}),
     ]
     assert relationships(dump, "WORKS_FOR") == [
-        ("PERSON:ada lovelace", "ORGANIZATION:analytical society", {"job": "J", "doc_id": "d1", "evidence": "Ada worked for the Society"}),
+        ("PERSON:ada lovelace", "ORGANIZATION:analytical society",
+         {"job": "J", "doc_id": "d1", "evidence": "Ada worked for the Society"}),
     ]  # fmt: skip
     # "knew" is not in the allow-list: the fallback type, the model's type kept as a value
     assert relationships(dump, "RELATED_TO") == [
@@ -188,7 +189,8 @@ def test_changed_documents_for_a_committed_job_are_refused(graph_store, tmp_path
 
 
 class Recording:
-    """The store, with the names of the statements its rollback writes recorded, and a send that may fail once landed."""
+    """The store, with the names of the statements its rollback writes recorded, and a send that may fail once
+    landed."""
 
     def __init__(self, store: GraphStore, fail_after_sends: int | None = None):
         self.store = store

@@ -111,29 +111,37 @@ def test_a_long_data_dir_gets_a_short_socket_path(tmp_path):
 
 
 def test_an_unreachable_falkordb_names_the_uri():
-    with pytest.raises(ServiceUnavailable, match=r"FalkorDB at falkordb://127\.0\.0\.1:1/g is unreachable"):
-        with open_store("falkordb://127.0.0.1:1/g", data_dir=Path("unused")):
-            pass
+    with (
+        pytest.raises(ServiceUnavailable, match=r"FalkorDB at falkordb://127\.0\.0\.1:1/g is unreachable"),
+        open_store("falkordb://127.0.0.1:1/g", data_dir=Path("unused")),
+    ):
+        pass
 
 
 def test_credentials_never_appear_in_messages():
-    with pytest.raises(ServiceUnavailable) as caught:
-        with open_store("falkordb://admin:s3cret@127.0.0.1:1/g", data_dir=Path("unused")):
-            pass
+    with (
+        pytest.raises(ServiceUnavailable) as caught,
+        open_store("falkordb://admin:s3cret@127.0.0.1:1/g", data_dir=Path("unused")),
+    ):
+        pass
     assert "s3cret" not in caught.value.message and "falkordb://127.0.0.1:1/g" in caught.value.message
     assert redact_uri("neo4j+s://neo4j:pw@db.example.com:7687") == "neo4j+s://db.example.com:7687"
 
 
 def test_unknown_uri_scheme_is_bad_input():
-    with pytest.raises(BadInput, match="unknown graph URI 'redis://127.0.0.1:6379'"):
-        with open_store("redis://127.0.0.1:6379", data_dir=Path("unused")):
-            pass
+    with (
+        pytest.raises(BadInput, match=r"unknown graph URI 'redis://127.0.0.1:6379'"),
+        open_store("redis://127.0.0.1:6379", data_dir=Path("unused")),
+    ):
+        pass
 
 
 def test_a_bad_graph_name_is_bad_input(tmp_path):
-    with pytest.raises(BadInput, match="graph name 'a b'"):
-        with open_store("falkordb://127.0.0.1:1/a b", data_dir=tmp_path):
-            pass
+    with (
+        pytest.raises(BadInput, match="graph name 'a b'"),
+        open_store("falkordb://127.0.0.1:1/a b", data_dir=tmp_path),
+    ):
+        pass
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path, monkeypatch):
@@ -142,7 +150,8 @@ def test_a_server_that_cannot_start_says_why(tmp_path, monkeypatch):
         pass
     # one line: the server's own complaint (its warning, not the log's last line) and where to read more
     assert caught.value.message == (
-        f"the embedded FalkorDB server exited at start (code 1): Invalid save parameters — see {tmp_path / 'falkordb.log'}"
+        "the embedded FalkorDB server exited at start (code 1): Invalid save parameters"
+        f" — see {tmp_path / 'falkordb.log'}"
     )
 
 

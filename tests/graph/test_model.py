@@ -67,7 +67,8 @@ def test_chunks_do_not_depend_on_the_order_documents_come_in():
 def test_a_chunk_writes_documents_then_entities_then_relations():
     chunk = build_chunk(0, [doc("d1", [("Ada", "PERSON"), ("Ada", "PERSON"), ("Widget", "gadget")],
                                 [("Ada", "PERSON", "works for", "IBM", "ORGANIZATION", "e"),
-                                 ("Ada", "PERSON", "works for", "IBM", "ORGANIZATION", "e")])], "J", VOCABULARY)  # fmt: skip
+                                 ("Ada", "PERSON", "works for", "IBM", "ORGANIZATION", "e")])],
+                        "J", VOCABULARY)  # fmt: skip
     names = [statement.name for statement, _ in chunk.batch]
     assert names == [
         "upsert_documents",

@@ -24,11 +24,13 @@ pytestmark = pytest.mark.graph
 
 def test_an_unreachable_neo4j_names_the_uri(monkeypatch):
     monkeypatch.setenv("NEO4J_PASSWORD", "not-used")
-    with pytest.raises(
-        ServiceUnavailable, match=r"^Neo4j at bolt://127\.0\.0\.1:1 is unreachable \([^\n]*\) — start it"
+    with (
+        pytest.raises(
+            ServiceUnavailable, match=r"^Neo4j at bolt://127\.0\.0\.1:1 is unreachable \([^\n]*\) — start it"
+        ),
+        open_store("bolt://127.0.0.1:1", data_dir=Path("unused")),
     ):
-        with open_store("bolt://127.0.0.1:1", data_dir=Path("unused")):
-            pass
+        pass
 
 
 def test_credentials_in_a_neo4j_uri_are_refused_without_echoing_them():
@@ -58,9 +60,9 @@ def test_constraints_and_indexes_are_made_once_and_a_second_commit_keeps_them(ne
         commit_job(again, "K", job_k(), log_path=tmp_path / "K.json", vocabulary=VOCABULARY)
         commit_job(again, "J", job_j(), log_path=tmp_path / "J.json", vocabulary=VOCABULARY)
         assert schema(again) == (constraints, indexes)
-    assert {item["properties"]["doc_id"] for item in dump_graph(neo4j_store) if "Document" in item.get("labels", [])} == {
-        "d1", "d2", "d3"
-    }  # fmt: skip
+    assert {
+        item["properties"]["doc_id"] for item in dump_graph(neo4j_store) if "Document" in item.get("labels", [])
+    } == {"d1", "d2", "d3"}
 
 
 def test_a_foreign_index_on_our_key_is_one_line_with_the_fix(neo4j_store, neo4j_server, tmp_path):
@@ -70,9 +72,11 @@ def test_a_foreign_index_on_our_key_is_one_line_with_the_fix(neo4j_store, neo4j_
         [(Statement("foreign", "CREATE INDEX their_entity_key IF NOT EXISTS FOR (n:Entity) ON (n.key)"), {})]
     )
     try:
-        with pytest.raises(BadInput) as caught:
-            with open_store(neo4j_server.uri, database=neo4j_server.database, data_dir=tmp_path):
-                pass
+        with (
+            pytest.raises(BadInput) as caught,
+            open_store(neo4j_server.uri, database=neo4j_server.database, data_dir=tmp_path),
+        ):
+            pass
         message = caught.value.message
         assert "\n" not in message
         assert message.startswith(f"Neo4j at {neo4j_server.uri} could not create create_entity_key_constraint: ")

@@ -13,7 +13,10 @@ import pytest
 from tests.neo4j_server import JVM_OPTIONS, Neo4jServer, missing_tools
 
 REPO = Path(__file__).resolve().parents[2]
-NO_JAVA = "the Neo4j tests need Java 17+ (apt-get install openjdk-17-jdk-headless, or set JAVA_HOME) and Maven (apt-get install maven)"
+NO_JAVA = (
+    "the Neo4j tests need Java 17+ (apt-get install openjdk-17-jdk-headless, or set JAVA_HOME)"
+    " and Maven (apt-get install maven)"
+)
 
 
 def pytest_without_java(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:

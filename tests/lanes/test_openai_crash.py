@@ -1,4 +1,5 @@
-"""A submit killed (SIGKILL) right after the API acted, before the manifest recorded it: the re-run pays for nothing twice."""
+"""A submit killed (SIGKILL) right after the API acted, before the manifest recorded it: the re-run pays for nothing
+twice."""
 
 from __future__ import annotations
 

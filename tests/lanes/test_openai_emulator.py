@@ -18,6 +18,7 @@ from tests.openai_emulator import (
     load_redocred,
     redocred_text,
 )
+from tests.openai_rules import Refused, check_request
 
 SPEC = json.loads((Path(__file__).resolve().parents[2] / "extractor" / "spec" / "default.json").read_text())
 IDS = ["d0", "d1", "d2", "d3"]
@@ -63,7 +64,7 @@ def request_lines(docs: list[dict], ids: list[str] = IDS) -> bytes:
                 ],
             },
         }
-        for custom_id, doc in zip(ids, docs)
+        for custom_id, doc in zip(ids, docs, strict=False)
     ]
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
@@ -124,7 +125,7 @@ def test_round_trip_maps_answers_by_custom_id(client: OpenAI, emu: BatchEmulator
     usage = body["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
     got = answers(download(client, batch.output_file_id))
-    assert got == {custom_id: gold_answer(doc) for custom_id, doc in zip(IDS, docs)}
+    assert got == {custom_id: gold_answer(doc) for custom_id, doc in zip(IDS, docs, strict=False)}
     assert emu.calls["POST /v1/batches"] == 1 and emu.calls["GET /v1/batches/{id}"] == 3
 
 
@@ -183,7 +184,7 @@ def test_shuffled_output_keeps_every_custom_id(emu: BatchEmulator, client: OpenA
     lines = download(client, batch.output_file_id)
     order = [json.loads(line)["custom_id"] for line in lines]
     assert order != IDS and sorted(order) == IDS
-    assert answers(lines) == {custom_id: gold_answer(doc) for custom_id, doc in zip(IDS, docs)}
+    assert answers(lines) == {custom_id: gold_answer(doc) for custom_id, doc in zip(IDS, docs, strict=False)}
 
 
 def test_failing_ids_go_to_the_error_file(emu: BatchEmulator, client: OpenAI, docs: list[dict]) -> None:
@@ -272,7 +273,7 @@ def test_concatenation_adds_neighbour_entities(emu: BatchEmulator, client: OpenA
     emu.behaviour.concatenate, emu.behaviour.concatenate_ids = True, {"d1"}
     batch, _ = poll(client, submit(client, request_lines(docs[:4])))
     got = answers(download(client, batch.output_file_id))
-    gold = {custom_id: gold_answer(doc) for custom_id, doc in zip(IDS, docs)}
+    gold = {custom_id: gold_answer(doc) for custom_id, doc in zip(IDS, docs, strict=False)}
 
     assert {custom_id for custom_id in IDS if got[custom_id] != gold[custom_id]} == {"d1"}
     leaked = [entity for entity in got["d1"]["entities"] if entity not in gold["d1"]["entities"]]
@@ -338,8 +339,6 @@ def test_forced_expiry_keeps_the_lines_done(emu: BatchEmulator, client: OpenAI, 
 
 
 # ---------------------------------------------------------------- the real API's per-model rules (issue 16)
-
-from tests.openai_rules import Refused, check_request
 
 _SCHEMA = {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": SPEC["schema"]}}
 

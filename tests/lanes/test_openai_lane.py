@@ -99,7 +99,7 @@ def test_submit_status_collect_maps_shuffled_answers_by_custom_id(
     sent = [line["custom_id"] for line in iter_jsonl(job.path / "requests" / "00000.jsonl")]
     received = [line["custom_id"] for line in iter_jsonl(job.path / "output" / "00000.jsonl")]
     assert received != sent and sorted(received) == sorted(sent)  # the provider shuffled, custom_id put it right
-    by_name = {name: doc for name, doc in zip(sorted(p.name for p in folder.iterdir()), corpus[:4])}
+    by_name = {name: doc for name, doc in zip(sorted(p.name for p in folder.iterdir()), corpus[:4], strict=True)}
     for row in results(job.id).values():
         assert row["answer"] == gold_answer(by_name[Path(row["path"]).name])
 
@@ -247,7 +247,8 @@ def test_a_batch_that_fails_validation_fails_each_of_its_documents(
 
     assert outcomes(result) == {"http_error": 2}
     assert {r["errors"][0] for r in results(job.id).values()} == {
-        "- batch_failed: the batch failed before running any request: too_many_requests: A batch holds at most 1 requests."
+        "- batch_failed: the batch failed before running any request:"
+        " too_many_requests: A batch holds at most 1 requests."
     }
 
 

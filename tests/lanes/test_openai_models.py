@@ -132,7 +132,7 @@ def test_prepare_refuses_what_the_model_refuses_in_one_line(
 
 def test_temperature_on_gpt54_is_refused_unless_reasoning_is_off() -> None:
     asked = models.RequestSettings(max_tokens=100, reasoning_effort="low", temperature=0.0)
-    with pytest.raises(BadInput, match="refuses temperature 0.0: it takes only while reasoning effort is none"):
+    with pytest.raises(BadInput, match=r"refuses temperature 0.0: it takes only while reasoning effort is none"):
         models.resolve("gpt-5.4-mini", "chat", asked)
     assert (
         models.resolve("gpt-5.4-mini", "chat", models.RequestSettings(max_tokens=100, temperature=0.0))["temperature"]
@@ -330,7 +330,7 @@ def test_a_batch_refused_for_the_limit_is_created_again_later_not_failed(
     emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
 ) -> None:
     """Other work shares the limit: the API's token_limit_exceeded puts the shard back in the queue."""
-    job, limit = _three_shards(tmp_path, corpus)
+    job, _ = _three_shards(tmp_path, corpus)
     emu.behaviour.enqueued_token_limit = (
         max(
             sum(input_tokens("/v1/chat/completions", line["body"]) for line in iter_jsonl(path))
@@ -358,7 +358,7 @@ def test_a_batch_refused_for_the_limit_is_created_again_later_not_failed(
 def test_a_shard_over_the_limit_on_its_own_is_refused_before_sending(
     emu: BatchEmulator, tmp_path: Path, corpus: list[dict]
 ) -> None:
-    job, limit = _three_shards(tmp_path, corpus)
+    job, _ = _three_shards(tmp_path, corpus)
     result = invoke("submit", "--job", job.id, "--max-enqueued-tokens", 100)
     assert result.exit_code == 2
     assert "requests/00000.jsonl holds about" in result.stderr and "smaller --max-lines-per-file" in result.stderr
@@ -466,7 +466,7 @@ def test_a_pipeline_file_carries_the_openai_settings_to_its_stages(tmp_path: Pat
     assert (extract.resolved_model(), extract.endpoint, extract.verbosity) == ("gpt-5.4-mini", "responses", "low")
 
     path.write_text('[gate]\nquestion = "Q?"\nendpoint = "batch"\n', encoding="utf-8")
-    with pytest.raises(BadInput, match="gate.endpoint: must be chat or responses, not 'batch'"):
+    with pytest.raises(BadInput, match=r"gate.endpoint: must be chat or responses, not 'batch'"):
         load_pipeline(path)
 
 

@@ -1,4 +1,5 @@
-"""prepare, audit and the cost cap through the CLI: bad inputs listed, duplicates sent once, shards, the audit, prices."""
+"""prepare, audit and the cost cap through the CLI: bad inputs listed, duplicates sent once, shards, the audit,
+prices."""
 
 from __future__ import annotations
 
@@ -22,8 +23,14 @@ from tests.job_fixtures import invoke
 
 runner = CliRunner()
 
-ADA = "Ada Lovelace\n\nAda Lovelace wrote the first published algorithm for Charles Babbage's Analytical Engine in 1843.\n"
-GRACE = "Grace Hopper\n\nGrace Hopper led the team that built the first compiler, A-0, for the UNIVAC I in 1952 in Philadelphia.\n"
+ADA = (
+    "Ada Lovelace\n\nAda Lovelace wrote the first published algorithm for Charles Babbage's Analytical Engine"
+    " in 1843.\n"
+)
+GRACE = (
+    "Grace Hopper\n\nGrace Hopper led the team that built the first compiler, A-0, for the UNIVAC I in 1952"
+    " in Philadelphia.\n"
+)
 ALAN = (
     "Alan Turing\n\nAlan Turing described the universal machine in 1936 and worked at Bletchley Park during the war.\n"
 )
@@ -81,7 +88,9 @@ def test_every_bad_input_kind_is_skipped_listed_and_exits_6(tmp_path: Path) -> N
             "scanned.pdf": blank_pdf(),
             "long.txt": ("word " * 600).strip() + "\n",
             "notes.docx": b"PK\x03\x04",
-            "corpus.jsonl": b'{"id": 1, "text": "Grace Hopper built the first compiler for the UNIVAC I in 1952."}\n{"id": 2}\n',
+            "corpus.jsonl": (
+                b'{"id": 1, "text": "Grace Hopper built the first compiler for the UNIVAC I in 1952."}\n{"id": 2}\n'
+            ),
         },
     )
     result = invoke("prepare", str(docs), "--ctx", "1200", "--max-tokens", "100")
@@ -329,7 +338,8 @@ def test_audit_catches_a_reused_custom_id(job: Job) -> None:
         2,
         [
             f"audit of {job.id}: 4 lines, 3 documents — 1 problem(s)",
-            f"problem: requests/00000.jsonl line 4 ({cid}): custom_id {cid} is used again (first on requests/00000.jsonl line 1)",
+            f"problem: requests/00000.jsonl line 4 ({cid}): custom_id {cid} is used again"
+            " (first on requests/00000.jsonl line 1)",
         ],
     )
 
@@ -343,8 +353,8 @@ def test_audit_catches_a_document_without_a_line_and_a_stray_line(job: Job) -> N
         2,
         [
             f"audit of {job.id}: 3 lines, 3 documents — 2 problem(s)",
-            "problem: requests/00000.jsonl line 3 (doc-000000000000000000000000): custom_id doc-000000000000000000000000"
-            " is not a document of this job",
+            "problem: requests/00000.jsonl line 3 (doc-000000000000000000000000):"
+            " custom_id doc-000000000000000000000000 is not a document of this job",
             f"problem: document b.txt ({missing}) has no request line",
         ],
     )
@@ -465,7 +475,8 @@ def test_schema_check_of_a_missing_file(tmp_path: Path) -> None:
     result = invoke("schema", "check", str(tmp_path / "nope.json"))
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        f"Error: No such spec file: {tmp_path / 'nope.json'} (No such file or directory) — pass a spec file like extractor/spec/default.json"
+        f"Error: No such spec file: {tmp_path / 'nope.json'} (No such file or directory)"
+        " — pass a spec file like extractor/spec/default.json"
     )
 
 

@@ -20,14 +20,18 @@ from extractor.spec.schema import DEFAULT_SPEC_PATH, load_spec
 COOKBOOK_MESSAGES = [
     {
         "role": "system",
-        "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English.",
+        "content": (
+            "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."
+        ),
     },
     {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
     {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
     {
         "role": "system",
         "name": "example_user",
-        "content": "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage.",
+        "content": (
+            "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage."
+        ),
     },
     {
         "role": "system",

@@ -1,4 +1,5 @@
-"""`compare A B`: entity-level precision / recall / F1 of A against B, per type and overall, on answers built by hand."""
+"""`compare A B`: entity-level precision / recall / F1 of A against B, per type and overall, on answers built by
+hand."""
 
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.browser
 
 B = "b<img src=x onerror=alert(1)>.txt"  # a hostile file name, shown as text
 TEXTS = {
-    "a.txt": "Ann Lee joined Microsoft in 1998.\nShe moved to Zurich, then to AT&T <b>headquarters</b>. 😀 Emoji Town.\n",
+    "a.txt": (
+        "Ann Lee joined Microsoft in 1998.\nShe moved to Zurich, then to AT&T <b>headquarters</b>. 😀 Emoji Town.\n"
+    ),
     B: "Bob Stone founded Acme Corp in Paris.\n",
     "c.txt": "Carol King met <script>window.pwned = 1; alert('text')</script> Dora Diaz in Oslo.\n",
     "d.txt": "Nothing came back for this one.\n",

@@ -1,4 +1,5 @@
-"""`run --pipeline`: a gate job, then extraction of exactly the documents it passed — through the OpenAI Batch emulator."""
+"""`run --pipeline`: a gate job, then extraction of exactly the documents it passed — through the OpenAI Batch
+emulator."""
 
 from __future__ import annotations
 
@@ -343,7 +344,8 @@ def test_the_bundled_example_pipeline_loads() -> None:
     [
         (
             '[gate]\nquestion = "Q?"\ncolour = "red"\n',
-            "gate.colour: unknown key — the gate table has only question, backend, model, pass_answer, max_tokens, on_failure",
+            "gate.colour: unknown key — the gate table has only question, backend, model, pass_answer,"
+            " max_tokens, on_failure",
         ),
         ('[gate]\nquestion = "Q?"\nmax_tokens = "64"\n', "gate.max_tokens: must be a positive integer, not '64'"),
         ('[gate]\nquestion = "Q?"\nmax_tokens = true\n', "gate.max_tokens: must be a positive integer, not True"),

@@ -1,4 +1,5 @@
-"""`run` for cron: the jobs-dir lock, the bounded wait for batches, --no-commit, --backend auto (OpenAI through the emulator)."""
+"""`run` for cron: the jobs-dir lock, the bounded wait for batches, --no-commit, --backend auto (OpenAI through the
+emulator)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`run` on the local lane through the real llama.cpp server (Gemma 270M): crash-resume, the ledger, a report of both lanes."""
+"""`run` on the local lane through the real llama.cpp server (Gemma 270M): crash-resume, the ledger, a report of both
+lanes."""
 
 from __future__ import annotations
 

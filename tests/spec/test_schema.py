@@ -87,7 +87,8 @@ def test_every_property_must_be_required_and_optional_means_nullable():
     missing = obj({"name": {"type": "string"}, "nickname": {"type": "string"}})
     missing["required"] = ["name"]
     assert messages(missing) == (
-        '/required: must list every property; missing nickname — make an optional one nullable, e.g. "type": ["string", "null"]'
+        "/required: must list every property; missing nickname"
+        ' — make an optional one nullable, e.g. "type": ["string", "null"]'
     )
     ghost = obj({"name": {"type": "string"}})
     ghost["required"] = ["name", "age"]
@@ -441,7 +442,8 @@ def test_validate_answer_lists_every_error_by_path():
     }
     assert spec.validate_answer(answer) == [
         "/: Additional properties are not allowed ('extra' was unexpected)",
-        "/entities/0/type: 'ROBOT' is not one of ['PERSON', 'ORGANIZATION', 'LOCATION', 'DATE', 'NUMBER', 'EVENT', 'WORK', 'OTHER']",
+        "/entities/0/type: 'ROBOT' is not one of"
+        " ['PERSON', 'ORGANIZATION', 'LOCATION', 'DATE', 'NUMBER', 'EVENT', 'WORK', 'OTHER']",
         "/entities/1/name: 5 is not of type 'string'",
     ]
     assert spec.validate_answer("not json object") == ["/: 'not json object' is not of type 'object'"]
@@ -480,7 +482,8 @@ def test_load_spec_lists_every_problem_one_per_line(tmp_path):
         load_spec(path)
     assert caught.value.message.splitlines() == [
         f'{path}: /schema: missing "additionalProperties": false — strict mode requires it on every object',
-        f'{path}: /schema/properties/entities/items/allOf: "allOf" is not supported in strict mode — merge the subschemas into one',
+        f'{path}: /schema/properties/entities/items/allOf: "allOf" is not supported in strict mode'
+        " — merge the subschemas into one",
     ]
 
 

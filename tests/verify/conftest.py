@@ -1,1 +1,2 @@
-"""Tests of extractor/verify/: grounding, leaks and hallucinations, each answer against its own source text (tests/verify_fixtures.py)."""
+"""Tests of extractor/verify/: grounding, leaks and hallucinations, each answer against its own source text
+(tests/verify_fixtures.py)."""

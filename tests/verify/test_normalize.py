@@ -91,7 +91,8 @@ def test_empty_span_maps_to_a_point() -> None:
     assert norm.span_to_original(2, 2) == (norm.offsets[2], norm.offsets[2])
 
 
-PIECES = list("abcXYZ019 ") + [
+PIECES = [
+    *"abcXYZ019 ",
     "\n",
     "\t",
     "  ",

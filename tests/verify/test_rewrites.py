@@ -1,4 +1,5 @@
-"""What real models write: dates, numbers and names rephrased, grounded by value and by person; leaks found reworded; the guards."""
+"""What real models write: dates, numbers and names rephrased, grounded by value and by person; leaks found reworded;
+the guards."""
 
 from __future__ import annotations
 

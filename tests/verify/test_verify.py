@@ -238,8 +238,8 @@ def present(name: str, text: str) -> bool:
 def test_leaks_through_a_whole_job_are_attributed_to_documents_that_hold_them(tmp_path: Path) -> None:
     docs = load_redocred()[:12]
     texts = {f"{i:02d}.txt": redocred_text(doc) for i, doc in enumerate(docs)}
-    gold = {name: gold_answer(doc) for name, doc in zip(texts, docs)}
-    answers = {name: gold_answer(doc) for name, doc in zip(texts, docs)}
+    gold = {name: gold_answer(doc) for name, doc in zip(texts, docs, strict=True)}
+    answers = {name: gold_answer(doc) for name, doc in zip(texts, docs, strict=True)}
     rng = random.Random(6)
     planted: dict[str, tuple[str, str]] = {}  # file → (leaked name, the file it came from)
     names = list(texts)
