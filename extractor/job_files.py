@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired, TypedDict
 
 # kind → the version this code writes and reads
-FORMATS: dict[str, int] = {"job": 1, "commit": 1, "verify": 1, "results": 1, "log": 1}
+FORMATS: dict[str, int] = {"job": 1, "commit": 1, "verify": 1, "results": 1, "log": 1, "run.gate": 1}
 
 
 def format_tag(kind: str) -> str:

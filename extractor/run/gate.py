@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from extractor.collect.results import iter_results
+from extractor.job_files import format_tag
 from extractor.jobs import Job, JobStore, State
 from extractor.lanes import describe
 from extractor.prepare.documents import Document, Skipped
@@ -22,9 +23,9 @@ from extractor.prepare.stage import PrepareOptions, PrepareSummary, prepare_job
 from extractor.run.engine import Progress, RunOptions, advance
 from extractor.run.pipeline_file import GateStage
 from extractor.spec import bundled_spec_path
-from extractor.storage import atomic_write_json, read_json
+from extractor.storage import atomic_write_json, read_versioned
 
-GATE_FORMAT = "extractor.run.gate/1"
+GATE_FORMAT = format_tag("run.gate")
 GATE_FILE = "gate.json"
 GATE_SPEC_PATH = bundled_spec_path("gate")
 QUESTION_SLOT = "{question}"
@@ -198,7 +199,7 @@ def _total(documents: list[dict[str, Any]]) -> float | None:
 
 
 def read_decisions(job: Job) -> dict[str, Any]:
-    return read_json(job.path / GATE_FILE)
+    return read_versioned(job.path / GATE_FILE, "run.gate")
 
 
 @dataclass(frozen=True)

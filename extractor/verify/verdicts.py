@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import orjson
 
+from extractor.job_files import format_tag
 from extractor.jobs import Job, State
 from extractor.spec.schema import load_spec
 from extractor.storage import atomic_file, read_versioned
@@ -45,7 +46,7 @@ from extractor.verify.policy import Policy
 
 __all__ = ["VERIFY_FORMAT", "Policy", "VerifySummary", "iter_job_texts", "read_report", "verify_job"]
 
-VERIFY_FORMAT = "extractor.verify/1"
+VERIFY_FORMAT = format_tag("verify")
 VERDICTS = ("grounded", "fuzzy", "leaked", "ungrounded")
 FOUND = frozenset({"grounded", "fuzzy"})
 _RANK = {"grounded": 0, "fuzzy": 1, "ungrounded": 2, "leaked": 3}
