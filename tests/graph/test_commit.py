@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from extractor.errors import BadInput
-from extractor.graph import commit_job, dump_graph, rollback_job
+from extractor.graph import GraphVocabulary, commit_job, dump_graph, rollback_job
 from extractor.graph.store import GraphStore
 from extractor.storage import read_json
-from tests.graph.helpers import VOCABULARY, Interrupted, clear, job_j, job_k, many_docs, stop_after
+from tests.graph.helpers import VOCABULARY, Interrupted, clear, doc, job_j, job_k, many_docs, stop_after
 
 pytestmark = pytest.mark.graph
 REPO = Path(__file__).resolve().parents[2]
@@ -341,3 +341,25 @@ def test_a_commit_log_from_before_the_one_version_convention_is_migrated_on_read
     path.write_bytes(orjson.dumps(log | {"format": "extractor.commit/9"}))
     with pytest.raises(BadInput, match=r"unknown commit format 'extractor.commit/9'.*upgrade extractor"):
         _read_log(path, "J")
+
+
+def test_new_entities_get_their_label_and_an_unlabelled_one_gains_it_under_another_spec(graph_store, tmp_path):
+    """New entities are created with their label (FalkorDB labels existing nodes slowly, see upsert_entities);
+    an entity another job wrote under a spec without that label keeps its one node and gains the label."""
+    bare = GraphVocabulary.from_types([], ["WORKS_FOR"])  # a spec whose types are no allowed label
+    commit_job(
+        graph_store,
+        "J1",
+        [doc("d1", [("Ada Lovelace", "PERSON")])],
+        log_path=log_of(tmp_path, "J1", "run"),
+        vocabulary=bare,
+    )
+    first = nodes(dump_graph(graph_store), "Entity")
+    assert first["PERSON:ada lovelace"]["labels"] == ["Entity"]
+    commit(graph_store, "J2", [doc("d2", [("Ada Lovelace", "PERSON"), ("Charles Babbage", "PERSON")])], tmp_path)
+    after = nodes(dump_graph(graph_store), "Entity")
+    assert sorted(after) == ["PERSON:ada lovelace", "PERSON:charles babbage"]  # one node per key, none doubled
+    assert after["PERSON:ada lovelace"]["labels"] == ["Entity", "PERSON"]
+    assert after["PERSON:ada lovelace"]["properties"]["jobs"] == ["J1", "J2"]
+    assert after["PERSON:charles babbage"]["labels"] == ["Entity", "PERSON"]
+    assert after["PERSON:charles babbage"]["properties"]["jobs"] == ["J2"]
