@@ -277,6 +277,9 @@ class Scheduler:
             return  # called off while the answer was on its way; the work went back to the queue
         server.in_flight -= 1
         if isinstance(outcome, dict):
+            # An answer: its slot can be refilled while the line waits for the writer thread. (A failure is
+            # judged first: a 429 lowers the server's limit or pauses it before anything else goes there.)
+            self._wake.set()
             await self._answered(work, server, outcome, (now - sent) * 1000, hedge)
         else:
             await self._failed(work, server, outcome, sent, now)
