@@ -38,6 +38,8 @@ from typing import Any
 
 import orjson
 
+from extractor.verify.values import MONTHS  # the month names verify itself parses
+
 VARIANTS = ("as written", "lower case", "upper case", "title case", "possessive", "NFKC-equivalent", "extra whitespace")
 SYLLABLES = [a + b for a in "bdgklmnprstvz" for b in ("a", "e", "i", "o", "u", "ar", "en", "is")]
 _PUNCTUATION = re.compile(r"[^\w\s']")  # "40-year-old" holds the word "40"
@@ -268,20 +270,6 @@ def build_answers(
     return texts, answers, truth
 
 
-MONTHS = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-]
 _DMY = re.compile(r"(\d{1,2}) ([A-Z][a-z]+) (\d{4})")
 _MDY = re.compile(r"([A-Z][a-z]+) (\d{1,2}) , (\d{4})")
 _GROUPED = re.compile(r"\d{1,3}(?: ?, ?\d{3})+")
