@@ -1,7 +1,7 @@
 """Concatenation: does verify catch a provider that stitches neighbours into one prompt, with a real model?
 
     .venv/bin/python -m benchmarks.concatenation [--docs 30] [--max-tokens 256] [--chars 500]
-        [--keep DIR | --answers DIR] [--write-docs]
+        [--keep DIR | --answers DIR] [--pad 470] [--write-docs]
 
 What our user met: a provider that packed several documents into one prompt and returned the
 answer as if it were the first document's. Reproduced with the embedded llama.cpp server and the
@@ -21,6 +21,11 @@ Measured on verify.json under the default policy:
 - the share of those that verify quarantines (goal ≥ 95 %), and every miss with its names;
 - the share of honest answers that verify quarantines (goal ≤ 5 %), and every false quarantine
   with its reasons.
+
+A night is thousands of documents, not 30, and the more documents a job holds, the likelier an
+invented name is found in one of them. `--pad N` verifies the same answers a second time in a job
+padded with N more Re-DocRED dev documents (the rest of the split first, answered with no
+entities), so the leak search runs over 30 + N documents, and reports that job too.
 """
 
 from __future__ import annotations
@@ -85,8 +90,38 @@ def run_lane(lines: list[dict[str, Any]], out: Path, base_url: str) -> float:
     return time.monotonic() - started
 
 
+def padding(texts: list[str], count: int) -> list[str]:
+    """`count` Re-DocRED dev documents that are none of `texts`: the rest of the held-out half first, then the other."""
+    from tests.redocred import load_redocred, redocred_text
+
+    documents = load_redocred()
+    chosen = [t[:200] for t in texts]
+    pool = [redocred_text(doc) for doc in documents[250:] + documents[:250]]
+    return [t for t in pool if not any(t.startswith(c) for c in chosen)][:count]
+
+
+def empty_answer(custom_id: str) -> bytes:
+    """A batch output line answering `custom_id` with no entities and no relations."""
+    body = {
+        "choices": [
+            {
+                "finish_reason": "stop",
+                "index": 0,
+                "message": {"role": "assistant", "content": '{"entities": [], "relations": []}'},
+            }
+        ],
+        "object": "chat.completion",
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    line = {"id": "pad", "custom_id": custom_id, "response": {"status_code": 200, "request_id": "pad", "body": body}}
+    return orjson.dumps({**line, "error": None})
+
+
 def verified(workdir: Path, folder: Path, output: Path, max_tokens: int) -> dict[str, dict[str, Any]]:
-    """A fresh job of the folder, the lane's answers ingested and collected, verified: verify.json documents by file."""
+    """A fresh job of the folder, the lane's answers ingested and collected, verified: verify.json documents by file.
+
+    Documents of the folder the answers do not cover (the padding) are answered with no entities.
+    """
     from extractor.collect.ingest import ingest_files
     from extractor.collect.results import collect_job
     from extractor.jobs import JobStore
@@ -95,6 +130,12 @@ def verified(workdir: Path, folder: Path, output: Path, max_tokens: int) -> dict
 
     store = JobStore(workdir)
     job = prepare_job(store, folder, PrepareOptions(backend="local", max_tokens=max_tokens, count_tokens=False)).job
+    answered = {orjson.loads(raw)["custom_id"] for raw in output.read_bytes().splitlines() if raw.strip()}
+    pad = [empty_answer(d["custom_id"]) for d in job.documents() if d["custom_id"] not in answered]
+    if pad:
+        padded = output.with_name(output.stem + "-padded.jsonl")
+        padded.write_bytes(output.read_bytes() + b"".join(line + b"\n" for line in pad))
+        output = padded
     ingest_files(job, output, None)
     collect_job(store.load(job.id), fetch=False)
     job = store.load(job.id)
@@ -114,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="verify the answers a --keep run left (whole or cut short) instead of asking the model",
     )
+    parser.add_argument("--pad", type=int, default=0, help="verify again in a job padded with N more documents")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
 
@@ -176,9 +218,21 @@ def main(argv: list[str] | None = None) -> None:
         results = {
             kind: verified(tmp / f"jobs-{kind}", folder, path, args.max_tokens) for kind, path in outputs.items()
         }
+        padded_results = None
+        if args.pad:
+            for k, extra in enumerate(padding(texts, args.pad)):
+                (folder / f"pad-{k:04d}.txt").write_text(extra + "\n", encoding="utf-8")
+            padded_results = {
+                kind: verified(tmp / f"jobs-padded-{kind}", folder, path, args.max_tokens)
+                for kind, path in outputs.items()
+            }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = report(texts, names, results, seconds, args)
+    if padded_results is not None:
+        documents = len(padded_results["honest"])
+        text += f"\n\nThe same answers in a job of {documents} documents (`--pad {args.pad}`):\n\n"
+        text += report(texts, names, padded_results, seconds, args, header=False)
     print(text)
     if args.write_docs:
         from benchmarks.verify_speed import write_section
@@ -192,11 +246,12 @@ def report(
     results: dict[str, dict[str, dict[str, Any]]],
     seconds: dict[str, float],
     args: argparse.Namespace,
+    header: bool = True,
 ) -> str:
     own_words = [words(t) for t in texts]
     stitched, honest = results["stitched"], results["honest"]
     carriers, caught, misses, lost = 0, 0, [], []
-    stitched_other_quarantined = 0
+    stitched_other_quarantined, other_quarantined = 0, []
     reached = [n for n in names if not (_missing(stitched[n]) or _missing(honest[n]))]
     for i, name in enumerate(names):
         doc = stitched[name]
@@ -214,7 +269,9 @@ def report(
             }
         )
         if not foreign:
-            stitched_other_quarantined += doc["status"] == "quarantined"
+            if doc["status"] == "quarantined":
+                stitched_other_quarantined += 1
+                other_quarantined.append(f"{name}: {'; '.join(doc['reasons'])}")
             continue
         carriers += 1
         if doc["status"] == "quarantined":
@@ -233,7 +290,7 @@ def report(
     def pct(a: int, b: int) -> str:
         return f"{100 * a / b:.1f} % ({a}/{b})" if b else "n/a"
 
-    lines = [
+    title = [
         f"`python -m benchmarks.concatenation --docs {args.docs} --max-tokens {args.max_tokens} --chars {args.chars}`"
         f" (embedded llama.cpp, bundled Gemma 3 270M Q4_K_M, 1 slot, {args.threads} thread, temperature 0;"
         + (
@@ -242,6 +299,9 @@ def report(
             else " answers of a kept run)"
         ),
         "",
+    ]
+    lines = [
+        *(title if header else []),
         "| measure | goal | result |",
         "|---|---|---|",
         f"| stitched answers that really contain a neighbour's name | | {pct(carriers, answered)} |",
@@ -259,6 +319,9 @@ def report(
     lines += [f"- {m}" for m in misses] or ["- none"]
     lines += ["", "False quarantines of honest answers (verify's reasons):"]
     lines += [f"- {n}: {'; '.join(honest[n]['reasons'])}" for n in false_q] or ["- none"]
+    if other_quarantined:
+        lines += ["", "Stitched answers without a neighbour's name, quarantined anyway (verify's reasons):"]
+        lines += [f"- {x}" for x in other_quarantined]
     if lost:
         lines += ["", "Stitched answers lost:"] + [f"- {x}" for x in lost]
     return "\n".join(lines)

@@ -51,9 +51,11 @@ NOTE = (
     " tests sample the whole dev set, so the held-out split is unseen by this benchmark's tuning, not by every test."
     " Since issue 18 a planted leak must be specific enough to be a leak under the rule verify states (README,"
     ' "When a name found elsewhere is a leak"), checked here by an independent implementation: candidates that are a'
-    " year, a number of fewer than 3 significant digits, or a one-word name its origin never writes as a name"
-    " mid-sentence (or that more than 10 % of the documents hold) are skipped and counted. The rewrite set and its"
-    " person rules were adjusted on the held-out split while they were written (the tuning split was not looked at):"
+    " year, a number of fewer than 3 significant digits, initials only, or a one-word name that is weak or nothing"
+    " by the rule (one of the ~3,000 commonest English words, written as a first name somewhere in the job, never"
+    " written by its origin as a name mid-sentence, or held by more than 10 % of the documents) are skipped and"
+    " counted; a weak name is a leak only next to a real one, which a planted leak need not have. The rewrite set"
+    " and its person rules were adjusted on the held-out split while they were written (the tuning split was not looked at):"
     " for the rewrite set, the tuning split is the unseen one."
 )
 SPLITS = {"tuning": (0, 250), "held-out": (250, 500)}
@@ -77,14 +79,19 @@ _NUMBER_WRITTEN = re.compile(
 _SENTENCE_END = re.compile(r"[.!?:]\s*$")
 
 
-def specific(name: str, origin_text: str, text_words: dict[str, str]) -> bool:
+def specific(name: str, origin: str, texts: dict[str, str], text_words: dict[str, str]) -> bool:
     """Whether a planted leak is one under the rule verify states (README, verify/leaks.py), checked apart from it.
 
-    Not: a number of fewer than 3 significant digits or a bare year; a type word; a one-word name that its
-    origin never writes capitalised mid-sentence as a whole name (a common word, a first name
-    of a longer name), or that more than 10 % of the job's documents hold.
+    Not: a number of fewer than 3 significant digits or a bare year; a type word; initials only ("U.S."); a one-word
+    name that is one of
+    the language's ~3,000 commonest words (wordfreq Zipf ≥ 4.5: "French", "Europe"), that some document of the job
+    writes as a first name (followed by a capitalised word), that its origin never writes capitalised mid-sentence
+    (or at a sentence start, if it is no word of the language: Zipf < 3), or that more than 10 % of the job's
+    documents hold. A weak hit needs corroboration, which a planted leak may not have: those are skipped too.
     """
-    from extractor.verify.leaks import TYPE_WORDS  # the rule's vocabulary; the logic below is this benchmark's own
+    from wordfreq import zipf_frequency  # the data verify's rule uses; the logic below is this benchmark's own
+
+    from extractor.verify.leaks import TYPE_WORDS  # the rule's vocabulary
 
     number = _NUMBER_WRITTEN.fullmatch(" ".join(unicodedata.normalize("NFKC", name).casefold().split()))
     if number:  # digits, maybe with a currency, a scale word or a percent: "1.2 million" has 2 significant digits
@@ -92,17 +99,26 @@ def specific(name: str, origin_text: str, text_words: dict[str, str]) -> bool:
         return len(digits) >= 3 and not re.fullmatch(r"[12]\d{3}", name.strip())
     core = words(name).strip()
     core = core[:-2].rstrip() if core.endswith("'s") else core
+    if all(len(word) == 1 for word in core.split()):
+        return False  # initials only ("U.S.", "S.A.")
     if " " in core:
         return True
     if core in TYPE_WORDS or core.rstrip("s") in TYPE_WORDS:
         return False  # the rule's list of generic nouns ("Awards")
     if sum(f" {core} " in tw for tw in text_words.values()) > max(3, 0.1 * len(text_words)):
         return False
-    for match in re.finditer(rf"(?<!\w){re.escape(name.strip())}(?!\w)", origin_text, flags=re.IGNORECASE):
+    frequency = zipf_frequency(core, "en", wordlist="small")
+    if frequency >= 4.5:
+        return False
+    pattern = re.compile(rf"(?<!\w){re.escape(name.strip())}(?!\w)", flags=re.IGNORECASE)
+    for text in texts.values():
+        for match in pattern.finditer(text):
+            if match.group()[:1].isupper() and text[match.end() :].lstrip(" ")[:1].isupper():
+                return False  # a first name somewhere in the job
+    for match in pattern.finditer(texts[origin]):
         written = match.group()
-        after = origin_text[match.end() :].lstrip(" ")
-        before = origin_text[: match.start()].rstrip()
-        if written[:1].isupper() and before and not _SENTENCE_END.search(before) and not after[:1].isupper():
+        before = texts[origin][: match.start()].rstrip()
+        if written[:1].isupper() and (frequency < 3 or (before and not _SENTENCE_END.search(before))):
             return True
     return False
 
@@ -205,7 +221,7 @@ def build_answers(
                     ent = rng.choice(golds[origin]["entities"])
                     if occurs(ent["name"], text_words[n]) or len(words(ent["name"]).strip()) < 2:
                         continue
-                    if not specific(ent["name"], texts[origin], text_words):
+                    if not specific(ent["name"], origin, texts, text_words):
                         truth["unspecific"] += 1  # a year, a small number, a common word: no leak by the stated rule
                         continue
                     written = surface_variant(ent["name"], rng.choice(VARIANTS), rng)

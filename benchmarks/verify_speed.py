@@ -8,7 +8,8 @@ capitalised token of its PER/ORG/LOC/MISC mentions renamed to a made-up word see
 (k, token), so no two documents are alike and names differ from copy to copy. Each
 document's answer is its gold entities (~20, renamed alike) and up to 10 gold relations
 with their evidence sentence; 1 % of the answers get one entity of the next document
-planted (a leak). The job goes through the real `prepare` and `collect --output-file`
+planted (a leak): a name of two or more words, since one word alone ("France", a first name)
+is no leak by itself under verify's rule (verify/leaks.py). The job goes through the real `prepare` and `collect --output-file`
 path (`prepare_job`, `ingest_files`, `collect_job`).
 
 Each measurement runs in its own process, so peak RSS (ru_maxrss) is its own:
@@ -94,7 +95,11 @@ def build_corpus(folder: Path, output: Path, count: int) -> int:
         other = answers[(i + 1) % count][1]
         text = texts.get(name) or (folder / name).read_text(encoding="utf-8")
         for ent in other["entities"]:
-            if f" {ent['name']} " not in f" {text} " and ent["type"] in ("PERSON", "ORGANIZATION", "LOCATION"):
+            if (
+                f" {ent['name']} " not in f" {text} "
+                and ent["type"] in ("PERSON", "ORGANIZATION", "LOCATION")
+                and " " in ent["name"].strip()
+            ):
                 ans["entities"].append({"name": ent["name"], "type": ent["type"]})
                 leaks += 1
                 break

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 import ahocorasick_rs
 
 from extractor.verify.alignment import is_alignable
-from extractor.verify.leaks import MAX_SHARE, MIN_SHARED, NAME, LeakRule
+from extractor.verify.leaks import MAX_SHARE, MIN_SHARED, NAME, LeakRule, common_word
 from extractor.verify.names import PersonName, joins_name, match_person
 from extractor.verify.normalize import (
     TOKEN,
@@ -40,14 +40,17 @@ class NameScanner:
     for, a one-token name only where the document writes it as a name (`leaks`).
     """
 
-    __slots__ = ("_automaton", "_checks", "_keys", "_limited", "sources")
+    __slots__ = ("_automaton", "_checks", "_first_names", "_keys", "_limited", "sources", "weak")
 
     def __init__(self, names: Iterable[str] | dict[str, LeakRule]):
         self.sources: dict[str, set[str]] = {}  # normalised name → ids of the documents holding it
+        # normalised name → ids of the documents holding it only weakly (a first name: `leaks.corroborated`)
+        self.weak: dict[str, set[str]] = {}
         rules = names if isinstance(names, dict) else dict.fromkeys(names, NAME)
         keys_of: dict[str, list[str]] = {}  # pattern → the normalised names it stands for, unconditionally
         checks_of: dict[str, list[tuple[str, Check]]] = {}  # pattern → names it stands for after a check
         self._limited: set[str] = set()  # names not counted as leaks when too many documents hold them
+        self._first_names: set[str] = set()  # one-token names some document writes as a first name
         for name, rule in rules.items():
             if not is_alignable(name):
                 continue  # judged ungrounded unaligned; an automaton over it would cost its length squared
@@ -78,6 +81,7 @@ class NameScanner:
         normalized = text if isinstance(text, NormalizedText) else None
         text = normalized.text if normalized is not None else str(text)
         found: set[str] = set()
+        weak: set[str] = set()
         keys_of, checks_of = self._keys, self._checks
         # overlapping: every occurrence is seen, so a name inside a longer one (or off a token boundary once) still
         # counts
@@ -94,22 +98,43 @@ class NameScanner:
                 continue
             found.update(keys)
             for key, check in checks:
-                if key not in found and check(text, normalized, start, end):
-                    found.add(key)
+                if key not in found:
+                    hit = check(text, normalized, start, end)
+                    if hit is YES:
+                        found.add(key)
+                    elif hit is not None:
+                        weak.add(key)
+                        if hit is FIRST:
+                            self._first_names.add(key)
         sources = self.sources
         for key in found:
             sources[key].add(doc_id)
-        return bool(found)
+        weak -= found
+        for key in weak:
+            self.weak.setdefault(key, set()).add(doc_id)
+        return bool(found or weak)
 
-    def drop_common(self, documents: int) -> None:
-        """Forget the documents of one-token names and values that too many documents hold (`leaks.MAX_SHARE`)."""
+    def settle(self, documents: int) -> None:
+        """After the last scan of a job of `documents` documents: a name written as a first name anywhere is weak
+        everywhere; forget the documents of one-token names and values that too many documents hold
+        (`leaks.MAX_SHARE`)."""
+        for key in self._first_names:
+            if self.sources[key]:
+                self.weak.setdefault(key, set()).update(self.sources[key])
+                self.sources[key] = set()
         limit = max(MIN_SHARED, MAX_SHARE * documents)
         for key in self._limited:
-            if len(self.sources[key]) > limit:
+            if len(self.sources[key]) + len(self.weak.get(key, ())) > limit:
                 self.sources[key] = set()
+                self.weak.pop(key, None)
 
 
-Check = Callable[[str, "NormalizedText | None", int, int], bool]
+# What a check makes of one hit: the name is there (YES), only perhaps (WEAK: `leaks.corroborated`; FIRST: weak, and
+# a first name, so weak in every document), or not (None).
+YES = "yes"
+WEAK = "weak"
+FIRST = "first name"
+Check = Callable[[str, "NormalizedText | None", int, int], str | None]
 
 
 def _patterns(key: str, rule: LeakRule) -> list[tuple[str, Check | None]]:
@@ -124,29 +149,38 @@ def _patterns(key: str, rule: LeakRule) -> list[tuple[str, Check | None]]:
         if person.surname_only:
             found.append((person.tokens[-1], _written_as_name))
         else:
-            found.append((person.tokens[-1], lambda text, normalized, start, end: _names_person(person, text, start)))
+            found.append(
+                (
+                    person.tokens[-1],
+                    lambda text, normalized, start, end: YES if _names_person(person, text, start) else None,
+                )
+            )
     return found
 
 
-def _written_as_name(text: str, normalized: NormalizedText | None, start: int, end: int) -> bool:
-    """Whether a one-token hit is written as a name: capitalised, not at a sentence start, not a first name of a longer
-    one.
+def _written_as_name(text: str, normalized: NormalizedText | None, start: int, end: int) -> str | None:
+    """Whether a one-token hit is written as a name (`leaks`): only if capitalised; as the first word of a longer name,
+    a first name (FIRST); at a sentence start only if no word of the language; elsewhere weakly if one of its
+    commonest words (`leaks.common_word`).
 
-    True where the document's case is unknown (a bare normalised text).
+    YES where the document's case is unknown (a bare normalised text).
     """
     if normalized is None:
-        return True
+        return YES
     original = normalized.original
     first, stop = normalized.span_to_original(start, end)
     if original[first : first + 1].isdigit():
-        return True  # a number has no case ("265's")
+        return YES  # a number has no case ("265's")
     if not original[first : first + 1].isupper():
-        return False
-    before = original[max(0, first - 40) : first].rstrip()
-    if not before or before[-1:] in ".!?:":
-        return False  # a sentence start: any word is capitalised there
+        return None
+    word = original[first:stop]
     after = original[stop : stop + 3].lstrip(" ")
-    return not after[:1].isupper()  # "William Shakespeare": a first name here
+    if after[:1].isupper():  # "William Shakespeare", "Carl Moland": a first name here, wherever it stands
+        return FIRST
+    before = original[max(0, first - 40) : first].rstrip()
+    if not before or before[-1:] in ".!?:":  # a sentence start: any word is capitalised there
+        return None if common_word(word, at_sentence_start=True) else YES
+    return WEAK if common_word(word, at_sentence_start=False) else YES
 
 
 def _names_person(person: PersonName, text: str, start: int) -> bool:

@@ -40,7 +40,7 @@ from extractor.verify.corpus import TextCursor, WiderCorpus, iter_job_texts
 from extractor.verify.facts import AnswerReader
 from extractor.verify.grounding import DocumentMatcher
 from extractor.verify.index import NameScanner
-from extractor.verify.leaks import NAME, LeakRule, leak_rule
+from extractor.verify.leaks import LeakRule, corroborated, leak_rule, quote_rule
 from extractor.verify.normalize import NormalizedText, name_variants, normalize, normalize_name
 from extractor.verify.policy import Policy
 
@@ -126,11 +126,11 @@ def verify_job(job: Job, *, policy: Policy | None = None, against: list[WiderCor
                 for doc_id, path, raw in corpus.iter_texts():
                     if scanner.scan(doc_id, normalize(raw)):
                         external[doc_id] = {"path": path, **corpus.describe()}
-            scanner.drop_common(len(texts))
+            scanner.settle(len(texts))
         del texts
 
         for entry in pending:
-            _decide(entry, scanner.sources, resolved, pending=True)
+            _decide(entry, scanner.sources, resolved, pending=True, weak=scanner.weak)
             summary.count(entry)
         header = {
             "format": VERIFY_FORMAT,
@@ -256,8 +256,9 @@ def _align_answer(
             aligned = quotes.get(evidence)  # relations drawn from one sentence share their quote
             if aligned is None:
                 aligned = quotes[evidence] = matcher.align_quote(evidence)
-                if aligned.verdict is None:
-                    lookups.append((normalize_name(evidence), NAME))
+                rule = quote_rule(evidence) if aligned.verdict is None else None
+                if rule is not None:
+                    lookups.append((normalize_name(evidence), rule))
             quote, quote_span, _ = aligned
         rels.append(
             {
@@ -343,19 +344,36 @@ def _may_be_a_leak(name: str, schema_words: frozenset[str]) -> bool:
 # ---------------------------------------------------------------- steps 2 and 3: sources, then the policy
 
 
-def _decide(entry: dict[str, Any], sources: dict[str, set[str]], policy: Policy, *, pending: bool) -> None:
-    """Final verdicts from the leak scan, then status and reasons from the policy."""
+def _decide(
+    entry: dict[str, Any],
+    sources: dict[str, set[str]],
+    policy: Policy,
+    *,
+    pending: bool,
+    weak: dict[str, set[str]] | None = None,
+) -> None:
+    """Final verdicts from the leak scan (`weak` hits count where `leaks.corroborated`), then status and reasons from
+    the policy."""
     if entry.get("status") == "failed":
         return
     own = entry["doc_id"]
     problems = False
-    for ent in entry["entities"] if pending else ():  # a document that waited for no lookup has every verdict
-        if ent["verdict"] is None:
-            key = ent.pop("_key")
-            found = sorted(sources.get(key, set()) - {own}) if key in sources else []
-            ent["verdict"] = "leaked" if found else "ungrounded"
-            ent["sources"] = found
-            problems = True
+    # a document that waited for no lookup has every verdict
+    unknown = [ent for ent in entry["entities"] if ent["verdict"] is None] if pending else []
+    if unknown:
+        keys = [ent.pop("_key") for ent in unknown]
+        found = {key: sources.get(key, set()) - {own} for key in keys if key is not None}
+        if weak:
+            maybe = {key: weak[key] - {own} for key in found if not found[key] and key in weak}
+            if maybe:
+                elsewhere = _found_in_relations(entry["relations"], sources, own)
+                for key, documents in corroborated(maybe, found, elsewhere).items():
+                    found[key] = documents
+        for ent, key in zip(unknown, keys, strict=True):
+            documents = found.get(key, set()) if key is not None else set()
+            ent["verdict"] = "leaked" if documents else "ungrounded"
+            ent["sources"] = sorted(documents)
+        problems = True
     why: dict[int, str] = {}
     for index, rel in enumerate(entry["relations"]):
         head, tail = rel.pop("_ends")
@@ -376,6 +394,18 @@ def _decide(entry: dict[str, Any], sources: dict[str, set[str]], policy: Policy,
         entry["status"], entry["reasons"] = _apply_policy(entry, why, policy)
     else:
         entry["status"], entry["reasons"] = "clean", []
+
+
+def _found_in_relations(relations: list[dict[str, Any]], sources: dict[str, set[str]], own: str) -> set[str]:
+    """The other documents holding a relation end that is no entity of the answer, or an evidence quote."""
+    found: set[str] = set()
+    for rel in relations:
+        for end in rel["_ends"]:
+            if type(end) is not dict and end[1] is not None and not end[2]:
+                found |= sources.get(end[1], set())
+        if rel["_quote"] is None and rel["evidence"]:
+            found |= sources.get(normalize_name(rel["evidence"]), set())
+    return found - {own}
 
 
 def _relation_verdict(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from extractor.verify.grounding import DocumentMatcher
 from extractor.verify.index import LeakIndex, NameScanner
-from extractor.verify.leaks import WORD, leak_rule
+from extractor.verify.leaks import WORD, corroborated, leak_rule
 from extractor.verify.normalize import normalize
 from extractor.verify.values import Value, parse_value, value_forms
 from tests.verify_fixtures import answer, by_path, ingest, prepare, verify, write_docs
@@ -165,17 +165,42 @@ def test_type_words_and_generic_nouns_are_never_leaks(name: str) -> None:
 def test_a_one_token_name_counts_only_where_written_as_a_name() -> None:
     documents = [
         ("common", "The meeting took place in the old hall."),
-        ("sentence-start", "Place names were changed in 1921."),
+        ("sentence-start", "Place names were changed in 1921. Meanwhile the river rose."),
         ("first-name", "William Shakespeare wrote plays."),
         ("name", "He sailed from Paris to Lisbon."),
         ("surname", "The novel by John Morris sold well."),
+        # a word the language hardly uses is a name even where any word would be capitalised
+        ("rare-sentence-start", "Crupet is a village in Belgium."),
+        ("lower-case", "The crupet and the carl were gone."),
     ]
-    scanner = NameScanner({"place": WORD, "william": WORD, "paris": WORD, "morris": WORD})
+    words = ("place", "william", "paris", "morris", "crupet", "meanwhile", "lisbon")
+    scanner = NameScanner(dict.fromkeys(words, WORD))
     for doc_id, text in documents:
         scanner.scan(doc_id, normalize(text))
-    assert scanner.sources == {"place": set(), "william": set(), "paris": {"name"}, "morris": {"surname"}}
+    scanner.settle(len(documents))
+    assert scanner.sources == {
+        "place": set(),
+        "william": set(),
+        "paris": set(),
+        "morris": {"surname"},  # capitalised mid-sentence, and rarer than the language's ~3,000 commonest words
+        "crupet": {"rare-sentence-start"},  # no word of the language: a name, wherever it stands
+        "meanwhile": set(),  # a word of the language, capitalised at a sentence start: not a name
+        "lisbon": {"name"},
+    }
+    # weak hits, a leak only where corroborated: a first name, one of the commonest words ("Paris" 4.8)
+    assert scanner.weak == {"william": {"first-name"}, "paris": {"name"}}
     # without the original text (case unknown) every occurrence counts, as a plain name does
     assert LeakIndex(documents).find_sources(["place"]) == {"place": {"common", "sentence-start"}}
+
+
+def test_a_name_written_as_a_first_name_anywhere_in_the_job_is_weak_everywhere() -> None:
+    scanner = NameScanner({"carl": WORD, "moland": WORD})
+    scanner.scan("a", normalize("The song was sung by Carl Moland in 1950."))
+    scanner.scan("b", normalize("The prize went to Carl, a farmer."))
+    scanner.scan("c", normalize("The band was led by Moland for a year."))
+    scanner.settle(3)
+    assert scanner.sources == {"carl": set(), "moland": {"a", "c"}}
+    assert scanner.weak == {"carl": {"a", "b"}}
 
 
 def test_a_one_token_name_or_value_in_too_many_documents_is_not_a_leak() -> None:
@@ -184,7 +209,7 @@ def test_a_one_token_name_or_value_in_too_many_documents_is_not_a_leak() -> None
         scanner.scan(
             f"d{i}", normalize(f"Document {i} mentions Lisbon, the capital." + (" And Ravenna." if i < 4 else ""))
         )
-    scanner.drop_common(40)  # 10 % of 40 is 4: Ravenna (4 documents) still counts, Lisbon (40) does not
+    scanner.settle(40)  # 10 % of 40 is 4: Ravenna (4 documents) still counts, Lisbon (40) does not
     assert scanner.sources == {"lisbon": set(), "ravenna": {f"d{i}" for i in range(4)}}
 
 
@@ -211,6 +236,101 @@ def test_generic_words_and_first_names_do_not_quarantine_an_honest_job(tmp_path:
     d = {e["name"]: e["verdict"] for e in docs["d.txt"]["entities"]}
     assert d == {"Lisbon": "grounded", "William": "ungrounded", "1954": "ungrounded", "Ravenna": "leaked"}
     assert docs["d.txt"]["status"] == "quarantined" and code == 3
+
+
+def test_a_first_name_is_a_leak_only_next_to_a_real_leak_from_the_same_document(tmp_path: Path) -> None:
+    # benchmarks/concatenation: a stitched answer took "Carl" from a neighbour's "Carl Moland"; honest ones invented
+    # "Juan", which another document holds as a first name, and "Peter" and "John", which one document holds together.
+    texts = {
+        "a.txt": "Crupet is a village in the province of Namur.\n",
+        "b.txt": "The singers Lester Smith and Carl Moland met in Bakersfield in 1956.\n",
+        "c.txt": "Juan Perez opened a bakery in Valencia.\n",
+        "d.txt": "The bridge over the Meuse was rebuilt after the flood.\n",
+        "e.txt": "The mill stood near the church of the village.\n",
+        "f.txt": "The chapel shows Peter and John at the gate.\n",
+        "g.txt": "The ferry to Texel sailed twice a day.\n",
+    }
+    answers = {
+        "a.txt": answer([("Namur", "LOCATION"), ("Carl", "PERSON"), ("Bakersfield", "LOCATION")]),  # stitched with b
+        "b.txt": answer([("Lester Smith", "PERSON"), ("Carl Moland", "PERSON"), ("Bakersfield", "LOCATION")]),
+        "c.txt": answer([("Juan Perez", "PERSON"), ("Valencia", "LOCATION")]),
+        "d.txt": answer([("Meuse", "LOCATION"), ("Juan", "PERSON")]),  # honest: an invented first name
+        "e.txt": answer([("Crupet", "PERSON")]),  # stitched with a.txt: a sentence start, but no word of the language
+        "f.txt": answer([("Peter", "PERSON"), ("John", "PERSON")]),
+        "g.txt": answer([("Texel", "LOCATION"), ("Peter", "PERSON"), ("Carl", "PERSON")]),  # honest, two weak hits
+    }
+    job = ingest(prepare(write_docs(tmp_path / "docs", texts)), answers, tmp_path)
+
+    code, report = verify(job)
+
+    docs = by_path(report)
+    a = {e["name"]: (e["verdict"], e["sources"]) for e in docs["a.txt"]["entities"]}
+    b_id = docs["b.txt"]["doc_id"]
+    assert a == {"Namur": ("grounded", []), "Carl": ("leaked", [b_id]), "Bakersfield": ("leaked", [b_id])}
+    assert {e["name"]: e["verdict"] for e in docs["d.txt"]["entities"]} == {"Meuse": "grounded", "Juan": "ungrounded"}
+    assert {e["name"]: e["verdict"] for e in docs["e.txt"]["entities"]} == {"Crupet": "leaked"}
+    g = {e["name"]: e["verdict"] for e in docs["g.txt"]["entities"]}
+    assert g == {"Texel": "grounded", "Peter": "ungrounded", "Carl": "ungrounded"}
+    status = {path: docs[path]["status"] for path in texts}
+    assert status == {
+        "a.txt": "quarantined",
+        "b.txt": "clean",
+        "c.txt": "clean",
+        "d.txt": "clean",
+        "e.txt": "quarantined",
+        "f.txt": "clean",
+        "g.txt": "clean",
+    }
+    assert code == 3
+
+
+def test_a_weak_hit_counts_only_where_another_finding_is_outright() -> None:
+    assert corroborated({"carl": {"b"}}, {"carl": set(), "bakersfield": {"b"}}) == {"carl": {"b"}}
+    assert corroborated({"peter": {"f"}, "john": {"f"}}, {"peter": set(), "john": set()}) == {
+        "peter": set(),
+        "john": set(),
+    }
+    assert corroborated({"juan": {"c"}}, {"juan": set(), "meuse": set()}) == {"juan": set()}
+    assert corroborated({"juan": {"c", "x"}}, {"juan": set(), "perez": {"x"}}) == {"juan": {"x"}}
+    assert corroborated({"juan": {"c"}}, {"juan": set()}, elsewhere={"c"}) == {"juan": {"c"}}  # an evidence quote
+
+
+def test_an_evidence_quote_is_a_leak_only_when_it_could_only_be_copied(tmp_path: Path) -> None:
+    # a 500-document job of real-model answers: evidence "false", found in other documents, quarantined an honest one
+    texts = {
+        "a.txt": "Ann Lee founded Acme in Leeds.\n",
+        "b.txt": "The rumour proved false, and Acme moved to Leeds.\n",
+        "c.txt": "Bo Chen was born in 1894 in Riga and taught there.\n",
+        "d.txt": "Cy Diaz founded Zenith in Oslo.\n",
+    }
+    answers = {
+        "a.txt": answer(
+            [("Ann Lee", "PERSON"), ("Acme", "ORGANIZATION")],
+            [("Acme", "FOUNDED_BY", "Ann Lee", "false"), ("Acme", "FOUNDED_BY", "Ann Lee", "He was born in")],
+        ),
+        "b.txt": answer([("Acme", "ORGANIZATION"), ("Leeds", "LOCATION")]),
+        "c.txt": answer([("Bo Chen", "PERSON"), ("Riga", "LOCATION")]),
+        # stitched: the quote is c.txt's sentence
+        "d.txt": answer(
+            [("Cy Diaz", "PERSON"), ("Zenith", "ORGANIZATION")],
+            [("Zenith", "FOUNDED_BY", "Cy Diaz", "was born in 1894 in Riga")],
+        ),
+    }
+    job = ingest(prepare(write_docs(tmp_path / "docs", texts)), answers, tmp_path)
+
+    code, report = verify(job)
+
+    docs = by_path(report)
+    assert [r["verdict"] for r in docs["a.txt"]["relations"]] == ["ungrounded", "ungrounded"]
+    assert docs["a.txt"]["status"] == "clean"
+    (stitched,) = docs["d.txt"]["relations"]
+    assert stitched["verdict"] == "leaked" and stitched["sources"] == [docs["c.txt"]["doc_id"]]
+    assert docs["d.txt"]["status"] == "quarantined" and code == 3
+
+
+@pytest.mark.parametrize("name", ["S.A.", "U.S.", "J. R.", "s.a"])
+def test_initials_alone_are_never_a_leak(name: str) -> None:
+    assert leak_rule(name, "ORGANIZATION", frozenset()) is None
 
 
 @settings(max_examples=200, deadline=None)
