@@ -55,8 +55,8 @@ NOTE = (
     " by the rule (one of the ~3,000 commonest English words, written as a first name somewhere in the job, never"
     " written by its origin as a name mid-sentence, or held by more than 10 % of the documents) are skipped and"
     " counted; a weak name is a leak only next to a real one, which a planted leak need not have. The rewrite set"
-    " and its person rules were adjusted on the held-out split while they were written (the tuning split was not looked at):"
-    " for the rewrite set, the tuning split is the unseen one."
+    " and its person rules were adjusted on the held-out split while they were written (the tuning split was not"
+    " looked at): for the rewrite set, the tuning split is the unseen one."
 )
 SPLITS = {"tuning": (0, 250), "held-out": (250, 500)}
 

@@ -9,8 +9,8 @@ capitalised token of its PER/ORG/LOC/MISC mentions renamed to a made-up word see
 document's answer is its gold entities (~20, renamed alike) and up to 10 gold relations
 with their evidence sentence; 1 % of the answers get one entity of the next document
 planted (a leak): a name of two or more words, since one word alone ("France", a first name)
-is no leak by itself under verify's rule (verify/leaks.py). The job goes through the real `prepare` and `collect --output-file`
-path (`prepare_job`, `ingest_files`, `collect_job`).
+is no leak by itself under verify's rule (verify/leaks.py). The job goes through the real
+`prepare` and `collect --output-file` path (`prepare_job`, `ingest_files`, `collect_job`).
 
 Each measurement runs in its own process, so peak RSS (ru_maxrss) is its own:
 - floor: read every request line of the job (the same template-slice reader verify uses)
