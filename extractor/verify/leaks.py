@@ -22,10 +22,10 @@ plausibly have written it on its own; `leak_rule` says how each name is looked u
   leak on their own, not even several of them ("Peter" and "John" both in "Peter and John
   …"): a weak hit is a leak only where something of the same answer is found outright (not
   weakly) in that same document: another name, a relation end, an evidence quote
-  (`corroborated`). Where the document's case is not
-  known (text reshaped by normalisation) every occurrence counts. And it is not a leak when
-  it counts in more than `MAX_SHARE` of the job's documents (and more than `MIN_SHARED`):
-  a word that common is the language's, not one document's;
+  (`corroborated`). Where the document's case is not known (text reshaped by normalisation)
+  every occurrence counts. And it is not a leak when it counts in more than `MAX_SHARE` of
+  the job's documents (and more than `MIN_SHARED`): a word that common is the language's,
+  not one document's;
 - "value", a specific date or number: found by every written form of its value
   (`values.value_forms`: "1921-02-14" in a document saying "14 February 1921"), with the
   same `MAX_SHARE` limit;
