@@ -11,6 +11,7 @@ from disk (`verify --against`) is never held in memory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 import ahocorasick_rs
@@ -142,6 +143,9 @@ def _patterns(key: str, rule: LeakRule) -> list[tuple[str, Check | None]]:
     if rule.kind == "word":
         return [(variant, _written_as_name) for variant in name_variants(key)]
     found: list[tuple[str, Check | None]] = [(variant, None) for variant in name_variants(key)]
+    if rule.kind in ("name", "person"):
+        # "Titanfall: Assault" in a text tokenised as "Titanfall : Assault" (Re-DocRED, many converters)
+        found += [(spaced, None) for variant in name_variants(key) if (spaced := _spaced(variant)) != variant]
     if rule.kind == "value" and rule.value is not None:
         found += [(form, None) for form in value_forms(rule.value)]
     elif rule.kind == "person" and rule.person is not None:
@@ -156,6 +160,14 @@ def _patterns(key: str, rule: LeakRule) -> list[tuple[str, Check | None]]:
                 )
             )
     return found
+
+
+def _spaced(name: str) -> str:
+    """`name` with a space on both sides of its inner punctuation ("titanfall: assault" → "titanfall : assault")."""
+    return " ".join(_INNER_PUNCTUATION.sub(r" \1 ", name).split())
+
+
+_INNER_PUNCTUATION = re.compile(r"(?<=\w)\s*([:;,!?&/()])\s*(?=\w)")
 
 
 def _written_as_name(text: str, normalized: NormalizedText | None, start: int, end: int) -> str | None:

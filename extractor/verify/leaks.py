@@ -7,7 +7,7 @@ plausibly have written it on its own; `leak_rule` says how each name is looked u
 - never a leak (ungrounded at worst): a blank name; a type word — the spec's own types and
   `TYPE_WORDS` ("place", "person", "company", their plurals); a date or number that is not
   specific (`values.Value.specific`: a full date is, a number needs at least 3 significant
-  digits and must not be a bare year: "12", "1954", "1.5 million" are not leaks by value);
+  digits and must not be a bare year: "12", "1954", "1.5 million", "18th" are not leaks by value);
 - "word", a name of one token ("Paris", "William", "Crupet"): it counts in another document
   only where that document writes it capitalised ("place" in "took place" is a common word).
   Where a capital says little, a hit is *weak* or nothing (`index._written_as_name`, with
@@ -43,6 +43,7 @@ plausibly have written it on its own; `leak_rule` says how each name is looked u
 
 from __future__ import annotations
 
+import re
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
@@ -123,6 +124,7 @@ SENTENCE_START_ZIPF = 3.0  # a capitalised word at a sentence start counts only 
 COMMON_ZIPF = 4.5  # at or above this, 30 per million words (the language's ~3,000 commonest: "Paris" 4.8, "John" 5.4,
 #                    "William" 4.9; not "Carl" 4.2, "Morris" 4.2), a capitalised word elsewhere is a weak hit
 QUOTE_TOKENS = 3  # an evidence quote shorter than this is looked up nowhere
+_ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")
 
 
 @lru_cache(maxsize=1 << 16)
@@ -168,6 +170,9 @@ def leak_rule(name: str, kind: str | None, schema_words: frozenset[str]) -> Leak
     value = parse_value(name) or (parse_value(bare[:-2]) if bare.endswith("'s") else None)  # "1921's"
     if value is not None:
         return LeakRule("value", value=value) if value.specific else None
+    ordinal = _ORDINAL.fullmatch(bare)
+    if ordinal is not None and ((number := parse_value(ordinal.group(1))) is None or not number.specific):
+        return None  # "18th", "1st": a small number
     tokens = TOKEN.findall(key)
     person = PersonName.parse(name)
     if person is not None and (is_person_type(kind) or person.titled or any(person.initials)):

@@ -49,6 +49,17 @@ def test_hyphenated_names_are_found_spaced() -> None:
     assert sources == {"new-york": {"x", "y"}, "new york": {"x"}}
 
 
+def test_a_name_is_found_in_a_text_that_spaces_its_punctuation() -> None:
+    # benchmarks/concatenation: Re-DocRED writes "Titanfall : Assault"; a model answers "Titanfall: Assault"
+    documents = [
+        ("x", "Titanfall : Assault is a game ."),
+        ("y", "Smith , Jones & Co . sued ."),
+        ("z", "Titanfall Assault"),
+    ]
+    sources = LeakIndex(documents).find_sources(["Titanfall: Assault", "Smith, Jones & Co.", "Titanfall:Assault"])
+    assert sources == {"titanfall: assault": {"x"}, "smith, jones & co.": {"y"}, "titanfall:assault": {"x"}}
+
+
 def test_a_name_in_several_documents_and_overlapping_names() -> None:
     documents = [(f"d{i}", f"Report {i}: Bank of America and America Movil.") for i in range(50)]
     documents.append(("x", "Only America here."))

@@ -143,7 +143,7 @@ def test_a_reworded_person_or_value_is_found_in_another_document() -> None:
     }
 
 
-@pytest.mark.parametrize("name", ["12", "1954", "2001", "1.5 million", "45%", "3", "$1,000"])
+@pytest.mark.parametrize("name", ["12", "1954", "2001", "1.5 million", "45%", "3", "$1,000", "18th", "1st", "1990th"])
 def test_small_numbers_and_common_years_are_never_leaks(name: str) -> None:
     assert leak_rule(name, "NUMBER", frozenset()) is None
 
