@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from extractor.verify.grounding import DocumentMatcher
 from extractor.verify.index import LeakIndex, NameScanner
-from extractor.verify.leaks import WORD, corroborated, leak_rule
+from extractor.verify.leaks import QUOTE, WORD, common_word, corroborated, leak_rule, quote_rule
 from extractor.verify.normalize import normalize
 from extractor.verify.values import Value, parse_value, value_forms
 from tests.verify_fixtures import answer, by_path, ingest, prepare, verify, write_docs
@@ -331,6 +331,70 @@ def test_an_evidence_quote_is_a_leak_only_when_it_could_only_be_copied(tmp_path:
 @pytest.mark.parametrize("name", ["S.A.", "U.S.", "J. R.", "s.a"])
 def test_initials_alone_are_never_a_leak(name: str) -> None:
     assert leak_rule(name, "ORGANIZATION", frozenset()) is None
+
+
+def test_a_night_of_invented_first_names_quarantines_only_the_stitched_answers(tmp_path: Path) -> None:
+    # 2,000 documents. Every answer but the stitched ones invents a first name that a few other documents use
+    # ("Carl Moland", "Juan Perez"), as the honest Gemma answers did; 1 answer in 100 is stitched: it carries its
+    # neighbour's place ("Zorvath-<n>", a real leak) and first name, and those two are leaked, nothing else is.
+    # 12 names: each is a first name in 167 documents, under the 10 % share above which a name is the language's
+    first_names = [
+        "Carl",
+        "Juan",
+        "Lester",
+        "Ramon",
+        "Alice",
+        "Jonathan",
+        "Peter",
+        "John",
+        "Ruben",
+        "Leroy",
+        "Albert",
+        "Susan",
+    ]
+    count = 2000
+    texts, answers, stitched = {}, {}, set()
+    for i in range(count):
+        first = first_names[i % len(first_names)]
+        texts[f"{i:04d}.txt"] = f"Item {i} was built in Kelvarin-{i} by {first} Moland-{i} in the spring.\n"
+    for i in range(count):
+        name = f"{i:04d}.txt"
+        invented = first_names[(i + 3) % len(first_names)]
+        entities = [(f"Kelvarin-{i}", "LOCATION"), (invented, "PERSON")]
+        if i % 100 == 0:
+            j = (i + 1) % count
+            entities = [
+                (f"Kelvarin-{i}", "LOCATION"),
+                (f"Kelvarin-{j}", "LOCATION"),
+                (first_names[j % len(first_names)], "PERSON"),
+            ]
+            stitched.add(name)
+        answers[name] = answer(entities)
+    job = ingest(prepare(write_docs(tmp_path / "docs", texts)), answers, tmp_path)
+
+    code, report = verify(job)
+
+    docs = by_path(report)
+    quarantined = {path for path, doc in docs.items() if doc["status"] == "quarantined"}
+    assert quarantined == stitched and code == 3
+    for path in stitched:
+        i = int(path[:4])
+        neighbour = docs[f"{(i + 1) % count:04d}.txt"]["doc_id"]
+        verdicts = {e["name"]: (e["verdict"], e["sources"]) for e in docs[path]["entities"]}
+        first = first_names[((i + 1) % count) % len(first_names)]
+        assert verdicts[f"Kelvarin-{(i + 1) % count}"] == ("leaked", [neighbour])
+        assert verdicts[first][0] == "leaked" and neighbour in verdicts[first][1]
+    honest = next(doc for path, doc in docs.items() if path not in stitched)
+    assert [e["verdict"] for e in honest["entities"]] == ["grounded", "ungrounded"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text())
+def test_any_name_or_quote_gets_a_rule_or_none_without_raising(text: str) -> None:
+    rule = leak_rule(text, None, frozenset())
+    assert rule is None or rule.kind in ("name", "word", "value", "person")
+    assert quote_rule(text) in (None, QUOTE)
+    assert common_word(text, at_sentence_start=True) in (True, False)
 
 
 @settings(max_examples=200, deadline=None)
