@@ -29,6 +29,7 @@ from extractor.verify.normalize import (
 )
 from extractor.verify.values import value_forms
 
+_INNER_PUNCTUATION = re.compile(r"(?<=\w)\s*([:;,!?&/()])\s*(?=\w)")  # `_spaced`
 _DFA_PATTERNS = 5000  # up to this many patterns (~10 MB of automaton) the scan uses a DFA
 _WINDOW = 120  # characters before a surname read for the rest of a person's name
 
@@ -142,10 +143,11 @@ def _patterns(key: str, rule: LeakRule) -> list[tuple[str, Check | None]]:
     """The patterns that find `key` under `rule`, each with the check a hit must pass (None: none)."""
     if rule.kind == "word":
         return [(variant, _written_as_name) for variant in name_variants(key)]
-    found: list[tuple[str, Check | None]] = [(variant, None) for variant in name_variants(key)]
+    variants = name_variants(key)
+    found: list[tuple[str, Check | None]] = [(variant, None) for variant in variants]
     if rule.kind in ("name", "person"):
         # "Titanfall: Assault" in a text tokenised as "Titanfall : Assault" (Re-DocRED, many converters)
-        found += [(spaced, None) for variant in name_variants(key) if (spaced := _spaced(variant)) != variant]
+        found += [(spaced, None) for variant in variants if (spaced := _spaced(variant)) != variant]
     if rule.kind == "value" and rule.value is not None:
         found += [(form, None) for form in value_forms(rule.value)]
     elif rule.kind == "person" and rule.person is not None:
@@ -165,9 +167,6 @@ def _patterns(key: str, rule: LeakRule) -> list[tuple[str, Check | None]]:
 def _spaced(name: str) -> str:
     """`name` with a space on both sides of its inner punctuation ("titanfall: assault" → "titanfall : assault")."""
     return " ".join(_INNER_PUNCTUATION.sub(r" \1 ", name).split())
-
-
-_INNER_PUNCTUATION = re.compile(r"(?<=\w)\s*([:;,!?&/()])\s*(?=\w)")
 
 
 def _written_as_name(text: str, normalized: NormalizedText | None, start: int, end: int) -> str | None:

@@ -370,7 +370,7 @@ def _decide(
                 for key, documents in corroborated(maybe, found, elsewhere).items():
                     found[key] = documents
         for ent, key in zip(unknown, keys, strict=True):
-            documents = found.get(key, set()) if key is not None else set()
+            documents = found.get(key, set())  # a key of None (never a leak) is not in `found`
             ent["verdict"] = "leaked" if documents else "ungrounded"
             ent["sources"] = sorted(documents)
         problems = True
